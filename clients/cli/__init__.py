@@ -1,0 +1,25 @@
+"""attache: the user's command line."""
+
+from __future__ import annotations
+
+import click
+
+from clients.cli.authority import authority
+from clients.cli.devices import device
+from clients.cli.session import enroll_command, login_command, logout_command, whoami_command
+from clients.cli.users import user
+
+
+@click.group()
+@click.version_option(package_name="attache")
+def main() -> None:
+    """Attaché: labelled, end-to-end encrypted messaging for liaison offices."""
+
+
+main.add_command(authority)
+main.add_command(enroll_command)
+main.add_command(login_command)
+main.add_command(logout_command)
+main.add_command(whoami_command)
+main.add_command(user)
+main.add_command(device)

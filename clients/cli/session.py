@@ -1,0 +1,125 @@
+"""attache enroll / login / logout / whoami."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clients.cli._common import (
+    authority_passphrase,
+    call,
+    device_passphrase,
+    home_option,
+    keystore,
+    run,
+    show,
+    with_client,
+)
+from clients.cli.terminal import terminal
+from clients.sdk import AttacheClient, Enrolment, connect, enroll
+
+
+@click.command("enroll")
+@click.option("--server", required=True, help="the server's address, e.g. http://127.0.0.1:8600")
+@click.option("--user", "username", required=True, help="your username")
+@click.option("--code", required=True, help="the one-time code from your security officer")
+@click.option("--name", "device_name", default=None, help="a name for this device")
+@click.option(
+    "--certify-as",
+    "certify_as",
+    default=None,
+    metavar="NATION",
+    help="security officers: certify this device at once with the NATION authority key held here",
+)
+@home_option
+def enroll_command(
+    server: str,
+    username: str,
+    code: str,
+    device_name: str | None,
+    certify_as: str | None,
+    home: Path | None,
+) -> None:
+    """Create this device's keys and register them with a one-time enrolment code."""
+    store = keystore(home)
+    name = device_name or socket.gethostname()[:64] or "device"
+    authority = None
+    if certify_as:
+        nation = certify_as.upper()
+        secret_a = authority_passphrase(nation)
+        authority = (nation, call(lambda: store.authority(nation, secret_a)))
+    secret = device_passphrase(confirm=True)
+    result: Enrolment = run(
+        enroll(
+            server,
+            username=username,
+            code=code,
+            device_name=name,
+            passphrase=secret,
+            keystore=store,
+            authority=authority,
+        )
+    )
+    device = result.device
+    terminal.say(f"device {device['id']} registered for {username} ({device['status']})")
+    terminal.say(f"  fingerprint: {device['fingerprint']}")
+    for nation, key_id in sorted(result.pinned.items()):
+        terminal.say(f"  pinned {nation} authority key {key_id}")
+    if device["status"] == "pending":
+        terminal.say(
+            "Read the fingerprint to your security officer; once they certify this device, "
+            "run 'attache login'."
+        )
+    else:
+        terminal.say("The device is active: run 'attache login'.")
+
+
+@click.command("login")
+@home_option
+def login_command(home: Path | None) -> None:
+    """Sign in with this device's key (challenge-response) and keep the session token."""
+    store = keystore(home)
+    profile = call(store.profile)
+    secret = device_passphrase()
+
+    async def go() -> dict[str, Any]:
+        client = await connect(store, passphrase=secret)
+        async with client:
+            return await client.me()
+
+    me = run(go())
+    terminal.say(
+        f"signed in to {profile.server} as {me['username']} ({show(me['nationality'])}, "
+        f"{show(me['clearance'])}) on device {profile.device_id}"
+    )
+
+
+@click.command("logout")
+@home_option
+def logout_command(home: Path | None) -> None:
+    """End this device's session on the server and forget the token."""
+    store = keystore(home)
+
+    async def go(client: AttacheClient) -> None:
+        await client.logout()
+
+    with_client(home, go)
+    store.clear_session()
+    terminal.say("signed out")
+
+
+@click.command("whoami")
+@home_option
+def whoami_command(home: Path | None) -> None:
+    """Show who this device is signed in as."""
+
+    async def go(client: AttacheClient) -> dict[str, Any]:
+        return await client.me()
+
+    me = with_client(home, go)
+    terminal.say(f"{me['username']}  nation {show(me['nationality'])}")
+    terminal.say(f"  clearance {show(me['clearance'])}")
+    terminal.say(f"  roles     {show(', '.join(me['roles']))}")

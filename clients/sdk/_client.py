@@ -1,0 +1,195 @@
+"""Async HTTP client for the Attaché API. Errors arrive as ``ApiError`` with the problem details."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import httpx
+
+from protocol import enrolment, keys
+
+
+class ApiError(Exception):
+    """The server refused a request; ``problem`` holds its RFC 9457 problem details."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        self.code = str(problem.get("code", "error"))
+        self.detail = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
+        super().__init__(self.detail)
+
+
+class ConnectionFailed(Exception):
+    """The server could not be reached."""
+
+
+class AttacheClient:
+    """One server, optionally one session token. Use as ``async with AttacheClient(url) as c``."""
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        token: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.token = token
+        self._http = httpx.AsyncClient(base_url=self.server, transport=transport, timeout=timeout)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = await self._http.request(
+                method, path, json=json, params=params, headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"cannot reach {self.server}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"detail": response.text[:500] or response.reason_phrase}
+            if not isinstance(problem, dict):
+                problem = {"detail": str(problem)}
+            raise ApiError(response.status_code, problem)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # --- authentication ----------------------------------------------------------------------
+
+    async def login(self, device_id: str, device_keys: keys.DeviceKeys) -> dict[str, Any]:
+        """Challenge-response with the device's signing key; keeps the token for later calls."""
+        challenge = await self.request("POST", "/v1/auth/challenges", json={"device_id": device_id})
+        if challenge["server"].rstrip("/") != self.server:
+            # The signed payload names the server, so a proof cannot be relayed elsewhere;
+            # refuse to sign for a name other than the one we meant to talk to.
+            raise ApiError(
+                400,
+                {
+                    "detail": f"the server calls itself {challenge['server']}, not {self.server}; "
+                    "use that address"
+                },
+            )
+        payload = keys.login_payload(
+            device_id=device_id, challenge=challenge["challenge"], server_origin=self.server
+        )
+        signature = keys.sign_login(device_keys, payload)
+        session = await self.request(
+            "POST",
+            "/v1/auth/sessions",
+            json={
+                "challenge_id": challenge["challenge_id"],
+                "signature": keys.b64u_encode(signature),
+            },
+        )
+        self.token = session["token"]
+        return dict(session)
+
+    async def logout(self) -> None:
+        await self.request("DELETE", "/v1/auth/sessions/current")
+        self.token = None
+
+    async def me(self) -> dict[str, Any]:
+        return dict(await self.request("GET", "/v1/me"))
+
+    # --- directory ---------------------------------------------------------------------------
+
+    async def nations(self) -> list[dict[str, Any]]:
+        return list(await self.request("GET", "/v1/nations"))
+
+    async def create_nation(self, code: str, name: str, authority_key: bytes) -> dict[str, Any]:
+        body = {"code": code, "name": name, "authority_key": keys.b64u_encode(authority_key)}
+        return dict(await self.request("POST", "/v1/nations", json=body))
+
+    async def groups(self) -> list[dict[str, Any]]:
+        return list(await self.request("GET", "/v1/groups"))
+
+    async def create_group(
+        self, name: str, members: list[str], description: str = ""
+    ) -> dict[str, Any]:
+        body = {"name": name, "members": members, "description": description}
+        return dict(await self.request("POST", "/v1/groups", json=body))
+
+    async def offices(self, nation: str | None = None) -> list[dict[str, Any]]:
+        params = {"nation": nation} if nation else None
+        return list(await self.request("GET", "/v1/offices", params=params))
+
+    async def create_office(self, nation: str, name: str, host: str = "") -> dict[str, Any]:
+        body = {"nation": nation, "name": name, "host": host}
+        return dict(await self.request("POST", "/v1/offices", json=body))
+
+    async def users(self, nation: str | None = None) -> list[dict[str, Any]]:
+        params = {"nation": nation} if nation else None
+        return list(await self.request("GET", "/v1/users", params=params))
+
+    async def user(self, user: str) -> dict[str, Any]:
+        """A user by id or username."""
+        return dict(await self.request("GET", f"/v1/users/{user}"))
+
+    async def create_user(self, **fields: Any) -> dict[str, Any]:
+        return dict(await self.request("POST", "/v1/users", json=fields))
+
+    async def update_user(self, user: str, **fields: Any) -> dict[str, Any]:
+        return dict(await self.request("PATCH", f"/v1/users/{user}", json=fields))
+
+    async def set_clearance(
+        self, user: str, clearance: str, certificates: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        body = {"clearance": clearance, "certificates": certificates}
+        return dict(await self.request("PUT", f"/v1/users/{user}/clearance", json=body))
+
+    # --- devices -----------------------------------------------------------------------------
+
+    async def issue_enrolment_code(self, user: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/v1/users/{user}/enrolment-codes"))
+
+    async def enrol(
+        self, *, username: str, code: str, name: str, device_keys: keys.DeviceKeys
+    ) -> dict[str, Any]:
+        """Register this device's public keys with a one-time code; it starts pending."""
+        public = device_keys.public()
+        proof = keys.sign_registration(
+            device_keys,
+            user=username,
+            nonce=keys.b64u_encode(enrolment.code_digest(code)),
+            server=self.server,
+        )
+        body = {
+            "username": username,
+            "code": code,
+            "name": name,
+            "signing_key": keys.b64u_encode(public.signing_key),
+            "encryption_key": keys.b64u_encode(public.encryption_key),
+            "proof": keys.b64u_encode(proof),
+        }
+        return dict(await self.request("POST", "/v1/devices", json=body))
+
+    async def devices(self, status: str | None = None) -> list[dict[str, Any]]:
+        params = {"status": status} if status else None
+        return list(await self.request("GET", "/v1/devices", params=params))
+
+    async def device(self, device_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/v1/devices/{device_id}"))
+
+    async def submit_certificate(
+        self, device_id: str, certificate: dict[str, Any]
+    ) -> dict[str, Any]:
+        body = {"certificate": certificate}
+        return dict(await self.request("PUT", f"/v1/devices/{device_id}/certificate", json=body))
+
+    async def revoke_device(self, device_id: str, reason: str = "") -> dict[str, Any]:
+        body = {"reason": reason}
+        return dict(await self.request("POST", f"/v1/devices/{device_id}/revoke", json=body))

@@ -1,0 +1,185 @@
+"""High-level flows: enrol a device, sign in with it, certify devices as a nation's authority."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from clients.sdk._client import ApiError, AttacheClient
+from clients.sdk.keystore import Keystore, KeystoreError, Profile
+from protocol import keys
+
+CERTIFICATE_VALIDITY = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    profile: Profile
+    device: dict[str, Any]
+    pinned: dict[str, str]  # nation -> authority key id
+
+
+async def enroll(
+    server: str,
+    *,
+    username: str,
+    code: str,
+    device_name: str,
+    passphrase: str,
+    keystore: Keystore,
+    authority: tuple[str, keys.AuthorityKey] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Enrolment:
+    """Create this device's keys, register them with a one-time code and pin the authorities.
+
+    The device starts pending until its nation's security officer certifies it. A security
+    officer enrolling their own device passes ``authority`` (nation, key) to certify at once.
+    """
+    if keystore.has_device():
+        raise KeystoreError(f"{keystore.home} already holds a device; use another ATTACHE_HOME")
+    device_keys = keys.DeviceKeys.generate()
+    async with AttacheClient(server, transport=transport) as client:
+        nations = await client.nations()
+        device = await client.enrol(
+            username=username, code=code, name=device_name, device_keys=device_keys
+        )
+        profile = Profile(
+            server=client.server,
+            username=username,
+            user_id=device["user_id"],
+            device_id=device["id"],
+            device_name=device_name,
+        )
+        keystore.save_device(profile, device_keys, passphrase)
+        pinned: dict[str, str] = {}
+        for nation in nations:
+            key = keys.b64u_decode(nation["authority_key"])
+            if authority is not None and nation["code"] == authority[0]:
+                if key != authority[1].public_bytes():
+                    raise KeystoreError(
+                        f"the server's authority key for {nation['code']} is not the one you hold"
+                    )
+            keystore.pin(nation["code"], key)
+            pinned[nation["code"]] = keys.authority_key_id(key)
+        if authority is not None:
+            device = await certify_device(client, authority[0], authority[1], device)
+    return Enrolment(profile=profile, device=device, pinned=pinned)
+
+
+def check_certifiable(nation: str, device: dict[str, Any]) -> None:
+    """What a security officer's client refuses to sign, whatever the server says."""
+    if device["nationality"] != nation:
+        raise ApiError(
+            403,
+            {
+                "detail": f"{device['username']} is of {device['nationality']}; the {nation} "
+                f"authority vouches only for {nation} people"
+            },
+        )
+    if device["status"] == "revoked":
+        raise ApiError(409, {"detail": "this device is revoked"})
+    if device.get("user_clearance") is None:
+        raise ApiError(409, {"detail": f"{device['username']} has no clearance to vouch for"})
+
+
+async def certify_device(
+    client: AttacheClient,
+    nation: str,
+    authority: keys.AuthorityKey,
+    device: dict[str, Any],
+    *,
+    validity: timedelta = CERTIFICATE_VALIDITY,
+) -> dict[str, Any]:
+    """Sign and submit the certificate binding ``device`` to its user, nationality, clearance."""
+    check_certifiable(nation, device)
+    now = datetime.now(UTC)
+    certificate = keys.issue_certificate(
+        authority,
+        device_id=device["id"],
+        user_id=device["user_id"],
+        username=device["username"],
+        nationality=device["nationality"],
+        clearance=device["user_clearance"],
+        device_keys=keys.DevicePublicKeys(
+            signing_key=keys.b64u_decode(device["signing_key"]),
+            encryption_key=keys.b64u_decode(device["encryption_key"]),
+        ),
+        issued_at=now,
+        expires_at=now + validity,
+    )
+    return await client.submit_certificate(device["id"], certificate.to_json())
+
+
+async def change_clearance(
+    client: AttacheClient,
+    nation: str,
+    authority: keys.AuthorityKey,
+    username: str,
+    clearance_banner: str,
+    *,
+    validity: timedelta = CERTIFICATE_VALIDITY,
+) -> dict[str, Any]:
+    """Set a user's clearance, re-certifying each of their active devices with it.
+
+    The server parses the banner into the canonical clearance; the new certificates must carry
+    exactly that. A user with active devices is refused first (409, listing the devices and
+    the canonical clearance); the client then signs one certificate per device and retries.
+    """
+    user = await client.user(username)
+    if user["nationality"] != nation:
+        raise ApiError(
+            403,
+            {"detail": f"{username} is of {user['nationality']}; you hold the {nation} authority"},
+        )
+    try:
+        return await client.set_clearance(user["id"], clearance_banner, [])
+    except ApiError as exc:
+        # The server refuses to leave an active device uncertified: the refusal lists the
+        # devices and the canonical clearance their new certificates must carry.
+        if exc.status != 409 or "devices" not in exc.problem:
+            raise
+        wanted = set(exc.problem["devices"])
+        canonical = exc.problem["clearance"]
+    devices = [d for d in await client.devices(status="active") if d["id"] in wanted]
+    now = datetime.now(UTC)
+    certificates = [
+        keys.issue_certificate(
+            authority,
+            device_id=d["id"],
+            user_id=user["id"],
+            username=user["username"],
+            nationality=nation,
+            clearance=canonical,
+            device_keys=keys.DevicePublicKeys(
+                signing_key=keys.b64u_decode(d["signing_key"]),
+                encryption_key=keys.b64u_decode(d["encryption_key"]),
+            ),
+            issued_at=now,
+            expires_at=now + validity,
+        ).to_json()
+        for d in devices
+    ]
+    return await client.set_clearance(user["id"], clearance_banner, certificates)
+
+
+async def connect(
+    keystore: Keystore,
+    *,
+    passphrase: str | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AttacheClient:
+    """A client for this device's server: signed in with the device key when a passphrase is
+    given, otherwise using the saved session token."""
+    profile = keystore.profile()
+    client = AttacheClient(profile.server, token=keystore.session_token(), transport=transport)
+    if passphrase is not None:
+        try:
+            session = await client.login(profile.device_id, keystore.device_keys(passphrase))
+        except BaseException:
+            await client.aclose()
+            raise
+        keystore.save_session(session["token"], session["expires_at"])
+    return client

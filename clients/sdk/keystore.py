@@ -1,0 +1,184 @@
+"""The client's local state: device keys (encrypted at rest), pinned authority keys, session.
+
+Layout of the home directory (``ATTACHE_HOME``, default ``~/.attache``), created 0700:
+
+- ``profile.json``: server address, username, user id, device id and name (not secret);
+- ``device.key``: the device's private keys, sealed under the user's passphrase (Argon2id +
+  AES-256-GCM, see ``protocol.keys.seal_secret``);
+- ``pins.json``: the nation enrolment authority public keys this device trusts, pinned at
+  enrolment; certificates of other devices are verified against these and nothing else;
+- ``session.json``: the current bearer token (0600), a short-lived, revocable secret;
+- ``authority-<NATION>.key``: a security officer's nation enrolment authority key, sealed
+  under its own passphrase, with ``authority-<NATION>.pub`` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from protocol import keys
+
+DEVICE_PURPOSE = "device-keys"
+AUTHORITY_PURPOSE = "authority-key"
+
+
+class KeystoreError(Exception):
+    """Local state missing or unreadable; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    server: str
+    username: str
+    user_id: str
+    device_id: str
+    device_name: str
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("ATTACHE_HOME") or Path.home() / ".attache")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file readable by its owner alone, atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+class Keystore:
+    def __init__(self, home: Path | None = None, *, kdf: keys.KdfParams | None = None) -> None:
+        """``kdf`` overrides the passphrase KDF cost for new files (tests use a cheap one)."""
+        self.home = home or default_home()
+        self._kdf = kdf
+
+    def _ensure_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _read_json(self, name: str) -> Any:
+        path = self.home / name
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise KeystoreError(f"{path} is unreadable: {exc}") from exc
+
+    # --- device ------------------------------------------------------------------------------
+
+    def has_device(self) -> bool:
+        return (self.home / "device.key").exists()
+
+    def save_device(self, profile: Profile, device_keys: keys.DeviceKeys, passphrase: str) -> None:
+        if self.has_device():
+            raise KeystoreError(
+                f"{self.home} already holds a device; use another ATTACHE_HOME or remove it"
+            )
+        self._ensure_home()
+        sealed = keys.seal_secret(
+            passphrase, device_keys.to_private_bytes(), purpose=DEVICE_PURPOSE, params=self._kdf
+        )
+        _write_private(self.home / "device.key", sealed)
+        _write_private(self.home / "profile.json", json.dumps(asdict(profile), indent=2).encode())
+
+    def profile(self) -> Profile:
+        data = self._read_json("profile.json")
+        if data is None:
+            raise KeystoreError(f"no device enrolled in {self.home}; run 'attache enroll' first")
+        try:
+            return Profile(**data)
+        except TypeError as exc:
+            raise KeystoreError(f"{self.home / 'profile.json'} is damaged: {exc}") from exc
+
+    def device_keys(self, passphrase: str) -> keys.DeviceKeys:
+        path = self.home / "device.key"
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            raise KeystoreError(
+                f"no device keys in {self.home}; run 'attache enroll' first"
+            ) from None
+        try:
+            return keys.DeviceKeys.from_private_bytes(
+                keys.open_secret(passphrase, blob, purpose=DEVICE_PURPOSE)
+            )
+        except keys.SecretError as exc:
+            raise KeystoreError(f"cannot open {path}: {exc}") from exc
+
+    # --- pinned authority keys ---------------------------------------------------------------
+
+    def pins(self) -> dict[str, bytes]:
+        data = self._read_json("pins.json") or {}
+        return {nation: keys.b64u_decode(key) for nation, key in data.items()}
+
+    def pin(self, nation: str, authority_key: bytes) -> None:
+        """Pin a nation's authority key; a different key for an already pinned nation is refused."""
+        current = self.pins()
+        if nation in current and current[nation] != authority_key:
+            raise KeystoreError(
+                f"the server offers a different authority key for {nation} than the one pinned "
+                f"here ({keys.fingerprint(current[nation])}); refusing it"
+            )
+        current[nation] = authority_key
+        self._ensure_home()
+        encoded = {n: keys.b64u_encode(k) for n, k in sorted(current.items())}
+        _write_private(self.home / "pins.json", json.dumps(encoded, indent=2).encode())
+
+    # --- session -----------------------------------------------------------------------------
+
+    def save_session(self, token: str, expires_at: str) -> None:
+        self._ensure_home()
+        data = json.dumps({"token": token, "expires_at": expires_at}).encode()
+        _write_private(self.home / "session.json", data)
+
+    def session_token(self) -> str | None:
+        data = self._read_json("session.json")
+        return str(data["token"]) if isinstance(data, dict) and "token" in data else None
+
+    def clear_session(self) -> None:
+        (self.home / "session.json").unlink(missing_ok=True)
+
+    # --- nation authority keys ---------------------------------------------------------------
+
+    def authority_path(self, nation: str) -> Path:
+        return self.home / f"authority-{nation}.key"
+
+    def save_authority(self, nation: str, authority: keys.AuthorityKey, passphrase: str) -> Path:
+        path = self.authority_path(nation)
+        if path.exists():
+            raise KeystoreError(f"{path} already exists; refusing to overwrite an authority key")
+        self._ensure_home()
+        sealed = keys.seal_secret(
+            passphrase, authority.to_private_bytes(), purpose=AUTHORITY_PURPOSE, params=self._kdf
+        )
+        _write_private(path, sealed)
+        public = keys.b64u_encode(authority.public_bytes()) + "\n"
+        (self.home / f"authority-{nation}.pub").write_text(public, encoding="utf-8")
+        return path
+
+    def authority(self, nation: str, passphrase: str) -> keys.AuthorityKey:
+        path = self.authority_path(nation)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            raise KeystoreError(
+                f"no authority key for {nation} in {self.home}; only {nation}'s security officer "
+                "holds it ('attache authority init')"
+            ) from None
+        try:
+            return keys.AuthorityKey.from_private_bytes(
+                keys.open_secret(passphrase, blob, purpose=AUTHORITY_PURPOSE)
+            )
+        except keys.SecretError as exc:
+            raise KeystoreError(f"cannot open {path}: {exc}") from exc
+
+    def authority_nations(self) -> list[str]:
+        return sorted(
+            p.name[len("authority-") : -len(".key")] for p in self.home.glob("authority-*.key")
+        )

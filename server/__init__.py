@@ -1,0 +1,1 @@
+"""The Attaché server: FastAPI service, storage, audit, operator CLI."""

@@ -1,0 +1,65 @@
+"""Append audit events inside the caller's transaction.
+
+An event is added to the same session as the action it records, so the action and its event
+commit together or not at all. Events never carry plaintext or key material.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit.models import AuditEvent
+
+ALLOW = "allow"
+DENY = "deny"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: a signed-in user on a device, the operator CLI, or a nation authority."""
+
+    user_id: str | None
+    device_id: str | None
+    nation: str | None
+    via: str = "api"
+
+
+OPERATOR_CLI = Actor(user_id=None, device_id=None, nation=None, via="attache-server")
+
+
+def record(
+    session: AsyncSession,
+    *,
+    actor: Actor | None,
+    action: str,
+    object_type: str,
+    object_id: str,
+    decision: str = ALLOW,
+    reasons: Iterable[str] = (),
+    subject_nation: str | None = None,
+    label: dict[str, Any] | None = None,
+    label_banner: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    if decision not in (ALLOW, DENY):
+        raise ValueError(f"audit decision must be allow or deny, not {decision!r}")
+    event = AuditEvent(
+        action=action,
+        decision=decision,
+        actor_user_id=actor.user_id if actor else None,
+        actor_device_id=actor.device_id if actor else None,
+        actor_nation=actor.nation if actor else None,
+        object_type=object_type,
+        object_id=object_id,
+        subject_nation=subject_nation,
+        label=label,
+        label_banner=label_banner,
+        reasons=list(reasons),
+        details={"via": actor.via if actor else "anonymous", **(details or {})},
+    )
+    session.add(event)
+    return event

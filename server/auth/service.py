@@ -1,0 +1,168 @@
+"""Challenge-response login with device keys, and bearer sessions stored as hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from protocol import keys
+from server.audit import log as audit
+from server.auth import repository as auth_repo
+from server.auth.models import LoginChallenge, SessionToken
+from server.auth.principal import Principal
+from server.db.base import utcnow
+from server.devices import repository as device_repo
+from server.devices.models import DEVICE_ACTIVE
+from server.directory import repository as directory_repo
+from server.directory.models import User
+from server.errors import AuthenticationRequired, Expired, NotFound
+from server.settings import Settings
+
+_BAD_TOKEN = "the session token is missing, expired or revoked; log in again"
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii", errors="replace")).digest()
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    token: str
+    row: SessionToken
+    user: User
+
+
+async def do_issue_challenge(
+    session: AsyncSession, settings: Settings, device_id: str
+) -> LoginChallenge:
+    """Preconditions: none; refuses a device that is not active."""
+    device = await device_repo.get_device(session, device_id)
+    if device is None or device.status != DEVICE_ACTIVE:
+        raise NotFound(f"no active device {device_id}", device_id=device_id)
+    now = utcnow()
+    challenge = LoginChallenge(
+        device_id=device.id,
+        nonce=secrets.token_bytes(32),
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.challenge_ttl_seconds),
+    )
+    session.add(challenge)
+    await session.flush()
+    return challenge
+
+
+async def do_login(
+    session: AsyncSession, settings: Settings, challenge_id: str, signature: bytes
+) -> IssuedSession:
+    """Consume the challenge (whatever the outcome) and open a session if the signature holds.
+
+    Failures are audited and the consumed challenge is kept, so a challenge can never be tried
+    twice.
+    """
+    now = utcnow()
+    challenge = await auth_repo.get_challenge(session, challenge_id)
+    if challenge is None or challenge.used_at is not None or challenge.expires_at <= now:
+        raise Expired("the login challenge is unknown, expired or already used; ask for a new one")
+    challenge.used_at = now
+    device = await device_repo.get_device(session, challenge.device_id)
+    user = await directory_repo.get_user(session, device.user_id) if device else None
+    payload = keys.login_payload(
+        device_id=challenge.device_id,
+        challenge=keys.b64u_encode(challenge.nonce),
+        server_origin=settings.effective_public_url,
+    )
+    reasons: list[str] = []
+    if device is None or user is None or device.status != DEVICE_ACTIVE:
+        reasons.append("device is not active")
+    elif not user.active:
+        reasons.append("user account is disabled")
+    elif not keys.verify_login(device.signing_key, payload, signature):
+        reasons.append("signature does not verify")
+    actor = audit.Actor(
+        user_id=user.id if user else None,
+        device_id=challenge.device_id,
+        nation=user.nationality if user else None,
+    )
+    if reasons:
+        audit.record(
+            session,
+            actor=actor,
+            action="auth.login",
+            object_type="device",
+            object_id=challenge.device_id,
+            decision=audit.DENY,
+            reasons=reasons,
+            subject_nation=actor.nation,
+        )
+        raise AuthenticationRequired(f"login refused: {reasons[0]}", keep_changes=True)
+    assert device is not None
+    assert user is not None
+    token = secrets.token_urlsafe(32)
+    row = SessionToken(
+        token_hash=hash_token(token),
+        user_id=user.id,
+        device_id=device.id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.session_ttl_seconds),
+    )
+    session.add(row)
+    audit.record(
+        session,
+        actor=actor,
+        action="auth.login",
+        object_type="device",
+        object_id=device.id,
+        subject_nation=user.nationality,
+    )
+    await session.flush()
+    return IssuedSession(token=token, row=row, user=user)
+
+
+async def access_principal(session: AsyncSession, token: str | None) -> Principal:
+    if not token:
+        raise AuthenticationRequired(_BAD_TOKEN)
+    row = await auth_repo.get_session_by_hash(session, hash_token(token))
+    now = utcnow()
+    # The lookup is by hash; compare again in constant time so that the equality the
+    # database did is not the only check standing between a guess and a session.
+    if (
+        row is None
+        or not hmac.compare_digest(row.token_hash, hash_token(token))
+        or row.revoked_at is not None
+        or row.expires_at <= now
+    ):
+        raise AuthenticationRequired(_BAD_TOKEN)
+    device = await device_repo.get_device(session, row.device_id)
+    user = await directory_repo.get_user(session, row.user_id)
+    if device is None or device.status != DEVICE_ACTIVE or user is None or not user.active:
+        raise AuthenticationRequired(_BAD_TOKEN)
+    return Principal(user=user, device=device, session_id=row.id)
+
+
+async def do_logout(session: AsyncSession, principal: Principal) -> None:
+    row = await session.get(SessionToken, principal.session_id)
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="auth.logout",
+        object_type="session",
+        object_id=principal.session_id,
+        subject_nation=principal.user.nationality,
+    )
+
+
+__all__ = [
+    "IssuedSession",
+    "access_principal",
+    "do_issue_challenge",
+    "do_login",
+    "do_logout",
+    "hash_token",
+]

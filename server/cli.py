@@ -1,0 +1,332 @@
+"""attache-server: the operator's command line, run on the server machine against its database."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from protocol import keys
+from protocol.catalog import Catalog, CatalogError
+from server import bootstrap
+from server.auth.principal import CONSOLE
+from server.db.engine import create_engine, create_sessionmaker
+from server.devices.service import do_issue_enrolment_code
+from server.directory import repository as repo
+from server.directory import service
+from server.errors import ServiceError
+from server.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+# markup=False: names and descriptions typed by others must never be read as rich markup.
+terminal = Console(markup=False, highlight=False, soft_wrap=True)
+errors = Console(markup=False, highlight=False, soft_wrap=True, stderr=True)
+
+
+def abort(message: str, code: int = 1) -> NoReturn:
+    errors.print(f"Error: {message}")
+    sys.exit(code)
+
+
+def _run(settings: Settings, work: Callable[[AsyncSession, Catalog], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction: committed if it returns, rolled back if it raises."""
+
+    async def runner() -> T:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                catalog = await service.load_catalog(session, settings.load_catalog())
+                return await work(session, catalog)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(runner())
+    except ServiceError as exc:
+        abort(exc.detail)
+    except CatalogError as exc:
+        abort(f"label catalog: {exc}")
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    try:
+        settings.load_catalog()
+    except (OSError, CatalogError) as exc:
+        abort(f"cannot load the label catalog {settings.catalog_path}: {exc}")
+    return settings
+
+
+@click.group()
+def main() -> None:
+    """Operate an Attaché server: database, keys, nations, groups, offices, users."""
+
+
+@main.command()
+def init() -> None:
+    """Create or upgrade the database and create missing server keys (safe to repeat)."""
+    settings = _settings()
+    _initialise(settings)
+
+
+def _initialise(settings: Settings) -> None:
+    bootstrap.prepare_storage(settings)
+    for path in bootstrap.ensure_server_keys(settings):
+        terminal.print(f"created server key {path}")
+    creds = _run(settings, lambda s, _: bootstrap.bootstrap_operator(s, settings))
+    if creds is not None:
+        terminal.print(
+            "\nOperator bootstrap credentials (shown once, valid "
+            f"{settings.enrolment_code_ttl_seconds // 3600} hours):\n"
+            f"  user:            {creds.username}\n"
+            f"  enrolment code:  {creds.code}\n"
+            "Enrol the operator's device with:\n"
+            f"  attache enroll --server {settings.effective_public_url} "
+            f"--user {creds.username} --code {creds.code}\n"
+        )
+
+
+@main.command()
+@click.option("--host", default=None, help="address to listen on (default 127.0.0.1)")
+@click.option("--port", default=None, type=int, help="port to listen on (default 8600)")
+def run(host: str | None, port: int | None) -> None:
+    """Initialise if needed, then serve the API."""
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = _settings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    _initialise(settings)
+    terminal.print(f"Attaché listening on {settings.effective_public_url}")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+# --- nations ---------------------------------------------------------------------------------
+
+
+@main.group()
+def nation() -> None:
+    """Nations and their enrolment authority keys."""
+
+
+def _read_key(value: str) -> bytes:
+    """An authority public key given inline (base64url) or as @FILE holding it."""
+    text = Path(value[1:]).read_text(encoding="utf-8").strip() if value.startswith("@") else value
+    try:
+        return keys.b64u_decode(text.strip())
+    except ValueError as exc:
+        abort(f"the authority key is not valid base64url: {exc}")
+
+
+@nation.command("add")
+@click.argument("code")
+@click.option("--name", required=True, help="the nation's name, e.g. 'United States'")
+@click.option(
+    "--authority-key",
+    required=True,
+    help="the public key printed by 'attache authority init' (base64url, or @FILE)",
+)
+def nation_add(code: str, name: str, authority_key: str) -> None:
+    """Register nation CODE (ISO 3166-1 alpha-3) with its authority's public key."""
+    settings = _settings()
+    key = _read_key(authority_key)
+    created = _run(
+        settings,
+        lambda s, c: service.do_create_nation(
+            s, CONSOLE, c, code=code.upper(), name=name, authority_key=key
+        ),
+    )
+    terminal.print(f"nation {created.code} registered, authority key id {created.authority_key_id}")
+
+
+@nation.command("list")
+def nation_list() -> None:
+    """List registered nations."""
+    nations = _run(_settings(), lambda s, _: repo.list_nations(s))
+    table = Table("code", "name", "authority key id")
+    for n in nations:
+        table.add_row(n.code, n.name, n.authority_key_id)
+    terminal.print(table)
+
+
+# --- groups ----------------------------------------------------------------------------------
+
+
+@main.group()
+def group() -> None:
+    """Partner groups usable in REL TO."""
+
+
+@group.command("add")
+@click.argument("name")
+@click.option("--members", required=True, help="comma-separated nation codes, e.g. USA,GBR")
+@click.option("--description", default="")
+def group_add(name: str, members: str, description: str) -> None:
+    """Add partner group NAME."""
+    codes = [m.strip().upper() for m in members.split(",") if m.strip()]
+    view = _run(
+        _settings(),
+        lambda s, c: service.do_create_group(
+            s, CONSOLE, c, name=name, members=codes, description=description
+        ),
+    )
+    terminal.print(f"group {view.name} added: {', '.join(view.members)}")
+
+
+@group.command("list")
+def group_list() -> None:
+    """List partner groups, from the catalog and from this directory."""
+    views = _run(_settings(), lambda s, c: service.list_groups(s, c))
+    table = Table("name", "source", "members")
+    for v in views:
+        table.add_row(v.name, v.source, ", ".join(v.members))
+    terminal.print(table)
+
+
+# --- offices ---------------------------------------------------------------------------------
+
+
+@main.group()
+def office() -> None:
+    """Liaison offices."""
+
+
+@office.command("add")
+@click.argument("name")
+@click.option("--nation", "nation_code", required=True, help="the sending nation")
+@click.option("--host", default="", help="the host organisation, e.g. 'NATO HQ'")
+def office_add(name: str, nation_code: str, host: str) -> None:
+    """Open liaison office NAME of a nation."""
+    created = _run(
+        _settings(),
+        lambda s, _: service.do_create_office(
+            s, CONSOLE, nation=nation_code.upper(), name=name, host=host
+        ),
+    )
+    terminal.print(f"office {created.name} ({created.nation_code}) created: id {created.id}")
+
+
+@office.command("list")
+def office_list() -> None:
+    """List offices."""
+    offices = _run(_settings(), lambda s, _: repo.list_offices(s))
+    table = Table("id", "nation", "name", "host")
+    for o in offices:
+        table.add_row(o.id, o.nation_code, o.name, o.host)
+    terminal.print(table)
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Users: create, list, issue enrolment codes."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--nation", "nation_code", default=None, help="nationality (none for operators)")
+@click.option("--name", "display_name", default="", help="display name")
+@click.option("--office", "office_name", default=None, help="office name or id")
+@click.option("--clearance", default=None, help='e.g. "NATO SECRET"')
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    help="officer, disclosure_officer, security_officer, auditor, operator (repeatable)",
+)
+def user_add(
+    username: str,
+    nation_code: str | None,
+    display_name: str,
+    office_name: str | None,
+    clearance: str | None,
+    roles: tuple[str, ...],
+) -> None:
+    """Create user USERNAME."""
+    nationality = nation_code.upper() if nation_code else None
+
+    async def work(session: AsyncSession, catalog: Catalog) -> str:
+        office_id = None
+        if office_name is not None:
+            found = await repo.get_office(session, office_name)
+            if found is None and nationality is not None:
+                found = await repo.find_office(session, nationality, office_name)
+            if found is None:
+                abort(f"no office {office_name!r} of {nationality}")
+            office_id = found.id
+        created = await service.do_create_user(
+            session,
+            CONSOLE,
+            catalog,
+            username=username,
+            display_name=display_name,
+            nationality=nationality,
+            office_id=office_id,
+            clearance=clearance,
+            roles=list(roles) or ["officer"],
+        )
+        return created.id
+
+    user_id = _run(_settings(), work)
+    terminal.print(f"user {username} created: id {user_id}")
+
+
+@user.command("list")
+@click.option("--nation", "nation_code", default=None)
+def user_list(nation_code: str | None) -> None:
+    """List users."""
+
+    async def work(session: AsyncSession, catalog: Catalog) -> list[tuple[str, ...]]:
+        users = await repo.list_users(session, nation_code.upper() if nation_code else None)
+        return [
+            (
+                u.username,
+                u.nationality or "-",
+                service.clearance_banner(u, catalog) or "-",
+                ", ".join(u.roles),
+                "yes" if u.active else "no",
+            )
+            for u in users
+        ]
+
+    table = Table("username", "nation", "clearance", "roles", "active")
+    for row in _run(_settings(), work):
+        table.add_row(*row)
+    terminal.print(table)
+
+
+@user.command("code")
+@click.argument("username")
+def user_code(username: str) -> None:
+    """Issue a one-time enrolment code for USERNAME (e.g. a nation's first security officer).
+
+    The code only lets the user register a device's keys; the device becomes trusted only when
+    the nation's authority certifies it.
+    """
+    settings = _settings()
+
+    async def work(session: AsyncSession, _: Catalog) -> tuple[str, str]:
+        target = await service.access_user(session, username)
+        issued = await do_issue_enrolment_code(session, CONSOLE, settings, target)
+        return issued.code, issued.row.expires_at.isoformat(timespec="seconds")
+
+    code, expires = _run(settings, work)
+    terminal.print(f"enrolment code for {username}: {code} (expires {expires})")
+    terminal.print(
+        f"enrol with: attache enroll --server {settings.effective_public_url} "
+        f"--user {username} --code {code}"
+    )

@@ -1,0 +1,21 @@
+"""Every ORM model, imported in one place so that metadata is complete (Alembic, tests)."""
+
+from server.audit.models import AuditEvent
+from server.auth.models import LoginChallenge, SessionToken
+from server.db.base import Base
+from server.devices.models import Device, EnrolmentCode
+from server.directory.models import Nation, Office, PartnerGroup, PartnerGroupMember, User
+
+__all__ = [
+    "AuditEvent",
+    "Base",
+    "Device",
+    "EnrolmentCode",
+    "LoginChallenge",
+    "Nation",
+    "Office",
+    "PartnerGroup",
+    "PartnerGroupMember",
+    "SessionToken",
+    "User",
+]

@@ -1,0 +1,342 @@
+"""Directory actions: nations, partner groups, offices, users, clearances.
+
+Every change writes its audit event in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from protocol import keys
+from protocol.catalog import Catalog, CatalogError
+from protocol.labels import Clearance, LabelError, parse_clearance, render_clearance
+from server.audit import log as audit
+from server.auth.principal import (
+    ALL_ROLES,
+    ROLE_AUDITOR,
+    ROLE_OPERATOR,
+    Caller,
+    check_manages_user,
+    check_operator,
+)
+from server.directory import repository as repo
+from server.directory.models import Nation, Office, PartnerGroup, PartnerGroupMember, User
+from server.errors import Conflict, InvalidInput, NotFound
+
+# Roles a user without a nationality may hold: the server's own staff, who are never
+# cleared for labelled content.
+NATIONLESS_ROLES = frozenset({ROLE_OPERATOR, ROLE_AUDITOR})
+
+
+# --- catalog ---------------------------------------------------------------------------------
+
+
+async def load_catalog(session: AsyncSession, base: Catalog) -> Catalog:
+    """The shipped catalog extended with the nations and groups of this directory."""
+    nations = [n.code for n in await repo.list_nations(session)]
+    groups = {name: members for name, (_, members) in (await repo.list_groups(session)).items()}
+    return base.with_directory(nations, groups)
+
+
+def check_clearance(text: str, catalog: Catalog) -> Clearance:
+    try:
+        return parse_clearance(text, catalog)
+    except LabelError as exc:
+        raise InvalidInput(f"clearance {text!r}: {exc}", field="clearance") from exc
+
+
+def clearance_banner(user: User, catalog: Catalog) -> str | None:
+    if user.clearance is None:
+        return None
+    try:
+        return render_clearance(Clearance.from_canonical(user.clearance, catalog), catalog)
+    except LabelError:
+        # A clearance the current catalog no longer knows: shown raw, and denied by decide().
+        return f"(unknown clearance {user.clearance})"
+
+
+# --- nations ---------------------------------------------------------------------------------
+
+
+async def do_create_nation(
+    session: AsyncSession,
+    caller: Caller,
+    catalog: Catalog,
+    *,
+    code: str,
+    name: str,
+    authority_key: bytes,
+) -> Nation:
+    """Register a nation with the public half of its enrolment authority key. Operator only."""
+    check_operator(caller)
+    if code not in catalog.nations:
+        raise InvalidInput(
+            f"unknown nation {code!r}: the label catalog does not list it", field="code"
+        )
+    try:
+        keys.load_signing_public_key(authority_key)
+        key_id = keys.authority_key_id(authority_key)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"the authority key is not an Ed25519 public key: {exc}", field="authority_key"
+        ) from exc
+    if await repo.get_nation(session, code) is not None:
+        raise Conflict(f"nation {code} is already registered", nation=code)
+    nation = Nation(code=code, name=name, authority_key=authority_key, authority_key_id=key_id)
+    session.add(nation)
+    audit.record(
+        session,
+        actor=caller.actor,
+        action="nation.create",
+        object_type="nation",
+        object_id=code,
+        subject_nation=code,
+        details={"name": name, "authority_key_id": key_id},
+    )
+    await session.flush()
+    return nation
+
+
+async def access_nation(session: AsyncSession, code: str) -> Nation:
+    nation = await repo.get_nation(session, code)
+    if nation is None:
+        raise NotFound(f"unknown nation {code!r}", nation=code)
+    return nation
+
+
+# --- partner groups --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupView:
+    name: str
+    members: list[str]
+    description: str
+    source: str
+
+
+async def list_groups(session: AsyncSession, catalog: Catalog) -> list[GroupView]:
+    """Groups the catalog ships and groups this directory added, one list."""
+    directory = await repo.list_groups(session)
+    views = [
+        GroupView(name, sorted(catalog.groups[name]), "", "catalog")
+        for name in sorted(catalog.groups)
+        if name not in directory
+    ]
+    views += [
+        GroupView(name, sorted(members), group.description, "directory")
+        for name, (group, members) in directory.items()
+    ]
+    return sorted(views, key=lambda v: v.name)
+
+
+async def do_create_group(
+    session: AsyncSession,
+    caller: Caller,
+    catalog: Catalog,
+    *,
+    name: str,
+    members: Sequence[str],
+    description: str = "",
+) -> GroupView:
+    """Add a partner group usable in REL TO. Operator only; members must be known nations."""
+    check_operator(caller)
+    if name in catalog.groups or name in catalog.nations:
+        raise Conflict(f"{name} already names a nation or partner group", group=name)
+    unknown = sorted(set(members) - set(catalog.nations))
+    if unknown:
+        raise InvalidInput(
+            f"unknown nation {unknown[0]!r} in group {name}", field="members", unknown=unknown
+        )
+    try:
+        catalog.with_directory([], {name: members})
+    except CatalogError as exc:
+        raise InvalidInput(str(exc), field="name") from exc
+    session.add(PartnerGroup(name=name, description=description))
+    await session.flush()
+    session.add_all(
+        PartnerGroupMember(group_name=name, nation_code=m) for m in sorted(set(members))
+    )
+    audit.record(
+        session,
+        actor=caller.actor,
+        action="group.create",
+        object_type="group",
+        object_id=name,
+        details={"members": sorted(set(members)), "description": description},
+    )
+    await session.flush()
+    return GroupView(name, sorted(set(members)), description, "directory")
+
+
+# --- offices ---------------------------------------------------------------------------------
+
+
+async def do_create_office(
+    session: AsyncSession, caller: Caller, *, nation: str, name: str, host: str = ""
+) -> Office:
+    """Open a liaison office of a registered nation. Operator only."""
+    check_operator(caller)
+    await access_nation(session, nation)
+    if await repo.find_office(session, nation, name) is not None:
+        raise Conflict(f"{nation} already has an office named {name!r}", office=name)
+    office = Office(nation_code=nation, name=name, host=host)
+    session.add(office)
+    await session.flush()
+    audit.record(
+        session,
+        actor=caller.actor,
+        action="office.create",
+        object_type="office",
+        object_id=office.id,
+        subject_nation=nation,
+        details={"name": name, "host": host},
+    )
+    return office
+
+
+async def access_office(session: AsyncSession, office_id: str) -> Office:
+    office = await repo.get_office(session, office_id)
+    if office is None:
+        raise NotFound(f"unknown office {office_id!r}", office=office_id)
+    return office
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+def check_roles(roles: Sequence[str], nationality: str | None) -> list[str]:
+    unknown = sorted(set(roles) - ALL_ROLES)
+    if unknown:
+        raise InvalidInput(
+            f"unknown role {unknown[0]!r}; roles are {', '.join(sorted(ALL_ROLES))}",
+            field="roles",
+        )
+    if nationality is None and not set(roles) <= NATIONLESS_ROLES:
+        raise InvalidInput(
+            "a user without a nationality may only be an operator or an auditor", field="roles"
+        )
+    if nationality is not None and ROLE_OPERATOR in roles:
+        raise InvalidInput(
+            "operators run the server for every nation and hold no nationality", field="roles"
+        )
+    return sorted(set(roles))
+
+
+async def access_user(session: AsyncSession, user_id: str) -> User:
+    user = await repo.get_user(session, user_id)
+    if user is None:
+        user = await repo.get_user_by_username(session, user_id)
+    if user is None:
+        raise NotFound(f"unknown user {user_id!r}", user=user_id)
+    return user
+
+
+async def do_create_user(
+    session: AsyncSession,
+    caller: Caller,
+    catalog: Catalog,
+    *,
+    username: str,
+    display_name: str = "",
+    nationality: str | None,
+    office_id: str | None = None,
+    clearance: str | None = None,
+    roles: Sequence[str] = ("officer",),
+) -> User:
+    """Create a user. Operators create anyone; a security officer only their own nation's."""
+    if nationality is not None:
+        await access_nation(session, nationality)
+    candidate = User(username=username, nationality=nationality)
+    check_manages_user(caller, candidate)
+    checked_roles = check_roles(roles, nationality)
+    if office_id is not None:
+        office = await access_office(session, office_id)
+        if office.nation_code != nationality:
+            raise InvalidInput(
+                f"office {office.name!r} belongs to {office.nation_code}, not {nationality}",
+                field="office_id",
+            )
+    cleared: Clearance | None = None
+    if clearance is not None:
+        if nationality is None:
+            raise InvalidInput("a user without a nationality cannot hold a clearance")
+        cleared = check_clearance(clearance, catalog)
+    if await repo.get_user_by_username(session, username) is not None:
+        raise Conflict(f"username {username!r} is taken", username=username)
+    user = User(
+        username=username,
+        display_name=display_name,
+        nationality=nationality,
+        office_id=office_id,
+        clearance=cleared.canonical() if cleared else None,
+        roles=checked_roles,
+    )
+    session.add(user)
+    await session.flush()
+    audit.record(
+        session,
+        actor=caller.actor,
+        action="user.create",
+        object_type="user",
+        object_id=user.id,
+        subject_nation=nationality,
+        details={
+            "username": username,
+            "roles": checked_roles,
+            "office_id": office_id,
+            "clearance": user.clearance,
+        },
+    )
+    return user
+
+
+async def do_update_user(
+    session: AsyncSession,
+    caller: Caller,
+    user: User,
+    *,
+    display_name: str | None = None,
+    office_id: str | None = None,
+    roles: Sequence[str] | None = None,
+    active: bool | None = None,
+) -> User:
+    """Change a user's name, office, roles or active flag; old and new values are audited."""
+    check_manages_user(caller, user)
+    changes: dict[str, Any] = {}
+    if display_name is not None and display_name != user.display_name:
+        changes["display_name"] = [user.display_name, display_name]
+        user.display_name = display_name
+    if office_id is not None and office_id != user.office_id:
+        office = await access_office(session, office_id)
+        if office.nation_code != user.nationality:
+            raise InvalidInput(
+                f"office {office.name!r} belongs to {office.nation_code}, not {user.nationality}",
+                field="office_id",
+            )
+        changes["office_id"] = [user.office_id, office_id]
+        user.office_id = office_id
+    if roles is not None:
+        checked = check_roles(roles, user.nationality)
+        if checked != sorted(user.roles):
+            changes["roles"] = [sorted(user.roles), checked]
+            user.roles = checked
+    if active is not None and active != user.active:
+        changes["active"] = [user.active, active]
+        user.active = active
+    if changes:
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="user.update",
+            object_type="user",
+            object_id=user.id,
+            subject_nation=user.nationality,
+            details={"changes": changes},
+        )
+        await session.flush()
+    return user

@@ -1,0 +1,52 @@
+"""One Settings object for the whole server, read from ``ATTACHE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol.catalog import Catalog, load_default_catalog
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATTACHE_", extra="ignore")
+
+    # Where the embedded server keeps its database and keys; created on first run.
+    data_dir: Path = Path("var")
+    # Empty means the embedded SQLite database inside data_dir.
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8600, ge=1, le=65535)
+    # The origin clients sign into their login proofs, so a proof made for one server cannot
+    # be replayed against another. Empty means http://{host}:{port}.
+    public_url: str = ""
+
+    session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    challenge_ttl_seconds: int = Field(default=120, ge=10, le=3600)
+    enrolment_code_ttl_seconds: int = Field(default=72 * 3600, ge=300, le=30 * 24 * 3600)
+    # A label catalog TOML file; empty means the catalog that ships with Attaché.
+    catalog_path: Path | None = None
+    # Largest request body the API accepts (documents stream elsewhere, in a later issue).
+    max_request_bytes: int = Field(default=1 << 20, ge=1024)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'attache.db').resolve()}"
+
+    def load_catalog(self) -> Catalog:
+        if self.catalog_path is None:
+            return load_default_catalog()
+        return Catalog.from_toml(self.catalog_path.read_text(encoding="utf-8"))
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def get_settings() -> Settings:
+    """Read afresh each time: the CLI and tests change the environment between calls."""
+    return Settings()

@@ -1,0 +1,75 @@
+"""The client's key store: sealed device and authority keys, pins, session file permissions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clients.sdk import Keystore, KeystoreError, Profile
+from protocol import keys
+
+FAST = keys.KdfParams.for_tests()
+PROFILE = Profile("http://s", "alice", "u1", "d1", "laptop")
+
+
+def test_device_keys_round_trip_and_files_are_private(tmp_path: Path) -> None:
+    store = Keystore(tmp_path / "home", kdf=FAST)
+    device_keys = keys.DeviceKeys.generate()
+    store.save_device(PROFILE, device_keys, "pass phrase")
+    assert store.profile() == PROFILE
+    opened = store.device_keys("pass phrase")
+    assert opened.public() == device_keys.public()
+    for name in ("device.key", "profile.json"):
+        assert (store.home / name).stat().st_mode & 0o077 == 0
+    assert (store.home).stat().st_mode & 0o077 == 0
+    raw = (store.home / "device.key").read_bytes()
+    assert device_keys.to_private_bytes()[:32] not in raw
+
+
+def test_wrong_passphrase_and_tampering_are_refused(tmp_path: Path) -> None:
+    store = Keystore(tmp_path, kdf=FAST)
+    store.save_device(PROFILE, keys.DeviceKeys.generate(), "right")
+    with pytest.raises(KeystoreError, match="wrong passphrase"):
+        store.device_keys("wrong")
+    path = tmp_path / "device.key"
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 1
+    path.write_bytes(bytes(blob))
+    with pytest.raises(KeystoreError, match="cannot open"):
+        store.device_keys("right")
+
+
+def test_a_second_device_or_authority_is_not_overwritten(tmp_path: Path) -> None:
+    store = Keystore(tmp_path, kdf=FAST)
+    store.save_device(PROFILE, keys.DeviceKeys.generate(), "p")
+    with pytest.raises(KeystoreError, match="already holds a device"):
+        store.save_device(PROFILE, keys.DeviceKeys.generate(), "p")
+    authority = keys.AuthorityKey.generate()
+    store.save_authority("USA", authority, "a")
+    with pytest.raises(KeystoreError, match="refusing to overwrite"):
+        store.save_authority("USA", keys.AuthorityKey.generate(), "a")
+    assert store.authority("USA", "a").public_bytes() == authority.public_bytes()
+    # A device key file cannot be opened as an authority key, even with the right passphrase.
+    (tmp_path / "authority-GBR.key").write_bytes((tmp_path / "device.key").read_bytes())
+    with pytest.raises(KeystoreError):
+        store.authority("GBR", "p")
+
+
+def test_pins_refuse_a_changed_authority_key(tmp_path: Path) -> None:
+    store = Keystore(tmp_path)
+    first = keys.AuthorityKey.generate().public_bytes()
+    store.pin("USA", first)
+    store.pin("USA", first)
+    with pytest.raises(KeystoreError, match="different authority key for USA"):
+        store.pin("USA", keys.AuthorityKey.generate().public_bytes())
+    assert store.pins() == {"USA": first}
+
+
+def test_missing_state_says_what_to_do(tmp_path: Path) -> None:
+    store = Keystore(tmp_path / "empty")
+    with pytest.raises(KeystoreError, match="attache enroll"):
+        store.profile()
+    with pytest.raises(KeystoreError, match="authority init"):
+        store.authority("USA", "x")
+    assert store.session_token() is None

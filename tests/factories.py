@@ -1,0 +1,131 @@
+"""Test factories: nations with real authority keys, users, and devices enrolled the real way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from clients.sdk import AttacheClient, Keystore, certify_device, enroll
+from protocol import keys
+from server.auth.principal import CONSOLE
+from server.devices.service import do_issue_enrolment_code
+from server.directory import service as directory
+from server.directory.models import User
+
+PASSPHRASE = "correct horse battery staple"
+FAST_KDF = keys.KdfParams.for_tests()
+
+
+@dataclass
+class Member:
+    """A user with one enrolled, certified device and a signed-in client."""
+
+    user: User
+    keystore: Keystore
+    device_id: str
+    device_keys: keys.DeviceKeys
+    client: AttacheClient
+
+
+@dataclass
+class World:
+    app: Any
+    transport: httpx.ASGITransport
+    homes: Path
+    origin: str
+    authorities: dict[str, keys.AuthorityKey] = field(default_factory=dict)
+    _clients: list[AttacheClient] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+    def client(self, token: str | None = None) -> AttacheClient:
+        c = AttacheClient(self.origin, token=token, transport=self.transport)
+        self._clients.append(c)
+        return c
+
+    async def _session(self) -> Any:
+        return self.app.state.sessionmaker()
+
+    async def nation(self, code: str, name: str | None = None) -> keys.AuthorityKey:
+        authority = keys.AuthorityKey.generate()
+        async with self.app.state.sessionmaker() as session, session.begin():
+            catalog = await directory.load_catalog(session, self.app.state.catalog)
+            await directory.do_create_nation(
+                session,
+                CONSOLE,
+                catalog,
+                code=code,
+                name=name or code,
+                authority_key=authority.public_bytes(),
+            )
+        self.authorities[code] = authority
+        return authority
+
+    async def user(
+        self,
+        username: str,
+        nation: str | None,
+        *,
+        clearance: str | None = "NATO SECRET",
+        roles: tuple[str, ...] = ("officer",),
+    ) -> User:
+        async with self.app.state.sessionmaker() as session, session.begin():
+            catalog = await directory.load_catalog(session, self.app.state.catalog)
+            return await directory.do_create_user(
+                session,
+                CONSOLE,
+                catalog,
+                username=username,
+                nationality=nation,
+                clearance=clearance if nation else None,
+                roles=roles,
+            )
+
+    async def code(self, user: User) -> str:
+        async with self.app.state.sessionmaker() as session, session.begin():
+            issued = await do_issue_enrolment_code(session, CONSOLE, self.app.state.settings, user)
+            return issued.code
+
+    def keystore(self, username: str) -> Keystore:
+        return Keystore(self.homes / username, kdf=FAST_KDF)
+
+    async def enrolled(self, user: User, *, certify: bool = True) -> Member:
+        """Enrol a device for ``user`` through the API, certify it with the nation's authority
+        key (unless told not to) and sign in."""
+        store = self.keystore(user.username)
+        result = await enroll(
+            self.origin,
+            username=user.username,
+            code=await self.code(user),
+            device_name=f"{user.username}-laptop",
+            passphrase=PASSPHRASE,
+            keystore=store,
+            transport=self.transport,
+        )
+        device = result.device
+        client = self.client()
+        if certify and user.nationality is not None:
+            device = await certify_device(
+                client, user.nationality, self.authorities[user.nationality], device
+            )
+        device_keys = store.device_keys(PASSPHRASE)
+        if device["status"] == "active":
+            await client.login(device["id"], device_keys)
+        return Member(user, store, device["id"], device_keys, client)
+
+    async def member(
+        self,
+        username: str,
+        nation: str | None,
+        *,
+        clearance: str | None = "NATO SECRET",
+        roles: tuple[str, ...] = ("officer",),
+    ) -> Member:
+        return await self.enrolled(
+            await self.user(username, nation, clearance=clearance, roles=roles)
+        )

@@ -1,0 +1,33 @@
+"""Every endpoint refuses anonymous callers unless it is deliberately public, and says why."""
+
+from __future__ import annotations
+
+import httpx
+
+# Public on purpose, each for its reason:
+PUBLIC = {
+    ("GET", "/healthz"),  # liveness
+    ("POST", "/v1/auth/challenges"),  # the start of login
+    ("POST", "/v1/auth/sessions"),  # login: the device signature authenticates
+    ("POST", "/v1/devices"),  # enrolment: the one-time code authenticates
+    ("PUT", "/v1/devices/{device_id}/certificate"),  # the nation authority's signature does
+    ("GET", "/v1/nations"),  # authority public keys, pinned by devices being enrolled
+}
+
+
+async def test_every_other_endpoint_requires_a_session(
+    app: object, http: httpx.AsyncClient
+) -> None:
+    spec = app.openapi()  # type: ignore[attr-defined]
+    routes = [(method.upper(), path) for path, item in spec["paths"].items() for method in item]
+    assert PUBLIC <= set(routes), PUBLIC - set(routes)
+    checked = 0
+    for method, path in routes:
+        if (method, path) in PUBLIC:
+            continue
+        url = path.replace("{user_id}", "someone").replace("{device_id}", "some-device")
+        response = await http.request(method, url, json={})
+        assert response.status_code == 401, (method, path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        checked += 1
+    assert checked >= 10

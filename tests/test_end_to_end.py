@@ -1,0 +1,289 @@
+"""The foundation as a new user meets it: a real server process and the two CLIs.
+
+An operator registers nations (with the public keys their security officers created), an
+office and users; a security officer enrols their own device and then a user's; the user logs
+in with `attache`; a security officer of another nation cannot touch that user.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Shell:
+    def __init__(self, base_env: dict[str, str]) -> None:
+        self.base_env = base_env
+
+    def run(self, *args: str, ok: bool = True, **env: str) -> str:
+        result = subprocess.run(
+            [str(BIN / args[0]), *args[1:]],
+            env={**self.base_env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        output = result.stdout + result.stderr
+        assert (result.returncode == 0) == ok, f"{args}: exit {result.returncode}\n{output}"
+        return output
+
+
+@pytest.fixture
+def server(
+    tmp_path: Path, database_url: str, clean_database: None
+) -> Iterator[tuple[str, Shell, str]]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "ATTACHE_DATA_DIR": str(tmp_path / "var"),
+        "ATTACHE_DATABASE_URL": database_url,
+        "ATTACHE_PORT": str(port),
+        "ATTACHE_PASSPHRASE": "device passphrase for tests",
+        "ATTACHE_AUTHORITY_PASSPHRASE": "authority passphrase for tests",
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
+    log = (tmp_path / "server.log").open("w+")
+    process = subprocess.Popen(
+        [str(BIN / "attache-server"), "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, Path(log.name).read_text()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        yield url, Shell(env), Path(log.name).read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def _field(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not in:\n{text}"
+    return match.group(1)
+
+
+def test_operator_security_officers_and_a_user(
+    tmp_path: Path, server: tuple[str, Shell, str]
+) -> None:
+    url, sh, startup = server
+    assert "Operator bootstrap credentials" in startup
+    homes = tmp_path / "homes"
+
+    # Each nation's security officer creates the authority key on their own machine.
+    usa_pub = _field(
+        r"public key:\s+(\S+)",
+        sh.run("attache", "authority", "init", "--nation", "USA", "--home", str(homes / "sam")),
+    )
+    gbr_pub = _field(
+        r"public key:\s+(\S+)",
+        sh.run("attache", "authority", "init", "--nation", "GBR", "--home", str(homes / "gwen")),
+    )
+
+    # The operator registers only the public keys, then an office and the people.
+    sh.run(
+        "attache-server",
+        "nation",
+        "add",
+        "USA",
+        "--name",
+        "United States",
+        "--authority-key",
+        usa_pub,
+    )
+    sh.run(
+        "attache-server",
+        "nation",
+        "add",
+        "GBR",
+        "--name",
+        "United Kingdom",
+        "--authority-key",
+        gbr_pub,
+    )
+    sh.run("attache-server", "group", "add", "AUKUS", "--members", "USA,GBR,AUS")
+    sh.run(
+        "attache-server",
+        "office",
+        "add",
+        "US Liaison Office",
+        "--nation",
+        "USA",
+        "--host",
+        "NATO HQ",
+    )
+    sh.run(
+        "attache-server",
+        "user",
+        "add",
+        "sam",
+        "--nation",
+        "USA",
+        "--office",
+        "US Liaison Office",
+        "--clearance",
+        "NATO SECRET",
+        "--role",
+        "officer",
+        "--role",
+        "security_officer",
+    )
+    sh.run(
+        "attache-server", "user", "add", "alice", "--nation", "USA", "--clearance", "NATO SECRET"
+    )
+    sh.run(
+        "attache-server",
+        "user",
+        "add",
+        "gwen",
+        "--nation",
+        "GBR",
+        "--clearance",
+        "NATO SECRET",
+        "--role",
+        "security_officer",
+    )
+
+    # Each security officer enrols and self-certifies their own device, then logs in.
+    for name, nation in (("sam", "USA"), ("gwen", "GBR")):
+        code = _field(
+            r"enrolment code for \w+: (\S+)", sh.run("attache-server", "user", "code", name)
+        )
+        out = sh.run(
+            "attache",
+            "enroll",
+            "--server",
+            url,
+            "--user",
+            name,
+            "--code",
+            code,
+            "--certify-as",
+            nation,
+            "--home",
+            str(homes / name),
+        )
+        assert "(active)" in out
+        assert "signed in" in sh.run("attache", "login", "--home", str(homes / name))
+
+    # Sam issues Alice a code; Alice enrols; her device waits for Sam's certificate.
+    code = _field(
+        r"enrolment code for alice: (\S+)",
+        sh.run("attache", "user", "code", "alice", "--home", str(homes / "sam")),
+    )
+    out = sh.run(
+        "attache",
+        "enroll",
+        "--server",
+        url,
+        "--user",
+        "alice",
+        "--code",
+        code,
+        "--home",
+        str(homes / "alice"),
+    )
+    device_id = _field(r"device (\S+) registered for alice \(pending\)", out)
+    fingerprint = _field(r"fingerprint: ([0-9a-f ]+)\n", out)
+    assert "no active device" in sh.run(
+        "attache", "login", "--home", str(homes / "alice"), ok=False
+    )
+    pending = sh.run("attache", "device", "list", "--pending", "--home", str(homes / "sam"))
+    assert device_id in pending
+    out = sh.run(
+        "attache",
+        "device",
+        "certify",
+        device_id,
+        "--nation",
+        "USA",
+        "--yes",
+        "--home",
+        str(homes / "sam"),
+    )
+    assert fingerprint.strip() in out
+    assert "is active" in out
+
+    # Alice logs in with her device key.
+    out = sh.run("attache", "login", "--home", str(homes / "alice"))
+    assert "as alice (USA, NATO SECRET)" in out
+    assert "NATO SECRET" in sh.run("attache", "whoami", "--home", str(homes / "alice"))
+
+    # Gwen (GBR) cannot touch a USA user, with or without the USA authority key.
+    refused = sh.run("attache", "user", "code", "alice", "--home", str(homes / "gwen"), ok=False)
+    assert "manages only users of GBR" in refused
+    refused = sh.run(
+        "attache",
+        "device",
+        "certify",
+        device_id,
+        "--nation",
+        "GBR",
+        "--yes",
+        "--home",
+        str(homes / "gwen"),
+        ok=False,
+    )
+    assert "unknown device" in refused
+    refused = sh.run(
+        "attache",
+        "user",
+        "clear",
+        "alice",
+        "NATO CONFIDENTIAL",
+        "--nation",
+        "USA",
+        "--home",
+        str(homes / "gwen"),
+        ok=False,
+    )
+    assert "no authority key for USA" in refused
+
+    # Sam lowers Alice's clearance: her device is re-certified in the same step.
+    out = sh.run(
+        "attache",
+        "user",
+        "clear",
+        "alice",
+        "NATO CONFIDENTIAL",
+        "--nation",
+        "USA",
+        "--home",
+        str(homes / "sam"),
+    )
+    assert "now cleared NATO CONFIDENTIAL" in out
+    assert "NATO CONFIDENTIAL" in sh.run("attache", "whoami", "--home", str(homes / "alice"))
+
+    # Wrong passphrase: a plain sentence, no traceback.
+    refused = sh.run(
+        "attache", "login", "--home", str(homes / "alice"), ok=False, ATTACHE_PASSPHRASE="wrong"
+    )
+    assert "wrong passphrase" in refused
+    assert "Traceback" not in refused
