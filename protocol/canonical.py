@@ -21,6 +21,16 @@ CTX_LOGIN = "attache/v1/login"
 CTX_KEY_FINGERPRINT = "attache/v1/key-fingerprint"
 CTX_AUTHORITY_KEY_ID = "attache/v1/authority-key-id"
 CTX_SEALED_SECRET = "attache/v1/sealed-secret"
+CTX_AUDIENCE_DEVICES = "attache/v1/audience-devices"
+CTX_AUDIENCE_HEADER = "attache/v1/audience-header"
+CTX_AUDIENCE_SIGNATURE = "attache/v1/audience-signature"
+CTX_AUDIENCE_ENVELOPE = "attache/v1/audience-envelope"
+CTX_MESSAGE_HEADER = "attache/v1/message-header"
+CTX_MESSAGE_KEY = "attache/v1/message-key"
+CTX_MESSAGE_KEY_COMMITMENT = "attache/v1/message-key-commitment"
+CTX_MESSAGE_BODY = "attache/v1/message-body"
+CTX_MESSAGE_BODY_DIGEST = "attache/v1/message-body-digest"
+CTX_MESSAGE_SIGNATURE = "attache/v1/message-signature"
 
 
 class CanonicalizationError(ValueError):

@@ -10,10 +10,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from protocol.catalog import Catalog
 from server.auth.endpoints import router as auth_router
+from server.channels.endpoints import router as channels_router
 from server.db.engine import create_engine, create_sessionmaker
 from server.devices.endpoints import router as devices_router
 from server.directory.endpoints import router as directory_router
 from server.errors import install_error_handlers, problem_response
+from server.realtime.bus import InProcessBus
+from server.realtime.gateway import router as stream_router
 from server.settings import Settings, get_settings
 
 
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     app.state.settings = settings
     app.state.catalog = catalog or settings.load_catalog()
+    app.state.bus = InProcessBus()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
 
@@ -93,4 +97,6 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(auth_router)
     app.include_router(directory_router)
     app.include_router(devices_router)
+    app.include_router(channels_router)
+    app.include_router(stream_router)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pydantic import Field
@@ -26,10 +27,14 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
     challenge_ttl_seconds: int = Field(default=120, ge=10, le=3600)
     enrolment_code_ttl_seconds: int = Field(default=72 * 3600, ge=300, le=30 * 24 * 3600)
+    # Websocket stream: time to authenticate, and longest silence from a client before closing.
+    ws_auth_seconds: float = Field(default=10.0, gt=0, le=120)
+    ws_idle_seconds: float = Field(default=60.0, gt=0, le=3600)
     # A label catalog TOML file; empty means the catalog that ships with Attaché.
     catalog_path: Path | None = None
-    # Largest request body the API accepts (documents stream elsewhere, in a later issue).
-    max_request_bytes: int = Field(default=1 << 20, ge=1024)
+    # Largest request body the API accepts: an audience for several hundred devices fits
+    # (documents stream elsewhere, in a later issue).
+    max_request_bytes: int = Field(default=4 << 20, ge=1024)
 
     @property
     def effective_database_url(self) -> str:
@@ -37,10 +42,17 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'attache.db').resolve()}"
 
+    def catalog_toml(self) -> str:
+        """The label catalog's TOML text, as clients fetch it."""
+        if self.catalog_path is None:
+            source = resources.files("protocol") / "catalogs" / "default.toml"
+            return source.read_text(encoding="utf-8")
+        return self.catalog_path.read_text(encoding="utf-8")
+
     def load_catalog(self) -> Catalog:
         if self.catalog_path is None:
             return load_default_catalog()
-        return Catalog.from_toml(self.catalog_path.read_text(encoding="utf-8"))
+        return Catalog.from_toml(self.catalog_toml())
 
     @property
     def effective_public_url(self) -> str:

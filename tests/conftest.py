@@ -13,9 +13,11 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -112,6 +114,25 @@ async def clean_database(database_url: str) -> AsyncIterator[None]:
         await _empty_tables(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def live_url(app: Any) -> AsyncIterator[str]:
+    """The test app served by a real uvicorn on a free loopback port (for websockets, which
+    httpx's in-process transport cannot carry). Its lifespan is the ``app`` fixture's."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 @pytest.fixture

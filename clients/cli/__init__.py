@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from clients.cli.authority import authority
+from clients.cli.channels import channel
 from clients.cli.devices import device
+from clients.cli.messages import listen_command, read_command, send_command
 from clients.cli.session import enroll_command, login_command, logout_command, whoami_command
 from clients.cli.users import user
 
@@ -23,3 +25,7 @@ main.add_command(logout_command)
 main.add_command(whoami_command)
 main.add_command(user)
 main.add_command(device)
+main.add_command(channel)
+main.add_command(send_command)
+main.add_command(read_command)
+main.add_command(listen_command)

@@ -11,7 +11,16 @@ from typing import Any, TypeVar
 import click
 
 from clients.cli.terminal import abort
-from clients.sdk import ApiError, AttacheClient, ConnectionFailed, Keystore, KeystoreError, connect
+from clients.sdk import (
+    ApiError,
+    AttacheClient,
+    ConnectionFailed,
+    Keystore,
+    KeystoreError,
+    MessagingError,
+    Messenger,
+    connect,
+)
 from protocol import keys
 
 T = TypeVar("T")
@@ -63,7 +72,7 @@ def call(work: Callable[[], T]) -> T:
         abort(f"{exc.detail}{hint}")
     except ConnectionFailed as exc:
         abort(str(exc))
-    except KeystoreError as exc:
+    except (KeystoreError, MessagingError) as exc:
         abort(str(exc))
     except keys.CertificateError as exc:
         abort(f"certificate: {exc}")
@@ -83,6 +92,20 @@ def with_client(home: Path | None, action: Callable[[AttacheClient], Awaitable[T
         client = await connect(store)
         async with client:
             return await action(client)
+
+    return run(go())
+
+
+def with_messenger(home: Path | None, action: Callable[[Messenger], Awaitable[T]]) -> T:
+    """Run ``action`` with a Messenger: the device's keys unlocked (passphrase from
+    ATTACHE_PASSPHRASE, or asked) and signed in with them."""
+    store = keystore(home)
+    call(store.profile)  # no device here: say so before asking for a passphrase
+    secret = device_passphrase()
+
+    async def go() -> T:
+        async with await Messenger.open(store, passphrase=secret) as messenger:
+            return await action(messenger)
 
     return run(go())
 

@@ -1,9 +1,14 @@
 """The Attaché Python SDK.
 
-from clients.sdk import Keystore, connect
+from clients.sdk import Keystore, Messenger, connect
 
 async with await connect(Keystore(), passphrase="...") as client:
     me = await client.me()
+
+async with await Messenger.open(Keystore(), passphrase="...") as m:
+    await m.send("liaison", "Meeting moved to 14:00", label="NATO SECRET//REL TO USA, GBR")
+    for msg in await m.read("liaison"):
+        print(msg.banner, msg.sender, msg.text)
 """
 
 from clients.sdk._client import ApiError, AttacheClient, ConnectionFailed
@@ -16,15 +21,29 @@ from clients.sdk._session import (
     enroll,
 )
 from clients.sdk.keystore import Keystore, KeystoreError, Profile
+from clients.sdk.messaging import (
+    ExcludedDevice,
+    MessageStream,
+    MessagingError,
+    Messenger,
+    ReceivedMessage,
+    SentMessage,
+)
 
 __all__ = [
     "ApiError",
     "AttacheClient",
     "ConnectionFailed",
     "Enrolment",
+    "ExcludedDevice",
     "Keystore",
     "KeystoreError",
+    "MessageStream",
+    "MessagingError",
+    "Messenger",
     "Profile",
+    "ReceivedMessage",
+    "SentMessage",
     "certify_device",
     "change_clearance",
     "check_certifiable",

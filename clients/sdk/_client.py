@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -193,3 +195,76 @@ class AttacheClient:
     async def revoke_device(self, device_id: str, reason: str = "") -> dict[str, Any]:
         body = {"reason": reason}
         return dict(await self.request("POST", f"/v1/devices/{device_id}/revoke", json=body))
+
+    # --- channels and messages ---------------------------------------------------------------
+
+    async def catalog(self) -> dict[str, Any]:
+        """The label catalog in force: ``toml``, ``version``, the directory's ``nations`` and
+        ``groups`` (``Catalog.from_toml(toml).with_directory(nations, groups)``)."""
+        return dict(await self.request("GET", "/v1/catalog"))
+
+    async def create_channel(
+        self,
+        name: str,
+        ceiling: str,
+        labels: Sequence[str] = (),
+        default_label: str | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "name": name,
+            "ceiling": ceiling,
+            "labels": list(labels),
+            "default_label": default_label,
+        }
+        return dict(await self.request("POST", "/v1/channels", json=body))
+
+    async def channels(self) -> list[dict[str, Any]]:
+        """The channels the caller is a member of."""
+        return list(await self.request("GET", "/v1/channels"))
+
+    async def channel(self, ref: str) -> dict[str, Any]:
+        """A channel of the caller's, by id or name."""
+        return dict(await self.request("GET", f"/v1/channels/{_segment(ref)}"))
+
+    async def add_member(self, channel: str, user: str) -> dict[str, Any]:
+        """Add ``user`` (id or username); returns the channel with its members."""
+        path = f"/v1/channels/{_segment(channel)}/members"
+        return dict(await self.request("POST", path, json={"user": user}))
+
+    async def remove_member(self, channel: str, user: str) -> None:
+        await self.request("DELETE", f"/v1/channels/{_segment(channel)}/members/{_segment(user)}")
+
+    async def roster(self, channel: str) -> list[dict[str, Any]]:
+        """Members' active devices with their keys and certificates, as the server sees them:
+        verify each certificate before sealing anything to it."""
+        return list(await self.request("GET", f"/v1/channels/{_segment(channel)}/roster"))
+
+    async def create_audience(self, channel: str, sealed: dict[str, Any]) -> dict[str, Any]:
+        """Store an audience (``SealedAudience.to_json()``)."""
+        path = f"/v1/channels/{_segment(channel)}/audiences"
+        return dict(await self.request("POST", path, json=sealed))
+
+    async def submit_message(self, channel: str, sealed: dict[str, Any]) -> dict[str, Any]:
+        """Submit a message (``SealedMessage.to_json()``); idempotent on its message id."""
+        path = f"/v1/channels/{_segment(channel)}/messages"
+        return dict(await self.request("POST", path, json=sealed))
+
+    async def channel_messages(
+        self, channel: str, after: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        """This device's deliveries in one channel after ``after``: ``items``, ``cursor``,
+        ``more``."""
+        path = f"/v1/channels/{_segment(channel)}/messages"
+        params = {"after": after, "limit": limit}
+        return dict(await self.request("GET", path, params=params))
+
+    async def sync(self, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """This device's deliveries in every channel after ``after``: ``items``, ``cursor``,
+        ``more``."""
+        params = {"after": after, "limit": limit}
+        return dict(await self.request("GET", "/v1/sync", params=params))
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: a name typed by a user must not reach another route."""
+    return quote(value, safe="")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
@@ -41,6 +41,15 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+AFTER_COMMIT = "attache.after_commit"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the request's transaction has committed (events, notifications);
+    never for a transaction that rolled back."""
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: the only place that commits or rolls back.
 
@@ -62,3 +71,5 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
+            for callback in session.info.pop(AFTER_COMMIT, []):
+                callback()

@@ -2,16 +2,30 @@
 
 from server.audit.models import AuditEvent
 from server.auth.models import LoginChallenge, SessionToken
+from server.channels.models import (
+    Audience,
+    AudienceEnvelope,
+    Channel,
+    ChannelMember,
+    Delivery,
+    Message,
+)
 from server.db.base import Base
 from server.devices.models import Device, EnrolmentCode
 from server.directory.models import Nation, Office, PartnerGroup, PartnerGroupMember, User
 
 __all__ = [
+    "Audience",
+    "AudienceEnvelope",
     "AuditEvent",
     "Base",
+    "Channel",
+    "ChannelMember",
+    "Delivery",
     "Device",
     "EnrolmentCode",
     "LoginChallenge",
+    "Message",
     "Nation",
     "Office",
     "PartnerGroup",

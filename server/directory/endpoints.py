@@ -11,6 +11,7 @@ from server.devices.service import do_set_clearance
 from server.directory import repository as repo
 from server.directory import service
 from server.directory.schemas import (
+    CatalogRead,
     ClearanceUpdate,
     GroupCreate,
     GroupRead,
@@ -37,6 +38,20 @@ CatalogDep = Annotated[Catalog, Depends(_catalog)]
 @router.get("/me")
 async def me(principal: PrincipalDep, catalog: CatalogDep) -> UserRead:
     return UserRead.of(principal.user, service.clearance_banner(principal.user, catalog))
+
+
+@router.get("/catalog")
+async def get_catalog(request: Request, session: SessionDep, _: PrincipalDep) -> CatalogRead:
+    """The label catalog in force: the TOML clients parse, plus this directory's nations and
+    groups (``Catalog.from_toml(toml).with_directory(nations, groups)`` rebuilds it)."""
+    catalog = await service.load_catalog(session, request.app.state.catalog)
+    directory = await repo.list_groups(session)
+    return CatalogRead(
+        version=catalog.version,
+        toml=request.app.state.settings.catalog_toml(),
+        nations=[n.code for n in await repo.list_nations(session)],
+        groups={name: members for name, (_, members) in directory.items()},
+    )
 
 
 @router.get("/nations")

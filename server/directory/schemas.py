@@ -20,6 +20,13 @@ from server.schemas import (
 Role = Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
 
 
+class CatalogRead(ReadModel):
+    version: str
+    toml: str
+    nations: list[str]
+    groups: dict[str, list[str]]
+
+
 class NationCreate(StrictModel):
     code: NationCode
     name: ShortText

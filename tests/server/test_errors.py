@@ -32,7 +32,7 @@ async def test_malformed_json_is_a_problem(http: httpx.AsyncClient) -> None:
 
 
 async def test_oversized_bodies_are_refused(http: httpx.AsyncClient) -> None:
-    big = b'{"device_id": "' + b"x" * (2 << 20) + b'"}'
+    big = b'{"device_id": "' + b"x" * (5 << 20) + b'"}'
     response = await http.post(
         "/v1/auth/challenges", content=big, headers={"content-type": "application/json"}
     )

@@ -1,0 +1,658 @@
+"""Labelled, end-to-end encrypted messaging for programs: ``Messenger``.
+
+    async with await Messenger.open(Keystore(), passphrase="...") as m:
+        await m.send("liaison", "Meeting moved to 14:00", label="NATO SECRET//REL TO USA, GBR")
+        for msg in await m.read("liaison"):
+            print(msg.banner, msg.sender, msg.text)
+
+What the client checks, and does not take from the server:
+
+- **Sending.** Every roster device's certificate is verified against the nation authority keys
+  pinned in the keystore and must be for that device id and those keys; a device that fails is
+  never sealed to, and is reported in ``SentMessage.excluded``. Eligibility for the label is
+  computed from the certificates (nationality, clearance) with ``protocol.policy.decide``, so a
+  server that lies about a person's nation or clearance cannot get a key for them.
+- **Reading.** Each delivered item is verified before anything is shown: the sender's
+  certificate against the pins (and that it is for the device and user the message names),
+  the audience signed by that device, the message signature, the container and the label.
+  Any failure gives ``verified=False`` with ``text=None`` and ``problem`` saying why.
+- **Trust on first use.** A certificate of a nation not pinned yet (a nation registered after
+  this device enrolled) makes the client pin that nation's key from ``GET /v1/nations``, the
+  same trust-on-first-use as at enrolment; a nation already pinned is never re-pinned, and a
+  different key offered for it is refused. Pin a nation by hand beforehand to avoid relying
+  on the server the first time.
+
+Audiences are cached in memory per Messenger and channel, and reused while the eligible
+devices (ids and keys) are unchanged, for fewer than ``MAX_AUDIENCE_MESSAGES`` messages and
+less than ``MAX_AUDIENCE_AGE``; anything else makes a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
+
+import httpx
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
+
+from clients.sdk._client import ApiError, AttacheClient, ConnectionFailed
+from clients.sdk.keystore import Keystore
+from protocol import envelopes, keys
+from protocol.catalog import Catalog, CatalogError
+from protocol.labels import Clearance, Label, LabelError, parse_label, render_label
+from protocol.policy import Container, Subject, decide
+
+MAX_AUDIENCE_MESSAGES = 100
+MAX_AUDIENCE_AGE = timedelta(days=1)
+TEXT = "text/plain; charset=utf-8"
+# A delivered item carries a body of up to 256 KiB in base64url, plus headers.
+MAX_STREAM_FRAME = 1 << 20
+
+
+class MessagingError(Exception):
+    """This client refused to go on; nothing was sent. The message says why, in a sentence."""
+
+
+@dataclass(frozen=True)
+class ExcludedDevice:
+    """A roster device that was not sealed to, because its certificate did not hold."""
+
+    device_id: str
+    username: str  # as the server names it: the certificate did not vouch for it
+    reason: str
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    seq: int
+    message_id: str
+    channel_id: str
+    banner: str
+    released_to: tuple[str, ...]  # device ids the server released the message to
+    excluded: tuple[ExcludedDevice, ...]
+    created: bool  # False when the server already held this message id
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A delivered message. Only when ``verified`` are ``text``, ``sender``, ``label`` and
+    ``sent_at`` vouched for by the sender's device and its nation; otherwise ``text`` is None,
+    ``problem`` says why, and the rest is what the server claims."""
+
+    seq: int
+    channel_id: str
+    message_id: str | None
+    sender: str | None
+    sender_nation: str | None
+    banner: str
+    label: Label | None
+    text: str | None
+    sent_at: datetime | None
+    verified: bool
+    problem: str | None
+
+
+@dataclass
+class _Audience:
+    audience_id: str
+    key: bytes
+    devices: frozenset[tuple[str, bytes, bytes]]
+    created: datetime
+    messages: int = 0
+
+    def usable_for(self, devices: frozenset[tuple[str, bytes, bytes]], now: datetime) -> bool:
+        return (
+            self.devices == devices
+            and self.messages < MAX_AUDIENCE_MESSAGES
+            and now - self.created < MAX_AUDIENCE_AGE
+        )
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A roster device whose certificate verified, with what the certificate says."""
+
+    device_id: str
+    certificate: keys.CertificateBody
+
+
+class _Unverifiable(Exception):
+    """A delivered item failed a check; the message is the plain sentence shown for it."""
+
+
+def stream_url_for(server: str) -> str:
+    """The websocket address of ``server``: ``ws://`` for ``http://``, ``wss://`` for
+    ``https://``."""
+    if server.startswith("https://"):
+        return "wss://" + server.removeprefix("https://") + "/v1/stream"
+    if server.startswith("http://"):
+        return "ws://" + server.removeprefix("http://") + "/v1/stream"
+    raise ConnectionFailed(f"cannot tell the websocket address of {server}")
+
+
+class Messenger:
+    """One device's messaging session: send, read, sync and listen, verifying everything."""
+
+    def __init__(
+        self,
+        client: AttacheClient,
+        keystore: Keystore,
+        device_keys: keys.DeviceKeys,
+        *,
+        user: Mapping[str, Any],
+        catalog: Catalog,
+        stream_url: str | None = None,
+        owns_client: bool = True,
+    ) -> None:
+        """Prefer ``Messenger.open`` or ``Messenger.from_client``, which fetch ``user``
+        (``GET /v1/me``) and ``catalog``."""
+        profile = keystore.profile()
+        self.client = client
+        self.keystore = keystore
+        self.catalog = catalog
+        self.device_id = profile.device_id
+        self.user_id = str(user["id"])
+        self.username = str(user["username"])
+        self.nationality: str | None = user.get("nationality")
+        self.cursor = 0  # the last sequence number examined by sync or seen live
+        self.stream_url = stream_url or stream_url_for(client.server)
+        self._device_keys = device_keys
+        self._owns_client = owns_client
+        self._audiences: dict[str, _Audience] = {}
+        self._tofu_tried: set[str] = set()
+
+    @classmethod
+    async def open(
+        cls,
+        keystore: Keystore,
+        *,
+        passphrase: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        stream_url: str | None = None,
+    ) -> Messenger:
+        """Unlock this device's keys, sign in with them and load the label catalog."""
+        profile = keystore.profile()
+        device_keys = keystore.device_keys(passphrase)
+        client = AttacheClient(profile.server, transport=transport)
+        try:
+            session = await client.login(profile.device_id, device_keys)
+            keystore.save_session(session["token"], session["expires_at"])
+            return await cls.from_client(client, keystore, device_keys, stream_url=stream_url)
+        except BaseException:
+            await client.aclose()
+            raise
+
+    @classmethod
+    async def from_client(
+        cls,
+        client: AttacheClient,
+        keystore: Keystore,
+        device_keys: keys.DeviceKeys,
+        *,
+        stream_url: str | None = None,
+        owns_client: bool = True,
+    ) -> Messenger:
+        """A Messenger over a client already signed in as this keystore's device."""
+        user = await client.me()
+        info = await client.catalog()
+        try:
+            catalog = Catalog.from_toml(info["toml"]).with_directory(
+                info["nations"], info["groups"]
+            )
+        except (CatalogError, KeyError, TypeError) as exc:
+            raise MessagingError(f"the server's label catalog is unusable: {exc}") from exc
+        return cls(
+            client,
+            keystore,
+            device_keys,
+            user=user,
+            catalog=catalog,
+            stream_url=stream_url,
+            owns_client=owns_client,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+
+    # --- sending -----------------------------------------------------------------------------
+
+    async def send(
+        self,
+        channel: str,
+        text: str,
+        *,
+        label: str | None = None,
+        reply_to: str | None = None,
+    ) -> SentMessage:
+        """Encrypt ``text`` for the devices eligible for ``label`` in ``channel`` and submit it.
+
+        ``label`` is a banner (default: the channel's default label); its originator is this
+        user's nation. Raises ``MessagingError`` when this client refuses (a label it cannot
+        parse, or a server insisting on devices whose certificates do not verify) and
+        ``ApiError`` with the server's plain detail for any refusal of the server's.
+        """
+        info = await self.client.channel(channel)
+        channel_id = str(info["id"])
+        banner = label or str(info["default_label"])
+        try:
+            parsed = parse_label(banner, self.catalog, originator=self.nationality)
+            ceiling = Label.from_canonical(info["ceiling_canonical"], self.catalog)
+        except LabelError as exc:
+            raise MessagingError(f"label {banner!r}: {exc}") from exc
+        message_id = str(uuid.uuid4())
+        plaintext = text.encode("utf-8")
+        for attempt in (1, 2):
+            roster = await self.client.roster(channel_id)
+            verified, excluded = await self._check_roster(roster)
+            container = Container(
+                id=channel_id,
+                ceiling=ceiling,
+                members=frozenset(str(entry["user_id"]) for entry in roster),
+            )
+            eligible = self._eligible(verified, parsed, container)
+            audience = await self._audience(channel_id, eligible)
+            sealed = envelopes.encrypt_message(
+                self._device_keys,
+                audience.key,
+                plaintext,
+                message_id=message_id,
+                container=channel_id,
+                sender_user=self.user_id,
+                sender_device=self.device_id,
+                audience_id=audience.audience_id,
+                sent_at=datetime.now(UTC),
+                label=parsed,
+                content_type=TEXT,
+                reply_to=reply_to,
+            )
+            try:
+                accepted = await self.client.submit_message(channel_id, sealed.to_json())
+            except ApiError as exc:
+                # The server disagrees about who may receive it: this audience is of no use.
+                self._audiences.pop(channel_id, None)
+                if exc.code == "audience-incomplete" and attempt == 1:
+                    continue  # someone joined (or was certified) since the roster was fetched
+                if exc.code == "audience-incomplete":
+                    raise self._insisted(exc, excluded) from exc
+                raise
+            audience.messages += 1
+            return SentMessage(
+                seq=int(accepted["seq"]),
+                message_id=str(accepted["message_id"]),
+                channel_id=channel_id,
+                banner=str(accepted["label"]),
+                released_to=tuple(accepted["released_to"]),
+                excluded=tuple(excluded),
+                created=bool(accepted["created"]),
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _insisted(self, exc: ApiError, excluded: Sequence[ExcludedDevice]) -> Exception:
+        """The server wants devices in the audience twice running: if they are devices this
+        client would not vouch for, say so; otherwise pass the server's refusal on."""
+        wanted = {str(d) for d in exc.problem.get("devices", [])}
+        refused = [d for d in excluded if d.device_id in wanted]
+        if not refused:
+            return exc
+        named = "; ".join(f"device {d.device_id} of {d.username}: {d.reason}" for d in refused)
+        return MessagingError(
+            f"not sent: the server requires devices whose certificates do not verify here ({named})"
+        )
+
+    async def _check_roster(
+        self, roster: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[_Verified], list[ExcludedDevice]]:
+        """Each roster device's certificate, verified against the pins and against the device
+        id and keys the server gives; the rest excluded with the reason."""
+        verified: list[_Verified] = []
+        excluded: list[ExcludedDevice] = []
+        now = datetime.now(UTC)
+        for entry in roster:
+            device_id = str(entry.get("device_id"))
+            try:
+                body = await self._verify_certificate(entry.get("certificate"), now)
+                if body.device_id != device_id or body.user_id != entry.get("user_id"):
+                    raise _Unverifiable("its certificate is for another device or user")
+                listed = keys.DevicePublicKeys(
+                    keys.b64u_decode(entry["signing_key"]),
+                    keys.b64u_decode(entry["encryption_key"]),
+                )
+                if listed != body.device_keys:
+                    raise _Unverifiable("the server lists keys other than the certified ones")
+            except (_Unverifiable, KeyError, TypeError, ValueError) as exc:
+                reason = str(exc) if isinstance(exc, _Unverifiable) else f"malformed entry: {exc}"
+                excluded.append(ExcludedDevice(device_id, str(entry.get("username")), reason))
+                continue
+            verified.append(_Verified(device_id, body))
+        return verified, excluded
+
+    def _eligible(
+        self, verified: Sequence[_Verified], label: Label, container: Container
+    ) -> list[_Verified]:
+        """The devices whose certified person may receive ``label`` in ``container``.
+
+        None at all means this device may not have it either: say why, as the server would.
+        """
+        eligible = []
+        mine: tuple[str, ...] = ("this device's certificate does not verify",)
+        for device in verified:
+            body = device.certificate
+            try:
+                clearance: Clearance | None = Clearance.from_canonical(body.clearance, self.catalog)
+            except LabelError:
+                clearance = None  # a clearance this catalog cannot read: denied
+            subject = Subject(body.user_id, body.nationality, clearance)
+            decision = decide(subject, label, container, self.catalog)
+            if decision.allowed:
+                eligible.append(device)
+            elif device.device_id == self.device_id:
+                mine = decision.reasons
+        if not eligible:
+            banner = render_label(label, self.catalog)
+            raise MessagingError(f"you may not send {banner} here: {'; '.join(mine)}")
+        return eligible
+
+    async def _audience(self, channel_id: str, eligible: Sequence[_Verified]) -> _Audience:
+        """The cached audience if it fits ``eligible`` still, else a new one, stored."""
+        devices = frozenset(
+            (
+                d.device_id,
+                d.certificate.device_keys.signing_key,
+                d.certificate.device_keys.encryption_key,
+            )
+            for d in eligible
+        )
+        now = datetime.now(UTC)
+        cached = self._audiences.get(channel_id)
+        if cached is not None and cached.usable_for(devices, now):
+            return cached
+        sealed, key = envelopes.create_audience(
+            self._device_keys,
+            audience_id=str(uuid.uuid4()),
+            container=channel_id,
+            creator_user=self.user_id,
+            creator_device=self.device_id,
+            recipients=[
+                envelopes.Recipient(d.device_id, d.certificate.device_keys) for d in eligible
+            ],
+            created_at=now,
+        )
+        created = await self.client.create_audience(channel_id, sealed.to_json())
+        audience = _Audience(str(created["audience_id"]), key, devices, now)
+        self._audiences[channel_id] = audience
+        return audience
+
+    # --- certificates and pins ---------------------------------------------------------------
+
+    async def _verify_certificate(self, value: Any, now: datetime) -> keys.CertificateBody:
+        if value is None:
+            raise _Unverifiable("the device has no certificate")
+        try:
+            certificate = keys.DeviceCertificate.from_json(value)
+            pins = await self._pins_for(certificate.body.get("nation"))
+            return keys.verify_certificate(certificate, pins, now=now)
+        except keys.CertificateError as exc:
+            raise _Unverifiable(f"its certificate does not verify: {exc}") from exc
+
+    async def _pins_for(self, nation: object) -> dict[str, bytes]:
+        """The pinned authority keys, first pinning ``nation`` from the server if it is not
+        pinned yet (trust on first use, as at enrolment; at most one attempt per nation)."""
+        pins = self.keystore.pins()
+        if not isinstance(nation, str) or nation in pins or nation in self._tofu_tried:
+            return pins
+        self._tofu_tried.add(nation)
+        for entry in await self.client.nations():
+            if entry.get("code") == nation:
+                try:
+                    self.keystore.pin(nation, keys.b64u_decode(entry["authority_key"]))
+                except (KeyError, ValueError):
+                    return pins  # a malformed key pins nothing; the certificate fails
+        return self.keystore.pins()
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def read(self, channel: str, after: int = 0) -> list[ReceivedMessage]:
+        """This device's messages in ``channel`` after sequence number ``after``, verified."""
+        found: list[ReceivedMessage] = []
+        while True:
+            page = await self.client.channel_messages(channel, after=after)
+            found += [await self.open_item(item) for item in page["items"]]
+            after = int(page["cursor"])
+            if not page["more"]:
+                return found
+
+    async def sync(self, after: int | None = None) -> list[ReceivedMessage]:
+        """This device's messages in every channel after ``after`` (default: ``cursor``),
+        verified; advances ``cursor``."""
+        after = self.cursor if after is None else after
+        found: list[ReceivedMessage] = []
+        while True:
+            page = await self.client.sync(after=after)
+            found += [await self.open_item(item) for item in page["items"]]
+            after = int(page["cursor"])
+            self.cursor = max(self.cursor, after)
+            if not page["more"]:
+                return found
+
+    async def open_item(self, item: Mapping[str, Any]) -> ReceivedMessage:
+        """Verify and decrypt one delivered item (as ``/v1/sync`` and the stream give it).
+
+        Never raises for a bad item: it comes back with ``verified=False`` and the reason.
+        """
+        seq = item.get("seq")
+        channel_id = item.get("channel_id")
+        claimed = item.get("label")
+        message = item.get("message")
+        header = message.get("header") if isinstance(message, Mapping) else None
+        base: dict[str, Any] = {
+            "seq": seq if isinstance(seq, int) else -1,
+            "channel_id": str(channel_id),
+            "message_id": None,
+            "sender": None,
+            "sender_nation": None,
+            "banner": str(claimed) if isinstance(claimed, str) else "(no label)",
+            "label": None,
+            "text": None,
+            "sent_at": None,
+        }
+        if isinstance(header, Mapping):
+            # Claims until verified; kept so that a warning can say which message it is.
+            for field, name in (("message_id", "message_id"), ("sender", "sender_user")):
+                value = header.get(name)
+                base[field] = value if isinstance(value, str) else None
+        try:
+            opened = await self._open(item)
+        except _Unverifiable as exc:
+            return ReceivedMessage(**base, verified=False, problem=str(exc))
+        except (KeyError, TypeError, ValueError) as exc:
+            problem = f"the delivered item is malformed: {exc}"
+            return ReceivedMessage(**base, verified=False, problem=problem)
+        return ReceivedMessage(**{**base, **opened}, verified=True, problem=None)
+
+    async def _open(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        channel_id = item["channel_id"]
+        try:
+            sealed = envelopes.SealedMessage.from_json(item["message"])
+            header = envelopes.check_message_header(sealed.header)
+        except envelopes.EnvelopeError as exc:
+            raise _Unverifiable(f"the message is malformed: {exc}") from exc
+        try:
+            body = await self._verify_certificate(item.get("sender_certificate"), datetime.now(UTC))
+        except _Unverifiable as exc:
+            raise _Unverifiable(f"the sender's device cannot be trusted: {exc}") from exc
+        if body.device_id != header.sender_device or body.user_id != header.sender_user:
+            raise _Unverifiable(
+                "the sender's certificate is for another device or user than the message names"
+            )
+        audience = item["audience"]
+        try:
+            audience_header = envelopes.check_audience_header(audience["header"])
+        except envelopes.EnvelopeError as exc:
+            raise _Unverifiable(f"the message's audience is malformed: {exc}") from exc
+        if (
+            audience_header.audience_id != header.audience_id
+            or audience_header.creator_device != header.sender_device
+            or audience_header.creator_user != header.sender_user
+            or audience_header.container != header.container
+        ):
+            raise _Unverifiable("the message came with an audience its sender did not make for it")
+        signing_key = body.device_keys.signing_key
+        try:
+            audience_key = envelopes.open_audience_envelope(
+                self._device_keys,
+                self.device_id,
+                audience["header"],
+                keys.b64u_decode(audience["signature"]),
+                keys.b64u_decode(audience["envelope"]),
+                signing_key,
+            )
+            plaintext = envelopes.decrypt_message(sealed, audience_key, signing_key)
+        except envelopes.EnvelopeError as exc:
+            raise _Unverifiable(f"the message does not verify or decrypt: {exc}") from exc
+        if header.container != channel_id:
+            raise _Unverifiable("the message was sent to another channel than it was delivered in")
+        try:
+            label = Label.from_canonical(header.label, self.catalog)
+            banner = render_label(label, self.catalog)
+        except LabelError as exc:
+            raise _Unverifiable(f"the message's label is not one this client knows: {exc}") from exc
+        if label.originator != body.nationality:
+            raise _Unverifiable(
+                f"the label names originator {label.originator}, but the sender is of "
+                f"{body.nationality}"
+            )
+        if item.get("label") != banner:
+            raise _Unverifiable(
+                f"the server shows the label {item.get('label')!r}, but the sender signed {banner}"
+            )
+        if not header.content_type.startswith("text/plain"):
+            raise _Unverifiable(f"content of type {header.content_type} is not shown here")
+        try:
+            text = plaintext.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _Unverifiable("the message text is not valid UTF-8") from exc
+        return {
+            "message_id": header.message_id,
+            "sender": body.username,
+            "sender_nation": body.nationality,
+            "banner": banner,
+            "label": label,
+            "text": text,
+            "sent_at": header.sent_at,
+        }
+
+    # --- live --------------------------------------------------------------------------------
+
+    def stream(self) -> MessageStream:
+        """The live stream, as an async context manager that is signed in (the server holds
+        a subscription) once entered, and an async iterator of ``ReceivedMessage``."""
+        return MessageStream(self)
+
+    async def listen(self) -> AsyncIterator[ReceivedMessage]:
+        """Live messages as they arrive, verified, until the server closes the stream."""
+        async with self.stream() as live:
+            async for message in live:
+                yield message
+
+
+class MessageStream:
+    """``/v1/stream``: authenticates with the session token, answers pings, and on ``resync``
+    fetches what it missed with ``sync`` from the Messenger's cursor."""
+
+    def __init__(self, messenger: Messenger) -> None:
+        self._messenger = messenger
+        self._ws: ClientConnection | None = None
+        self._pending: deque[ReceivedMessage] = deque()
+        self._seen: set[int] = set()
+
+    async def __aenter__(self) -> Self:
+        messenger = self._messenger
+        if messenger.client.token is None:
+            raise ConnectionFailed("not signed in")
+        try:
+            self._ws = await ws_connect(messenger.stream_url, max_size=MAX_STREAM_FRAME)
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            raise ConnectionFailed(f"cannot reach {messenger.stream_url}: {exc}") from exc
+        try:
+            await self._send({"type": "auth", "token": messenger.client.token})
+            ready = await self._receive()
+        except BaseException:
+            await self._ws.close()
+            raise
+        if ready is None or ready.get("type") != "ready":
+            await self._ws.close()
+            raise ConnectionFailed("the server did not accept the stream's sign-in")
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ReceivedMessage:
+        while not self._pending:
+            frame = await self._receive()
+            if frame is None:
+                raise StopAsyncIteration
+            kind = frame.get("type")
+            if kind == "ping":
+                await self._send({"type": "pong"})
+            elif kind == "resync":
+                self._queue(await self._messenger.sync())
+            elif kind == "message":
+                item = {k: v for k, v in frame.items() if k != "type"}
+                self._queue([await self._messenger.open_item(item)])
+                if isinstance(item.get("seq"), int):
+                    self._messenger.cursor = max(self._messenger.cursor, item["seq"])
+            # anything else (a pong, a frame type from a newer server) is ignored
+        return self._pending.popleft()
+
+    def _queue(self, messages: Sequence[ReceivedMessage]) -> None:
+        for message in messages:
+            if message.seq not in self._seen:
+                self._seen.add(message.seq)
+                self._pending.append(message)
+
+    async def _send(self, frame: Mapping[str, Any]) -> None:
+        assert self._ws is not None
+        try:
+            await self._ws.send(json.dumps(frame))
+        except ConnectionClosed as exc:
+            raise _closed(exc) from exc
+
+    async def _receive(self) -> dict[str, Any] | None:
+        """The next JSON frame; None when the server closed the stream normally."""
+        assert self._ws is not None
+        try:
+            raw = await self._ws.recv()
+        except ConnectionClosedOK:
+            return None
+        except ConnectionClosed as exc:
+            raise _closed(exc) from exc
+        with contextlib.suppress(ValueError):
+            frame = json.loads(raw)
+            if isinstance(frame, dict):
+                return frame
+        raise ConnectionFailed("the server sent a frame that is not a JSON object")
+
+
+def _closed(exc: ConnectionClosed) -> ConnectionFailed:
+    reason = exc.rcvd.reason if exc.rcvd is not None and exc.rcvd.reason else "no reason given"
+    return ConnectionFailed(f"the server closed the stream: {reason}")

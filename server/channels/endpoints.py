@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from server.auth.dependencies import PrincipalDep, SessionDep
+from server.channels import repository as repo
+from server.channels import service
+from server.channels.models import Message
+from server.channels.schemas import (
+    AudienceCreate,
+    AudienceCreated,
+    ChannelCreate,
+    ChannelRead,
+    DeliveryRead,
+    MemberAdd,
+    MessageAccepted,
+    MessageCreate,
+    RosterDevice,
+    SyncRead,
+)
+from server.db.engine import after_commit
+from server.directory.endpoints import CatalogDep
+from server.directory.service import access_user
+from server.realtime.bus import MessageEvent
+
+router = APIRouter(prefix="/v1", tags=["channels"])
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[int, Query(ge=0)]
+
+
+@router.post("/channels", status_code=status.HTTP_201_CREATED)
+async def create_channel(
+    body: ChannelCreate, principal: PrincipalDep, session: SessionDep, catalog: CatalogDep
+) -> ChannelRead:
+    channel = await service.do_create_channel(
+        session,
+        principal,
+        catalog,
+        name=body.name,
+        ceiling=body.ceiling,
+        labels=body.labels,
+        default_label=body.default_label,
+    )
+    return ChannelRead.of(channel, list(await repo.members(session, channel.id)))
+
+
+@router.get("/channels")
+async def list_channels(principal: PrincipalDep, session: SessionDep) -> list[ChannelRead]:
+    channels = await repo.channels_of(session, principal.user.id)
+    return [ChannelRead.of(c, list(await repo.members(session, c.id))) for c in channels]
+
+
+@router.get("/channels/{channel}")
+async def get_channel(channel: str, principal: PrincipalDep, session: SessionDep) -> ChannelRead:
+    found = await service.access_channel(session, principal, channel)
+    return ChannelRead.of(found, list(await repo.members(session, found.id)))
+
+
+@router.post("/channels/{channel}/members", status_code=status.HTTP_201_CREATED)
+async def add_member(
+    channel: str, body: MemberAdd, principal: PrincipalDep, session: SessionDep, catalog: CatalogDep
+) -> ChannelRead:
+    found = await service.access_channel(session, principal, channel)
+    user = await access_user(session, body.user)
+    await service.do_add_member(session, principal, catalog, found, user)
+    return ChannelRead.of(found, list(await repo.members(session, found.id)))
+
+
+@router.delete("/channels/{channel}/members/{user}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_member(
+    channel: str, user: str, principal: PrincipalDep, session: SessionDep
+) -> None:
+    found = await service.access_channel(session, principal, channel)
+    await service.do_remove_member(session, principal, found, await access_user(session, user))
+
+
+@router.get("/channels/{channel}/roster")
+async def get_roster(
+    channel: str, principal: PrincipalDep, session: SessionDep
+) -> list[RosterDevice]:
+    found = await service.access_channel(session, principal, channel)
+    return [RosterDevice.of(d, u) for d, u in await service.roster(session, found)]
+
+
+@router.post("/channels/{channel}/audiences", status_code=status.HTTP_201_CREATED)
+async def create_audience(
+    channel: str, body: AudienceCreate, principal: PrincipalDep, session: SessionDep
+) -> AudienceCreated:
+    found = await service.access_channel(session, principal, channel)
+    audience = await service.do_create_audience(session, principal, found, body.model_dump())
+    return AudienceCreated(audience_id=audience.id, devices=list(audience.header["devices"]))
+
+
+@router.post("/channels/{channel}/messages", status_code=status.HTTP_201_CREATED)
+async def submit_message(
+    channel: str,
+    body: MessageCreate,
+    request: Request,
+    response: Response,
+    principal: PrincipalDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+) -> MessageAccepted:
+    found = await service.access_channel(session, principal, channel)
+    bus = request.app.state.bus
+
+    def notify(message: Message) -> None:
+        event = MessageEvent(seq=message.seq, channel_id=message.channel_id)
+        after_commit(session, lambda: bus.publish(event))
+
+    submitted = await service.do_submit_message(
+        session, principal, catalog, found, body.model_dump(), notify=notify
+    )
+    if not submitted.created:
+        response.status_code = status.HTTP_200_OK
+    return MessageAccepted(
+        seq=submitted.message.seq,
+        message_id=submitted.message.id,
+        created=submitted.created,
+        label=submitted.message.label_banner,
+        released_to=submitted.released_to,
+    )
+
+
+@router.get("/channels/{channel}/messages")
+async def channel_messages(
+    channel: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+    after: Cursor = 0,
+    limit: Limit = 100,
+) -> SyncRead:
+    found = await service.access_channel(session, principal, channel)
+    items, cursor, more = await service.sync(
+        session, principal, catalog, after=after, limit=limit, channel=found
+    )
+    return SyncRead(items=[DeliveryRead.of(i) for i in items], cursor=cursor, more=more)
+
+
+@router.get("/sync")
+async def sync(
+    principal: PrincipalDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+    after: Cursor = 0,
+    limit: Limit = 100,
+) -> SyncRead:
+    items, cursor, more = await service.sync(session, principal, catalog, after=after, limit=limit)
+    return SyncRead(items=[DeliveryRead.of(i) for i in items], cursor=cursor, more=more)

@@ -1,0 +1,133 @@
+"""SQL for channels, audiences and messages. Repositories never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.channels.models import (
+    Audience,
+    AudienceEnvelope,
+    Channel,
+    ChannelMember,
+    Delivery,
+    Message,
+)
+from server.devices.models import DEVICE_ACTIVE, Device
+from server.directory.models import User
+
+
+async def get_channel(session: AsyncSession, channel_id: str) -> Channel | None:
+    return await session.get(Channel, channel_id)
+
+
+async def get_channel_by_name(session: AsyncSession, name: str) -> Channel | None:
+    stmt = select(Channel).where(Channel.name == name)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def channels_of(session: AsyncSession, user_id: str) -> Sequence[Channel]:
+    stmt = (
+        select(Channel)
+        .join(ChannelMember, ChannelMember.channel_id == Channel.id)
+        .where(ChannelMember.user_id == user_id)
+        .order_by(Channel.name)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def members(session: AsyncSession, channel_id: str) -> Sequence[User]:
+    stmt = (
+        select(User)
+        .join(ChannelMember, ChannelMember.user_id == User.id)
+        .where(ChannelMember.channel_id == channel_id)
+        .order_by(User.username)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def member_ids(session: AsyncSession, channel_id: str) -> frozenset[str]:
+    stmt = select(ChannelMember.user_id).where(ChannelMember.channel_id == channel_id)
+    return frozenset((await session.execute(stmt)).scalars().all())
+
+
+async def get_membership(
+    session: AsyncSession, channel_id: str, user_id: str
+) -> ChannelMember | None:
+    return await session.get(ChannelMember, (channel_id, user_id))
+
+
+async def remove_member(session: AsyncSession, channel_id: str, user_id: str) -> None:
+    await session.execute(
+        delete(ChannelMember).where(
+            ChannelMember.channel_id == channel_id, ChannelMember.user_id == user_id
+        )
+    )
+
+
+async def active_member_devices(
+    session: AsyncSession, channel_id: str
+) -> Sequence[tuple[Device, User]]:
+    stmt = (
+        select(Device, User)
+        .join(User, Device.user_id == User.id)
+        .join(ChannelMember, ChannelMember.user_id == User.id)
+        .where(ChannelMember.channel_id == channel_id, Device.status == DEVICE_ACTIVE)
+        .order_by(Device.id)
+    )
+    return [(d, u) for d, u in (await session.execute(stmt)).all()]
+
+
+async def get_audience(session: AsyncSession, audience_id: str) -> Audience | None:
+    return await session.get(Audience, audience_id)
+
+
+async def audience_device_ids(session: AsyncSession, audience_id: str) -> frozenset[str]:
+    stmt = select(AudienceEnvelope.device_id).where(AudienceEnvelope.audience_id == audience_id)
+    return frozenset((await session.execute(stmt)).scalars().all())
+
+
+async def envelope_for(
+    session: AsyncSession, audience_id: str, device_id: str
+) -> AudienceEnvelope | None:
+    return await session.get(AudienceEnvelope, (audience_id, device_id))
+
+
+async def get_message(session: AsyncSession, message_id: str) -> Message | None:
+    stmt = select(Message).where(Message.id == message_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_message_by_seq(session: AsyncSession, seq: int) -> Message | None:
+    return await session.get(Message, seq)
+
+
+async def messages_for_device(
+    session: AsyncSession, device_id: str, after: int, limit: int, channel_id: str | None
+) -> Sequence[Message]:
+    """Messages after ``after`` whose audience holds ``device_id``, oldest first."""
+    stmt = (
+        select(Message)
+        .join(
+            AudienceEnvelope,
+            (AudienceEnvelope.audience_id == Message.audience_id)
+            & (AudienceEnvelope.device_id == device_id),
+        )
+        .where(Message.seq > after)
+        .order_by(Message.seq)
+        .limit(limit)
+    )
+    if channel_id is not None:
+        stmt = stmt.where(Message.channel_id == channel_id)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def get_delivery(session: AsyncSession, seq: int, device_id: str) -> Delivery | None:
+    stmt = select(Delivery).where(Delivery.message_seq == seq, Delivery.device_id == device_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def device(session: AsyncSession, device_id: str) -> Device | None:
+    return await session.get(Device, device_id)

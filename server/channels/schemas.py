@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from protocol import keys
+from server.channels.models import Channel
+from server.channels.service import DeliveryItem
+from server.devices.models import Device
+from server.directory.models import User
+from server.schemas import B64u, LabelText, ReadModel, StrictModel
+
+ChannelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Header = Annotated[dict[str, Any], Field(max_length=32)]
+
+
+class ChannelCreate(StrictModel):
+    name: ChannelName
+    ceiling: LabelText
+    labels: Annotated[list[LabelText], Field(max_length=32)] = Field(default_factory=list)
+    default_label: LabelText | None = None
+
+
+class MemberRead(ReadModel):
+    user_id: str
+    username: str
+    nationality: str | None
+
+
+class ChannelRead(ReadModel):
+    id: str
+    name: str
+    ceiling: str
+    ceiling_canonical: dict[str, Any]
+    labels: list[str]
+    default_label: str
+    created_by: str
+    created_at: datetime
+    members: list[MemberRead]
+
+    @classmethod
+    def of(cls, channel: Channel, members: list[User]) -> ChannelRead:
+        return cls(
+            id=channel.id,
+            name=channel.name,
+            ceiling=channel.ceiling_banner,
+            ceiling_canonical=channel.ceiling,
+            labels=list(channel.labels),
+            default_label=channel.default_label,
+            created_by=channel.created_by,
+            created_at=channel.created_at,
+            members=[
+                MemberRead(user_id=u.id, username=u.username, nationality=u.nationality)
+                for u in members
+            ],
+        )
+
+
+class MemberAdd(StrictModel):
+    user: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class RosterDevice(ReadModel):
+    device_id: str
+    user_id: str
+    username: str
+    nationality: str | None
+    signing_key: str
+    encryption_key: str
+    certificate: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, device: Device, user: User) -> RosterDevice:
+        return cls(
+            device_id=device.id,
+            user_id=user.id,
+            username=user.username,
+            nationality=user.nationality,
+            signing_key=keys.b64u_encode(device.signing_key),
+            encryption_key=keys.b64u_encode(device.encryption_key),
+            certificate=device.certificate,
+        )
+
+
+class AudienceCreate(StrictModel):
+    header: Header
+    signature: B64u
+    envelopes: Annotated[
+        dict[str, Annotated[str, StringConstraints(max_length=2048)]], Field(max_length=1000)
+    ]
+
+
+class AudienceCreated(ReadModel):
+    audience_id: str
+    devices: list[str]
+
+
+class MessageCreate(StrictModel):
+    header: Header
+    body: Annotated[str, StringConstraints(min_length=1, max_length=400_000)]
+    signature: B64u
+
+
+class MessageAccepted(ReadModel):
+    seq: int
+    message_id: str
+    created: bool
+    label: str
+    released_to: list[str]
+
+
+class SealedMessageRead(ReadModel):
+    header: dict[str, Any]
+    body: str
+    signature: str
+
+
+class AudienceRead(ReadModel):
+    header: dict[str, Any]
+    signature: str
+    envelope: str = Field(description="this device's envelope, and no other")
+
+
+class DeliveryRead(ReadModel):
+    seq: int
+    channel_id: str
+    label: str
+    message: SealedMessageRead
+    audience: AudienceRead
+    sender_certificate: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, item: DeliveryItem) -> DeliveryRead:
+        m, a = item.message, item.audience
+        return cls(
+            seq=m.seq,
+            channel_id=m.channel_id,
+            label=m.label_banner,
+            message=SealedMessageRead(
+                header=m.header,
+                body=keys.b64u_encode(m.body),
+                signature=keys.b64u_encode(m.signature),
+            ),
+            audience=AudienceRead(
+                header=a.header,
+                signature=keys.b64u_encode(a.signature),
+                envelope=keys.b64u_encode(item.envelope),
+            ),
+            sender_certificate=item.sender_certificate,
+        )
+
+
+class SyncRead(ReadModel):
+    items: list[DeliveryRead]
+    cursor: int = Field(description="pass as `after` to continue")
+    more: bool

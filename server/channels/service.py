@@ -1,0 +1,625 @@
+"""Channels: membership, audiences, message submission with releasability enforced, delivery.
+
+Every access to labelled content goes through ``protocol.policy.decide``. The server never
+holds a key: it decides which devices are given an envelope, and refuses an audience that
+would give one to a device that is not eligible for the message's label.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from protocol import envelopes, keys
+from protocol.catalog import Catalog
+from protocol.labels import (
+    Clearance,
+    Label,
+    LabelError,
+    ceiling_excess,
+    parse_label,
+    render_label,
+)
+from protocol.policy import Container, Decision, Subject, decide
+from server.audit import log as audit
+from server.auth.principal import Principal
+from server.channels import repository as repo
+from server.channels.models import (
+    Audience,
+    AudienceEnvelope,
+    Channel,
+    ChannelMember,
+    Delivery,
+    Message,
+)
+from server.devices.models import DEVICE_ACTIVE, Device
+from server.directory.models import User
+from server.directory.service import access_user
+from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceError
+
+MAX_PICKER_LABELS = 32
+
+
+class Refused(ServiceError):
+    """A decision denied the request. The deny event is committed with the refusal."""
+
+    status = 403
+    code = "refused"
+    title = "Refused by the releasability policy"
+
+
+class AudienceIncomplete(Conflict):
+    code = "audience-incomplete"
+    title = "Eligible devices are missing from the audience"
+
+
+# --- labels and subjects ---------------------------------------------------------------------
+
+
+def check_label_text(text: str, catalog: Catalog, *, originator: str | None, field: str) -> Label:
+    try:
+        return parse_label(text, catalog, originator=originator)
+    except LabelError as exc:
+        raise InvalidInput(f"{field} {text!r}: {exc}", field=field) from exc
+
+
+def subject_of(user: User, catalog: Catalog) -> Subject:
+    clearance: Clearance | None = None
+    if user.clearance is not None:
+        try:
+            clearance = Clearance.from_canonical(user.clearance, catalog)
+        except LabelError:
+            clearance = None  # unknown to this catalog: fail closed
+    return Subject(user_id=user.id, nationality=user.nationality, clearance=clearance)
+
+
+def ceiling_of(channel: Channel, catalog: Catalog) -> Label:
+    return Label.from_canonical(channel.ceiling, catalog)
+
+
+async def container_of(session: AsyncSession, channel: Channel, catalog: Catalog) -> Container:
+    return Container(
+        id=channel.id,
+        ceiling=ceiling_of(channel, catalog),
+        members=await repo.member_ids(session, channel.id),
+    )
+
+
+def _decision_details(decision: Decision) -> dict[str, Any]:
+    return {"releasable_to": list(decision.releasable_to), "catalog": decision.catalog_version}
+
+
+# --- channels and members --------------------------------------------------------------------
+
+
+async def access_channel(session: AsyncSession, principal: Principal, ref: str) -> Channel:
+    """A channel by id or name, for its members only; to anyone else it does not exist."""
+    channel = await repo.get_channel(session, ref) or await repo.get_channel_by_name(session, ref)
+    if channel is None or await repo.get_membership(session, channel.id, principal.user.id) is None:
+        raise NotFound(f"no channel {ref!r} of yours", channel=ref)
+    return channel
+
+
+async def do_create_channel(
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    *,
+    name: str,
+    ceiling: str,
+    labels: Sequence[str] = (),
+    default_label: str | None = None,
+) -> Channel:
+    """Create a channel with its ceiling and label picker; the creator is its first member.
+
+    Preconditions: the creator is cleared for the ceiling. Each picker label must fit under
+    the ceiling. The picker offers labels to senders; the ceiling is what the server enforces.
+    """
+    originator = principal.user.nationality
+    ceiling_label = check_label_text(ceiling, catalog, originator=originator, field="ceiling")
+    picker = list(dict.fromkeys(labels)) or [render_label(ceiling_label, catalog)]
+    if len(picker) > MAX_PICKER_LABELS:
+        raise InvalidInput(f"a picker holds at most {MAX_PICKER_LABELS} labels", field="labels")
+    rendered: list[str] = []
+    for text in picker:
+        label = check_label_text(text, catalog, originator=originator, field="labels")
+        excess = ceiling_excess(label, ceiling_label, catalog)
+        if excess:
+            raise InvalidInput(
+                f"picker label {text!r} exceeds the ceiling: {'; '.join(excess)}", field="labels"
+            )
+        rendered.append(render_label(label, catalog))
+    default = rendered[0]
+    if default_label is not None:
+        wanted = render_label(
+            check_label_text(default_label, catalog, originator=originator, field="default_label"),
+            catalog,
+        )
+        if wanted not in rendered:
+            raise InvalidInput("the default label must be one of the picker's labels")
+        default = wanted
+    decision = decide(subject_of(principal.user, catalog), ceiling_label, None, catalog)
+    if not decision.allowed:
+        raise PermissionDenied(
+            f"you are not cleared for the ceiling {ceiling!r}: {'; '.join(decision.reasons)}",
+            reasons=list(decision.reasons),
+        )
+    if await repo.get_channel_by_name(session, name) is not None:
+        raise Conflict(f"a channel named {name!r} exists", channel=name)
+    channel = Channel(
+        name=name,
+        ceiling=ceiling_label.canonical(),
+        ceiling_banner=render_label(ceiling_label, catalog),
+        labels=rendered,
+        default_label=default,
+        created_by=principal.user.id,
+    )
+    session.add(channel)
+    await session.flush()
+    session.add(
+        ChannelMember(channel_id=channel.id, user_id=principal.user.id, added_by=principal.user.id)
+    )
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="channel.create",
+        object_type="channel",
+        object_id=channel.id,
+        label=channel.ceiling,
+        label_banner=channel.ceiling_banner,
+        details={"name": name, "labels": rendered, "default_label": default},
+    )
+    await session.flush()
+    return channel
+
+
+async def do_add_member(
+    session: AsyncSession, principal: Principal, catalog: Catalog, channel: Channel, user: User
+) -> None:
+    """Add ``user``; preconditions: the caller is a member (``access_channel``) and the user is
+    cleared for the ceiling (the refusal gives every reason, and is audited)."""
+    if await repo.get_membership(session, channel.id, user.id) is not None:
+        raise Conflict(f"{user.username} is already a member", user=user.username)
+    ceiling = ceiling_of(channel, catalog)
+    decision = decide(subject_of(user, catalog), ceiling, None, catalog)
+    if not user.active:
+        decision = Decision(
+            False, ("account disabled",), decision.releasable_to, decision.catalog_version
+        )
+    if not decision.allowed:
+        audit.record(
+            session,
+            actor=principal.actor,
+            action="channel.member_add",
+            object_type="channel",
+            object_id=channel.id,
+            decision=audit.DENY,
+            reasons=decision.reasons,
+            subject_nation=user.nationality,
+            label=channel.ceiling,
+            label_banner=channel.ceiling_banner,
+            details={"user_id": user.id, **_decision_details(decision)},
+        )
+        raise Refused(
+            f"{user.username} cannot join {channel.name}: {'; '.join(decision.reasons)}",
+            keep_changes=True,
+            reasons=list(decision.reasons),
+        )
+    session.add(ChannelMember(channel_id=channel.id, user_id=user.id, added_by=principal.user.id))
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="channel.member_add",
+        object_type="channel",
+        object_id=channel.id,
+        subject_nation=user.nationality,
+        label=channel.ceiling,
+        label_banner=channel.ceiling_banner,
+        details={"user_id": user.id, **_decision_details(decision)},
+    )
+    await session.flush()
+
+
+async def do_remove_member(
+    session: AsyncSession, principal: Principal, channel: Channel, user: User
+) -> None:
+    """Remove ``user``. Members remove themselves; the channel's creator removes anyone.
+
+    Audiences that hold the user's devices become unusable for new messages at once: a
+    message is accepted only if its audience equals the devices eligible now.
+    """
+    if user.id != principal.user.id and channel.created_by != principal.user.id:
+        raise PermissionDenied("only the channel's creator removes other members")
+    if await repo.get_membership(session, channel.id, user.id) is None:
+        raise NotFound(f"{user.username} is not a member", user=user.username)
+    await repo.remove_member(session, channel.id, user.id)
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="channel.member_remove",
+        object_type="channel",
+        object_id=channel.id,
+        subject_nation=user.nationality,
+        details={"user_id": user.id},
+    )
+
+
+async def roster(session: AsyncSession, channel: Channel) -> Sequence[tuple[Device, User]]:
+    """Members' active devices with their certificates: what a sender verifies and seals to."""
+    return await repo.active_member_devices(session, channel.id)
+
+
+# --- eligibility -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    eligible: dict[str, tuple[Device, User]]  # device id -> device, user
+    refused: dict[str, tuple[User, Decision]]  # user id -> user, decision
+
+
+async def eligibility(
+    session: AsyncSession, channel: Channel, label: Label, catalog: Catalog
+) -> Eligibility:
+    """The devices eligible for ``label`` in ``channel`` now, and each member refused, with why."""
+    container = await container_of(session, channel, catalog)
+    eligible: dict[str, tuple[Device, User]] = {}
+    refused: dict[str, tuple[User, Decision]] = {}
+    decisions: dict[str, Decision] = {}
+    for device, user in await roster(session, channel):
+        if user.id not in decisions:
+            decisions[user.id] = decide(subject_of(user, catalog), label, container, catalog)
+        decision = decisions[user.id]
+        if decision.allowed and user.active and device.certificate is not None:
+            eligible[device.id] = (device, user)
+        elif not decision.allowed:
+            refused[user.id] = (user, decision)
+    return Eligibility(eligible, refused)
+
+
+# --- audiences -------------------------------------------------------------------------------
+
+
+async def do_create_audience(
+    session: AsyncSession, principal: Principal, channel: Channel, sealed: dict[str, Any]
+) -> Audience:
+    """Store an audience made by the caller's device.
+
+    Checks: the header is well formed, names this channel and the caller's user and device,
+    is signed by the caller's device, lists only active devices of members, binds the keys the
+    server knows for them, and carries exactly one envelope per listed device.
+    """
+    try:
+        audience = envelopes.SealedAudience.from_json(sealed)
+        header = envelopes.verify_audience(
+            audience.header, audience.signature, principal.device.signing_key
+        )
+    except (envelopes.EnvelopeError, ValueError) as exc:
+        raise InvalidInput(f"audience refused: {exc}", field="audience") from exc
+    if header.container != channel.id:
+        raise InvalidInput("the audience names another container", field="header.container")
+    if header.creator_device != principal.device.id or header.creator_user != principal.user.id:
+        raise InvalidInput("an audience is made by the submitting device", field="header")
+    if set(audience.envelopes) != set(header.devices):
+        raise InvalidInput(
+            "there must be exactly one envelope per listed device", field="envelopes"
+        )
+    if await repo.get_audience(session, header.audience_id) is not None:
+        raise Conflict(f"audience {header.audience_id} exists", audience_id=header.audience_id)
+    devices = {device.id: device for device, _ in await roster(session, channel)}
+    unknown = sorted(set(header.devices) - set(devices))
+    if unknown:
+        raise InvalidInput(
+            "the audience lists devices that are not active devices of this channel's members",
+            field="header.devices",
+            devices=unknown,
+        )
+    recipients = [
+        envelopes.Recipient(
+            device_id,
+            keys.DevicePublicKeys(
+                devices[device_id].signing_key, devices[device_id].encryption_key
+            ),
+        )
+        for device_id in header.devices
+    ]
+    if not hmac.compare_digest(envelopes.device_keys_digest(recipients), header.device_keys_digest):
+        raise InvalidInput(
+            "the audience was sealed to keys other than these devices' keys",
+            field="header.device_keys_digest",
+        )
+    row = Audience(
+        id=header.audience_id,
+        channel_id=channel.id,
+        creator_device_id=principal.device.id,
+        header=dict(audience.header),
+        signature=audience.signature,
+    )
+    session.add(row)
+    await session.flush()
+    session.add_all(
+        AudienceEnvelope(audience_id=row.id, device_id=device_id, envelope=envelope)
+        for device_id, envelope in audience.envelopes.items()
+    )
+    await session.flush()
+    return row
+
+
+# --- messages --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submitted:
+    message: Message
+    created: bool
+    released_to: list[str]  # device ids
+
+
+def _who(user: User, decision: Decision | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"user_id": user.id, "nation": user.nationality}
+    if decision is not None:
+        entry["reasons"] = list(decision.reasons)
+    return entry
+
+
+async def do_submit_message(
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    channel: Channel,
+    sealed: dict[str, Any],
+    notify: Callable[[Message], None] | None = None,
+) -> Submitted:
+    """Accept a message whose audience is exactly the devices eligible for its label.
+
+    Refused (and audited as a deny) when the sender may not send it, when the label exceeds the
+    ceiling, or when the audience holds a device that is not eligible; 409 listing the missing
+    eligible devices, so the sender makes a new audience and retries. Idempotent on the
+    message id: the same message submitted again returns the stored one.
+    """
+    try:
+        message = envelopes.SealedMessage.from_json(sealed)
+        header = envelopes.verify_message(message, principal.device.signing_key)
+    except (envelopes.EnvelopeError, ValueError) as exc:
+        raise InvalidInput(f"message refused: {exc}", field="message") from exc
+    if header.container != channel.id:
+        raise InvalidInput("the message names another container", field="header.container")
+    if header.sender_device != principal.device.id or header.sender_user != principal.user.id:
+        raise InvalidInput("a message is sent by the submitting device", field="header")
+
+    existing = await repo.get_message(session, header.message_id)
+    if existing is not None:
+        same = (
+            existing.channel_id == channel.id
+            and existing.sender_device_id == principal.device.id
+            and hmac.compare_digest(existing.signature, message.signature)
+            and hmac.compare_digest(existing.body, message.body)
+        )
+        if not same:
+            raise Conflict(
+                f"message id {header.message_id} is already used", message_id=header.message_id
+            )
+        return Submitted(existing, created=False, released_to=[])
+
+    try:
+        label = Label.from_canonical(header.label, catalog)
+    except LabelError as exc:
+        raise InvalidInput(f"label refused: {exc}", field="header.label") from exc
+    if label.originator != principal.user.nationality:
+        raise InvalidInput(
+            f"the label's originator must be the sender's nation {principal.user.nationality}",
+            field="header.label.originator",
+        )
+    banner = render_label(label, catalog)
+    container = await container_of(session, channel, catalog)
+
+    def refuse(reasons: Sequence[str], detail: str, **fields: Any) -> Refused:
+        audit.record(
+            session,
+            actor=principal.actor,
+            action="message.submit",
+            object_type="message",
+            object_id=header.message_id,
+            decision=audit.DENY,
+            reasons=reasons,
+            subject_nation=principal.user.nationality,
+            label=label.canonical(),
+            label_banner=banner,
+            details={"channel_id": channel.id, "audience_id": header.audience_id, **fields},
+        )
+        return Refused(detail, keep_changes=True, reasons=list(reasons), **fields)
+
+    sender = decide(subject_of(principal.user, catalog), label, container, catalog)
+    if not sender.allowed:
+        raise refuse(sender.reasons, f"you may not send {banner} here: {'; '.join(sender.reasons)}")
+
+    audience = await repo.get_audience(session, header.audience_id)
+    if audience is None or audience.channel_id != channel.id:
+        raise InvalidInput(f"unknown audience {header.audience_id}", field="header.audience_id")
+    if audience.creator_device_id != principal.device.id:
+        # Recipients verify the audience with the sender's own key: a device sends only
+        # under audiences it made.
+        raise InvalidInput("send under an audience this device made", field="header.audience_id")
+    members = await repo.audience_device_ids(session, audience.id)
+    now = await eligibility(session, channel, label, catalog)
+    ineligible = sorted(members - set(now.eligible))
+    if ineligible:
+        named = [await _why_ineligible(session, d, now, container) for d in ineligible]
+        raise refuse(
+            sorted({reason for entry in named for reason in entry["reasons"]}),
+            f"the audience holds {len(named)} device(s) not eligible for {banner}",
+            ineligible=named,
+        )
+    missing = sorted(set(now.eligible) - members)
+    if missing:
+        raise AudienceIncomplete(
+            f"{len(missing)} eligible device(s) are missing from the audience; make a new one",
+            devices=missing,
+        )
+
+    row = Message(
+        id=header.message_id,
+        channel_id=channel.id,
+        audience_id=audience.id,
+        sender_user_id=principal.user.id,
+        sender_device_id=principal.device.id,
+        label=label.canonical(),
+        label_banner=banner,
+        header=dict(message.header),
+        body=message.body,
+        signature=message.signature,
+    )
+    session.add(row)
+    await session.flush()
+    released = sorted(now.eligible)
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="message.submit",
+        object_type="message",
+        object_id=row.id,
+        subject_nation=principal.user.nationality,
+        label=row.label,
+        label_banner=banner,
+        details={
+            "channel_id": channel.id,
+            "audience_id": audience.id,
+            "released_to": [{"device_id": d, **_who(now.eligible[d][1])} for d in released],
+            "not_released": [_who(user, decision) for user, decision in now.refused.values()],
+            **_decision_details(sender),
+        },
+    )
+    if notify is not None:
+        notify(row)
+    return Submitted(row, created=True, released_to=released)
+
+
+async def _why_ineligible(
+    session: AsyncSession, device_id: str, now: Eligibility, container: Container
+) -> dict[str, Any]:
+    """Name an ineligible device of an audience, its user and the reasons, for the refusal."""
+    device = await repo.device(session, device_id)
+    user = await access_user(session, device.user_id) if device else None
+    reasons: list[str] = []
+    if device is None or device.status != DEVICE_ACTIVE:
+        reasons.append("device not active")
+    if user is not None and user.id in now.refused:
+        reasons += now.refused[user.id][1].reasons
+    elif user is not None and user.id not in container.members:
+        reasons.append("not a member")
+    return {
+        "device_id": device_id,
+        "user_id": user.id if user else None,
+        "nation": user.nationality if user else None,
+        "reasons": reasons or ["not eligible"],
+    }
+
+
+# --- delivery --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryItem:
+    message: Message
+    audience: Audience
+    envelope: bytes
+    sender_certificate: dict[str, Any] | None
+
+
+async def deliver(
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    message: Message,
+    channel: Channel,
+) -> DeliveryItem | None:
+    """The decision made again at delivery: this device gets the message and its own envelope
+    only if it is in the audience and its user is eligible now. A withholding is recorded and
+    audited once per message and device."""
+    envelope = await repo.envelope_for(session, message.audience_id, principal.device.id)
+    if envelope is None:
+        return None  # never in the audience: nothing to withhold, nothing to say
+    label = Label.from_canonical(message.label, catalog)
+    container = await container_of(session, channel, catalog)
+    decision = decide(subject_of(principal.user, catalog), label, container, catalog)
+    seen = await repo.get_delivery(session, message.seq, principal.device.id)
+    if not decision.allowed:
+        if seen is None or seen.outcome != "withheld":
+            if seen is None:
+                session.add(
+                    Delivery(
+                        message_seq=message.seq, device_id=principal.device.id, outcome="withheld"
+                    )
+                )
+            else:
+                seen.outcome = "withheld"
+            audit.record(
+                session,
+                actor=principal.actor,
+                action="message.withhold",
+                object_type="message",
+                object_id=message.id,
+                decision=audit.DENY,
+                reasons=decision.reasons,
+                subject_nation=principal.user.nationality,
+                label=message.label,
+                label_banner=message.label_banner,
+                details={
+                    "channel_id": channel.id,
+                    "device_id": principal.device.id,
+                    **_decision_details(decision),
+                },
+            )
+        return None
+    if seen is None:
+        session.add(
+            Delivery(message_seq=message.seq, device_id=principal.device.id, outcome="delivered")
+        )
+    audience = await repo.get_audience(session, message.audience_id)
+    assert audience is not None
+    sender = await repo.device(session, message.sender_device_id)
+    return DeliveryItem(
+        message=message,
+        audience=audience,
+        envelope=envelope.envelope,
+        sender_certificate=sender.certificate if sender else None,
+    )
+
+
+async def sync(
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    *,
+    after: int,
+    limit: int,
+    channel: Channel | None = None,
+) -> tuple[list[DeliveryItem], int, bool]:
+    """What this device missed since ``after``, in order; returns the items, the cursor to
+    resume from (the last sequence number examined, delivered or not) and whether more may
+    follow.
+
+    The candidates are the messages whose audience holds this device, wherever its user is a
+    member now, so that a user who left a channel is refused (and the refusal audited) rather
+    than silently skipped.
+    """
+    messages = await repo.messages_for_device(
+        session, principal.device.id, after, limit, channel.id if channel else None
+    )
+    channels: dict[str, Channel] = {channel.id: channel} if channel else {}
+    items = []
+    cursor = after
+    for message in messages:
+        cursor = message.seq
+        if message.channel_id not in channels:
+            found = await repo.get_channel(session, message.channel_id)
+            assert found is not None
+            channels[found.id] = found
+        item = await deliver(session, principal, catalog, message, channels[message.channel_id])
+        if item is not None:
+            items.append(item)
+    return items, cursor, len(messages) == limit

@@ -1,0 +1,452 @@
+"""The Messenger: labelled messages sealed only to the devices whose certificates say they may
+have them, verified before they are shown, delivered by sync and live.
+
+The world: alice (USA), bob (GBR) and chloe (FRA), each cleared NATO SECRET, members of the
+channel ``liaison`` with the ceiling NATO SECRET.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from clients.sdk import (
+    ApiError,
+    AttacheClient,
+    ConnectionFailed,
+    MessagingError,
+    Messenger,
+    ReceivedMessage,
+)
+from protocol import keys
+from server.audit.models import AuditEvent
+from server.channels.models import Audience, Message
+from server.devices.models import Device
+from server.realtime import bus
+from tests.factories import PASSPHRASE, Member, World
+
+REL_USA_GBR = "NATO SECRET//REL TO USA, GBR"
+
+
+@dataclass
+class Trio:
+    alice: Member
+    bob: Member
+    chloe: Member
+    am: Messenger
+    bm: Messenger
+    cm: Messenger
+
+
+async def _messenger(member: Member, client: AttacheClient | None = None) -> Messenger:
+    return await Messenger.from_client(
+        client or member.client, member.keystore, member.device_keys, owns_client=False
+    )
+
+
+async def _trio(world: World) -> Trio:
+    for nation in ("USA", "GBR", "FRA"):
+        await world.nation(nation)
+    alice = await world.member("alice", "USA")
+    bob = await world.member("bob", "GBR")
+    chloe = await world.member("chloe", "FRA")
+    await alice.client.create_channel("liaison", "NATO SECRET")
+    await alice.client.add_member("liaison", "bob")
+    await alice.client.add_member("liaison", "chloe")
+    return Trio(
+        alice, bob, chloe, await _messenger(alice), await _messenger(bob), await _messenger(chloe)
+    )
+
+
+async def _count(world: World, model: Any) -> int:
+    async with world.app.state.sessionmaker() as session:
+        return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def _events(world: World, action: str) -> list[AuditEvent]:
+    async with world.app.state.sessionmaker() as session:
+        stmt = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+        return list((await session.execute(stmt)).scalars().all())
+
+
+def _assert_trusted(message: ReceivedMessage, text: str, sender: str, nation: str) -> None:
+    assert message.verified, message.problem
+    assert message.problem is None
+    assert message.text == text
+    assert message.sender == sender
+    assert message.sender_nation == nation
+
+
+# --- the issue's done-when -------------------------------------------------------------------
+
+
+async def test_a_message_reaches_only_the_nations_it_is_released_to(world: World) -> None:
+    t = await _trio(world)
+    sent = await t.am.send("liaison", "Meeting moved to 14:00", label=REL_USA_GBR)
+    assert sent.banner == REL_USA_GBR
+    assert sorted(sent.released_to) == sorted([t.alice.device_id, t.bob.device_id])
+    assert sent.excluded == ()
+
+    for messenger, reader in ((t.am, "alice"), (t.bm, "bob")):
+        received = await messenger.sync()
+        assert len(received) == 1, reader
+        message = received[0]
+        _assert_trusted(message, "Meeting moved to 14:00", "alice", "USA")
+        assert message.banner == REL_USA_GBR
+        assert message.seq == sent.seq
+        assert message.message_id == sent.message_id
+        assert message.label is not None
+        assert message.label.originator == "USA"
+        assert message.sent_at is not None
+        assert abs(datetime.now(UTC) - message.sent_at) < timedelta(minutes=1)
+        assert messenger.cursor == sent.seq
+    assert await t.cm.sync() == []
+    assert await t.cm.read("liaison") == []
+
+    (event,) = await _events(world, "message.submit")
+    assert event.decision == "allow"
+    assert event.object_id == sent.message_id
+    assert event.label_banner == REL_USA_GBR
+    assert [entry["nation"] for entry in event.details["not_released"]] == ["FRA"]
+    assert event.details["not_released"][0]["user_id"] == t.chloe.user.id
+    assert "nationality FRA not in REL TO USA, GBR" in event.details["not_released"][0]["reasons"]
+    assert {entry["nation"] for entry in event.details["released_to"]} == {"USA", "GBR"}
+
+
+async def test_read_gives_one_channel_and_the_default_label(world: World) -> None:
+    t = await _trio(world)
+    await t.alice.client.create_channel("usa-gbr", "NATO SECRET")
+    await t.alice.client.add_member("usa-gbr", "bob")
+    first = await t.am.send("liaison", "to all three")  # the channel's default label
+    await t.am.send("usa-gbr", "elsewhere", label=REL_USA_GBR)
+    assert first.banner == "NATO SECRET"
+    (only,) = await t.cm.read("liaison")
+    _assert_trusted(only, "to all three", "alice", "USA")
+    assert only.banner == "NATO SECRET"
+    texts = [m.text for m in await t.bm.read("liaison")]
+    assert texts == ["to all three"]
+    assert [m.text for m in await t.bm.read("liaison", after=first.seq)] == []
+    assert [m.text for m in await t.bm.sync()] == ["to all three", "elsewhere"]
+
+
+async def test_open_signs_in_with_the_device_key(world: World) -> None:
+    t = await _trio(world)
+    async with await Messenger.open(
+        t.bob.keystore, passphrase=PASSPHRASE, transport=world.transport
+    ) as m:
+        assert (m.username, m.nationality) == ("bob", "GBR")
+        await m.send("liaison", "from a fresh session", label=REL_USA_GBR)
+    (message,) = await t.am.read("liaison")
+    _assert_trusted(message, "from a fresh session", "bob", "GBR")
+    assert t.bob.keystore.session_token() is not None
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+async def test_audiences_are_reused_until_the_eligible_devices_change(world: World) -> None:
+    t = await _trio(world)
+    await t.am.send("liaison", "one", label=REL_USA_GBR)
+    await t.am.send("liaison", "two", label=REL_USA_GBR)
+    assert await _count(world, Audience) == 1
+    await t.am.send("liaison", "three")  # NATO SECRET: chloe too
+    assert await _count(world, Audience) == 2
+    await t.alice.client.remove_member("liaison", "chloe")
+    await t.am.send("liaison", "four")
+    assert await _count(world, Audience) == 3
+    assert [m.text for m in await t.bm.sync()] == ["one", "two", "three", "four"]
+    assert [m.text for m in await t.cm.sync()] == []  # left the channel: withheld
+
+
+async def test_a_member_joining_before_submit_gets_a_new_audience(world: World) -> None:
+    t = await _trio(world)
+    dave = await world.member("dave", "GBR")
+    joined = False
+
+    class JoinBeforeAudience(httpx.AsyncBaseTransport):
+        """Adds dave between the roster fetch and the submit, as a race would."""
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            nonlocal joined
+            if request.method == "POST" and request.url.path.endswith("/audiences") and not joined:
+                joined = True
+                await t.bob.client.add_member("liaison", "dave")
+            return await world.transport.handle_async_request(request)
+
+    racing = AttacheClient(world.origin, token=t.alice.client.token, transport=JoinBeforeAudience())
+    async with racing:
+        m = await _messenger(t.alice, racing)
+        sent = await m.send("liaison", "welcome", label=REL_USA_GBR)
+    assert joined
+    assert dave.device_id in sent.released_to
+    assert await _count(world, Audience) == 2  # the first one, then one with dave
+    (message,) = await (await _messenger(dave)).sync()
+    _assert_trusted(message, "welcome", "alice", "USA")
+
+
+async def test_a_forged_certificate_in_the_roster_is_never_sealed_to(world: World) -> None:
+    t = await _trio(world)
+    # The server (or whoever holds its database) claims chloe is American, with a certificate
+    # signed by a key no nation pinned.
+    forger = keys.AuthorityKey.generate()
+    now = datetime.now(UTC)
+    forged = keys.issue_certificate(
+        forger,
+        device_id=t.chloe.device_id,
+        user_id=t.chloe.user.id,
+        username="chloe",
+        nationality="USA",
+        clearance={"policy": "NATO", "level": "SECRET", "categories": {}},
+        device_keys=t.chloe.device_keys.public(),
+        issued_at=now,
+        expires_at=now + timedelta(days=1),
+    )
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Device)
+            .where(Device.id == t.chloe.device_id)
+            .values(certificate=forged.to_json())
+        )
+    sent = await t.am.send("liaison", "not for chloe", label=REL_USA_GBR)
+    (excluded,) = sent.excluded
+    assert excluded.device_id == t.chloe.device_id
+    assert excluded.username == "chloe"
+    assert "does not verify" in excluded.reason
+    async with world.app.state.sessionmaker() as session:
+        (audience,) = (await session.execute(select(Audience))).scalars().all()
+    assert t.chloe.device_id not in audience.header["devices"]
+    assert await t.cm.sync() == []
+
+
+async def test_a_server_insisting_on_a_device_it_rekeyed_gets_nothing(world: World) -> None:
+    t = await _trio(world)
+    # The server swaps bob's encryption key for one it holds: bob's certificate no longer
+    # matches, so the client will not seal to it, and the server wants bob's device.
+    substitute = keys.DeviceKeys.generate().public().encryption_key
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Device).where(Device.id == t.bob.device_id).values(encryption_key=substitute)
+        )
+    with pytest.raises(MessagingError) as refused:
+        await t.am.send("liaison", "secret", label=REL_USA_GBR)
+    assert str(refused.value).startswith("not sent: the server requires devices whose")
+    assert t.bob.device_id in str(refused.value)
+    assert "keys other than the certified ones" in str(refused.value)
+    assert await _count(world, Message) == 0
+
+
+async def test_a_nation_registered_after_enrolment_is_pinned_on_first_use(world: World) -> None:
+    await world.nation("USA")
+    await world.nation("GBR")
+    alice = await world.member("alice", "USA")
+    await world.nation("FRA")  # after alice pinned USA and GBR
+    chloe = await world.member("chloe", "FRA")
+    assert "FRA" not in alice.keystore.pins()
+    await alice.client.create_channel("liaison", "NATO SECRET")
+    await alice.client.add_member("liaison", "chloe")
+    am = await _messenger(alice)
+    sent = await am.send("liaison", "bonjour", label="NATO SECRET//REL TO USA, FRA")
+    assert sent.excluded == ()
+    assert chloe.device_id in sent.released_to
+    assert alice.keystore.pins()["FRA"] == world.authorities["FRA"].public_bytes()
+    (message,) = await (await _messenger(chloe)).sync()
+    _assert_trusted(message, "bonjour", "alice", "USA")
+
+
+async def test_refusals_say_why_in_a_sentence(world: World) -> None:
+    t = await _trio(world)
+    # bob may not send what he may not read: the server's refusal carries its reasons.
+    with pytest.raises(ApiError) as refused:
+        await t.bm.send("liaison", "x", label="NATO SECRET//REL TO USA, FRA")
+    assert refused.value.status == 403
+    assert refused.value.code == "refused"
+    assert "nationality GBR not in REL TO USA, FRA" in refused.value.detail
+    assert refused.value.problem["reasons"]
+    # Above the ceiling: no one here may have it, this device included.
+    with pytest.raises(MessagingError, match="you may not send COSMIC TOP SECRET here"):
+        await t.am.send("liaison", "x", label="COSMIC TOP SECRET")
+    with pytest.raises(MessagingError, match="label 'NATO SEKRET'"):
+        await t.am.send("liaison", "x", label="NATO SEKRET")
+    with pytest.raises(ApiError, match="no channel 'nowhere' of yours"):
+        await t.am.send("nowhere", "x")
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Scene:
+    """What a tamperer has to hand: the trio, alice's roster, and another audience's envelope
+    for bob."""
+
+    t: Trio
+    roster: list[dict[str, Any]]
+    other_envelope: str
+
+
+def _tamper_body(item: dict[str, Any], _: Scene) -> None:
+    body = item["message"]["body"]
+    item["message"]["body"] = ("B" if body[10] != "B" else "C").join((body[:10], body[11:]))
+
+
+def _tamper_signed_label(item: dict[str, Any], _: Scene) -> None:
+    item["message"]["header"]["label"]["rel_to"].append("FRA")
+    item["label"] = "NATO SECRET//REL TO USA, GBR, FRA"
+
+
+def _tamper_shown_label(item: dict[str, Any], _: Scene) -> None:
+    item["label"] = "NATO UNCLASSIFIED"
+
+
+def _other_channel(item: dict[str, Any], _: Scene) -> None:
+    item["channel_id"] = "another-channel"
+
+
+def _no_certificate(item: dict[str, Any], _: Scene) -> None:
+    item["sender_certificate"] = None
+
+
+def _someone_elses_certificate(item: dict[str, Any], s: Scene) -> None:
+    bob = s.t.bob.device_id
+    item["sender_certificate"] = next(d["certificate"] for d in s.roster if d["device_id"] == bob)
+
+
+def _self_signed_certificate(item: dict[str, Any], s: Scene) -> None:
+    body = dict(item["sender_certificate"]["body"])
+    forger = keys.AuthorityKey.generate()
+    now = datetime.now(UTC)
+    item["sender_certificate"] = keys.issue_certificate(
+        forger,
+        device_id=body["device_id"],
+        user_id=body["user_id"],
+        username=body["username"],
+        nationality=body["nationality"],
+        clearance=body["clearance"],
+        device_keys=s.t.alice.device_keys.public(),
+        issued_at=now,
+        expires_at=now + timedelta(days=1),
+    ).to_json()
+
+
+def _other_envelope(item: dict[str, Any], s: Scene) -> None:
+    item["audience"]["envelope"] = s.other_envelope
+
+
+def _garbage(item: dict[str, Any], _: Scene) -> None:
+    item["message"] = "not a message"
+
+
+def _no_audience(item: dict[str, Any], _: Scene) -> None:
+    item["audience"] = None
+
+
+TAMPERING: dict[str, tuple[Callable[[dict[str, Any], Scene], None], str]] = {
+    "body": (_tamper_body, "the message does not verify or decrypt: message signature"),
+    "signed label": (_tamper_signed_label, "the message does not verify or decrypt"),
+    "shown label": (_tamper_shown_label, "the server shows the label 'NATO UNCLASSIFIED'"),
+    "channel": (_other_channel, "sent to another channel than it was delivered in"),
+    "no certificate": (_no_certificate, "the device has no certificate"),
+    "someone else's certificate": (
+        _someone_elses_certificate,
+        "certificate is for another device or user than the message names",
+    ),
+    "self-signed certificate": (
+        _self_signed_certificate,
+        "the sender's device cannot be trusted: its certificate does not verify",
+    ),
+    "other envelope": (_other_envelope, "the message does not verify or decrypt"),
+    "garbage": (_garbage, "the message is malformed: sealed message is not a JSON object"),
+    "no audience": (_no_audience, "the delivered item is malformed"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERING))
+async def test_a_tampered_item_is_reported_unverified(world: World, case: str) -> None:
+    t = await _trio(world)
+    await t.am.send("liaison", "an envelope for bob", label=REL_USA_GBR)
+    await t.am.send("liaison", "the real one", label=REL_USA_GBR)
+    items = (await t.bob.client.sync())["items"]
+    assert len(items) == 2
+    # bob's envelope of another audience: his own device, the wrong audience key.
+    await t.am.send("liaison", "x", label="NATO SECRET")
+    later = (await t.bob.client.sync(after=items[-1]["seq"]))["items"]
+    scene = Scene(t, await t.alice.client.roster("liaison"), later[0]["audience"]["envelope"])
+    item = copy.deepcopy(items[-1])
+    assert (await t.bm.open_item(item)).verified
+    tamper, problem = TAMPERING[case]
+    tamper(item, scene)
+    opened = await t.bm.open_item(item)
+    assert not opened.verified
+    assert opened.text is None
+    assert opened.label is None
+    assert opened.problem is not None
+    assert problem in opened.problem
+    assert opened.seq == item["seq"]
+
+
+# --- live ------------------------------------------------------------------------------------
+
+
+async def test_listen_delivers_live_to_the_released_devices_only(world: World, live: str) -> None:
+    t = await _trio(world)
+    async with t.bm.stream() as bob_live, t.cm.stream() as chloe_live:
+        sent = await t.am.send("liaison", "live and labelled", label=REL_USA_GBR)
+        got = await asyncio.wait_for(anext(bob_live), 5)
+        _assert_trusted(got, "live and labelled", "alice", "USA")
+        assert got.seq == sent.seq
+        assert t.bm.cursor == sent.seq
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(chloe_live), 0.5)
+        await t.am.send("liaison", "for all three")
+        chloe_got = await asyncio.wait_for(anext(chloe_live), 5)
+        _assert_trusted(chloe_got, "for all three", "alice", "USA")
+
+
+async def test_listen_catches_up_on_resync(
+    world: World, live: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = await _trio(world)
+    missed = await t.am.send("liaison", "sent while bob was away", label=REL_USA_GBR)
+    monkeypatch.setattr(bus, "QUEUE_LIMIT", 1)
+    received: list[ReceivedMessage] = []
+
+    async def listen() -> None:
+        async for message in t.bm.listen():
+            received.append(message)
+            return
+
+    listening = asyncio.create_task(listen())
+    await _until(lambda: world.app.state.bus.subscribers == 1)
+    # Two events at once overflow bob's one-place queue: the gateway tells him to resync.
+    gone = bus.MessageEvent(seq=10**9, channel_id="none")
+    world.app.state.bus.publish(gone)
+    world.app.state.bus.publish(gone)
+    await asyncio.wait_for(listening, 5)
+    (message,) = received
+    _assert_trusted(message, "sent while bob was away", "alice", "USA")
+    assert message.seq == missed.seq
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_a_stream_without_a_session_is_refused(world: World, live: str) -> None:
+    t = await _trio(world)
+    await t.bob.client.logout()
+    t.bob.client.token = "not-a-token"
+    with pytest.raises(ConnectionFailed, match="closed the stream"):
+        async with t.bm.stream():
+            pass

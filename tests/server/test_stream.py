@@ -1,0 +1,125 @@
+"""The websocket gateway: authentication, live pushes, garbage and silence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from protocol import envelopes
+from protocol.labels import parse_label
+from server.realtime.bus import MessageEvent
+from tests.factories import Member, World
+from tests.server.test_channels import CATALOG, _three
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _ws(url: str) -> str:
+    return url.replace("http://", "ws://") + "/v1/stream"
+
+
+async def _connect(url: str, member: Member) -> websockets.ClientConnection:
+    ws = await websockets.connect(_ws(url))
+    await ws.send(json.dumps({"type": "auth", "token": member.client.token}))
+    ready = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert ready == {"type": "ready", "device_id": member.device_id}
+    return ws
+
+
+async def _drain(ws: websockets.ClientConnection) -> None:
+    while True:
+        await asyncio.wait_for(ws.recv(), 5)
+
+
+async def _closed(ws: websockets.ClientConnection) -> int | None:
+    """The close code the server sent, once the connection ends (within seconds)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        await _drain(ws)
+    return closed.value.rcvd.code if closed.value.rcvd else None
+
+
+async def test_pushes_reach_only_eligible_devices(world: World, live_url: str) -> None:
+    t = await _three(world)
+    sockets = {m.user.username: await _connect(live_url, m) for m in (t.usa, t.gbr, t.fra)}
+    audience_id = str(uuid.uuid4())
+    sealed, key = envelopes.create_audience(
+        t.usa.device_keys,
+        audience_id=audience_id,
+        container=t.id,
+        creator_user=t.usa.user.id,
+        creator_device=t.usa.device_id,
+        recipients=[
+            envelopes.Recipient(m.device_id, m.device_keys.public()) for m in (t.usa, t.gbr)
+        ],
+        created_at=datetime.now(UTC),
+    )
+    await t.usa.client.create_audience("liaison", sealed.to_json())
+    message = envelopes.encrypt_message(
+        t.usa.device_keys,
+        key,
+        b"live",
+        message_id=str(uuid.uuid4()),
+        container=t.id,
+        sender_user=t.usa.user.id,
+        sender_device=t.usa.device_id,
+        audience_id=audience_id,
+        sent_at=datetime.now(UTC),
+        label=parse_label("NATO SECRET//REL TO USA, GBR", CATALOG, originator="USA"),
+        content_type="text/plain; charset=utf-8",
+    )
+    await t.usa.client.submit_message("liaison", message.to_json())
+    for name in ("alice", "bob"):
+        frame = json.loads(await asyncio.wait_for(sockets[name].recv(), 5))
+        assert frame["type"] == "message"
+        assert frame["message"]["header"]["message_id"] == message.header["message_id"]
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(sockets["chloe"].recv(), 0.5)
+    for ws in sockets.values():
+        await ws.close()
+
+
+async def test_garbage_closes_the_connection(world: World, live_url: str) -> None:
+    await world.nation("USA")
+    alice = await world.member("alice", "USA")
+    for garbage in ("not json", json.dumps([1, 2]), json.dumps({"type": "shout"}), "x" * 5000):
+        ws = await _connect(live_url, alice)
+        await ws.send(garbage)
+        assert await _closed(ws) == 1003
+    ws = await _connect(live_url, alice)
+    await ws.send(b"\x00\x01")
+    assert await _closed(ws) == 1003
+
+
+async def test_authentication_is_required(world: World, live_url: str) -> None:
+    for first in (json.dumps({"type": "auth", "token": "nope"}), json.dumps({"type": "pong"})):
+        ws = await websockets.connect(_ws(live_url))
+        await ws.send(first)
+        assert await _closed(ws) == 4401
+
+
+async def test_silence_closes_the_connection(world: World, live_url: str) -> None:
+    await world.nation("USA")
+    alice = await world.member("alice", "USA")
+    world.app.state.settings.ws_idle_seconds = 0.5
+    world.app.state.settings.ws_auth_seconds = 0.5
+    ws = await _connect(live_url, alice)
+    # The server pings; a client that never answers is closed.
+    assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "ping"}
+    assert await _closed(ws) == 4408
+    mute = await websockets.connect(_ws(live_url))
+    assert await _closed(mute) == 4401
+
+
+async def test_a_revoked_device_is_cut_off(world: World, live_url: str) -> None:
+    t = await _three(world)
+    ws = await _connect(live_url, t.gbr)
+    await t.gbr.client.revoke_device(t.gbr.device_id, "stolen")
+    # The next push for this connection finds the session gone and closes it.
+    world.app.state.bus.publish(MessageEvent(seq=1, channel_id=t.id))
+    assert await _closed(ws) == 4401
