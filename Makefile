@@ -34,3 +34,8 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+
+# Seed a three-nation demo (USA, GBR, FRA; channel liaison) into the server `make run` started.
+.PHONY: demo
+demo: $(STAMP)
+	$(BIN)/python scripts/seed_demo.py

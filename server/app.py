@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +10,10 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from protocol.catalog import Catalog
+from server.audit.endpoints import router as audit_router
+from server.audit.integrator import load_signer, run_integrator
 from server.auth.endpoints import router as auth_router
+from server.bootstrap import AUDIT_KEY_FILE, ensure_server_keys, keys_dir
 from server.channels.endpoints import router as channels_router
 from server.db.engine import create_engine, create_sessionmaker
 from server.devices.endpoints import router as devices_router
@@ -73,9 +77,24 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         engine = create_engine(settings.effective_database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        ensure_server_keys(settings)
+        app.state.audit_signer = load_signer(
+            keys_dir(settings) / AUDIT_KEY_FILE, settings.effective_audit_origin
+        )
+        stop = asyncio.Event()
+        integrator = asyncio.create_task(
+            run_integrator(
+                app.state.sessionmaker,
+                app.state.audit_signer,
+                settings.audit_integrate_seconds,
+                stop,
+            )
+        )
         try:
             yield
         finally:
+            stop.set()
+            await integrator
             await engine.dispose()
 
     app = FastAPI(
@@ -99,4 +118,5 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(devices_router)
     app.include_router(channels_router)
     app.include_router(stream_router)
+    app.include_router(audit_router)
     return app

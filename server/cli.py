@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from protocol import keys
 from protocol.catalog import Catalog, CatalogError
+from protocol.checkpoint import NoteSigner
 from server import bootstrap
+from server.audit.integrator import integrate, load_signer
 from server.auth.principal import CONSOLE
 from server.db.engine import create_engine, create_sessionmaker
 from server.devices.service import do_issue_enrolment_code
@@ -330,3 +332,37 @@ def user_code(username: str) -> None:
         f"enrol with: attache enroll --server {settings.effective_public_url} "
         f"--user {username} --code {code}"
     )
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The audit log's key and integration."""
+
+
+def _signer(settings: Settings) -> NoteSigner:
+    path = bootstrap.keys_dir(settings) / bootstrap.AUDIT_KEY_FILE
+    if not path.exists():
+        abort(f"no audit key at {path}; run 'attache-server init' first")
+    return load_signer(path, settings.effective_audit_origin)
+
+
+@audit_group.command("key")
+def audit_key() -> None:
+    """Print the audit log's verifier key, for auditors to pin (attache audit verify --vkey)."""
+    terminal.print(_signer(_settings()).vkey())
+
+
+@audit_group.command("integrate")
+def audit_integrate() -> None:
+    """Append pending events to the log and sign a checkpoint now (the server does this on its
+    own every few seconds)."""
+    settings = _settings()
+    signer = _signer(settings)
+    checkpoint = _run(settings, lambda s, _: integrate(s, signer))
+    if checkpoint is None:
+        terminal.print("nothing to integrate")
+    else:
+        terminal.print(f"log integrated to {checkpoint.size} leaves")

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     # Websocket stream: time to authenticate, and longest silence from a client before closing.
     ws_auth_seconds: float = Field(default=10.0, gt=0, le=120)
     ws_idle_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Audit log: how often the integrator appends events and signs a checkpoint, and the log's
+    # origin line (empty: derived from the public URL).
+    audit_integrate_seconds: float = Field(default=1.0, gt=0, le=3600)
+    audit_origin: str = ""
     # A label catalog TOML file; empty means the catalog that ships with Attaché.
     catalog_path: Path | None = None
     # Largest request body the API accepts: an audience for several hundred devices fits
@@ -53,6 +57,13 @@ class Settings(BaseSettings):
         if self.catalog_path is None:
             return load_default_catalog()
         return Catalog.from_toml(self.catalog_toml())
+
+    @property
+    def effective_audit_origin(self) -> str:
+        if self.audit_origin:
+            return self.audit_origin
+        host = self.effective_public_url.split("://", 1)[-1]
+        return f"{host}/attache-audit"
 
     @property
     def effective_public_url(self) -> str:

@@ -83,6 +83,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "var",
         database_url=database_url,
         public_url=TEST_ORIGIN,
+        # Tests integrate the audit log explicitly, when they mean to.
+        audit_integrate_seconds=3600,
     )
 
 
@@ -96,18 +98,15 @@ async def _empty_tables(app_engine: object) -> None:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[object]:
+async def app(settings: Settings, clean_database: None) -> AsyncIterator[object]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
-        try:
-            yield application
-        finally:
-            await _empty_tables(application.state.engine)
+        yield application
 
 
 @pytest.fixture
 async def clean_database(database_url: str) -> AsyncIterator[None]:
-    """For tests that reach the database through another process or the CLI."""
+    """Empties every table once the test (and its app, server or CLI) is done."""
     yield
     engine = create_engine(database_url)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from clients.cli.audit import audit
 from clients.cli.authority import authority
 from clients.cli.channels import channel
 from clients.cli.devices import device
@@ -29,3 +30,4 @@ main.add_command(channel)
 main.add_command(send_command)
 main.add_command(read_command)
 main.add_command(listen_command)
+main.add_command(audit)

@@ -21,6 +21,7 @@ from clients.sdk import (
     Messenger,
     connect,
 )
+from clients.sdk.audit import AuditStateError
 from protocol import keys
 
 T = TypeVar("T")
@@ -76,6 +77,8 @@ def call(work: Callable[[], T]) -> T:
         abort(str(exc))
     except keys.CertificateError as exc:
         abort(f"certificate: {exc}")
+    except AuditStateError as exc:
+        abort(str(exc))
 
 
 async def _guard(work: Awaitable[T]) -> T:

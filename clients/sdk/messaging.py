@@ -29,8 +29,10 @@ less than ``MAX_AUDIENCE_AGE``; anything else makes a new one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -55,6 +57,8 @@ MAX_AUDIENCE_AGE = timedelta(days=1)
 TEXT = "text/plain; charset=utf-8"
 # A delivered item carries a body of up to 256 KiB in base64url, plus headers.
 MAX_STREAM_FRAME = 1 << 20
+# Well inside the server's default ws_idle_seconds (60).
+STREAM_KEEPALIVE = 20.0
 
 
 class MessagingError(Exception):
@@ -558,10 +562,10 @@ class Messenger:
 
     # --- live --------------------------------------------------------------------------------
 
-    def stream(self) -> MessageStream:
+    def stream(self, *, keepalive: float = STREAM_KEEPALIVE) -> MessageStream:
         """The live stream, as an async context manager that is signed in (the server holds
         a subscription) once entered, and an async iterator of ``ReceivedMessage``."""
-        return MessageStream(self)
+        return MessageStream(self, keepalive=keepalive)
 
     async def listen(self) -> AsyncIterator[ReceivedMessage]:
         """Live messages as they arrive, verified, until the server closes the stream."""
@@ -572,13 +576,22 @@ class Messenger:
 
 class MessageStream:
     """``/v1/stream``: authenticates with the session token, answers pings, and on ``resync``
-    fetches what it missed with ``sync`` from the Messenger's cursor."""
+    fetches what it missed with ``sync`` from the Messenger's cursor (for a Messenger that has
+    not synced, that is everything this device may read; each sequence number is yielded once
+    per stream).
 
-    def __init__(self, messenger: Messenger) -> None:
+    The server pings only when it has nothing to send, yet closes a connection that has sent
+    nothing for its idle time: on a busy line the client must speak first, so it pings every
+    ``keepalive`` seconds whatever arrives.
+    """
+
+    def __init__(self, messenger: Messenger, *, keepalive: float = STREAM_KEEPALIVE) -> None:
         self._messenger = messenger
+        self._keepalive = keepalive
         self._ws: ClientConnection | None = None
         self._pending: deque[ReceivedMessage] = deque()
         self._seen: set[int] = set()
+        self._last_sent = 0.0
 
     async def __aenter__(self) -> Self:
         messenger = self._messenger
@@ -608,7 +621,14 @@ class MessageStream:
 
     async def __anext__(self) -> ReceivedMessage:
         while not self._pending:
-            frame = await self._receive()
+            quiet = time.monotonic() - self._last_sent
+            if quiet >= self._keepalive:
+                await self._send({"type": "ping"})
+                continue
+            try:
+                frame = await asyncio.wait_for(self._receive(), self._keepalive - quiet)
+            except TimeoutError:
+                continue  # time to ping
             if frame is None:
                 raise StopAsyncIteration
             kind = frame.get("type")
@@ -632,6 +652,7 @@ class MessageStream:
 
     async def _send(self, frame: Mapping[str, Any]) -> None:
         assert self._ws is not None
+        self._last_sent = time.monotonic()
         try:
             await self._ws.send(json.dumps(frame))
         except ConnectionClosed as exc:

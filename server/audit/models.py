@@ -1,7 +1,8 @@
-"""Audit events: one append-only row per decision or change.
+"""Audit events, and the RFC 9162 Merkle log over them.
 
-Rows are written in the same transaction as the action they record. The RFC 9162 Merkle log
-over these rows (integrator, checkpoints, proofs) is its own issue; the rows start here.
+Event rows are written in the same transaction as the action they record. The integrator
+(``server/audit/integrator.py``) later appends them to the log in batches: it gives each a leaf
+index, stores the perfect subtree hashes, and signs a checkpoint.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db.base import Base, JSONType, utcnow
@@ -36,3 +37,47 @@ class AuditEvent(Base):
     reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)
     # Old and new values, the expansion of groups used, catalog version: never plaintext or keys.
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Set by the integrator when the event enters the Merkle log (audit_leaves is the record);
+    # indexed so that finding the events still to integrate does not scan the log.
+    leaf_index: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), index=True
+    )
+
+
+class AuditLeaf(Base):
+    """An event's place in the Merkle log: its index and the leaf hash integrated there."""
+
+    __tablename__ = "audit_leaves"
+
+    index: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), unique=True
+    )
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditNode(Base):
+    """The hash of a perfect subtree: leaves [index * 2**level, (index + 1) * 2**level)."""
+
+    __tablename__ = "audit_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint (C2SP tlog-checkpoint in a signed note), one per integration batch."""
+
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

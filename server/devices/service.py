@@ -8,6 +8,7 @@ make them trusted.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,7 +20,7 @@ from protocol import enrolment, keys
 from protocol.catalog import Catalog
 from server.audit import log as audit
 from server.auth import repository as auth_repo
-from server.auth.principal import ROLE_OPERATOR, Caller, Principal, check_manages_user
+from server.auth.principal import Caller, Principal, check_manages_user
 from server.db.base import utcnow
 from server.devices import repository as repo
 from server.devices.models import (
@@ -93,8 +94,8 @@ async def do_enrol_device(
 
     The code is consumed whatever else fails later in this request only if the request
     succeeds: a refused enrolment rolls back and the code stays usable until it expires.
-    An operator account (no nation) becomes active at once: no nation vouches for it, and
-    no access decision ever allows it labelled content.
+    A staff account (operator or all-nations auditor, no nation) becomes active at once: no
+    nation vouches for it, and no access decision ever allows it labelled content.
     """
     user = await directory_repo.get_user_by_username(session, username)
     code_hash = enrolment.code_digest(code)
@@ -126,14 +127,17 @@ async def do_enrol_device(
         )
     if await repo.get_device_by_signing_key(session, signing_key) is not None:
         raise Conflict("a device with this signing key is already registered")
-    operator_account = user.nationality is None and ROLE_OPERATOR in user.roles
+    # Server staff (operators, all-nations auditors) belong to no nation, so no authority can
+    # vouch for them: their enrolment code is their trust root. They can read nothing that a
+    # database administrator could not, and no decision ever allows them labelled content.
+    staff_account = user.nationality is None
     device = Device(
         user_id=user.id,
         name=name,
         signing_key=signing_key,
         encryption_key=encryption_key,
-        status=DEVICE_ACTIVE if operator_account else DEVICE_PENDING,
-        activated_at=now if operator_account else None,
+        status=DEVICE_ACTIVE if staff_account else DEVICE_PENDING,
+        activated_at=now if staff_account else None,
     )
     session.add(device)
     await session.flush()
@@ -149,8 +153,11 @@ async def do_enrol_device(
         details={
             "code_id": row.id,
             "status": device.status,
-            "signing_key_fingerprint": keys.fingerprint(signing_key),
-            "encryption_key_fingerprint": keys.fingerprint(encryption_key),
+            # The public keys themselves (the encryption key by digest), so that clients can
+            # check a peer's device keys against the log.
+            "signing_key": keys.b64u_encode(signing_key),
+            "encryption_key_sha256": keys.b64u_encode(hashlib.sha256(encryption_key).digest()),
+            "fingerprint": public.fingerprint(),
         },
     )
     return device

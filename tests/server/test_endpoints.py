@@ -12,6 +12,7 @@ PUBLIC = {
     ("POST", "/v1/devices"),  # enrolment: the one-time code authenticates
     ("PUT", "/v1/devices/{device_id}/certificate"),  # the nation authority's signature does
     ("GET", "/v1/nations"),  # authority public keys, pinned by devices being enrolled
+    ("GET", "/v1/audit/key"),  # the audit log's verifier key, pinned by auditors
 }
 
 
@@ -25,7 +26,12 @@ async def test_every_other_endpoint_requires_a_session(
     for method, path in routes:
         if (method, path) in PUBLIC:
             continue
-        url = path.replace("{user_id}", "someone").replace("{device_id}", "some-device")
+        url = (
+            path.replace("{user_id}", "someone")
+            .replace("{device_id}", "some-device")
+            .replace("{channel}", "some-channel")
+            .replace("{user}", "someone")
+        )
         response = await http.request(method, url, json={})
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["content-type"] == "application/problem+json"

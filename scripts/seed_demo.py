@@ -1,0 +1,209 @@
+"""Seed a three-nation demo into the embedded server that `make run` started (`make demo`).
+
+What it makes, so that the README's "Try it" steps work at once:
+
+- an enrolment authority key each for USA, GBR and FRA, kept in the demo homes
+  ``var/demo/alice``, ``var/demo/bob`` and ``var/demo/chloe`` (each person stands in for their
+  nation's security officer too), sealed under the demo passphrase;
+- the three nations, registered with those keys, directly in the server's database (as
+  ``attache-server nation add`` does, reading ``ATTACHE_DATA_DIR`` / ``ATTACHE_DATABASE_URL``);
+- users alice (USA), bob (GBR) and chloe (FRA), cleared NATO SECRET, each with a device enrolled
+  over the API and certified by their nation's key;
+- the channel ``liaison``, ceiling NATO SECRET, with all three as members.
+
+The demo passphrase, for device and authority keys alike, is ``demo passphrase``: this is a
+demonstration, never a deployment. The keys use the real key-derivation cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import click
+import httpx
+from sqlalchemy import select
+
+from clients.sdk import ApiError, ConnectionFailed, Keystore, KeystoreError, connect, enroll
+from protocol import keys
+from server.auth.principal import CONSOLE
+from server.db.engine import create_engine, create_sessionmaker
+from server.devices.service import do_issue_enrolment_code
+from server.directory import service as directory
+from server.directory.models import Nation, User
+from server.errors import ServiceError
+from server.settings import Settings, get_settings
+
+DEMO_PASSPHRASE = "demo passphrase"
+CHANNEL = "liaison"
+CEILING = "NATO SECRET"
+PEOPLE = (
+    ("alice", "USA", "United States"),
+    ("bob", "GBR", "United Kingdom"),
+    ("chloe", "FRA", "France"),
+)
+
+
+async def _check_fresh(settings: Settings, homes: Path) -> None:
+    if homes.exists():
+        raise click.ClickException(
+            f"{homes} exists: the demo is already seeded. To seed afresh, stop the server, "
+            f"remove {homes} and the server's data directory ({settings.data_dir}), then run "
+            "'make run' and 'make demo' again."
+        )
+    engine = create_engine(settings.effective_database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            codes = [code for _, code, _ in PEOPLE]
+            names = [name for name, _, _ in PEOPLE]
+            nations = await session.execute(select(Nation.code).where(Nation.code.in_(codes)))
+            users = await session.execute(select(User.username).where(User.username.in_(names)))
+            taken = [*nations.scalars(), *users.scalars()]
+    finally:
+        await engine.dispose()
+    if taken:
+        raise click.ClickException(
+            f"this server already has {', '.join(taken)}: the demo needs a fresh server (stop "
+            f"it, remove its data directory {settings.data_dir}, then 'make run' and "
+            "'make demo')"
+        )
+
+
+async def _register(
+    settings: Settings, authorities: dict[str, keys.AuthorityKey]
+) -> dict[str, str]:
+    """Nations and users in one transaction; returns each user's one-time enrolment code."""
+    engine = create_engine(settings.effective_database_url)
+    codes: dict[str, str] = {}
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            catalog = await directory.load_catalog(session, settings.load_catalog())
+            for _, nation, name in PEOPLE:
+                await directory.do_create_nation(
+                    session,
+                    CONSOLE,
+                    catalog,
+                    code=nation,
+                    name=name,
+                    authority_key=authorities[nation].public_bytes(),
+                )
+            catalog = await directory.load_catalog(session, settings.load_catalog())
+            for username, nation, _ in PEOPLE:
+                user = await directory.do_create_user(
+                    session,
+                    CONSOLE,
+                    catalog,
+                    username=username,
+                    nationality=nation,
+                    clearance=CEILING,
+                    roles=["officer"],
+                )
+                issued = await do_issue_enrolment_code(session, CONSOLE, settings, user)
+                codes[username] = issued.code
+    finally:
+        await engine.dispose()
+    return codes
+
+
+async def _seed(server: str, homes: Path) -> None:
+    settings = get_settings()
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            (await http.get(f"{server}/healthz")).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise click.ClickException(
+            f"no Attaché server answers at {server} ({exc}); start it with 'make run' first"
+        ) from exc
+    await _check_fresh(settings, homes)
+
+    stores = {username: Keystore(homes / username) for username, _, _ in PEOPLE}
+    authorities: dict[str, keys.AuthorityKey] = {}
+    for username, nation, _ in PEOPLE:
+        click.echo(f"creating the {nation} enrolment authority key in {homes / username}")
+        authorities[nation] = keys.AuthorityKey.generate()
+        stores[username].save_authority(nation, authorities[nation], DEMO_PASSPHRASE)
+
+    click.echo("registering USA, GBR, FRA and alice, bob, chloe (cleared NATO SECRET)")
+    codes = await _register(settings, authorities)
+
+    for username, nation, _ in PEOPLE:
+        result = await enroll(
+            server,
+            username=username,
+            code=codes[username],
+            device_name=f"{username}-demo",
+            passphrase=DEMO_PASSPHRASE,
+            keystore=stores[username],
+            authority=(nation, authorities[nation]),
+        )
+        click.echo(
+            f"enrolled {username}'s device {result.device['id']} ({result.device['status']}), "
+            f"certified by {nation}"
+        )
+
+    client = await connect(stores["alice"], passphrase=DEMO_PASSPHRASE)
+    async with client:
+        await client.create_channel(CHANNEL, CEILING)
+        for username, _, _ in PEOPLE[1:]:
+            await client.add_member(CHANNEL, username)
+    click.echo(f"channel {CHANNEL} created, ceiling {CEILING}, members alice, bob, chloe")
+
+
+def _quote(arg: str) -> str:
+    """Double quotes where the shell needs them (the demo's words hold no $, ` or ")."""
+    return arg if re.fullmatch(r"[A-Za-z0-9_./-]+", arg) else f'"{arg}"'
+
+
+def _instructions(homes: Path) -> str:
+    def as_user(username: str, *args: str) -> str:
+        env = f"ATTACHE_HOME={_quote(str(homes / username))} ATTACHE_PASSPHRASE="
+        words = " ".join(_quote(a) for a in args)
+        return f"  {env}{_quote(DEMO_PASSPHRASE)} .venv/bin/attache {words}"
+
+    label = "NATO SECRET//REL TO USA, GBR"
+    send = as_user("alice", "send", "--channel", CHANNEL, "--label", label) + ' "hello"'
+    return "\n".join(
+        [
+            "",
+            f"The demo is ready (every passphrase is {DEMO_PASSPHRASE!r}). Try:",
+            "",
+            "Alice (USA) sends a message released to the USA and the United Kingdom only:",
+            send,
+            "Bob (GBR) reads it:",
+            as_user("bob", "read", "--channel", CHANNEL),
+            "Chloe (FRA) gets nothing, though she is in the channel:",
+            as_user("chloe", "read", "--channel", CHANNEL),
+            "Watch messages arrive live (in another terminal; Ctrl-C to stop):",
+            as_user("bob", "listen"),
+        ]
+    )
+
+
+@click.command()
+@click.option(
+    "--server",
+    default="http://127.0.0.1:8600",
+    show_default=True,
+    help="the address of the server started by 'make run'",
+)
+@click.option(
+    "--homes",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/demo"),
+    show_default=True,
+    help="where the demo users' key stores go",
+)
+def main(server: str, homes: Path) -> None:
+    """Seed the three-nation demo: USA, GBR, FRA; alice, bob, chloe; channel liaison."""
+    server = server.rstrip("/")
+    try:
+        asyncio.run(_seed(server, homes))
+    except (ApiError, ConnectionFailed, KeystoreError, ServiceError) as exc:
+        detail = exc.detail if isinstance(exc, ApiError | ServiceError) else str(exc)
+        raise click.ClickException(f"seeding stopped: {detail}") from exc
+    click.echo(_instructions(homes))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from protocol import keys
+from server.audit import service
+from server.audit.schemas import (
+    AuditEventRead,
+    AuditEventsRead,
+    AuditKeyRead,
+    CheckpointRead,
+    ConsistencyRead,
+    InclusionRead,
+    LeafRead,
+    LeavesRead,
+)
+from server.auth.dependencies import PrincipalDep, SessionDep
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+Text = Annotated[str | None, Query(max_length=512)]
+
+
+@router.get("/key")
+async def audit_key(request: Request) -> AuditKeyRead:
+    # Public on purpose: auditors pin this verifier key, and checking a signature needs it.
+    signer = request.app.state.audit_signer
+    return AuditKeyRead(origin=signer.name, vkey=signer.vkey())
+
+
+@router.get("/checkpoint")
+async def checkpoint(_: PrincipalDep, session: SessionDep) -> CheckpointRead:
+    return CheckpointRead.of(await service.latest_checkpoint(session))
+
+
+@router.get("/events")
+async def events(
+    principal: PrincipalDep,
+    session: SessionDep,
+    since: Annotated[datetime | None, Query()] = None,
+    until: Annotated[datetime | None, Query()] = None,
+    actor: Text = None,
+    nation: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
+    container: Text = None,
+    action: Text = None,
+    decision: Annotated[str | None, Query(pattern=r"^(allow|deny)$")] = None,
+    label: Text = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditEventsRead:
+    found = await service.query_events(
+        session,
+        principal,
+        since=since,
+        until=until,
+        actor=actor,
+        nation=nation,
+        container=container,
+        action=action,
+        decision=decision,
+        label=label,
+        after_id=after,
+        limit=limit,
+    )
+    return AuditEventsRead(
+        events=[AuditEventRead.of(e) for e in found],
+        cursor=found[-1].id if found else after,
+    )
+
+
+@router.get("/leaves")
+async def leaves(
+    principal: PrincipalDep,
+    session: SessionDep,
+    start: Annotated[int, Query(ge=0)],
+    end: Annotated[int, Query(ge=1)],
+) -> LeavesRead:
+    views, checkpoint = await service.leaves(session, principal, start, end)
+    return LeavesRead(
+        checkpoint_size=checkpoint.size if checkpoint else 0,
+        leaves=[
+            LeafRead(
+                index=v.index,
+                hash=keys.b64u_encode(v.leaf_hash),
+                status=v.status,
+                event=v.event,
+            )
+            for v in views
+        ],
+    )
+
+
+@router.get("/proofs/inclusion")
+async def inclusion(
+    principal: PrincipalDep,
+    session: SessionDep,
+    event: Annotated[int, Query(ge=1)],
+    size: Annotated[int | None, Query(ge=1)] = None,
+) -> InclusionRead:
+    index, tree_size, leaf_hash, proof = await service.inclusion(session, principal, event, size)
+    return InclusionRead(
+        event_id=event,
+        index=index,
+        size=tree_size,
+        leaf_hash=keys.b64u_encode(leaf_hash),
+        proof=[keys.b64u_encode(p) for p in proof],
+    )
+
+
+@router.get("/proofs/consistency")
+async def consistency(
+    principal: PrincipalDep,
+    session: SessionDep,
+    old: Annotated[int, Query(ge=1)],
+    new: Annotated[int | None, Query(ge=1)] = None,
+) -> ConsistencyRead:
+    old_size, new_size, proof = await service.consistency(session, principal, old, new)
+    return ConsistencyRead(old=old_size, new=new_size, proof=[keys.b64u_encode(p) for p in proof])

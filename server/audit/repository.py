@@ -1,0 +1,119 @@
+"""SQL for the audit log. Repositories never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode
+
+
+async def lock_integrator(session: AsyncSession) -> None:
+    """One integrator at a time across processes: a PostgreSQL transaction-scoped advisory
+    lock (SQLite already serialises writers)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('attache-audit'))"))
+
+
+async def pending_events(session: AsyncSession, limit: int) -> Sequence[AuditEvent]:
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.leaf_index.is_(None))
+        .order_by(AuditEvent.id)
+        .limit(limit)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def latest_checkpoint(session: AsyncSession) -> AuditCheckpoint | None:
+    stmt = select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def checkpoint_at(session: AsyncSession, size: int) -> AuditCheckpoint | None:
+    return await session.get(AuditCheckpoint, size)
+
+
+async def tree_size(session: AsyncSession) -> int:
+    count = (await session.execute(select(func.max(AuditLeaf.index)))).scalar_one()
+    return 0 if count is None else int(count) + 1
+
+
+async def nodes(
+    session: AsyncSession, wanted: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    keys = list(set(wanted))
+    found: dict[tuple[int, int], bytes] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        stmt = select(AuditNode.level, AuditNode.index, AuditNode.hash).where(
+            tuple_(AuditNode.level, AuditNode.index).in_(chunk)
+        )
+        for level, index, digest in await session.execute(stmt):
+            found[(int(level), int(index))] = bytes(digest)
+    return found
+
+
+async def leaves(
+    session: AsyncSession, start: int, end: int
+) -> Sequence[tuple[AuditLeaf, AuditEvent | None]]:
+    """Leaves [start, end) with their event rows (None where the row has gone)."""
+    stmt = (
+        select(AuditLeaf, AuditEvent)
+        .outerjoin(AuditEvent, AuditEvent.id == AuditLeaf.event_id)
+        .where(AuditLeaf.index >= start, AuditLeaf.index < end)
+        .order_by(AuditLeaf.index)
+    )
+    return [(leaf, event) for leaf, event in (await session.execute(stmt)).all()]
+
+
+async def leaf_of_event(session: AsyncSession, event_id: int) -> AuditLeaf | None:
+    stmt = select(AuditLeaf).where(AuditLeaf.event_id == event_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def query_events(
+    session: AsyncSession,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = None,
+    nation: str | None = None,
+    scope_nation: str | None = None,
+    container: str | None = None,
+    action: str | None = None,
+    decision: str | None = None,
+    label: str | None = None,
+    after_id: int = 0,
+    limit: int = 100,
+) -> Sequence[AuditEvent]:
+    stmt = select(AuditEvent).where(AuditEvent.id > after_id).order_by(AuditEvent.id).limit(limit)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.time >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEvent.time < until)
+    if actor is not None:
+        stmt = stmt.where(AuditEvent.actor_user_id == actor)
+    if nation is not None:
+        stmt = stmt.where(
+            (AuditEvent.actor_nation == nation) | (AuditEvent.subject_nation == nation)
+        )
+    if scope_nation is not None:
+        stmt = stmt.where(
+            (AuditEvent.actor_nation == scope_nation) | (AuditEvent.subject_nation == scope_nation)
+        )
+    if container is not None:
+        stmt = stmt.where(
+            (AuditEvent.object_id == container)
+            | (AuditEvent.details["channel_id"].as_string() == container)
+        )
+    if action is not None:
+        stmt = stmt.where(AuditEvent.action == action)
+    if decision is not None:
+        stmt = stmt.where(AuditEvent.decision == decision)
+    if label is not None:
+        stmt = stmt.where(AuditEvent.label_banner == label)
+    return (await session.execute(stmt)).scalars().all()

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from protocol import keys
+from server.audit.leaves import event_leaf
+from server.audit.models import AuditCheckpoint, AuditEvent
+from server.schemas import ReadModel
+
+
+class AuditEventRead(ReadModel):
+    leaf_index: int | None
+    event: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditEventRead:
+        return cls(leaf_index=event.leaf_index, event=event_leaf(event))
+
+
+class AuditEventsRead(ReadModel):
+    events: list[AuditEventRead]
+    cursor: int
+
+
+class LeafRead(ReadModel):
+    index: int
+    hash: str = Field(description="the leaf hash the server integrated; recompute it from event")
+    status: str = Field(description="shown, out-of-scope (nation-scoped auditors) or missing")
+    event: dict[str, Any] | None
+
+
+class LeavesRead(ReadModel):
+    checkpoint_size: int
+    leaves: list[LeafRead]
+
+
+class CheckpointRead(ReadModel):
+    size: int
+    root: str
+    note: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, checkpoint: AuditCheckpoint) -> CheckpointRead:
+        return cls(
+            size=checkpoint.size,
+            root=keys.b64u_encode(checkpoint.root),
+            note=checkpoint.note,
+            created_at=checkpoint.created_at,
+        )
+
+
+class AuditKeyRead(ReadModel):
+    origin: str
+    vkey: str
+
+
+class InclusionRead(ReadModel):
+    event_id: int
+    index: int
+    size: int
+    leaf_hash: str
+    proof: list[str]
+
+
+class ConsistencyRead(ReadModel):
+    old: int
+    new: int
+    proof: list[str]

@@ -1,0 +1,133 @@
+"""Auditors' access to the log: queries, leaves, checkpoints and proofs. Every read is itself
+an audit event.
+
+An auditor without a nationality sees every event; an auditor of a nation sees the events
+whose actor or subject is of that nation, and only the leaf hashes of the others (enough to
+recompute the tree, nothing of what happened).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from protocol import merkle
+from server.audit import log as audit
+from server.audit import repository as repo
+from server.audit.integrator import NodeCache
+from server.audit.leaves import event_leaf
+from server.audit.models import AuditCheckpoint, AuditEvent
+from server.auth.principal import ROLE_AUDITOR, Principal
+from server.errors import InvalidInput, NotFound, PermissionDenied
+
+MAX_LEAVES = 10_000
+
+
+def check_auditor(principal: Principal) -> str | None:
+    """The nation an auditor is scoped to (None: all nations)."""
+    if not principal.has_role(ROLE_AUDITOR):
+        raise PermissionDenied("only auditors read the audit log")
+    return principal.user.nationality
+
+
+def visible(event: AuditEvent, scope: str | None) -> bool:
+    return scope is None or scope in (event.actor_nation, event.subject_nation)
+
+
+def _record_read(
+    session: AsyncSession, principal: Principal, what: str, query: dict[str, Any]
+) -> None:
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="audit.read",
+        object_type="audit_log",
+        object_id=what,
+        subject_nation=principal.user.nationality,
+        details={"query": {k: v for k, v in query.items() if v is not None}},
+    )
+
+
+async def query_events(
+    session: AsyncSession, principal: Principal, **filters: Any
+) -> Sequence[AuditEvent]:
+    scope = check_auditor(principal)
+    events = await repo.query_events(session, scope_nation=scope, **filters)
+    _record_read(session, principal, "events", {k: str(v) for k, v in filters.items()})
+    return events
+
+
+@dataclass(frozen=True)
+class LeafView:
+    index: int
+    leaf_hash: bytes
+    status: str  # shown | out-of-scope | missing (the event row is gone)
+    event: dict[str, Any] | None
+
+
+async def leaves(
+    session: AsyncSession, principal: Principal, start: int, end: int
+) -> tuple[list[LeafView], AuditCheckpoint | None]:
+    scope = check_auditor(principal)
+    if start < 0 or end <= start or end - start > MAX_LEAVES:
+        raise InvalidInput(f"ask for 1 to {MAX_LEAVES} leaves, start < end", field="end")
+    checkpoint = await repo.latest_checkpoint(session)
+    rows = await repo.leaves(session, start, end)
+    views = []
+    for leaf, event in rows:
+        if event is None:
+            views.append(LeafView(leaf.index, leaf.leaf_hash, "missing", None))
+        elif not visible(event, scope):
+            views.append(LeafView(leaf.index, leaf.leaf_hash, "out-of-scope", None))
+        else:
+            views.append(LeafView(leaf.index, leaf.leaf_hash, "shown", event_leaf(event)))
+    _record_read(session, principal, "leaves", {"start": start, "end": end})
+    return views, checkpoint
+
+
+async def latest_checkpoint(session: AsyncSession) -> AuditCheckpoint:
+    checkpoint = await repo.latest_checkpoint(session)
+    if checkpoint is None:
+        raise NotFound("the audit log has no checkpoint yet")
+    return checkpoint
+
+
+async def _size(session: AsyncSession, size: int | None) -> int:
+    latest = await latest_checkpoint(session)
+    if size is None:
+        return latest.size
+    if size < 1 or size > latest.size or await repo.checkpoint_at(session, size) is None:
+        raise NotFound(f"no checkpoint of size {size}", size=size)
+    return size
+
+
+async def inclusion(
+    session: AsyncSession, principal: Principal, event_id: int, size: int | None
+) -> tuple[int, int, bytes, list[bytes]]:
+    """(index, tree size, leaf hash, proof) for an event the auditor may see."""
+    scope = check_auditor(principal)
+    tree_size = await _size(session, size)
+    event = await session.get(AuditEvent, event_id)
+    leaf = await repo.leaf_of_event(session, event_id)
+    if event is None or leaf is None or not visible(event, scope) or leaf.index >= tree_size:
+        raise NotFound(f"event {event_id} is not in the log at size {tree_size}", event=event_id)
+    proof = await NodeCache(session).run(
+        lambda get: merkle.inclusion_proof(leaf.index, tree_size, get)
+    )
+    _record_read(session, principal, "inclusion", {"event": event_id, "size": tree_size})
+    return leaf.index, tree_size, leaf.leaf_hash, proof
+
+
+async def consistency(
+    session: AsyncSession, principal: Principal, old: int, new: int | None
+) -> tuple[int, int, list[bytes]]:
+    check_auditor(principal)
+    new_size = await _size(session, new)
+    if old < 1 or old > new_size:
+        raise InvalidInput(f"old size must be between 1 and {new_size}", field="old")
+    proof = await NodeCache(session).run(lambda get: merkle.consistency_proof(old, new_size, get))
+    _record_read(session, principal, "consistency", {"old": old, "new": new_size})
+    return old, new_size, proof

@@ -1,0 +1,233 @@
+"""The audit log: RFC 9162 tree, signed checkpoints, proofs, auditor scope, and tampering
+caught by the auditor's own verification (clients.sdk.audit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymerkle import InmemoryTree
+from sqlalchemy import delete, select, update
+
+from clients.sdk import ApiError
+from clients.sdk.audit import prove_event, verify_log
+from protocol import keys
+from protocol.canonical import canonical_json
+from server.audit.integrator import integrate
+from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode
+from tests.factories import Member, World
+
+
+async def _integrate(world: World) -> AuditCheckpoint | None:
+    async with world.app.state.sessionmaker() as session, session.begin():
+        return await integrate(session, world.app.state.audit_signer)
+
+
+async def _activity(world: World) -> tuple[Member, Member]:
+    """Some real history: nations, users, devices, a channel; then the log is integrated."""
+    await world.nation("USA")
+    await world.nation("GBR")
+    alice = await world.member("alice", "USA")
+    await world.member("bob", "GBR")
+    await alice.client.create_channel("liaison", "NATO SECRET")
+    await alice.client.add_member("liaison", "bob")
+    auditor = await world.member("audrey", None, roles=("auditor",))
+    await _integrate(world)
+    return alice, auditor
+
+
+async def _event_at(world: World, index: int) -> AuditEvent:
+    async with world.app.state.sessionmaker() as session:
+        stmt = (
+            select(AuditEvent)
+            .join(AuditLeaf, AuditLeaf.event_id == AuditEvent.id)
+            .where(AuditLeaf.index == index)
+        )
+        return (await session.execute(stmt)).scalar_one()
+
+
+async def _verify(auditor: Member, home: Path) -> Any:
+    return await verify_log(auditor.client, home)
+
+
+async def test_a_clean_log_verifies_and_an_independent_library_agrees(
+    world: World, tmp_path: Path
+) -> None:
+    _, auditor = await _activity(world)
+    report = await _verify(auditor, tmp_path)
+    assert report.ok, report.problems
+    assert report.key_pinned_now
+    assert report.size > 10
+    # pymerkle, a third-party RFC 9162 implementation, computes the same root from the
+    # exported leaves.
+    page = await auditor.client.request(
+        "GET", "/v1/audit/leaves", params={"start": 0, "end": report.size}
+    )
+    tree = InmemoryTree(algorithm="sha256")
+    for leaf in page["leaves"]:
+        tree.append_entry(canonical_json(leaf["event"]))
+    assert tree.get_root() == report.root
+    # Reading the log is itself audited.
+    async with world.app.state.sessionmaker() as session:
+        reads = (
+            (await session.execute(select(AuditEvent).where(AuditEvent.action == "audit.read")))
+            .scalars()
+            .all()
+        )
+    assert {r.object_id for r in reads} >= {"leaves"}
+
+
+async def test_a_second_verification_checks_consistency(world: World, tmp_path: Path) -> None:
+    alice, auditor = await _activity(world)
+    assert (await _verify(auditor, tmp_path)).ok
+    await alice.client.create_channel("second", "NATO SECRET")
+    await _integrate(world)
+    report = await _verify(auditor, tmp_path)
+    assert report.ok, report.problems
+    assert report.previous_size is not None
+    assert report.size > report.previous_size
+
+
+@pytest.mark.parametrize("tamper", ["edit", "delete", "reorder"])
+async def test_row_tampering_is_caught_and_named(world: World, tmp_path: Path, tamper: str) -> None:
+    _, auditor = await _activity(world)
+    assert (await _verify(auditor, tmp_path)).ok
+    target = await _event_at(world, 3)
+    async with world.app.state.sessionmaker() as session, session.begin():
+        if tamper == "edit":
+            await session.execute(
+                update(AuditEvent).where(AuditEvent.id == target.id).values(decision="deny")
+            )
+        elif tamper == "delete":
+            await session.execute(delete(AuditEvent).where(AuditEvent.id == target.id))
+        else:
+            other = await _event_at(world, 5)
+            await session.execute(
+                update(AuditEvent)
+                .where(AuditEvent.id == target.id)
+                .values(action=other.action, details=other.details)
+            )
+            await session.execute(
+                update(AuditEvent)
+                .where(AuditEvent.id == other.id)
+                .values(action=target.action, details=target.details)
+            )
+    report = await _verify(auditor, tmp_path)
+    assert not report.ok
+    assert report.first_bad_index == 3
+    assert any("leaf 3" in p for p in report.problems), report.problems
+
+
+async def test_an_insertion_with_a_resigned_checkpoint_is_caught(
+    world: World, tmp_path: Path
+) -> None:
+    """The worst case: someone holding the server's database and its audit key inserts an
+    event into history and signs a new checkpoint. The auditor's record of what it verified
+    before catches it."""
+    _, auditor = await _activity(world)
+    assert (await _verify(auditor, tmp_path)).ok
+    async with world.app.state.sessionmaker() as session, session.begin():
+        leaves = (
+            (await session.execute(select(AuditLeaf).order_by(AuditLeaf.index))).scalars().all()
+        )
+        fake = AuditEvent(
+            action="device.certify", object_type="device", object_id="forged", details={}
+        )
+        session.add(fake)
+        await session.flush()
+        # Rebuild the log with the fake event at index 2, as a forger would.
+        order = [leaf.event_id for leaf in leaves]
+        order.insert(2, fake.id)
+        await session.execute(delete(AuditLeaf))
+        await session.execute(delete(AuditNode))
+        await session.execute(delete(AuditCheckpoint))
+        await session.execute(update(AuditEvent).values(leaf_index=None))
+    async with world.app.state.sessionmaker() as session, session.begin():
+        # Re-integrate in the forged order.
+        for position, event_id in enumerate(order):
+            await session.execute(
+                update(AuditEvent).where(AuditEvent.id == event_id).values(id=-(position + 1))
+            )
+    async with world.app.state.sessionmaker() as session, session.begin():
+        for position in range(len(order)):
+            await session.execute(
+                update(AuditEvent)
+                .where(AuditEvent.id == -(position + 1))
+                .values(id=100_000 + position)
+            )
+    await _integrate(world)
+    report = await _verify(auditor, tmp_path)
+    assert not report.ok
+    assert report.first_bad_index is not None
+    assert report.first_bad_index <= 2
+
+
+async def test_a_rollback_is_caught(world: World, tmp_path: Path) -> None:
+    alice, auditor = await _activity(world)
+    first = await _verify(auditor, tmp_path)
+    assert first.ok
+    await alice.client.create_channel("later", "NATO SECRET")
+    await _integrate(world)
+    assert (await _verify(auditor, tmp_path)).ok
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await session.execute(delete(AuditCheckpoint).where(AuditCheckpoint.size > first.size))
+        await session.execute(delete(AuditLeaf).where(AuditLeaf.index >= first.size))
+    report = await _verify(auditor, tmp_path)
+    assert not report.ok
+    assert "rolled back" in report.problems[0]
+
+
+async def test_a_forged_checkpoint_signature_is_caught(world: World, tmp_path: Path) -> None:
+    _, auditor = await _activity(world)
+    assert (await _verify(auditor, tmp_path)).ok
+    async with world.app.state.sessionmaker() as session, session.begin():
+        latest = (
+            await session.execute(
+                select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)
+            )
+        ).scalar_one()
+        latest.note = latest.note.replace("\n", "\n ", 1)
+    report = await _verify(auditor, tmp_path)
+    assert not report.ok
+    assert "signature" in report.problems[0]
+
+
+async def test_inclusion_proof_checked_locally(world: World, tmp_path: Path) -> None:
+    _, auditor = await _activity(world)
+    event = await _event_at(world, 4)
+    result = await prove_event(auditor.client, tmp_path, event.id)
+    assert result.index == 4
+    assert result.event["id"] == event.id
+
+
+async def test_only_auditors_read_and_nations_see_their_own(world: World, tmp_path: Path) -> None:
+    alice, _ = await _activity(world)
+    with pytest.raises(ApiError) as refused:
+        await alice.client.request("GET", "/v1/audit/events")
+    assert refused.value.status == 403
+    usa_auditor = await world.member("ursula", "USA", roles=("auditor",))
+    await _integrate(world)
+    events = await usa_auditor.client.request("GET", "/v1/audit/events", params={"limit": 1000})
+    nations = {
+        (e["event"]["actor"]["nation"], e["event"]["subject_nation"]) for e in events["events"]
+    }
+    assert all("USA" in pair for pair in nations)
+    assert any(pair == ("GBR", "GBR") for pair in nations) is False
+    # A nation-scoped auditor still verifies the whole tree, from hashes where it may not look.
+    report = await verify_log(usa_auditor.client, tmp_path / "usa")
+    assert report.ok, report.problems
+    page = await usa_auditor.client.request(
+        "GET", "/v1/audit/leaves", params={"start": 0, "end": report.size}
+    )
+    assert {leaf["status"] for leaf in page["leaves"]} == {"shown", "out-of-scope"}
+
+
+async def test_event_leaves_carry_no_plaintext_or_private_keys(world: World) -> None:
+    alice, _ = await _activity(world)
+    async with world.app.state.sessionmaker() as session:
+        rows = (await session.execute(select(AuditEvent))).scalars().all()
+    blob = b"".join(canonical_json(r.details) for r in rows)
+    private = alice.device_keys.to_private_bytes()
+    assert keys.b64u_encode(private[:32]).encode() not in blob
+    assert keys.b64u_encode(private[32:]).encode() not in blob
