@@ -9,6 +9,7 @@ context string, so ``context || 0x00 || payload`` is unambiguous.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,13 +38,56 @@ class CanonicalizationError(ValueError):
     """The value cannot be expressed as RFC 8785 canonical JSON."""
 
 
+_MAX_EXACT_INT = 2**53 - 1
+_encode = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+).encode
+
+
+def _plain(value: Any) -> bool:
+    r"""Whether the standard library's JSON encoder writes exactly the RFC 8785 bytes of ``value``.
+
+    It does for dicts, lists, strings, booleans, null and integers in IEEE-754's exact range,
+    provided no key holds a character outside the Basic Multilingual Plane (Python sorts keys
+    by code point, RFC 8785 by UTF-16 code unit; the two orders agree within the BMP). Its
+    string escapes are RFC 8785's: ``\"``, ``\\``, ``\b \t \n \f \r`` and ``\u00xx`` in
+    lower case for other control characters, nothing else. Floats, whose shortest forms differ
+    between the two, take the rfc8785 path.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if -_MAX_EXACT_INT <= item <= _MAX_EXACT_INT:
+                continue
+            return False
+        if kind is dict:
+            for key, child in item.items():
+                if type(key) is not str or not (key.isascii() or max(key) < "\ud800"):
+                    return False
+                stack.append(child)
+            continue
+        if kind is list:
+            stack.extend(item)
+            continue
+        return False
+    return True
+
+
 def canonical_json(value: Mapping[str, Any] | list[Any]) -> bytes:
     """RFC 8785 (JCS) bytes of ``value``.
 
-    Raises CanonicalizationError for values JSON cannot carry exactly (floats out of the
-    IEEE-754 safe range, non-string keys, bytes, ...).
+    Plain values (no floats; see ``_plain``) are encoded by the standard library, about six
+    times faster than rfc8785, which handles everything else; a property test holds the two
+    to the same bytes. Raises CanonicalizationError for values JSON cannot carry exactly
+    (floats out of range, integers beyond 2**53, non-string keys, lone surrogates, bytes, ...).
     """
     try:
+        if _plain(value):
+            return _encode(value).encode("utf-8")
         return bytes(rfc8785.dumps(value))
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise CanonicalizationError(str(exc)) from exc

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -62,7 +61,7 @@ STREAM_KEEPALIVE = 20.0
 
 
 class MessagingError(Exception):
-    """This client refused to go on; nothing was sent. The message says why, in a sentence."""
+    """This client refused to go on (and sent nothing); the message says why, in a sentence."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +259,9 @@ class Messenger:
             raise MessagingError(f"label {banner!r}: {exc}") from exc
         message_id = str(uuid.uuid4())
         plaintext = text.encode("utf-8")
+        if len(plaintext) > envelopes.MAX_MESSAGE_PLAINTEXT:
+            limit = envelopes.MAX_MESSAGE_PLAINTEXT // 1024
+            raise MessagingError(f"the message is longer than {limit} KiB")
         for attempt in (1, 2):
             roster = await self.client.roster(channel_id)
             verified, excluded = await self._check_roster(roster)
@@ -269,21 +271,24 @@ class Messenger:
                 members=frozenset(str(entry["user_id"]) for entry in roster),
             )
             eligible = self._eligible(verified, parsed, container)
-            audience = await self._audience(channel_id, eligible)
-            sealed = envelopes.encrypt_message(
-                self._device_keys,
-                audience.key,
-                plaintext,
-                message_id=message_id,
-                container=channel_id,
-                sender_user=self.user_id,
-                sender_device=self.device_id,
-                audience_id=audience.audience_id,
-                sent_at=datetime.now(UTC),
-                label=parsed,
-                content_type=TEXT,
-                reply_to=reply_to,
-            )
+            try:
+                audience = await self._audience(channel_id, eligible)
+                sealed = envelopes.encrypt_message(
+                    self._device_keys,
+                    audience.key,
+                    plaintext,
+                    message_id=message_id,
+                    container=channel_id,
+                    sender_user=self.user_id,
+                    sender_device=self.device_id,
+                    audience_id=audience.audience_id,
+                    sent_at=datetime.now(UTC),
+                    label=parsed,
+                    content_type=TEXT,
+                    reply_to=reply_to,
+                )
+            except envelopes.EnvelopeError as exc:
+                raise MessagingError(f"cannot seal the message: {exc}") from exc
             try:
                 accepted = await self.client.submit_message(channel_id, sealed.to_json())
             except ApiError as exc:
@@ -292,31 +297,32 @@ class Messenger:
                 if exc.code == "audience-incomplete" and attempt == 1:
                     continue  # someone joined (or was certified) since the roster was fetched
                 if exc.code == "audience-incomplete":
-                    raise self._insisted(exc, excluded) from exc
+                    self._check_insistence(exc, excluded)
                 raise
             audience.messages += 1
             return SentMessage(
                 seq=int(accepted["seq"]),
                 message_id=str(accepted["message_id"]),
                 channel_id=channel_id,
-                banner=str(accepted["label"]),
+                banner=render_label(parsed, self.catalog),
                 released_to=tuple(accepted["released_to"]),
                 excluded=tuple(excluded),
                 created=bool(accepted["created"]),
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _insisted(self, exc: ApiError, excluded: Sequence[ExcludedDevice]) -> Exception:
+    def _check_insistence(self, exc: ApiError, excluded: Sequence[ExcludedDevice]) -> None:
         """The server wants devices in the audience twice running: if they are devices this
-        client would not vouch for, say so; otherwise pass the server's refusal on."""
+        client would not vouch for, say so (MessagingError); otherwise return, and the
+        server's refusal stands."""
         wanted = {str(d) for d in exc.problem.get("devices", [])}
         refused = [d for d in excluded if d.device_id in wanted]
-        if not refused:
-            return exc
-        named = "; ".join(f"device {d.device_id} of {d.username}: {d.reason}" for d in refused)
-        return MessagingError(
-            f"not sent: the server requires devices whose certificates do not verify here ({named})"
-        )
+        if refused:
+            named = "; ".join(f"device {d.device_id} of {d.username}: {d.reason}" for d in refused)
+            raise MessagingError(
+                "not sent: the server requires devices whose certificates do not verify here "
+                f"({named})"
+            ) from exc
 
     async def _check_roster(
         self, roster: Sequence[Mapping[str, Any]]
@@ -581,8 +587,8 @@ class MessageStream:
     per stream).
 
     The server pings only when it has nothing to send, yet closes a connection that has sent
-    nothing for its idle time: on a busy line the client must speak first, so it pings every
-    ``keepalive`` seconds whatever arrives.
+    nothing for its idle time: on a busy line the client must speak first, so a task pings
+    every ``keepalive`` seconds while the stream is open.
     """
 
     def __init__(self, messenger: Messenger, *, keepalive: float = STREAM_KEEPALIVE) -> None:
@@ -591,7 +597,7 @@ class MessageStream:
         self._ws: ClientConnection | None = None
         self._pending: deque[ReceivedMessage] = deque()
         self._seen: set[int] = set()
-        self._last_sent = 0.0
+        self._pinger: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
         messenger = self._messenger
@@ -610,25 +616,32 @@ class MessageStream:
         if ready is None or ready.get("type") != "ready":
             await self._ws.close()
             raise ConnectionFailed("the server did not accept the stream's sign-in")
+        self._pinger = asyncio.create_task(self._keep_alive())
         return self
 
     async def __aexit__(self, *_: object) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinger
         if self._ws is not None:
             await self._ws.close()
+
+    async def _keep_alive(self) -> None:
+        """Ping every ``keepalive`` seconds, however busy the line and however slow the
+        reader, until the connection closes."""
+        assert self._ws is not None
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(self._keepalive)
+                await self._ws.send(json.dumps({"type": "ping"}))
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> ReceivedMessage:
         while not self._pending:
-            quiet = time.monotonic() - self._last_sent
-            if quiet >= self._keepalive:
-                await self._send({"type": "ping"})
-                continue
-            try:
-                frame = await asyncio.wait_for(self._receive(), self._keepalive - quiet)
-            except TimeoutError:
-                continue  # time to ping
+            frame = await self._receive()
             if frame is None:
                 raise StopAsyncIteration
             kind = frame.get("type")
@@ -652,7 +665,6 @@ class MessageStream:
 
     async def _send(self, frame: Mapping[str, Any]) -> None:
         assert self._ws is not None
-        self._last_sent = time.monotonic()
         try:
             await self._ws.send(json.dumps(frame))
         except ConnectionClosed as exc:

@@ -29,7 +29,9 @@ class LeafRead(ReadModel):
     index: int
     hash: str = Field(description="the leaf hash the server integrated; recompute it from event")
     status: str = Field(description="shown, out-of-scope (nation-scoped auditors) or missing")
-    event: dict[str, Any] | None
+    data: str | None = Field(
+        description="the leaf: the event's RFC 8785 JSON, exactly the bytes hashed (UTF-8)"
+    )
 
 
 class LeavesRead(ReadModel):

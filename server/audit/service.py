@@ -18,7 +18,7 @@ from protocol import merkle
 from server.audit import log as audit
 from server.audit import repository as repo
 from server.audit.integrator import NodeCache
-from server.audit.leaves import event_leaf
+from server.audit.leaves import leaf_bytes
 from server.audit.models import AuditCheckpoint, AuditEvent
 from server.auth.principal import ROLE_AUDITOR, Principal
 from server.errors import InvalidInput, NotFound, PermissionDenied
@@ -65,7 +65,7 @@ class LeafView:
     index: int
     leaf_hash: bytes
     status: str  # shown | out-of-scope | missing (the event row is gone)
-    event: dict[str, Any] | None
+    data: bytes | None  # the leaf bytes, rebuilt from the event row as it is now
 
 
 async def leaves(
@@ -83,7 +83,7 @@ async def leaves(
         elif not visible(event, scope):
             views.append(LeafView(leaf.index, leaf.leaf_hash, "out-of-scope", None))
         else:
-            views.append(LeafView(leaf.index, leaf.leaf_hash, "shown", event_leaf(event)))
+            views.append(LeafView(leaf.index, leaf.leaf_hash, "shown", leaf_bytes(event)))
     _record_read(session, principal, "leaves", {"start": start, "end": end})
     return views, checkpoint
 

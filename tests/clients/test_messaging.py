@@ -277,6 +277,11 @@ async def test_refusals_say_why_in_a_sentence(world: World) -> None:
         await t.am.send("liaison", "x", label="NATO SEKRET")
     with pytest.raises(ApiError, match="no channel 'nowhere' of yours"):
         await t.am.send("nowhere", "x")
+    with pytest.raises(MessagingError, match="the message is longer than 256 KiB"):
+        await t.am.send("liaison", "x" * (256 * 1024 + 1))
+    with pytest.raises(MessagingError, match=r"cannot seal the message: .*reply_to"):
+        await t.am.send("liaison", "x", reply_to="not-a-uuid")
+    assert await _count(world, Message) == 0
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -433,6 +438,29 @@ async def test_listen_catches_up_on_resync(
     (message,) = received
     _assert_trusted(message, "sent while bob was away", "alice", "USA")
     assert message.seq == missed.seq
+
+
+@pytest.mark.parametrize("keepalive", [0.2, 100.0])
+async def test_listen_keeps_a_busy_line_open(world: World, live: str, keepalive: float) -> None:
+    t = await _trio(world)
+    # The server pings only when it has nothing to push, and closes a connection that has
+    # said nothing for ws_idle_seconds: on a line that is never quiet, the client must ping.
+    world.app.state.settings.ws_idle_seconds = 0.6
+    async with t.bm.stream(keepalive=keepalive) as bob_live:
+
+        async def busy() -> None:
+            for _ in range(15):  # events for messages that are not bob's: nothing is pushed
+                world.app.state.bus.publish(bus.MessageEvent(seq=10**9, channel_id="none"))
+                await asyncio.sleep(0.1)
+
+        await busy()
+        if keepalive > 1:
+            with pytest.raises(ConnectionFailed, match="no frame from the client in time"):
+                await asyncio.wait_for(anext(bob_live), 5)
+            return
+        await t.am.send("liaison", "still here", label=REL_USA_GBR)
+        got = await asyncio.wait_for(anext(bob_live), 5)
+        _assert_trusted(got, "still here", "alice", "USA")
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 5) -> None:

@@ -1,0 +1,62 @@
+"""canonical_json: RFC 8785 bytes, by the fast path or by rfc8785, always the same."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.canonical import CanonicalizationError, canonical_json, digest, with_context
+
+texts = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",)))
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | texts
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(texts, children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400)
+@given(st.dictionaries(texts, values, max_size=6))
+def test_same_bytes_as_rfc8785(value: dict[str, Any]) -> None:
+    assert canonical_json(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"b": 1, "a": [True, None, "x"]}, b'{"a":[true,null,"x"],"b":1}'),
+        ({"s": '\x1f\x7f\u2028"\\\n'}, b'{"s":"\\u001f\x7f\xe2\x80\xa8\\"\\\\\\n"}'),
+        # UTF-16 order: U+1F600 (D83D DE00) sorts before U+FB01 though its code point is higher.
+        ({"\ufb01": 1, "\U0001f600": 2}, '{"\U0001f600":2,"\ufb01":1}'.encode()),
+        ({"f": 1.5, "g": 1e21}, b'{"f":1.5,"g":1e+21}'),
+    ],
+)
+def test_known_answers(value: dict[str, Any], expected: bytes) -> None:
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"n": 2**53}, {"n": float("nan")}, {1: "x"}, {"b": b"bytes"}, {"s": "\ud800"}],
+)
+def test_values_json_cannot_carry_exactly_are_refused(value: dict[Any, Any]) -> None:
+    with pytest.raises(CanonicalizationError):
+        canonical_json(value)
+
+
+def test_context_strings_are_separated() -> None:
+    assert with_context("a", b"b") == b"a\x00b"
+    assert digest("a", b"bc") != digest("ab", b"c")
+    with pytest.raises(ValueError, match="NUL"):
+        with_context("a\x00", b"")
