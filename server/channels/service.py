@@ -272,7 +272,12 @@ async def eligibility(
     decisions: dict[str, Decision] = {}
     for device, user in await roster(session, channel):
         if user.id not in decisions:
-            decisions[user.id] = decide(subject_of(user, catalog), label, container, catalog)
+            decision = decide(subject_of(user, catalog), label, container, catalog)
+            if decision.allowed and not user.active:
+                decision = Decision(
+                    False, ("account disabled",), decision.releasable_to, decision.catalog_version
+                )
+            decisions[user.id] = decision
         decision = decisions[user.id]
         if decision.allowed and user.active and device.certificate is not None:
             eligible[device.id] = (device, user)

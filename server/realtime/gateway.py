@@ -3,7 +3,7 @@
 Protocol (JSON text frames):
 - client, first frame within ``ws_auth_seconds``: ``{"type": "auth", "token": "<session token>"}``
 - server: ``{"type": "ready", "device_id": ...}``, then ``{"type": "message", ...}`` items
-  exactly as ``GET /v1/sync`` returns them, ``{"type": "ping"}`` when the line is quiet, and
+  exactly as ``GET /v1/sync`` returns them, ``{"type": "ping"}`` every half idle period, and
   ``{"type": "resync"}`` if this connection fell behind (fetch ``/v1/sync`` from your cursor).
 - client: ``{"type": "pong"}`` (or ``{"type": "ping"}``, answered with a pong) at least once per
   ``ws_idle_seconds``; anything else closes the connection (1003); silence closes it (4408).
@@ -139,11 +139,16 @@ async def _serve(
                 raise _Closing(CLOSE_UNSUPPORTED, f"unexpected frame type {message['type']!r}")
 
     async def write() -> None:
+        # Ping on a timer, busy or not, so that a client that only answers pings is never
+        # closed as silent while messages keep the line occupied.
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + settings.ws_idle_seconds / 2
         while True:
             try:
-                event = await asyncio.wait_for(queue.get(), settings.ws_idle_seconds / 2)
+                event = await asyncio.wait_for(queue.get(), max(0.0, next_ping - loop.time()))
             except TimeoutError:
                 await websocket.send_json({"type": "ping"})
+                next_ping = loop.time() + settings.ws_idle_seconds / 2
                 continue
             if event is None:
                 await websocket.send_json({"type": "resync"})
