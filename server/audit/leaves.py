@@ -7,15 +7,34 @@ integration changes the exported leaf and no longer matches the signed tree.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from protocol.canonical import canonical_json
-from server.audit.models import AuditEvent
 
 LEAF_VERSION = 1
 
 
-def event_leaf(event: AuditEvent) -> dict[str, Any]:
+class EventLike(Protocol):
+    """An audit event row: the ORM object, or a plain row with the same column names."""
+
+    id: int
+    time: datetime
+    action: str
+    decision: str
+    actor_user_id: str | None
+    actor_device_id: str | None
+    actor_nation: str | None
+    object_type: str
+    object_id: str
+    subject_nation: str | None
+    label_banner: str | None
+    label: dict[str, Any] | None
+    reasons: list[str]
+    details: dict[str, Any]
+
+
+def event_leaf(event: EventLike) -> dict[str, Any]:
     return {
         "v": LEAF_VERSION,
         "id": event.id,
@@ -39,5 +58,5 @@ def event_leaf(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def leaf_bytes(event: AuditEvent) -> bytes:
+def leaf_bytes(event: EventLike) -> bytes:
     return canonical_json(event_leaf(event))

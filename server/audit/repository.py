@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import Row, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode
@@ -18,14 +19,15 @@ async def lock_integrator(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('attache-audit'))"))
 
 
-async def pending_events(session: AsyncSession, limit: int) -> Sequence[AuditEvent]:
+async def pending_events(session: AsyncSession, limit: int) -> Sequence[Row[Any]]:
+    """Events not yet in the log, oldest first, as plain rows (see ``leaves``)."""
     stmt = (
-        select(AuditEvent)
+        select(*(getattr(AuditEvent, c.key) for c in AuditEvent.__table__.columns))
         .where(AuditEvent.leaf_index.is_(None))
         .order_by(AuditEvent.id)
         .limit(limit)
     )
-    return (await session.execute(stmt)).scalars().all()
+    return (await session.execute(stmt)).all()
 
 
 async def latest_checkpoint(session: AsyncSession) -> AuditCheckpoint | None:
@@ -57,17 +59,26 @@ async def nodes(
     return found
 
 
-async def leaves(
-    session: AsyncSession, start: int, end: int
-) -> Sequence[tuple[AuditLeaf, AuditEvent | None]]:
-    """Leaves [start, end) with their event rows (None where the row has gone)."""
+async def leaves(session: AsyncSession, start: int, end: int) -> Sequence[Row[Any]]:
+    """Leaves [start, end): rows with ``leaf_index``, ``leaf_hash`` and the event's columns by
+    their attribute names (``id`` is None where the event row has gone). Plain rows, not ORM
+    objects: a full audit reads every leaf, and identity-mapped objects would triple the cost.
+    """
     stmt = (
-        select(AuditLeaf, AuditEvent)
+        select(
+            AuditLeaf.index.label("leaf_index"),
+            AuditLeaf.leaf_hash,
+            *(
+                getattr(AuditEvent, c.key)
+                for c in AuditEvent.__table__.columns
+                if c.key != "leaf_index"
+            ),
+        )
         .outerjoin(AuditEvent, AuditEvent.id == AuditLeaf.event_id)
         .where(AuditLeaf.index >= start, AuditLeaf.index < end)
         .order_by(AuditLeaf.index)
     )
-    return [(leaf, event) for leaf, event in (await session.execute(stmt)).all()]
+    return (await session.execute(stmt)).all()
 
 
 async def leaf_of_event(session: AsyncSession, event_id: int) -> AuditLeaf | None:

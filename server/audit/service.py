@@ -18,7 +18,7 @@ from protocol import merkle
 from server.audit import log as audit
 from server.audit import repository as repo
 from server.audit.integrator import NodeCache
-from server.audit.leaves import leaf_bytes
+from server.audit.leaves import EventLike, leaf_bytes
 from server.audit.models import AuditCheckpoint, AuditEvent
 from server.auth.principal import ROLE_AUDITOR, Principal
 from server.errors import InvalidInput, NotFound, PermissionDenied
@@ -33,7 +33,7 @@ def check_auditor(principal: Principal) -> str | None:
     return principal.user.nationality
 
 
-def visible(event: AuditEvent, scope: str | None) -> bool:
+def visible(event: EventLike, scope: str | None) -> bool:
     return scope is None or scope in (event.actor_nation, event.subject_nation)
 
 
@@ -77,13 +77,13 @@ async def leaves(
     checkpoint = await repo.latest_checkpoint(session)
     rows = await repo.leaves(session, start, end)
     views = []
-    for leaf, event in rows:
-        if event is None:
-            views.append(LeafView(leaf.index, leaf.leaf_hash, "missing", None))
-        elif not visible(event, scope):
-            views.append(LeafView(leaf.index, leaf.leaf_hash, "out-of-scope", None))
+    for row in rows:
+        if row.id is None:
+            views.append(LeafView(row.leaf_index, row.leaf_hash, "missing", None))
+        elif not visible(row, scope):
+            views.append(LeafView(row.leaf_index, row.leaf_hash, "out-of-scope", None))
         else:
-            views.append(LeafView(leaf.index, leaf.leaf_hash, "shown", leaf_bytes(event)))
+            views.append(LeafView(row.leaf_index, row.leaf_hash, "shown", leaf_bytes(row)))
     _record_read(session, principal, "leaves", {"start": start, "end": end})
     return views, checkpoint
 

@@ -56,6 +56,12 @@ CONTEXTS = {
     "CTX_MESSAGE_BODY": "attache/v1/message-body",
     "CTX_MESSAGE_BODY_DIGEST": "attache/v1/message-body-digest",
     "CTX_MESSAGE_SIGNATURE": "attache/v1/message-signature",
+    "CTX_DOCUMENT_HEADER": "attache/v1/document-header",
+    "CTX_DOCUMENT_KEY": "attache/v1/document-key",
+    "CTX_DOCUMENT_KEY_COMMITMENT": "attache/v1/document-key-commitment",
+    "CTX_DOCUMENT_CHUNK": "attache/v1/document-chunk",
+    "CTX_DOCUMENT_CONTENT": "attache/v1/document-content",
+    "CTX_DOCUMENT_SIGNATURE": "attache/v1/document-signature",
 }
 SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 
