@@ -41,7 +41,7 @@ def _flat(entry: dict[str, Any]) -> dict[str, str]:
     event = entry["event"]
     label = event.get("label") or {}
     return {
-        "id": str(event["id"]),
+        "id": str(entry["id"]),
         "leaf": show(entry.get("leaf_index")),
         "time": event["time"],
         "action": event["action"],

@@ -255,7 +255,7 @@ async def prove_event(
     found = await client.request(
         "GET", "/v1/audit/events", params={"after": event_id - 1, "limit": 1}
     )
-    events = [e for e in found["events"] if e["event"]["id"] == event_id]
+    events = [e for e in found["events"] if e["id"] == event_id]
     if not events:
         raise AuditStateError(f"event {event_id} is not visible to you")
     event = events[0]["event"]

@@ -88,7 +88,7 @@ async def leaves(
                 "index": v.index,
                 "hash": keys.b64u_encode(v.leaf_hash),
                 "status": v.status,
-                "data": v.data.decode("utf-8") if v.data is not None else None,
+                "data": v.data,
             }
             for v in views
         ],

@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from protocol import checkpoint as notes
 from protocol import merkle
 from server.audit import repository as repo
-from server.audit.leaves import leaf_bytes
 from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode
 
 log = logging.getLogger("attache.audit")
@@ -91,7 +90,7 @@ async def integrate(
     if not events:
         return None
     size = await repo.tree_size(session)
-    hashes = [merkle.leaf_hash(leaf_bytes(event)) for event in events]
+    hashes = [merkle.leaf_hash(event.body.encode("utf-8")) for event in events]
     cache = NodeCache(session)
     new_nodes = await cache.run(lambda get: merkle.append_nodes(size, hashes, get))
     cache.remember(new_nodes)

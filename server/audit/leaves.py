@@ -1,62 +1,57 @@
 """The leaf form of an audit event: the exact bytes that enter the Merkle log.
 
-A leaf is the RFC 8785 canonical JSON of ``event_leaf(event)``. It is built from the stored
-row both when the event is integrated and whenever it is exported, so an edit to a row after
-integration changes the exported leaf and no longer matches the signed tree.
+A leaf is the RFC 8785 canonical JSON of the event, built once, when the event is recorded,
+and stored in the event row's ``body``. The integrator hashes that body, the export serves it,
+and auditors read events from it: what an auditor sees is always what the tree commits to, so
+an edit to a row's body after integration no longer matches the signed tree. The row's other
+columns only index the body for queries.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any, Protocol
-
-from protocol.canonical import canonical_json
+from typing import Any
 
 LEAF_VERSION = 1
 
 
-class EventLike(Protocol):
-    """An audit event row: the ORM object, or a plain row with the same column names."""
-
-    id: int
-    time: datetime
-    action: str
-    decision: str
-    actor_user_id: str | None
-    actor_device_id: str | None
-    actor_nation: str | None
-    object_type: str
-    object_id: str
-    subject_nation: str | None
-    label_banner: str | None
-    label: dict[str, Any] | None
-    reasons: list[str]
-    details: dict[str, Any]
-
-
-def event_leaf(event: EventLike) -> dict[str, Any]:
+def event_leaf(
+    *,
+    uid: str,
+    time: datetime,
+    action: str,
+    decision: str,
+    actor: dict[str, str | None],
+    object_type: str,
+    object_id: str,
+    subject_nation: str | None,
+    label: dict[str, Any] | None,
+    label_banner: str | None,
+    reasons: list[str],
+    details: dict[str, Any],
+) -> dict[str, Any]:
     return {
         "v": LEAF_VERSION,
-        "id": event.id,
-        "time": event.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "action": event.action,
-        "decision": event.decision,
-        "actor": {
-            "user": event.actor_user_id,
-            "device": event.actor_device_id,
-            "nation": event.actor_nation,
-        },
-        "object": {"type": event.object_type, "id": event.object_id},
-        "subject_nation": event.subject_nation,
+        "uid": uid,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "action": action,
+        "decision": decision,
+        "actor": actor,
+        "object": {"type": object_type, "id": object_id},
+        "subject_nation": subject_nation,
         "label": (
-            {"banner": event.label_banner, "canonical": event.label}
-            if event.label is not None or event.label_banner is not None
+            {"banner": label_banner, "canonical": label}
+            if label is not None or label_banner is not None
             else None
         ),
-        "reasons": list(event.reasons),
-        "details": event.details,
+        "reasons": reasons,
+        "details": details,
     }
 
 
-def leaf_bytes(event: EventLike) -> bytes:
-    return canonical_json(event_leaf(event))
+def parse_body(body: str) -> dict[str, Any]:
+    value = json.loads(body)
+    if not isinstance(value, dict):
+        raise ValueError("an audit leaf is a JSON object")
+    return value

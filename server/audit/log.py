@@ -12,7 +12,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from protocol.canonical import canonical_json
+from server.audit.leaves import event_leaf
 from server.audit.models import AuditEvent
+from server.db.base import new_id, utcnow
 
 ALLOW = "allow"
 DENY = "deny"
@@ -47,7 +50,30 @@ def record(
 ) -> AuditEvent:
     if decision not in (ALLOW, DENY):
         raise ValueError(f"audit decision must be allow or deny, not {decision!r}")
+    uid, now = new_id(), utcnow()
+    full_details = {"via": actor.via if actor else "anonymous", **(details or {})}
+    leaf = event_leaf(
+        uid=uid,
+        time=now,
+        action=action,
+        decision=decision,
+        actor={
+            "user": actor.user_id if actor else None,
+            "device": actor.device_id if actor else None,
+            "nation": actor.nation if actor else None,
+        },
+        object_type=object_type,
+        object_id=object_id,
+        subject_nation=subject_nation,
+        label=label,
+        label_banner=label_banner,
+        reasons=list(reasons),
+        details=full_details,
+    )
     event = AuditEvent(
+        uid=uid,
+        time=now,
+        body=canonical_json(leaf).decode("utf-8"),
         action=action,
         decision=decision,
         actor_user_id=actor.user_id if actor else None,
@@ -59,7 +85,7 @@ def record(
         label=label,
         label_banner=label_banner,
         reasons=list(reasons),
-        details={"via": actor.via if actor else "anonymous", **(details or {})},
+        details=full_details,
     )
     session.add(event)
     return event

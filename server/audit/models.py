@@ -23,7 +23,12 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
+    # Public identity of the event, in its leaf (the id is the database's insertion order).
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
     time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # The leaf: RFC 8785 JSON of the whole event, written once (server/audit/leaves.py). The
+    # columns around it index it for queries.
+    body: Mapped[str] = mapped_column(Text)
     action: Mapped[str] = mapped_column(String(64), index=True)
     decision: Mapped[str] = mapped_column(String(8), default="allow")
     actor_user_id: Mapped[str | None] = mapped_column(String(36), index=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Row, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,10 +18,10 @@ async def lock_integrator(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('attache-audit'))"))
 
 
-async def pending_events(session: AsyncSession, limit: int) -> Sequence[Row[Any]]:
-    """Events not yet in the log, oldest first, as plain rows (see ``leaves``)."""
+async def pending_events(session: AsyncSession, limit: int) -> Sequence[Row[int, str]]:
+    """(id, body) of the events not yet in the log, oldest first."""
     stmt = (
-        select(*(getattr(AuditEvent, c.key) for c in AuditEvent.__table__.columns))
+        select(AuditEvent.id, AuditEvent.body)
         .where(AuditEvent.leaf_index.is_(None))
         .order_by(AuditEvent.id)
         .limit(limit)
@@ -59,20 +58,20 @@ async def nodes(
     return found
 
 
-async def leaves(session: AsyncSession, start: int, end: int) -> Sequence[Row[Any]]:
-    """Leaves [start, end): rows with ``leaf_index``, ``leaf_hash`` and the event's columns by
-    their attribute names (``id`` is None where the event row has gone). Plain rows, not ORM
-    objects: a full audit reads every leaf, and identity-mapped objects would triple the cost.
-    """
+async def leaves(
+    session: AsyncSession, start: int, end: int
+) -> Sequence[Row[int, bytes, int, str, str | None, str | None]]:
+    """Leaves [start, end): plain rows of ``leaf_index``, ``leaf_hash``, ``id`` (None where the
+    event row has gone), ``body``, ``actor_nation``, ``subject_nation``. Not ORM objects: a full
+    audit reads every leaf."""
     stmt = (
         select(
             AuditLeaf.index.label("leaf_index"),
             AuditLeaf.leaf_hash,
-            *(
-                getattr(AuditEvent, c.key)
-                for c in AuditEvent.__table__.columns
-                if c.key != "leaf_index"
-            ),
+            AuditEvent.id,
+            AuditEvent.body,
+            AuditEvent.actor_nation,
+            AuditEvent.subject_nation,
         )
         .outerjoin(AuditEvent, AuditEvent.id == AuditLeaf.event_id)
         .where(AuditLeaf.index >= start, AuditLeaf.index < end)

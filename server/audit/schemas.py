@@ -6,18 +6,19 @@ from typing import Any
 from pydantic import Field
 
 from protocol import keys
-from server.audit.leaves import event_leaf
+from server.audit.leaves import parse_body
 from server.audit.models import AuditCheckpoint, AuditEvent
 from server.schemas import ReadModel
 
 
 class AuditEventRead(ReadModel):
+    id: int = Field(description="the database's insertion order (the leaf has the uid)")
     leaf_index: int | None
-    event: dict[str, Any]
+    event: dict[str, Any] = Field(description="the leaf: exactly what the log commits to")
 
     @classmethod
     def of(cls, event: AuditEvent) -> AuditEventRead:
-        return cls(leaf_index=event.leaf_index, event=event_leaf(event))
+        return cls(id=event.id, leaf_index=event.leaf_index, event=parse_body(event.body))
 
 
 class AuditEventsRead(ReadModel):

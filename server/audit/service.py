@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +18,6 @@ from protocol import merkle
 from server.audit import log as audit
 from server.audit import repository as repo
 from server.audit.integrator import NodeCache
-from server.audit.leaves import EventLike, leaf_bytes
 from server.audit.models import AuditCheckpoint, AuditEvent
 from server.auth.principal import ROLE_AUDITOR, Principal
 from server.errors import InvalidInput, NotFound, PermissionDenied
@@ -33,7 +32,12 @@ def check_auditor(principal: Principal) -> str | None:
     return principal.user.nationality
 
 
-def visible(event: EventLike, scope: str | None) -> bool:
+class _Nations(Protocol):
+    actor_nation: str | None
+    subject_nation: str | None
+
+
+def visible(event: _Nations, scope: str | None) -> bool:
     return scope is None or scope in (event.actor_nation, event.subject_nation)
 
 
@@ -65,7 +69,7 @@ class LeafView:
     index: int
     leaf_hash: bytes
     status: str  # shown | out-of-scope | missing (the event row is gone)
-    data: bytes | None  # the leaf bytes, rebuilt from the event row as it is now
+    data: str | None  # the leaf: the event row's body as it is now
 
 
 async def leaves(
@@ -83,7 +87,7 @@ async def leaves(
         elif not visible(row, scope):
             views.append(LeafView(row.leaf_index, row.leaf_hash, "out-of-scope", None))
         else:
-            views.append(LeafView(row.leaf_index, row.leaf_hash, "shown", leaf_bytes(row)))
+            views.append(LeafView(row.leaf_index, row.leaf_hash, "shown", row.body))
     _record_read(session, principal, "leaves", {"start": start, "end": end})
     return views, checkpoint
 

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from clients.sdk import ApiError
 from clients.sdk.audit import prove_event, verify_log
 from protocol import keys
-from protocol.canonical import canonical_json
+from server.audit import log as audit
 from server.audit.integrator import integrate
 from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode
 from tests.factories import Member, World
@@ -96,22 +96,24 @@ async def test_row_tampering_is_caught_and_named(world: World, tmp_path: Path, t
     target = await _event_at(world, 3)
     async with world.app.state.sessionmaker() as session, session.begin():
         if tamper == "edit":
+            assert '"decision":"allow"' in target.body
             await session.execute(
-                update(AuditEvent).where(AuditEvent.id == target.id).values(decision="deny")
+                update(AuditEvent)
+                .where(AuditEvent.id == target.id)
+                .values(
+                    decision="deny",
+                    body=target.body.replace('"decision":"allow"', '"decision":"deny"'),
+                )
             )
         elif tamper == "delete":
             await session.execute(delete(AuditEvent).where(AuditEvent.id == target.id))
         else:
             other = await _event_at(world, 5)
             await session.execute(
-                update(AuditEvent)
-                .where(AuditEvent.id == target.id)
-                .values(action=other.action, details=other.details)
+                update(AuditEvent).where(AuditEvent.id == target.id).values(body=other.body)
             )
             await session.execute(
-                update(AuditEvent)
-                .where(AuditEvent.id == other.id)
-                .values(action=target.action, details=target.details)
+                update(AuditEvent).where(AuditEvent.id == other.id).values(body=target.body)
             )
     report = await _verify(auditor, tmp_path)
     assert not report.ok
@@ -131,10 +133,9 @@ async def test_an_insertion_with_a_resigned_checkpoint_is_caught(
         leaves = (
             (await session.execute(select(AuditLeaf).order_by(AuditLeaf.index))).scalars().all()
         )
-        fake = AuditEvent(
-            action="device.certify", object_type="device", object_id="forged", details={}
+        fake = audit.record(
+            session, actor=None, action="device.certify", object_type="device", object_id="forged"
         )
-        session.add(fake)
         await session.flush()
         # Rebuild the log with the fake event at index 2, as a forger would.
         order = [leaf.event_id for leaf in leaves]
@@ -198,7 +199,7 @@ async def test_inclusion_proof_checked_locally(world: World, tmp_path: Path) -> 
     event = await _event_at(world, 4)
     result = await prove_event(auditor.client, tmp_path, event.id)
     assert result.index == 4
-    assert result.event["id"] == event.id
+    assert result.event["uid"] == event.uid
 
 
 async def test_only_auditors_read_and_nations_see_their_own(world: World, tmp_path: Path) -> None:
@@ -227,7 +228,23 @@ async def test_event_leaves_carry_no_plaintext_or_private_keys(world: World) -> 
     alice, _ = await _activity(world)
     async with world.app.state.sessionmaker() as session:
         rows = (await session.execute(select(AuditEvent))).scalars().all()
-    blob = b"".join(canonical_json(r.details) for r in rows)
+    blob = "".join(r.body for r in rows).encode()
     private = alice.device_keys.to_private_bytes()
     assert keys.b64u_encode(private[:32]).encode() not in blob
     assert keys.b64u_encode(private[32:]).encode() not in blob
+
+
+async def test_auditors_read_what_the_log_commits_to(world: World, tmp_path: Path) -> None:
+    """The index columns only find events; what an auditor reads is the hashed body. Editing a
+    column cannot change what the auditor sees, nor what verification checks."""
+    _, auditor = await _activity(world)
+    target = await _event_at(world, 3)
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(AuditEvent).where(AuditEvent.id == target.id).values(action="forged")
+        )
+    found = await auditor.client.request(
+        "GET", "/v1/audit/events", params={"after": target.id - 1, "limit": 1}
+    )
+    assert found["events"][0]["event"]["action"] == target.action
+    assert (await _verify(auditor, tmp_path)).ok
