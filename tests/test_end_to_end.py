@@ -287,3 +287,29 @@ def test_operator_security_officers_and_a_user(
     )
     assert "wrong passphrase" in refused
     assert "Traceback" not in refused
+
+    # An auditor pins the operator's audit key, verifies the whole log, exports and proves.
+    sh.run("attache-server", "user", "add", "audrey", "--role", "auditor")
+    code = _field(
+        r"enrolment code for audrey: (\S+)", sh.run("attache-server", "user", "code", "audrey")
+    )
+    audrey = str(homes / "audrey")
+    out = sh.run(
+        "attache", "enroll", "--server", url, "--user", "audrey", "--code", code, "--home", audrey
+    )
+    assert "(active)" in out
+    sh.run("attache", "login", "--home", audrey)
+    vkey = sh.run("attache-server", "audit", "key").strip()
+    sh.run("attache-server", "audit", "integrate")
+    out = sh.run("attache", "audit", "verify", "--vkey", vkey, "--home", audrey)
+    assert "audit log verified" in out
+    csv = sh.run("attache", "audit", "log", "--format", "csv", "--home", audrey)
+    assert "device.certify" in csv
+    assert "user.clearance" in csv
+    table = sh.run("attache", "audit", "log", "--action", "nation.create", "--home", audrey)
+    assert table.count("nation.create") == 2
+    first = _field(r"\n(\d+),", csv)
+    out = sh.run("attache", "audit", "prove", first, "--home", audrey)
+    assert "inclusion proof verified" in out
+    refused = sh.run("attache", "audit", "log", "--home", str(homes / "alice"), ok=False)
+    assert "only auditors" in refused

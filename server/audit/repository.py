@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, func, select, text, tuple_
+from sqlalchemy import Row, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode
@@ -46,16 +46,26 @@ async def tree_size(session: AsyncSession) -> int:
 async def nodes(
     session: AsyncSession, wanted: Iterable[tuple[int, int]]
 ) -> dict[tuple[int, int], bytes]:
-    keys = list(set(wanted))
-    found: dict[tuple[int, int], bytes] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        stmt = select(AuditNode.level, AuditNode.index, AuditNode.hash).where(
-            tuple_(AuditNode.level, AuditNode.index).in_(chunk)
+    """The perfect subtree hashes asked for, in one query that walks the primary key: one
+    ``level = L AND index IN (...)`` clause per level (a row-value IN is not indexed on SQLite).
+    """
+    by_level: dict[int, set[int]] = {}
+    for level, index in wanted:
+        by_level.setdefault(level, set()).add(index)
+    if not by_level:
+        return {}
+    stmt = select(AuditNode.level, AuditNode.index, AuditNode.hash).where(
+        or_(
+            *(
+                and_(AuditNode.level == level, AuditNode.index.in_(sorted(indexes)))
+                for level, indexes in by_level.items()
+            )
         )
-        for level, index, digest in await session.execute(stmt):
-            found[(int(level), int(index))] = bytes(digest)
-    return found
+    )
+    return {
+        (int(level), int(index)): bytes(digest)
+        for level, index, digest in await session.execute(stmt)
+    }
 
 
 async def leaves(
