@@ -8,7 +8,7 @@ would give one to a device that is not eligible for the message's label.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -358,6 +358,105 @@ async def do_create_audience(
 
 
 @dataclass(frozen=True)
+class Release:
+    """What the releasability gate established for one item: its label, audience, and who is
+    eligible now (exactly the audience's devices)."""
+
+    label: Label
+    banner: str
+    audience: Audience
+    now: Eligibility
+    sender: Decision
+
+    def details(self) -> dict[str, Any]:
+        """For the allow event: the devices released to and the members not, with why."""
+        return {
+            "released_to": [
+                {"device_id": d, **_who(self.now.eligible[d][1])} for d in sorted(self.now.eligible)
+            ],
+            "not_released": [_who(user, decision) for user, decision in self.now.refused.values()],
+            **_decision_details(self.sender),
+        }
+
+
+async def check_release(
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    channel: Channel,
+    *,
+    label_json: Mapping[str, Any],
+    audience_id: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+) -> Release:
+    """The one releasability gate for content sent into a container (messages, documents).
+
+    The label must parse, be of the sender's nation, fit under the ceiling, and the sender be
+    cleared for it and a member; the audience must be one this device made in this container,
+    holding exactly the devices eligible now. A device that is not eligible is a refusal,
+    audited as a deny naming it (spillage stopped here); eligible devices missing give 409.
+    """
+    try:
+        label = Label.from_canonical(label_json, catalog)
+    except LabelError as exc:
+        raise InvalidInput(f"label refused: {exc}", field="header.label") from exc
+    if label.originator != principal.user.nationality:
+        raise InvalidInput(
+            f"the label's originator must be the sender's nation {principal.user.nationality}",
+            field="header.label.originator",
+        )
+    banner = render_label(label, catalog)
+    container = await container_of(session, channel, catalog)
+
+    def refuse(reasons: Sequence[str], detail: str, **fields: Any) -> Refused:
+        audit.record(
+            session,
+            actor=principal.actor,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            decision=audit.DENY,
+            reasons=reasons,
+            subject_nation=principal.user.nationality,
+            label=label.canonical(),
+            label_banner=banner,
+            details={"channel_id": channel.id, "audience_id": audience_id, **fields},
+        )
+        return Refused(detail, keep_changes=True, reasons=list(reasons), **fields)
+
+    sender = decide(subject_of(principal.user, catalog), label, container, catalog)
+    if not sender.allowed:
+        raise refuse(sender.reasons, f"you may not send {banner} here: {'; '.join(sender.reasons)}")
+
+    audience = await repo.get_audience(session, audience_id)
+    if audience is None or audience.channel_id != channel.id:
+        raise InvalidInput(f"unknown audience {audience_id}", field="header.audience_id")
+    if audience.creator_device_id != principal.device.id:
+        # Recipients verify the audience with the sender's own key: a device sends only
+        # under audiences it made.
+        raise InvalidInput("send under an audience this device made", field="header.audience_id")
+    members = await repo.audience_device_ids(session, audience.id)
+    now = await eligibility(session, channel, label, catalog)
+    ineligible = sorted(members - set(now.eligible))
+    if ineligible:
+        named = [await _why_ineligible(session, d, now, container) for d in ineligible]
+        raise refuse(
+            sorted({reason for entry in named for reason in entry["reasons"]}),
+            f"the audience holds {len(named)} device(s) not eligible for {banner}",
+            ineligible=named,
+        )
+    missing = sorted(set(now.eligible) - members)
+    if missing:
+        raise AudienceIncomplete(
+            f"{len(missing)} eligible device(s) are missing from the audience; make a new one",
+            devices=missing,
+        )
+    return Release(label, banner, audience, now, sender)
+
+
+@dataclass(frozen=True)
 class Submitted:
     message: Message
     created: bool
@@ -410,61 +509,18 @@ async def do_submit_message(
             )
         return Submitted(existing, created=False, released_to=[])
 
-    try:
-        label = Label.from_canonical(header.label, catalog)
-    except LabelError as exc:
-        raise InvalidInput(f"label refused: {exc}", field="header.label") from exc
-    if label.originator != principal.user.nationality:
-        raise InvalidInput(
-            f"the label's originator must be the sender's nation {principal.user.nationality}",
-            field="header.label.originator",
-        )
-    banner = render_label(label, catalog)
-    container = await container_of(session, channel, catalog)
-
-    def refuse(reasons: Sequence[str], detail: str, **fields: Any) -> Refused:
-        audit.record(
-            session,
-            actor=principal.actor,
-            action="message.submit",
-            object_type="message",
-            object_id=header.message_id,
-            decision=audit.DENY,
-            reasons=reasons,
-            subject_nation=principal.user.nationality,
-            label=label.canonical(),
-            label_banner=banner,
-            details={"channel_id": channel.id, "audience_id": header.audience_id, **fields},
-        )
-        return Refused(detail, keep_changes=True, reasons=list(reasons), **fields)
-
-    sender = decide(subject_of(principal.user, catalog), label, container, catalog)
-    if not sender.allowed:
-        raise refuse(sender.reasons, f"you may not send {banner} here: {'; '.join(sender.reasons)}")
-
-    audience = await repo.get_audience(session, header.audience_id)
-    if audience is None or audience.channel_id != channel.id:
-        raise InvalidInput(f"unknown audience {header.audience_id}", field="header.audience_id")
-    if audience.creator_device_id != principal.device.id:
-        # Recipients verify the audience with the sender's own key: a device sends only
-        # under audiences it made.
-        raise InvalidInput("send under an audience this device made", field="header.audience_id")
-    members = await repo.audience_device_ids(session, audience.id)
-    now = await eligibility(session, channel, label, catalog)
-    ineligible = sorted(members - set(now.eligible))
-    if ineligible:
-        named = [await _why_ineligible(session, d, now, container) for d in ineligible]
-        raise refuse(
-            sorted({reason for entry in named for reason in entry["reasons"]}),
-            f"the audience holds {len(named)} device(s) not eligible for {banner}",
-            ineligible=named,
-        )
-    missing = sorted(set(now.eligible) - members)
-    if missing:
-        raise AudienceIncomplete(
-            f"{len(missing)} eligible device(s) are missing from the audience; make a new one",
-            devices=missing,
-        )
+    release = await check_release(
+        session,
+        principal,
+        catalog,
+        channel,
+        label_json=header.label,
+        audience_id=header.audience_id,
+        action="message.submit",
+        object_type="message",
+        object_id=header.message_id,
+    )
+    label, banner, audience, now = release.label, release.banner, release.audience, release.now
 
     row = Message(
         id=header.message_id,
@@ -490,13 +546,7 @@ async def do_submit_message(
         subject_nation=principal.user.nationality,
         label=row.label,
         label_banner=banner,
-        details={
-            "channel_id": channel.id,
-            "audience_id": audience.id,
-            "released_to": [{"device_id": d, **_who(now.eligible[d][1])} for d in released],
-            "not_released": [_who(user, decision) for user, decision in now.refused.values()],
-            **_decision_details(sender),
-        },
+        details={"channel_id": channel.id, "audience_id": audience.id, **release.details()},
     )
     if notify is not None:
         notify(row)
