@@ -15,9 +15,12 @@ from server.audit.integrator import load_signer, run_integrator
 from server.auth.endpoints import router as auth_router
 from server.bootstrap import AUDIT_KEY_FILE, ensure_server_keys, keys_dir
 from server.channels.endpoints import router as channels_router
+from server.committees.endpoints import router as committees_router
 from server.db.engine import create_engine, create_sessionmaker
 from server.devices.endpoints import router as devices_router
 from server.directory.endpoints import router as directory_router
+from server.documents.endpoints import router as documents_router
+from server.documents.storage import BlobStore
 from server.errors import install_error_handlers, problem_response
 from server.realtime.bus import InProcessBus
 from server.realtime.gateway import router as stream_router
@@ -32,7 +35,7 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or _streams_its_body(scope):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
@@ -63,6 +66,15 @@ class BodySizeLimit:
             f"request bodies are limited to {self.max_bytes} bytes",
         )
         await response(scope, receive, send)
+
+
+def _streams_its_body(scope: Scope) -> bool:
+    """Document uploads stream to storage, bounded by the size their signed header announced
+    (server/documents), not by the limit for JSON requests."""
+    path: str = scope["path"]
+    return (
+        scope["method"] == "PUT" and path.startswith("/v1/uploads/") and path.endswith("/content")
+    )
 
 
 class _TooLarge(Exception):
@@ -106,6 +118,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.settings = settings
     app.state.catalog = catalog or settings.load_catalog()
     app.state.bus = InProcessBus()
+    app.state.blobs = BlobStore(settings.data_dir / "blobs")
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
 
@@ -117,6 +130,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(directory_router)
     app.include_router(devices_router)
     app.include_router(channels_router)
+    app.include_router(committees_router)
+    app.include_router(documents_router)
     app.include_router(stream_router)
     app.include_router(audit_router)
     return app

@@ -7,7 +7,10 @@ import click
 from clients.cli.audit import audit
 from clients.cli.authority import authority
 from clients.cli.channels import channel
+from clients.cli.committees import committee
 from clients.cli.devices import device
+from clients.cli.documents import doc
+from clients.cli.meetings import meeting
 from clients.cli.messages import listen_command, read_command, send_command
 from clients.cli.session import enroll_command, login_command, logout_command, whoami_command
 from clients.cli.users import user
@@ -27,7 +30,10 @@ main.add_command(whoami_command)
 main.add_command(user)
 main.add_command(device)
 main.add_command(channel)
+main.add_command(committee)
+main.add_command(meeting)
 main.add_command(send_command)
 main.add_command(read_command)
 main.add_command(listen_command)
 main.add_command(audit)
+main.add_command(doc)

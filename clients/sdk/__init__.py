@@ -20,6 +20,13 @@ from clients.sdk._session import (
     connect,
     enroll,
 )
+from clients.sdk.committees import (
+    ActionItemEntry,
+    AgendaEntry,
+    CommitteeEntry,
+    Committees,
+    MeetingAgenda,
+)
 from clients.sdk.keystore import Keystore, KeystoreError, Profile
 from clients.sdk.messaging import (
     ExcludedDevice,
@@ -31,13 +38,18 @@ from clients.sdk.messaging import (
 )
 
 __all__ = [
+    "ActionItemEntry",
+    "AgendaEntry",
     "ApiError",
     "AttacheClient",
+    "CommitteeEntry",
+    "Committees",
     "ConnectionFailed",
     "Enrolment",
     "ExcludedDevice",
     "Keystore",
     "KeystoreError",
+    "MeetingAgenda",
     "MessageStream",
     "MessagingError",
     "Messenger",

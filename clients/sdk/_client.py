@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -58,6 +58,11 @@ class AttacheClient:
             )
         except httpx.TransportError as exc:
             raise ConnectionFailed(f"cannot reach {self.server}: {exc}") from exc
+        return self._checked(response)
+
+    @staticmethod
+    def _checked(response: httpx.Response) -> Any:
+        """The JSON of a successful response; ApiError with the problem details otherwise."""
         if response.status_code >= 400:
             try:
                 problem = response.json()
@@ -263,6 +268,154 @@ class AttacheClient:
         ``more``."""
         params = {"after": after, "limit": limit}
         return dict(await self.request("GET", "/v1/sync", params=params))
+
+    # --- committees and meetings -------------------------------------------------------------
+
+    async def create_committee(
+        self,
+        name: str,
+        ceiling: str,
+        *,
+        chair: str,
+        secretary: str,
+        labels: Sequence[str] = (),
+        default_label: str | None = None,
+    ) -> dict[str, Any]:
+        """A committee and its channel; ``chair`` and ``secretary`` are ids or usernames."""
+        body = {
+            "name": name,
+            "ceiling": ceiling,
+            "chair": chair,
+            "secretary": secretary,
+            "labels": list(labels),
+            "default_label": default_label,
+        }
+        return dict(await self.request("POST", "/v1/committees", json=body))
+
+    async def committees(self) -> list[dict[str, Any]]:
+        """The committees the caller is a member of."""
+        return list(await self.request("GET", "/v1/committees"))
+
+    async def committee(self, ref: str) -> dict[str, Any]:
+        """A committee of the caller's, by id or name."""
+        return dict(await self.request("GET", f"/v1/committees/{_segment(ref)}"))
+
+    async def add_committee_member(self, committee: str, user: str) -> dict[str, Any]:
+        path = f"/v1/committees/{_segment(committee)}/members"
+        return dict(await self.request("POST", path, json={"user": user}))
+
+    async def remove_committee_member(self, committee: str, user: str) -> None:
+        path = f"/v1/committees/{_segment(committee)}/members/{_segment(user)}"
+        await self.request("DELETE", path)
+
+    async def schedule_meeting(
+        self, committee: str, starts_at: str, info_message_id: str
+    ) -> dict[str, Any]:
+        """Link a meeting message already sent in the committee's channel; ``starts_at`` is
+        ISO 8601 with a time zone."""
+        path = f"/v1/committees/{_segment(committee)}/meetings"
+        body = {"starts_at": starts_at, "info_message_id": info_message_id}
+        return dict(await self.request("POST", path, json=body))
+
+    async def meetings(
+        self, committee: str, since: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if since is not None:
+            params["since"] = since
+        path = f"/v1/committees/{_segment(committee)}/meetings"
+        return list(await self.request("GET", path, params=params))
+
+    async def meeting(self, meeting_id: str) -> dict[str, Any]:
+        """A meeting's structure: agenda, minutes and action items, as message ids."""
+        return dict(await self.request("GET", f"/v1/meetings/{_segment(meeting_id)}"))
+
+    async def cancel_meeting(self, meeting_id: str) -> dict[str, Any]:
+        path = f"/v1/meetings/{_segment(meeting_id)}/cancel"
+        return dict(await self.request("POST", path))
+
+    async def add_agenda_item(self, meeting_id: str, message_id: str) -> dict[str, Any]:
+        path = f"/v1/meetings/{_segment(meeting_id)}/agenda"
+        return dict(await self.request("POST", path, json={"message_id": message_id}))
+
+    async def reorder_agenda(self, meeting_id: str, item_ids: Sequence[str]) -> dict[str, Any]:
+        path = f"/v1/meetings/{_segment(meeting_id)}/agenda/order"
+        return dict(await self.request("PUT", path, json={"item_ids": list(item_ids)}))
+
+    async def remove_agenda_item(self, meeting_id: str, item_id: str) -> None:
+        path = f"/v1/meetings/{_segment(meeting_id)}/agenda/{_segment(item_id)}"
+        await self.request("DELETE", path)
+
+    async def record_minutes(self, meeting_id: str, message_id: str) -> dict[str, Any]:
+        path = f"/v1/meetings/{_segment(meeting_id)}/minutes"
+        return dict(await self.request("PUT", path, json={"message_id": message_id}))
+
+    async def add_action_item(self, meeting_id: str, message_id: str) -> dict[str, Any]:
+        path = f"/v1/meetings/{_segment(meeting_id)}/action-items"
+        return dict(await self.request("POST", path, json={"message_id": message_id}))
+
+    async def action_item(self, item_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/v1/action-items/{_segment(item_id)}"))
+
+    async def update_action_item(self, item_id: str, message_id: str) -> dict[str, Any]:
+        path = f"/v1/action-items/{_segment(item_id)}/updates"
+        return dict(await self.request("POST", path, json={"message_id": message_id}))
+
+    # --- documents ---------------------------------------------------------------------------
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def begin_document_version(self, channel: str, header: dict[str, Any]) -> dict[str, Any]:
+        path = f"/v1/channels/{_segment(channel)}/documents"
+        return dict(await self.request("POST", path, json={"header": header}))
+
+    async def document_versions(self, channel: str) -> list[dict[str, Any]]:
+        return list(await self.request("GET", f"/v1/channels/{_segment(channel)}/documents"))
+
+    async def upload_state(self, version_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/v1/uploads/{_segment(version_id)}"))
+
+    async def upload_content(
+        self, version_id: str, offset: int, content: AsyncIterator[bytes]
+    ) -> dict[str, Any]:
+        """Stream ciphertext from ``offset``; raises ConnectionFailed if the line drops."""
+        try:
+            response = await self._http.put(
+                f"/v1/uploads/{_segment(version_id)}/content",
+                params={"offset": offset},
+                content=content,
+                headers={**self._auth(), "Content-Type": "application/octet-stream"},
+                timeout=None,
+            )
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"the upload was interrupted: {exc}") from exc
+        return dict(self._checked(response))
+
+    async def complete_upload(self, version_id: str, trailer: dict[str, Any]) -> dict[str, Any]:
+        path = f"/v1/uploads/{_segment(version_id)}/complete"
+        return dict(await self.request("POST", path, json={"trailer": trailer}))
+
+    async def discard_upload(self, version_id: str) -> None:
+        await self.request("DELETE", f"/v1/uploads/{_segment(version_id)}")
+
+    async def open_document_version(self, version_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/v1/documents/versions/{_segment(version_id)}"))
+
+    async def download_content(self, version_id: str) -> AsyncIterator[bytes]:
+        """The stored ciphertext of a version, as it streams in."""
+        path = f"/v1/documents/versions/{_segment(version_id)}/content"
+        try:
+            async with self._http.stream(
+                "GET", path, headers=self._auth(), timeout=None
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._checked(response)
+                async for piece in response.aiter_bytes():
+                    yield piece
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"the download was interrupted: {exc}") from exc
 
 
 def _segment(value: str) -> str:

@@ -101,6 +101,8 @@ class ReceivedMessage:
     sent_at: datetime | None
     verified: bool
     problem: str | None
+    content_type: str | None = None  # as signed; None until verified
+    reply_to: str | None = None  # the message id this one replies to, as signed
 
 
 @dataclass
@@ -241,6 +243,7 @@ class Messenger:
         *,
         label: str | None = None,
         reply_to: str | None = None,
+        content_type: str = TEXT,
     ) -> SentMessage:
         """Encrypt ``text`` for the devices eligible for ``label`` in ``channel`` and submit it.
 
@@ -284,7 +287,7 @@ class Messenger:
                     audience_id=audience.audience_id,
                     sent_at=datetime.now(UTC),
                     label=parsed,
-                    content_type=TEXT,
+                    content_type=content_type,
                     reply_to=reply_to,
                 )
             except envelopes.EnvelopeError as exc:
@@ -459,10 +462,14 @@ class Messenger:
             if not page["more"]:
                 return found
 
-    async def open_item(self, item: Mapping[str, Any]) -> ReceivedMessage:
+    async def open_item(
+        self, item: Mapping[str, Any], *, content_types: Sequence[str] = ("text/plain",)
+    ) -> ReceivedMessage:
         """Verify and decrypt one delivered item (as ``/v1/sync`` and the stream give it).
 
-        Never raises for a bad item: it comes back with ``verified=False`` and the reason.
+        Only items of ``content_types`` (media types, without parameters) are decrypted into
+        ``text``; others are refused. Never raises for a bad item: it comes back with
+        ``verified=False`` and the reason.
         """
         seq = item.get("seq")
         channel_id = item.get("channel_id")
@@ -486,7 +493,7 @@ class Messenger:
                 value = header.get(name)
                 base[field] = value if isinstance(value, str) else None
         try:
-            opened = await self._open(item)
+            opened = await self._open(item, content_types)
         except _Unverifiable as exc:
             return ReceivedMessage(**base, verified=False, problem=str(exc))
         except (KeyError, TypeError, ValueError) as exc:
@@ -494,7 +501,7 @@ class Messenger:
             return ReceivedMessage(**base, verified=False, problem=problem)
         return ReceivedMessage(**{**base, **opened}, verified=True, problem=None)
 
-    async def _open(self, item: Mapping[str, Any]) -> dict[str, Any]:
+    async def _open(self, item: Mapping[str, Any], content_types: Sequence[str]) -> dict[str, Any]:
         channel_id = item["channel_id"]
         try:
             sealed = envelopes.SealedMessage.from_json(item["message"])
@@ -550,7 +557,8 @@ class Messenger:
             raise _Unverifiable(
                 f"the server shows the label {item.get('label')!r}, but the sender signed {banner}"
             )
-        if not header.content_type.startswith("text/plain"):
+        media_type = header.content_type.split(";", 1)[0].strip().lower()
+        if media_type not in content_types:
             raise _Unverifiable(f"content of type {header.content_type} is not shown here")
         try:
             text = plaintext.decode("utf-8")
@@ -564,6 +572,8 @@ class Messenger:
             "label": label,
             "text": text,
             "sent_at": header.sent_at,
+            "content_type": header.content_type,
+            "reply_to": header.reply_to,
         }
 
     # --- live --------------------------------------------------------------------------------

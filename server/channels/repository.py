@@ -15,6 +15,7 @@ from server.channels.models import (
     Delivery,
     Message,
 )
+from server.committees.models import Committee
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
 
@@ -26,6 +27,12 @@ async def get_channel(session: AsyncSession, channel_id: str) -> Channel | None:
 async def get_channel_by_name(session: AsyncSession, name: str) -> Channel | None:
     stmt = select(Channel).where(Channel.name == name)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def is_committee_channel(session: AsyncSession, channel_id: str) -> bool:
+    """Whether a committee owns this channel (and so manages its members)."""
+    stmt = select(Committee.id).where(Committee.channel_id == channel_id)
+    return (await session.execute(stmt)).first() is not None
 
 
 async def channels_of(session: AsyncSession, user_id: str) -> Sequence[Channel]:

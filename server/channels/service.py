@@ -178,10 +178,24 @@ async def do_create_channel(
 
 
 async def do_add_member(
-    session: AsyncSession, principal: Principal, catalog: Catalog, channel: Channel, user: User
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    channel: Channel,
+    user: User,
+    *,
+    by_committee: bool = False,
 ) -> None:
     """Add ``user``; preconditions: the caller is a member (``access_channel``) and the user is
-    cleared for the ceiling (the refusal gives every reason, and is audited)."""
+    cleared for the ceiling (the refusal gives every reason, and is audited).
+
+    A committee's channel is managed through its committee (``by_committee``, once the
+    committee has checked the caller's role); directly, it is refused and audited.
+    """
+    if not by_committee:
+        await _check_not_a_committee_channel(
+            session, principal, channel, "channel.member_add", user
+        )
     if await repo.get_membership(session, channel.id, user.id) is not None:
         raise Conflict(f"{user.username} is already a member", user=user.username)
     ceiling = ceiling_of(channel, catalog)
@@ -225,15 +239,25 @@ async def do_add_member(
 
 
 async def do_remove_member(
-    session: AsyncSession, principal: Principal, channel: Channel, user: User
+    session: AsyncSession,
+    principal: Principal,
+    channel: Channel,
+    user: User,
+    *,
+    by_committee: bool = False,
 ) -> None:
-    """Remove ``user``. Members remove themselves; the channel's creator removes anyone.
+    """Remove ``user``. Members remove themselves; the channel's creator removes anyone; a
+    committee's channel only through its committee (``by_committee``: roles checked there).
 
     Audiences that hold the user's devices become unusable for new messages at once: a
     message is accepted only if its audience equals the devices eligible now.
     """
-    if user.id != principal.user.id and channel.created_by != principal.user.id:
-        raise PermissionDenied("only the channel's creator removes other members")
+    if not by_committee:
+        await _check_not_a_committee_channel(
+            session, principal, channel, "channel.member_remove", user
+        )
+        if user.id != principal.user.id and channel.created_by != principal.user.id:
+            raise PermissionDenied("only the channel's creator removes other members")
     if await repo.get_membership(session, channel.id, user.id) is None:
         raise NotFound(f"{user.username} is not a member", user=user.username)
     await repo.remove_member(session, channel.id, user.id)
@@ -246,6 +270,26 @@ async def do_remove_member(
         subject_nation=user.nationality,
         details={"user_id": user.id},
     )
+
+
+async def _check_not_a_committee_channel(
+    session: AsyncSession, principal: Principal, channel: Channel, action: str, user: User
+) -> None:
+    if not await repo.is_committee_channel(session, channel.id):
+        return
+    reason = "the channel belongs to a committee, whose chair or secretary manages its members"
+    audit.record(
+        session,
+        actor=principal.actor,
+        action=action,
+        object_type="channel",
+        object_id=channel.id,
+        decision=audit.DENY,
+        reasons=[reason],
+        subject_nation=user.nationality,
+        details={"user_id": user.id},
+    )
+    raise PermissionDenied(f"{reason} (attache committee ...)", keep_changes=True)
 
 
 async def roster(session: AsyncSession, channel: Channel) -> Sequence[tuple[Device, User]]:

@@ -10,21 +10,36 @@ from server.channels.models import (
     Delivery,
     Message,
 )
+from server.committees.models import (
+    ActionItem,
+    ActionItemUpdate,
+    AgendaItem,
+    Committee,
+    Meeting,
+)
 from server.db.base import Base
 from server.devices.models import Device, EnrolmentCode
 from server.directory.models import Nation, Office, PartnerGroup, PartnerGroupMember, User
+from server.documents.models import Document, DocumentVersion
 
 __all__ = [
+    "ActionItem",
+    "ActionItemUpdate",
+    "AgendaItem",
     "Audience",
     "AudienceEnvelope",
     "AuditEvent",
     "Base",
     "Channel",
     "ChannelMember",
+    "Committee",
     "Delivery",
     "Device",
+    "Document",
+    "DocumentVersion",
     "EnrolmentCode",
     "LoginChallenge",
+    "Meeting",
     "Message",
     "Nation",
     "Office",

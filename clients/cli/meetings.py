@@ -1,0 +1,264 @@
+"""attache meeting: schedule meetings, build their agendas, record minutes and action items.
+
+Titles, places, agenda items, minutes and action items are labelled, encrypted messages: each
+command that writes one asks for the device passphrase (ATTACHE_PASSPHRASE, or asked).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clients.cli._common import home_option, with_client, with_messenger
+from clients.cli.terminal import abort, terminal
+from clients.sdk import AttacheClient, CommitteeEntry, Committees, MeetingAgenda, Messenger
+from protocol.committees import STATUSES
+
+label_option = click.option(
+    "--label",
+    default=None,
+    help='e.g. "NATO SECRET//REL TO USA, GBR" (default: the committee\'s default label)',
+)
+
+
+@click.group()
+def meeting() -> None:
+    """Meetings of a committee: agenda, minutes and action items, each labelled."""
+
+
+def _when(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _start(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        abort(f"--at {text!r}: give a time like 2026-12-01T10:00Z")
+    if value.tzinfo is None:
+        abort(f"--at {text!r}: give a time zone, e.g. 2026-12-01T10:00Z")
+    return value
+
+
+def _say_entry(entry: CommitteeEntry, lines: list[str]) -> None:
+    """An item with its banner at the top and the bottom, or a plain warning in its place."""
+    terminal.say(f"  {entry.banner}")
+    if entry.verified:
+        for line in lines:
+            terminal.say(f"  {line}")
+    else:
+        terminal.say(f"  ({entry.problem})")
+    terminal.say(f"  {entry.banner}")
+
+
+@meeting.command("schedule")
+@click.argument("committee")
+@click.option("--at", "at", required=True, help="start, with a time zone: 2026-12-01T10:00Z")
+@click.option("--title", required=True)
+@click.option("--place", default=None, help="a room, an address or a link")
+@label_option
+@home_option
+def schedule(
+    committee: str, at: str, title: str, place: str | None, label: str | None, home: Path | None
+) -> None:
+    """Schedule a meeting of COMMITTEE (chair or secretary)."""
+    starts = _start(at)
+
+    async def go(messenger: Messenger) -> dict[str, Any]:
+        return await Committees(messenger).schedule_meeting(
+            committee, starts, title, place, label=label
+        )
+
+    found = with_messenger(home, go)
+    terminal.say(f"meeting {found['id']} scheduled for {_when(starts)}")
+
+
+@meeting.command("list")
+@click.argument("committee")
+@home_option
+def list_meetings(committee: str, home: Path | None) -> None:
+    """List the meetings of COMMITTEE (titles: see 'attache meeting agenda')."""
+
+    async def go(client: AttacheClient) -> list[dict[str, Any]]:
+        return await client.meetings(committee)
+
+    rows = [
+        (
+            m["id"],
+            _when(datetime.fromisoformat(m["starts_at"])),
+            "cancelled" if m["cancelled_at"] else "",
+        )
+        for m in with_client(home, go)
+    ]
+    terminal.table("meeting", "starts", "status", rows=rows)
+
+
+@meeting.command("agenda")
+@click.argument("meeting_id")
+@home_option
+def agenda(meeting_id: str, home: Path | None) -> None:
+    """Show a meeting: title, place, agenda items (each with its banner), minutes and action
+    items with their latest status: only what was released to you, each verified."""
+
+    async def go(messenger: Messenger) -> MeetingAgenda:
+        return await Committees(messenger).agenda(meeting_id)
+
+    found = with_messenger(home, go)
+    status = "  CANCELLED" if found.cancelled_at else ""
+    terminal.say(f"meeting {found.meeting_id}  {_when(found.starts_at)}{status}")
+    _say_entry(found.info, [f"{found.title}", f"place: {found.place or '-'}"])
+    terminal.say("")
+    terminal.say("agenda:" if found.items else "agenda: (no items for you)")
+    for number, item in enumerate(found.items, 1):
+        terminal.say(f"{number}. item {item.item_id}")
+        lines = [f"{item.title}"]
+        if item.presenter:
+            lines.append(f"presenter: {item.presenter}")
+        if item.notes:
+            lines.append(item.notes)
+        _say_entry(item.entry, lines)
+    if found.minutes is not None:
+        terminal.say("")
+        terminal.say("minutes:")
+        _say_entry(found.minutes, [found.minutes.get("text") or ""])
+    if found.action_items:
+        terminal.say("")
+        terminal.say("action items:")
+    for action in found.action_items:
+        terminal.say(f"- action {action.item_id}")
+        lines = [
+            f"{action.description}",
+            f"owner: {action.owner}  due: {action.due or '-'}  status: {action.status}",
+        ]
+        lines += [
+            f"update by {u.sender} ({u.sender_nation}): {u.get('status')}"
+            + (f", {u.get('note')}" if u.get("note") else "")
+            for u in action.updates
+            if u.verified
+        ]
+        _say_entry(action.entry, lines)
+
+
+@meeting.command("item-add")
+@click.argument("meeting_id")
+@click.option("--title", required=True)
+@click.option("--presenter", default=None)
+@click.option("--notes", default=None)
+@label_option
+@home_option
+def item_add(
+    meeting_id: str,
+    title: str,
+    presenter: str | None,
+    notes: str | None,
+    label: str | None,
+    home: Path | None,
+) -> None:
+    """Append an agenda item to a meeting (chair or secretary)."""
+
+    async def go(messenger: Messenger) -> dict[str, Any]:
+        return await Committees(messenger).add_agenda_item(
+            meeting_id, title, presenter, notes, label=label
+        )
+
+    found = with_messenger(home, go)
+    terminal.say(f"agenda item {found['id']} added at position {found['position'] + 1}")
+
+
+@meeting.command("reorder")
+@click.argument("meeting_id")
+@click.argument("item_ids", nargs=-1, required=True)
+@home_option
+def reorder(meeting_id: str, item_ids: tuple[str, ...], home: Path | None) -> None:
+    """Put the agenda items in the order ITEM_IDS (every item you can see, once each)."""
+
+    async def go(client: AttacheClient) -> dict[str, Any]:
+        return await client.reorder_agenda(meeting_id, item_ids)
+
+    found = with_client(home, go)
+    terminal.say("agenda reordered: " + " ".join(i["id"] for i in found["agenda"]))
+
+
+@meeting.command("minutes")
+@click.argument("meeting_id")
+@click.argument("text")
+@label_option
+@home_option
+def minutes(meeting_id: str, text: str, label: str | None, home: Path | None) -> None:
+    """Record the minutes of a meeting: TEXT, or - for standard input (chair or secretary)."""
+    body = sys.stdin.read().rstrip("\n") if text == "-" else text
+    if not body.strip():
+        abort("nothing to record: the minutes are empty")
+
+    async def go(messenger: Messenger) -> dict[str, Any]:
+        return await Committees(messenger).record_minutes(meeting_id, body, label=label)
+
+    with_messenger(home, go)
+    terminal.say(f"minutes recorded for meeting {meeting_id}")
+
+
+@meeting.command("action")
+@click.argument("meeting_id")
+@click.argument("text")
+@click.option("--owner", required=True, help="the owner's username")
+@click.option("--due", default=None, help="due date, YYYY-MM-DD")
+@label_option
+@home_option
+def action(
+    meeting_id: str,
+    text: str,
+    owner: str,
+    due: str | None,
+    label: str | None,
+    home: Path | None,
+) -> None:
+    """Record an action item TEXT for OWNER (chair or secretary)."""
+    due_date: date | None = None
+    if due is not None:
+        try:
+            due_date = date.fromisoformat(due)
+        except ValueError:
+            abort(f"--due {due!r}: give a date like 2026-12-15")
+
+    async def go(messenger: Messenger) -> dict[str, Any]:
+        return await Committees(messenger).add_action_item(
+            meeting_id, text, owner, due_date, label=label
+        )
+
+    found = with_messenger(home, go)
+    terminal.say(f"action item {found['id']} recorded for {owner}")
+
+
+@meeting.command("action-update")
+@click.argument("item_id")
+@click.option("--status", required=True, type=click.Choice(STATUSES))
+@click.option("--note", default="")
+@label_option
+@home_option
+def action_update(
+    item_id: str, status: str, note: str, label: str | None, home: Path | None
+) -> None:
+    """Post a status update to an action item (labelled like the item unless --label)."""
+
+    async def go(messenger: Messenger) -> dict[str, Any]:
+        return await Committees(messenger).update_action_item(item_id, status, note, label=label)
+
+    with_messenger(home, go)
+    terminal.say(f"action item {item_id}: {status}")
+
+
+@meeting.command("cancel")
+@click.argument("meeting_id")
+@home_option
+def cancel(meeting_id: str, home: Path | None) -> None:
+    """Cancel a meeting (chair or secretary)."""
+
+    async def go(client: AttacheClient) -> dict[str, Any]:
+        return await client.cancel_meeting(meeting_id)
+
+    with_client(home, go)
+    terminal.say(f"meeting {meeting_id} cancelled")

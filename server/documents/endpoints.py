@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
+
+from server.auth.dependencies import PrincipalDep, SessionDep
+from server.channels.service import access_channel
+from server.directory.endpoints import CatalogDep
+from server.documents import service
+from server.documents.schemas import TrailerSubmit, VersionAccessRead, VersionCreate, VersionRead
+from server.documents.storage import BlobStore
+
+router = APIRouter(prefix="/v1", tags=["documents"])
+
+
+def _store(request: Request) -> BlobStore:
+    store: BlobStore = request.app.state.blobs
+    return store
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a dropped connection simply ends it, so that what was
+    received is kept and the upload can resume."""
+    try:
+        async for piece in request.stream():
+            if piece:
+                yield piece
+    except ClientDisconnect:
+        return
+
+
+@router.post("/channels/{channel}/documents", status_code=status.HTTP_201_CREATED)
+async def begin_version(
+    channel: str,
+    body: VersionCreate,
+    principal: PrincipalDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+) -> VersionRead:
+    found = await access_channel(session, principal, channel)
+    version = await service.do_begin_version(session, principal, catalog, found, body.header)
+    return VersionRead.of(version)
+
+
+@router.get("/channels/{channel}/documents")
+async def list_versions(
+    channel: str, principal: PrincipalDep, session: SessionDep, catalog: CatalogDep
+) -> list[VersionRead]:
+    found = await access_channel(session, principal, channel)
+    return [
+        VersionRead.of(v) for v in await service.list_versions(session, principal, catalog, found)
+    ]
+
+
+@router.get("/uploads/{version_id}")
+async def upload_state(
+    version_id: str, principal: PrincipalDep, session: SessionDep
+) -> VersionRead:
+    return VersionRead.of(await service.access_upload(session, principal, version_id))
+
+
+@router.put("/uploads/{version_id}/content")
+async def upload_content(
+    version_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> VersionRead:
+    """Raw ciphertext from ``offset`` (application/octet-stream), streamed to storage."""
+    version = await service.access_upload(session, principal, version_id)
+    version = await service.do_receive_content(
+        session, _store(request), version, offset, _body(request)
+    )
+    return VersionRead.of(version)
+
+
+@router.post("/uploads/{version_id}/complete")
+async def complete_upload(
+    version_id: str,
+    body: TrailerSubmit,
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+) -> VersionRead:
+    version = await service.access_upload(session, principal, version_id)
+    version = await service.do_complete_version(
+        session, principal, catalog, _store(request), version, body.trailer
+    )
+    return VersionRead.of(version)
+
+
+@router.delete("/uploads/{version_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def discard_upload(
+    version_id: str, request: Request, principal: PrincipalDep, session: SessionDep
+) -> None:
+    version = await service.access_upload(session, principal, version_id)
+    await service.do_discard_upload(session, _store(request), version)
+
+
+@router.get("/documents/versions/{version_id}")
+async def open_version(
+    version_id: str, principal: PrincipalDep, session: SessionDep, catalog: CatalogDep
+) -> VersionAccessRead:
+    """What a recipient needs to open a version: header, trailer, its own envelope."""
+    return VersionAccessRead.of(
+        await service.access_version(session, principal, catalog, version_id)
+    )
+
+
+@router.get("/documents/versions/{version_id}/content")
+async def download_content(
+    version_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+) -> StreamingResponse:
+    access = await service.access_version(session, principal, catalog, version_id)
+    return StreamingResponse(
+        _store(request).read(access.version.id),
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(access.version.ciphertext_size)},
+    )

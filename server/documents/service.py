@@ -1,0 +1,303 @@
+"""Documents: versioned, labelled, end-to-end encrypted files of any size.
+
+A version is announced with its signed header (releasability checked exactly as for a
+message, through ``check_release``), its ciphertext is uploaded in whole encrypted chunks and
+may resume after a dropped connection, and it becomes visible only when the upload is complete
+and the sender's signature over the stored ciphertext verifies. Downloads are decided again,
+and audited, every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from protocol import stream
+from protocol.catalog import Catalog
+from protocol.labels import Label
+from protocol.policy import decide
+from server.audit import log as audit
+from server.auth.principal import Principal
+from server.channels import repository as channel_repo
+from server.channels.models import Audience, Channel
+from server.channels.service import check_release, container_of, subject_of
+from server.db.base import utcnow
+from server.documents import repository as repo
+from server.documents.models import COMPLETE, UPLOADING, Document, DocumentVersion
+from server.documents.storage import BlobStore, BlobTooLarge
+from server.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+
+
+def _not_found(version_id: str) -> NotFound:
+    return NotFound(f"no document version {version_id!r} for you", version_id=version_id)
+
+
+async def do_begin_version(
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    channel: Channel,
+    header_json: dict[str, Any],
+) -> DocumentVersion:
+    """Announce a version: its signed header names the document, container, sender, audience,
+    label and size. Version 1 creates the document; later versions follow the last complete
+    one. Idempotent on the version id, so a client that lost the answer can ask again."""
+    try:
+        header = stream.check_document_header(header_json)
+    except stream.DocumentError as exc:
+        raise InvalidInput(f"document header refused: {exc}", field="header") from exc
+    if header.container != channel.id:
+        raise InvalidInput("the header names another container", field="header.container")
+    if header.sender_device != principal.device.id or header.sender_user != principal.user.id:
+        raise InvalidInput("a version is sent by the submitting device", field="header")
+    existing = await repo.get_version(session, header.version_id)
+    if existing is not None:
+        if existing.header != header_json or existing.sender_device_id != principal.device.id:
+            raise Conflict(f"version id {header.version_id} is already used")
+        return existing
+    document = await repo.get_document(session, header.document_id)
+    latest = await repo.latest_number(session, header.document_id) if document else 0
+    if document is not None and document.channel_id != channel.id:
+        raise Conflict(f"document id {header.document_id} is already used")
+    if header.version_number != latest + 1:
+        raise Conflict(
+            f"the next version of this document is {latest + 1}, not {header.version_number}",
+            next_version=latest + 1,
+        )
+    release = await check_release(
+        session,
+        principal,
+        catalog,
+        channel,
+        label_json=header.label,
+        audience_id=header.audience_id,
+        action="document.upload",
+        object_type="document_version",
+        object_id=header.version_id,
+    )
+    if document is None:
+        session.add(
+            Document(id=header.document_id, channel_id=channel.id, created_by=principal.user.id)
+        )
+        await session.flush()
+    version = DocumentVersion(
+        id=header.version_id,
+        document_id=header.document_id,
+        number=header.version_number,
+        audience_id=release.audience.id,
+        sender_user_id=principal.user.id,
+        sender_device_id=principal.device.id,
+        label=release.label.canonical(),
+        label_banner=release.banner,
+        header=dict(header_json),
+        size=header.size,
+        ciphertext_size=header.ciphertext_size,
+        received=0,
+        status=UPLOADING,
+    )
+    session.add(version)
+    await session.flush()
+    return version
+
+
+async def access_upload(
+    session: AsyncSession, principal: Principal, version_id: str
+) -> DocumentVersion:
+    """A version being uploaded, for the device that announced it only."""
+    version = await repo.get_version(session, version_id, lock=True)
+    if version is None or version.sender_device_id != principal.device.id:
+        raise _not_found(version_id)
+    if version.status != UPLOADING:
+        raise Conflict("this version is complete", version_id=version_id)
+    return version
+
+
+async def do_receive_content(
+    session: AsyncSession,
+    store: BlobStore,
+    version: DocumentVersion,
+    offset: int,
+    pieces: AsyncIterator[bytes],
+) -> DocumentVersion:
+    """Append ciphertext at ``offset``, which must be where the upload stands.
+
+    Whatever happens to the connection, what was stored is kept up to the last whole
+    encrypted chunk, and ``received`` says where to resume.
+    """
+    if offset != version.received:
+        raise Conflict(
+            f"the upload stands at byte {version.received}; resume from there",
+            received=version.received,
+        )
+    try:
+        reached = await store.append(version.id, offset, pieces, version.ciphertext_size)
+    except BlobTooLarge as exc:
+        store.truncate(version.id, offset)
+        raise PayloadTooLarge(
+            f"the version's ciphertext is {version.ciphertext_size} bytes: {exc}"
+        ) from exc
+    if reached != version.ciphertext_size:
+        # Keep whole encrypted chunks only: a resumed upload then starts on a chunk boundary
+        # and never rewrites part of a chunk already stored.
+        reached -= reached % stream.ENCRYPTED_CHUNK_SIZE
+        store.truncate(version.id, reached)
+    version.received = reached
+    return version
+
+
+async def do_complete_version(
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    store: BlobStore,
+    version: DocumentVersion,
+    trailer_json: dict[str, Any],
+) -> DocumentVersion:
+    """Finish an upload: every byte is there and the sender's signature covers exactly the
+    stored ciphertext, and the audience is still exactly the eligible devices. A signature
+    that does not match discards the upload (the blob and the version)."""
+    if version.received != version.ciphertext_size:
+        raise Conflict(
+            f"{version.received} of {version.ciphertext_size} bytes are uploaded",
+            received=version.received,
+        )
+    try:
+        trailer = stream.SealedDocumentTrailer.from_json(trailer_json)
+    except (stream.DocumentError, ValueError) as exc:
+        raise InvalidInput(f"trailer refused: {exc}", field="trailer") from exc
+    content_hash, length = await store.content_hash(version.id)
+    try:
+        if length != version.ciphertext_size:
+            raise stream.DocumentError("the stored ciphertext has the wrong length")
+        stream.verify_document(version.header, trailer, content_hash, principal.device.signing_key)
+    except stream.DocumentError as exc:
+        store.delete(version.id)
+        await session.delete(version)
+        raise InvalidInput(
+            f"the signature does not cover the uploaded ciphertext ({exc}); the upload was "
+            "discarded",
+            keep_changes=True,
+        ) from exc
+    channel = await _channel_of(session, version)
+    release = await check_release(
+        session,
+        principal,
+        catalog,
+        channel,
+        label_json=version.label,
+        audience_id=version.audience_id,
+        action="document.upload",
+        object_type="document_version",
+        object_id=version.id,
+    )
+    version.trailer = trailer.to_json()
+    version.status = COMPLETE
+    version.completed_at = utcnow()
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="document.upload",
+        object_type="document_version",
+        object_id=version.id,
+        subject_nation=principal.user.nationality,
+        label=version.label,
+        label_banner=version.label_banner,
+        details={
+            "channel_id": channel.id,
+            "document_id": version.document_id,
+            "number": version.number,
+            "size": version.size,
+            "audience_id": version.audience_id,
+            **release.details(),
+        },
+    )
+    await session.flush()
+    return version
+
+
+async def do_discard_upload(
+    session: AsyncSession, store: BlobStore, version: DocumentVersion
+) -> None:
+    """Abandon an unfinished upload: nothing of it remains."""
+    store.delete(version.id)
+    await session.delete(version)
+
+
+async def _channel_of(session: AsyncSession, version: DocumentVersion) -> Channel:
+    document = await repo.get_document(session, version.document_id)
+    channel = await channel_repo.get_channel(session, document.channel_id) if document else None
+    assert channel is not None
+    return channel
+
+
+@dataclass(frozen=True)
+class Access:
+    version: DocumentVersion
+    channel: Channel
+    audience: Audience
+    envelope: bytes
+    sender_certificate: dict[str, Any] | None
+
+
+async def access_version(
+    session: AsyncSession, principal: Principal, catalog: Catalog, version_id: str
+) -> Access:
+    """A complete version this device may open now: its device is in the version's audience
+    and its user is allowed by the decision made again now. Every attempt is audited."""
+    version = await repo.get_version(session, version_id)
+    if version is None or version.status != COMPLETE:
+        raise _not_found(version_id)
+    channel = await _channel_of(session, version)
+    envelope = await channel_repo.envelope_for(session, version.audience_id, principal.device.id)
+    container = await container_of(session, channel, catalog)
+    decision = decide(
+        subject_of(principal.user, catalog),
+        Label.from_canonical(version.label, catalog),
+        container,
+        catalog,
+    )
+    reasons = list(decision.reasons) + (
+        [] if envelope else ["device not in the version's audience"]
+    )
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="document.access",
+        object_type="document_version",
+        object_id=version.id,
+        decision=audit.DENY if reasons else audit.ALLOW,
+        reasons=reasons,
+        subject_nation=principal.user.nationality,
+        label=version.label,
+        label_banner=version.label_banner,
+        details={"channel_id": channel.id, "document_id": version.document_id},
+    )
+    if reasons or envelope is None:
+        raise NotFound(
+            f"no document version {version_id!r} for you", keep_changes=True, version_id=version_id
+        )
+    audience = await channel_repo.get_audience(session, version.audience_id)
+    sender = await channel_repo.device(session, version.sender_device_id)
+    assert audience is not None
+    return Access(
+        version, channel, audience, envelope.envelope, sender.certificate if sender else None
+    )
+
+
+async def list_versions(
+    session: AsyncSession, principal: Principal, catalog: Catalog, channel: Channel
+) -> list[DocumentVersion]:
+    """The complete versions this device could open now. Versions it could not are not
+    listed at all: their existence is not released to it either."""
+    container = await container_of(session, channel, catalog)
+    subject = subject_of(principal.user, catalog)
+    return [
+        version
+        for version in await repo.complete_versions_for_device(
+            session, channel.id, principal.device.id
+        )
+        if decide(subject, Label.from_canonical(version.label, catalog), container, catalog).allowed
+    ]
