@@ -24,6 +24,7 @@ from server.documents.storage import BlobStore
 from server.errors import install_error_handlers, problem_response
 from server.realtime.bus import InProcessBus
 from server.realtime.gateway import router as stream_router
+from server.releases.endpoints import router as releases_router
 from server.settings import Settings, get_settings
 
 
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(channels_router)
     app.include_router(committees_router)
     app.include_router(documents_router)
+    app.include_router(releases_router)
     app.include_router(stream_router)
     app.include_router(audit_router)
     return app

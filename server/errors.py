@@ -28,6 +28,9 @@ class ServiceError(Exception):
         audit event of a failed login. Everything else is rolled back, so a failed request
         leaves no partial rows.
         """
+        clash = RESERVED_FIELDS & fields.keys()
+        if clash:
+            raise ValueError(f"problem fields may not be named {sorted(clash)}")
         super().__init__(detail)
         self.detail = detail
         self.keep_changes = keep_changes
@@ -81,13 +84,14 @@ class PayloadTooLarge(ServiceError):
 def problem_response(
     status: int, code: str, title: str, detail: str, **fields: Any
 ) -> JSONResponse:
+    # Extension members never override the standard ones.
     body: dict[str, Any] = {
+        **fields,
         "type": f"urn:attache:problem:{code}",
         "title": title,
         "status": status,
         "detail": detail,
         "code": code,
-        **fields,
     }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
@@ -100,6 +104,9 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.fields)
+
+
+RESERVED_FIELDS = frozenset({"type", "title", "status", "detail", "code", "keep_changes"})
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -18,6 +18,7 @@ from server.channels.models import (
 from server.committees.models import Committee
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
+from server.releases.models import GrantEnvelope, ItemGrant
 
 
 async def get_channel(session: AsyncSession, channel_id: str) -> Channel | None:
@@ -114,15 +115,22 @@ async def get_message_by_seq(session: AsyncSession, seq: int) -> Message | None:
 async def messages_for_device(
     session: AsyncSession, device_id: str, after: int, limit: int, channel_id: str | None
 ) -> Sequence[Message]:
-    """Messages after ``after`` whose audience holds ``device_id``, oldest first."""
+    """Messages after ``after`` whose audience, or a grant of which, holds ``device_id``,
+    oldest first."""
+    in_audience = select(AudienceEnvelope.audience_id).where(
+        AudienceEnvelope.device_id == device_id
+    )
+    granted = (
+        select(ItemGrant.item_id)
+        .join(GrantEnvelope, GrantEnvelope.grant_id == ItemGrant.id)
+        .where(GrantEnvelope.device_id == device_id, ItemGrant.item_type == "message")
+    )
     stmt = (
         select(Message)
-        .join(
-            AudienceEnvelope,
-            (AudienceEnvelope.audience_id == Message.audience_id)
-            & (AudienceEnvelope.device_id == device_id),
+        .where(
+            Message.seq > after,
+            Message.audience_id.in_(in_audience) | Message.id.in_(granted),
         )
-        .where(Message.seq > after)
         .order_by(Message.seq)
         .limit(limit)
     )

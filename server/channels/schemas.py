@@ -120,7 +120,16 @@ class SealedMessageRead(ReadModel):
 class AudienceRead(ReadModel):
     header: dict[str, Any]
     signature: str
-    envelope: str = Field(description="this device's envelope, and no other")
+    envelope: str | None = Field(
+        description="this device's envelope, and no other (none when a grant gave the key)"
+    )
+
+
+class GrantRead(ReadModel):
+    header: dict[str, Any]
+    signature: str
+    envelope: str = Field(description="the item key sealed to this device")
+    grantor_certificate: dict[str, Any] | None
 
 
 class DeliveryRead(ReadModel):
@@ -130,6 +139,7 @@ class DeliveryRead(ReadModel):
     message: SealedMessageRead
     audience: AudienceRead
     sender_certificate: dict[str, Any] | None
+    grant: GrantRead | None = None
 
     @classmethod
     def of(cls, item: DeliveryItem) -> DeliveryRead:
@@ -137,7 +147,7 @@ class DeliveryRead(ReadModel):
         return cls(
             seq=m.seq,
             channel_id=m.channel_id,
-            label=m.label_banner,
+            label=item.label_banner or m.label_banner,
             message=SealedMessageRead(
                 header=m.header,
                 body=keys.b64u_encode(m.body),
@@ -146,9 +156,19 @@ class DeliveryRead(ReadModel):
             audience=AudienceRead(
                 header=a.header,
                 signature=keys.b64u_encode(a.signature),
-                envelope=keys.b64u_encode(item.envelope),
+                envelope=keys.b64u_encode(item.envelope) if item.envelope else None,
             ),
             sender_certificate=item.sender_certificate,
+            grant=(
+                GrantRead(
+                    header=item.grant.header,
+                    signature=keys.b64u_encode(item.grant.signature),
+                    envelope=keys.b64u_encode(item.grant_envelope or b""),
+                    grantor_certificate=item.grantor_certificate,
+                )
+                if item.grant is not None
+                else None
+            ),
         )
 
 

@@ -40,6 +40,8 @@ from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
 from server.directory.service import access_user
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceError
+from server.releases import repository as release_repo
+from server.releases.models import ItemGrant
 
 MAX_PICKER_LABELS = 32
 
@@ -625,8 +627,14 @@ async def _why_ineligible(
 class DeliveryItem:
     message: Message
     audience: Audience
-    envelope: bytes
+    # This device's envelope: in the audience, or, for a device a release admitted later, in
+    # the grant (which then carries the message's label now and its grantor's certificate).
+    envelope: bytes | None
     sender_certificate: dict[str, Any] | None
+    grant: ItemGrant | None = None
+    grant_envelope: bytes | None = None
+    grantor_certificate: dict[str, Any] | None = None
+    label_banner: str = ""
 
 
 async def deliver(
@@ -640,9 +648,14 @@ async def deliver(
     only if it is in the audience and its user is eligible now. A withholding is recorded and
     audited once per message and device."""
     envelope = await repo.envelope_for(session, message.audience_id, principal.device.id)
-    if envelope is None:
-        return None  # never in the audience: nothing to withhold, nothing to say
-    label = Label.from_canonical(message.label, catalog)
+    granted = await release_repo.grant_envelope_for(session, message.id, principal.device.id)
+    if envelope is None and granted is None:
+        return None  # never given the key: nothing to withhold, nothing to say
+    # The label now: the last released label version, if any release was granted.
+    latest = (await release_repo.grants_for(session, message.id))[-1:]
+    label_json = latest[0].label if latest else message.label
+    banner = latest[0].label_banner if latest else message.label_banner
+    label = Label.from_canonical(label_json, catalog)
     container = await container_of(session, channel, catalog)
     decision = decide(subject_of(principal.user, catalog), label, container, catalog)
     seen = await repo.get_delivery(session, message.seq, principal.device.id)
@@ -665,8 +678,8 @@ async def deliver(
                 decision=audit.DENY,
                 reasons=decision.reasons,
                 subject_nation=principal.user.nationality,
-                label=message.label,
-                label_banner=message.label_banner,
+                label=label_json,
+                label_banner=banner,
                 details={
                     "channel_id": channel.id,
                     "device_id": principal.device.id,
@@ -681,11 +694,19 @@ async def deliver(
     audience = await repo.get_audience(session, message.audience_id)
     assert audience is not None
     sender = await repo.device(session, message.sender_device_id)
+    grant, grant_envelope, grantor = None, None, None
+    if envelope is None and granted is not None:
+        grant, grant_envelope = granted[0], granted[1].envelope
+        grantor = await repo.device(session, grant.grantor_device_id)
     return DeliveryItem(
         message=message,
         audience=audience,
-        envelope=envelope.envelope,
+        envelope=envelope.envelope if envelope else None,
         sender_certificate=sender.certificate if sender else None,
+        grant=grant,
+        grant_envelope=grant_envelope,
+        grantor_certificate=grantor.certificate if grantor else None,
+        label_banner=banner,
     )
 
 

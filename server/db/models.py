@@ -21,6 +21,7 @@ from server.db.base import Base
 from server.devices.models import Device, EnrolmentCode
 from server.directory.models import Nation, Office, PartnerGroup, PartnerGroupMember, User
 from server.documents.models import Document, DocumentVersion
+from server.releases.models import GrantEnvelope, ItemGrant, ReleaseRequest
 
 __all__ = [
     "ActionItem",
@@ -38,6 +39,8 @@ __all__ = [
     "Document",
     "DocumentVersion",
     "EnrolmentCode",
+    "GrantEnvelope",
+    "ItemGrant",
     "LoginChallenge",
     "Meeting",
     "Message",
@@ -45,6 +48,7 @@ __all__ = [
     "Office",
     "PartnerGroup",
     "PartnerGroupMember",
+    "ReleaseRequest",
     "SessionToken",
     "User",
 ]

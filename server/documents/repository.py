@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.channels.models import AudienceEnvelope
 from server.documents.models import COMPLETE, Document, DocumentVersion
+from server.releases.models import GrantEnvelope, ItemGrant
 
 
 async def get_document(session: AsyncSession, document_id: str) -> Document | None:
@@ -35,16 +36,23 @@ async def latest_number(session: AsyncSession, document_id: str) -> int:
 async def complete_versions_for_device(
     session: AsyncSession, channel_id: str, device_id: str
 ) -> Sequence[DocumentVersion]:
-    """Complete versions in a channel whose audience holds ``device_id``."""
+    """Complete versions in a channel whose audience, or a grant of which, holds ``device_id``."""
+    in_audience = select(AudienceEnvelope.audience_id).where(
+        AudienceEnvelope.device_id == device_id
+    )
+    granted = (
+        select(ItemGrant.item_id)
+        .join(GrantEnvelope, GrantEnvelope.grant_id == ItemGrant.id)
+        .where(GrantEnvelope.device_id == device_id, ItemGrant.item_type == "document_version")
+    )
     stmt = (
         select(DocumentVersion)
         .join(Document, Document.id == DocumentVersion.document_id)
-        .join(
-            AudienceEnvelope,
-            (AudienceEnvelope.audience_id == DocumentVersion.audience_id)
-            & (AudienceEnvelope.device_id == device_id),
+        .where(
+            Document.channel_id == channel_id,
+            DocumentVersion.status == COMPLETE,
+            DocumentVersion.audience_id.in_(in_audience) | DocumentVersion.id.in_(granted),
         )
-        .where(Document.channel_id == channel_id, DocumentVersion.status == COMPLETE)
         .order_by(Document.created_at, DocumentVersion.document_id, DocumentVersion.number)
     )
     return (await session.execute(stmt)).scalars().all()

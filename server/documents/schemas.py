@@ -60,24 +60,46 @@ class VersionRead(ReadModel):
 class AudienceEnvelopeRead(ReadModel):
     header: dict[str, Any]
     signature: str
-    envelope: str = Field(description="this device's envelope, and no other")
+    envelope: str | None = Field(
+        description="this device's envelope, and no other (none when a grant gave the key)"
+    )
+
+
+class GrantRead(ReadModel):
+    header: dict[str, Any]
+    signature: str
+    envelope: str = Field(description="the version's key sealed to this device")
+    grantor_certificate: dict[str, Any] | None
 
 
 class VersionAccessRead(ReadModel):
     channel_id: str
+    label: str = Field(description="the version's label now (its last released label version)")
     version: VersionRead
     audience: AudienceEnvelopeRead
     sender_certificate: dict[str, Any] | None
+    grant: GrantRead | None = None
 
     @classmethod
     def of(cls, access: Access) -> VersionAccessRead:
         return cls(
             channel_id=access.channel.id,
+            label=access.banner,
             version=VersionRead.of(access.version),
             audience=AudienceEnvelopeRead(
                 header=access.audience.header,
                 signature=keys.b64u_encode(access.audience.signature),
-                envelope=keys.b64u_encode(access.envelope),
+                envelope=keys.b64u_encode(access.envelope) if access.envelope else None,
             ),
             sender_certificate=access.sender_certificate,
+            grant=(
+                GrantRead(
+                    header=access.grant.header,
+                    signature=keys.b64u_encode(access.grant.signature),
+                    envelope=keys.b64u_encode(access.grant_envelope or b""),
+                    grantor_certificate=access.grantor_certificate,
+                )
+                if access.grant is not None
+                else None
+            ),
         )

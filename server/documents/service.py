@@ -29,6 +29,8 @@ from server.documents import repository as repo
 from server.documents.models import COMPLETE, UPLOADING, Document, DocumentVersion
 from server.documents.storage import BlobStore, BlobTooLarge
 from server.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from server.releases import repository as release_repo
+from server.releases.models import ItemGrant
 
 
 def _not_found(version_id: str) -> NotFound:
@@ -238,30 +240,35 @@ class Access:
     version: DocumentVersion
     channel: Channel
     audience: Audience
-    envelope: bytes
+    envelope: bytes | None  # None when a grant gave this device the version's key
     sender_certificate: dict[str, Any] | None
+    label: dict[str, Any]  # the version's label now (its last released label version)
+    banner: str
+    grant: ItemGrant | None = None
+    grant_envelope: bytes | None = None
+    grantor_certificate: dict[str, Any] | None = None
 
 
 async def access_version(
     session: AsyncSession, principal: Principal, catalog: Catalog, version_id: str
 ) -> Access:
-    """A complete version this device may open now: its device is in the version's audience
-    and its user is allowed by the decision made again now. Every attempt is audited."""
+    """A complete version this device may open now: the device holds its key (its audience,
+    or a grant of a release) and its user is allowed by the decision made again now, against
+    the version's label now. Every attempt is audited."""
     version = await repo.get_version(session, version_id)
     if version is None or version.status != COMPLETE:
         raise _not_found(version_id)
     channel = await _channel_of(session, version)
     envelope = await channel_repo.envelope_for(session, version.audience_id, principal.device.id)
+    granted = await release_repo.grant_envelope_for(session, version.id, principal.device.id)
+    latest = (await release_repo.grants_for(session, version.id))[-1:]
+    label_json = latest[0].label if latest else version.label
+    banner = latest[0].label_banner if latest else version.label_banner
     container = await container_of(session, channel, catalog)
-    decision = decide(
-        subject_of(principal.user, catalog),
-        Label.from_canonical(version.label, catalog),
-        container,
-        catalog,
-    )
-    reasons = list(decision.reasons) + (
-        [] if envelope else ["device not in the version's audience"]
-    )
+    label = Label.from_canonical(label_json, catalog)
+    decision = decide(subject_of(principal.user, catalog), label, container, catalog)
+    holds = envelope is not None or granted is not None
+    reasons = list(decision.reasons) + ([] if holds else ["device not in the version's audience"])
     audit.record(
         session,
         actor=principal.actor,
@@ -271,19 +278,32 @@ async def access_version(
         decision=audit.DENY if reasons else audit.ALLOW,
         reasons=reasons,
         subject_nation=principal.user.nationality,
-        label=version.label,
-        label_banner=version.label_banner,
+        label=label_json,
+        label_banner=banner,
         details={"channel_id": channel.id, "document_id": version.document_id},
     )
-    if reasons or envelope is None:
+    if reasons:
         raise NotFound(
             f"no document version {version_id!r} for you", keep_changes=True, version_id=version_id
         )
     audience = await channel_repo.get_audience(session, version.audience_id)
     sender = await channel_repo.device(session, version.sender_device_id)
     assert audience is not None
+    grant, grant_envelope, grantor = None, None, None
+    if envelope is None and granted is not None:
+        grant, grant_envelope = granted[0], granted[1].envelope
+        grantor = await channel_repo.device(session, grant.grantor_device_id)
     return Access(
-        version, channel, audience, envelope.envelope, sender.certificate if sender else None
+        version=version,
+        channel=channel,
+        audience=audience,
+        envelope=envelope.envelope if envelope else None,
+        sender_certificate=sender.certificate if sender else None,
+        label=label_json,
+        banner=banner,
+        grant=grant,
+        grant_envelope=grant_envelope,
+        grantor_certificate=grantor.certificate if grantor else None,
     )
 
 
@@ -294,10 +314,12 @@ async def list_versions(
     listed at all: their existence is not released to it either."""
     container = await container_of(session, channel, catalog)
     subject = subject_of(principal.user, catalog)
-    return [
-        version
-        for version in await repo.complete_versions_for_device(
-            session, channel.id, principal.device.id
-        )
-        if decide(subject, Label.from_canonical(version.label, catalog), container, catalog).allowed
-    ]
+    visible = []
+    for version in await repo.complete_versions_for_device(
+        session, channel.id, principal.device.id
+    ):
+        latest = (await release_repo.grants_for(session, version.id))[-1:]
+        label = Label.from_canonical(latest[0].label if latest else version.label, catalog)
+        if decide(subject, label, container, catalog).allowed:
+            visible.append(version)
+    return visible

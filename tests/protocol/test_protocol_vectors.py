@@ -62,6 +62,10 @@ CONTEXTS = {
     "CTX_DOCUMENT_CHUNK": "attache/v1/document-chunk",
     "CTX_DOCUMENT_CONTENT": "attache/v1/document-content",
     "CTX_DOCUMENT_SIGNATURE": "attache/v1/document-signature",
+    "CTX_GRANT_HEADER": "attache/v1/grant-header",
+    "CTX_GRANT_SIGNATURE": "attache/v1/grant-signature",
+    "CTX_GRANT_ENVELOPE": "attache/v1/grant-envelope",
+    "CTX_GRANT_ITEM_KEY_COMMITMENT": "attache/v1/grant-item-key-commitment",
 }
 SUITE = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 
