@@ -120,6 +120,7 @@ def agenda(meeting_id: str, home: Path | None) -> None:
             lines.append(f"presenter: {item.presenter}")
         if item.notes:
             lines.append(item.notes)
+        lines += [f"document version {v} (attache doc get {v})" for v in item.documents]
         _say_entry(item.entry, lines)
     if found.minutes is not None:
         terminal.say("")
@@ -167,6 +168,22 @@ def item_add(
 
     found = with_messenger(home, go)
     terminal.say(f"agenda item {found['id']} added at position {found['position'] + 1}")
+
+
+@meeting.command("attach")
+@click.argument("meeting_id")
+@click.argument("item_id")
+@click.argument("version_id")
+@home_option
+def attach(meeting_id: str, item_id: str, version_id: str, home: Path | None) -> None:
+    """Attach document VERSION_ID (uploaded with 'attache doc put --channel COMMITTEE') to
+    agenda item ITEM_ID. Its own label still decides who can open it."""
+
+    async def go(client: AttacheClient) -> dict[str, Any]:
+        return await client.attach_document(meeting_id, item_id, version_id)
+
+    with_client(home, go)
+    terminal.say(f"document version {version_id} attached to agenda item {item_id}")
 
 
 @meeting.command("reorder")

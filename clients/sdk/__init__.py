@@ -36,6 +36,7 @@ from clients.sdk.messaging import (
     ReceivedMessage,
     SentMessage,
 )
+from clients.sdk.releases import Releases
 
 __all__ = [
     "ActionItemEntry",
@@ -55,6 +56,7 @@ __all__ = [
     "Messenger",
     "Profile",
     "ReceivedMessage",
+    "Releases",
     "SentMessage",
     "certify_device",
     "change_clearance",

@@ -346,6 +346,12 @@ class AttacheClient:
         path = f"/v1/meetings/{_segment(meeting_id)}/agenda/{_segment(item_id)}"
         await self.request("DELETE", path)
 
+    async def attach_document(
+        self, meeting_id: str, item_id: str, version_id: str
+    ) -> dict[str, Any]:
+        path = f"/v1/meetings/{_segment(meeting_id)}/agenda/{_segment(item_id)}/documents"
+        return dict(await self.request("POST", path, json={"version_id": version_id}))
+
     async def record_minutes(self, meeting_id: str, message_id: str) -> dict[str, Any]:
         path = f"/v1/meetings/{_segment(meeting_id)}/minutes"
         return dict(await self.request("PUT", path, json={"message_id": message_id}))
@@ -416,6 +422,32 @@ class AttacheClient:
                     yield piece
         except httpx.TransportError as exc:
             raise ConnectionFailed(f"the download was interrupted: {exc}") from exc
+
+    # --- release requests --------------------------------------------------------------------
+
+    async def request_release(
+        self, item_type: str, item_id: str, add: Sequence[str], reason: str = ""
+    ) -> dict[str, Any]:
+        """Ask the item's originator nation to release it to the nations ``add`` too."""
+        body = {"item_type": item_type, "item_id": item_id, "add": list(add), "reason": reason}
+        return dict(await self.request("POST", "/v1/releases", json=body))
+
+    async def releases(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Your release requests and, for a disclosure officer, those of your nation's items."""
+        params = {"status": status} if status else None
+        return list(await self.request("GET", "/v1/releases", params=params))
+
+    async def decide_release(
+        self, request_id: str, *, approve: bool, reason: str = ""
+    ) -> dict[str, Any]:
+        verb = "approve" if approve else "refuse"
+        path = f"/v1/releases/{_segment(request_id)}/{verb}"
+        return dict(await self.request("POST", path, json={"reason": reason}))
+
+    async def grant_release(self, request_id: str, grant: dict[str, Any]) -> dict[str, Any]:
+        """Submit the grant (``SealedGrant.to_json()``) carrying out an approved request."""
+        path = f"/v1/releases/{_segment(request_id)}/grant"
+        return dict(await self.request("POST", path, json={"grant": grant}))
 
 
 def _segment(value: str) -> str:

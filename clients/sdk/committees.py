@@ -55,6 +55,8 @@ class AgendaEntry:
     item_id: str
     position: int
     entry: CommitteeEntry
+    # Attached document versions this device can open (open them with Documents.get).
+    documents: tuple[str, ...] = ()
 
     @property
     def banner(self) -> str:
@@ -221,6 +223,11 @@ class Committees:
     async def remove_agenda_item(self, meeting: str, item_id: str) -> None:
         await self.client.remove_agenda_item(meeting, item_id)
 
+    async def attach_document(self, meeting: str, item_id: str, version_id: str) -> dict[str, Any]:
+        """Attach a document version (uploaded with ``Documents.put`` to the committee) to an
+        agenda item; its own label still decides who can open it."""
+        return await self.client.attach_document(meeting, item_id, version_id)
+
     async def record_minutes(
         self, meeting: str, text: str, *, label: str | None = None
     ) -> dict[str, Any]:
@@ -326,6 +333,7 @@ class Committees:
                     str(i["id"]),
                     int(i["position"]),
                     entry(str(i["message_id"]), content.AGENDA_ITEM),
+                    tuple(str(v) for v in i.get("documents", [])),
                 )
                 for i in structure["agenda"]
             ),

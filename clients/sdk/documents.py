@@ -46,6 +46,8 @@ class OpenedDocument:
     banner: str
     sender: str
     sender_nation: str
+    released_by: str | None = None  # the grantor's username, when a grant released it here
+    original_banner: str | None = None  # the label the sender signed, when released by a grant
 
 
 def _read_file(path: Path) -> Iterator[bytes]:
@@ -196,22 +198,44 @@ class Documents:
                 or audience_header.container != header.container
             ):
                 raise _Unverifiable("the version came with an audience its sender did not make")
-            audience_key = envelopes.open_audience_envelope(
-                self.m._device_keys,
-                self.m.device_id,
-                audience["header"],
-                keys.b64u_decode(audience["signature"]),
-                keys.b64u_decode(audience["envelope"]),
-                body.device_keys.signing_key,
-            )
             label = Label.from_canonical(header.label, self.m.catalog)
-            banner = render_label(label, self.m.catalog)
+            banner = signed_banner = render_label(label, self.m.catalog)
             if label.originator != body.nationality or version["label"] != banner:
                 raise _Unverifiable("the label shown is not the one the sender's nation signed")
-            decryptor = stream.DocumentDecryptor.with_audience_key(
-                version["header"], trailer, audience_key, body.device_keys.signing_key
-            )
-        except (_Unverifiable, envelopes.EnvelopeError, stream.DocumentError, LabelError) as exc:
+            signing_key = body.device_keys.signing_key
+            grant = access.get("grant")
+            released_by: str | None = None
+            if grant is not None:
+                released = await self.m._open_grant(grant, version["header"], header.label)
+                banner, released_by = released.banner, released.grantor
+                if access.get("label") != banner:
+                    raise _Unverifiable(
+                        f"the label shown is not the one {released.grantor} released it as"
+                    )
+                decryptor = stream.DocumentDecryptor(
+                    version["header"], trailer, released.item_key, signing_key
+                )
+            else:
+                audience_key = envelopes.open_audience_envelope(
+                    self.m._device_keys,
+                    self.m.device_id,
+                    audience["header"],
+                    keys.b64u_decode(audience["signature"]),
+                    keys.b64u_decode(audience["envelope"]),
+                    signing_key,
+                )
+                decryptor = stream.DocumentDecryptor.with_audience_key(
+                    version["header"], trailer, audience_key, signing_key
+                )
+        except (
+            _Unverifiable,
+            envelopes.EnvelopeError,
+            stream.DocumentError,
+            LabelError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ) as exc:
             raise MessagingError(f"version {version_id} cannot be trusted: {exc}") from exc
         destination.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(prefix=".attache-", dir=destination.parent)
@@ -242,4 +266,6 @@ class Documents:
             banner=banner,
             sender=body.username,
             sender_nation=body.nationality,
+            released_by=released_by,
+            original_banner=signed_banner if released_by is not None else None,
         )

@@ -46,7 +46,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 
 from clients.sdk._client import ApiError, AttacheClient, ConnectionFailed
 from clients.sdk.keystore import Keystore
-from protocol import envelopes, keys
+from protocol import envelopes, grants, keys
 from protocol.catalog import Catalog, CatalogError
 from protocol.labels import Clearance, Label, LabelError, parse_label, render_label
 from protocol.policy import Container, Subject, decide
@@ -103,6 +103,10 @@ class ReceivedMessage:
     problem: str | None
     content_type: str | None = None  # as signed; None until verified
     reply_to: str | None = None  # the message id this one replies to, as signed
+    # The username of whoever released it to this device by a grant (a label version widening
+    # its releasability; ``banner`` and ``label`` are then the granted ones), else None.
+    released_by: str | None = None
+    original_banner: str | None = None  # the label the sender signed, when released by a grant
 
 
 @dataclass
@@ -127,6 +131,16 @@ class _Verified:
 
     device_id: str
     certificate: keys.CertificateBody
+
+
+@dataclass(frozen=True)
+class _Released:
+    """An item key opened from a checked grant, with the granted label and the grantor."""
+
+    item_key: bytes
+    label: Label
+    banner: str
+    grantor: str
 
 
 class _Unverifiable(Exception):
@@ -529,16 +543,22 @@ class Messenger:
         ):
             raise _Unverifiable("the message came with an audience its sender did not make for it")
         signing_key = body.device_keys.signing_key
+        grant = item.get("grant")
+        released: _Released | None = None
         try:
-            audience_key = envelopes.open_audience_envelope(
-                self._device_keys,
-                self.device_id,
-                audience["header"],
-                keys.b64u_decode(audience["signature"]),
-                keys.b64u_decode(audience["envelope"]),
-                signing_key,
-            )
-            plaintext = envelopes.decrypt_message(sealed, audience_key, signing_key)
+            if grant is not None:
+                released = await self._open_grant(grant, sealed.header, header.label)
+                plaintext = envelopes.decrypt_with_item_key(sealed, released.item_key, signing_key)
+            else:
+                audience_key = envelopes.open_audience_envelope(
+                    self._device_keys,
+                    self.device_id,
+                    audience["header"],
+                    keys.b64u_decode(audience["signature"]),
+                    keys.b64u_decode(audience["envelope"]),
+                    signing_key,
+                )
+                plaintext = envelopes.decrypt_message(sealed, audience_key, signing_key)
         except envelopes.EnvelopeError as exc:
             raise _Unverifiable(f"the message does not verify or decrypt: {exc}") from exc
         if header.container != channel_id:
@@ -553,9 +573,13 @@ class Messenger:
                 f"the label names originator {label.originator}, but the sender is of "
                 f"{body.nationality}"
             )
+        signed_banner = banner
+        if released is not None:
+            label, banner = released.label, released.banner
         if item.get("label") != banner:
+            signer = f"{released.grantor} released it as" if released else "the sender signed"
             raise _Unverifiable(
-                f"the server shows the label {item.get('label')!r}, but the sender signed {banner}"
+                f"the server shows the label {item.get('label')!r}, but {signer} {banner}"
             )
         media_type = header.content_type.split(";", 1)[0].strip().lower()
         if media_type not in content_types:
@@ -574,7 +598,45 @@ class Messenger:
             "sent_at": header.sent_at,
             "content_type": header.content_type,
             "reply_to": header.reply_to,
+            "released_by": released.grantor if released else None,
+            "original_banner": signed_banner if released else None,
         }
+
+    async def _open_grant(
+        self, grant: Mapping[str, Any], item_header: Mapping[str, Any], item_label: Any
+    ) -> _Released:
+        """The item key from a grant delivered with an item, checked (PROTOCOL.md §16.6): the
+        grantor's certificate against the pins and for the device and user the grant names,
+        its signature and envelope, that it names this item, and that its label is the item's
+        own label (as the sender signed it) with releasability widened. Raises _Unverifiable or
+        EnvelopeError."""
+        try:
+            header = grants.check_grant_header(grant["header"])
+        except envelopes.EnvelopeError as exc:
+            raise _Unverifiable(f"the grant is malformed: {exc}") from exc
+        try:
+            grantor = await self._verify_certificate(
+                grant.get("grantor_certificate"), datetime.now(UTC)
+            )
+        except _Unverifiable as exc:
+            raise _Unverifiable(f"the grantor's device cannot be trusted: {exc}") from exc
+        if grantor.device_id != header.grantor_device or grantor.user_id != header.grantor_user:
+            raise _Unverifiable(
+                "the grantor's certificate is for another device or user than the grant names"
+            )
+        item_key = grants.open_grant(
+            self._device_keys,
+            self.device_id,
+            grant["header"],
+            keys.b64u_decode(grant["signature"]),
+            keys.b64u_decode(grant["envelope"]),
+            grantor.device_keys.signing_key,
+        )
+        grants.check_grant_item(header, item_header)
+        if dict(header.previous_label) != dict(item_label):
+            raise _Unverifiable("the grant widens a label other than the one the sender signed")
+        _, wider = grants.check_label_widening(header.previous_label, header.label, self.catalog)
+        return _Released(item_key, wider, render_label(wider, self.catalog), grantor.username)
 
     # --- live --------------------------------------------------------------------------------
 

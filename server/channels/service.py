@@ -706,7 +706,11 @@ async def deliver(
         grant=grant,
         grant_envelope=grant_envelope,
         grantor_certificate=grantor.certificate if grantor else None,
-        label_banner=banner,
+        # A device that received the message from its sender is shown the label the sender
+        # signed: that is what its client can verify. One admitted by a release is shown the
+        # released label, which the grant it holds signs. Both are decided against the label
+        # now, which a release only ever widens.
+        label_banner=banner if grant is not None else message.label_banner,
     )
 
 

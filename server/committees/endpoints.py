@@ -12,6 +12,7 @@ from server.committees.schemas import (
     ActionItemRead,
     ActionItemUpdateCreate,
     ActionItemUpdateRead,
+    AgendaDocumentCreate,
     AgendaItemCreate,
     AgendaItemRead,
     AgendaOrderUpdate,
@@ -127,9 +128,32 @@ async def get_meeting(
 ) -> MeetingDetailRead:
     """The meeting's structure, keeping only the items your device may receive."""
     context = await service.access_meeting(session, principal, catalog, meeting_id)
-    return MeetingDetailRead.of_view(
-        await service.meeting_view(session, principal, catalog, context)
+    view = await service.meeting_view(session, principal, catalog, context)
+    documents = await service.agenda_documents(
+        session, principal, catalog, context, [item.id for item in view.agenda]
     )
+    return MeetingDetailRead.of_view(view, documents)
+
+
+@router.post(
+    "/meetings/{meeting_id}/agenda/{item_id}/documents", status_code=status.HTTP_201_CREATED
+)
+async def attach_document(
+    meeting_id: str,
+    item_id: str,
+    body: AgendaDocumentCreate,
+    principal: PrincipalDep,
+    session: SessionDep,
+    catalog: CatalogDep,
+) -> MeetingDetailRead:
+    """Attach a document version to an agenda item (chair or secretary)."""
+    context = await service.access_meeting(session, principal, catalog, meeting_id, for_update=True)
+    await service.do_attach_document(session, principal, catalog, context, item_id, body.version_id)
+    view = await service.meeting_view(session, principal, catalog, context)
+    documents = await service.agenda_documents(
+        session, principal, catalog, context, [item.id for item in view.agenda]
+    )
+    return MeetingDetailRead.of_view(view, documents)
 
 
 @router.post("/meetings/{meeting_id}/cancel")

@@ -79,3 +79,16 @@ class ActionItemUpdate(Base):
     message_id: Mapped[str] = mapped_column(ForeignKey("messages.id"), unique=True)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgendaDocument(Base):
+    """A document version attached to an agenda item (the documents carry their own labels)."""
+
+    __tablename__ = "agenda_documents"
+
+    agenda_item_id: Mapped[str] = mapped_column(
+        ForeignKey("agenda_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    version_id: Mapped[str] = mapped_column(ForeignKey("document_versions.id"), primary_key=True)
+    attached_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -9,7 +9,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.channels.models import AudienceEnvelope, Channel, ChannelMember, Message
-from server.committees.models import ActionItem, ActionItemUpdate, AgendaItem, Committee, Meeting
+from server.committees.models import (
+    ActionItem,
+    ActionItemUpdate,
+    AgendaDocument,
+    AgendaItem,
+    Committee,
+    Meeting,
+)
 
 
 async def get_committee(session: AsyncSession, committee_id: str) -> Committee | None:
@@ -142,5 +149,16 @@ async def messages_held_by_device(
             & (AudienceEnvelope.device_id == device_id),
         )
         .where(Message.id.in_(list(message_ids)))
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def agenda_documents(session: AsyncSession, item_ids: list[str]) -> Sequence[AgendaDocument]:
+    if not item_ids:
+        return []
+    stmt = (
+        select(AgendaDocument)
+        .where(AgendaDocument.agenda_item_id.in_(item_ids))
+        .order_by(AgendaDocument.created_at)
     )
     return (await session.execute(stmt)).scalars().all()

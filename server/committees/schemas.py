@@ -109,9 +109,14 @@ class AgendaItemRead(ReadModel):
     message_id: str
     created_by: str
     created_at: datetime
+    documents: list[str] = Field(
+        default_factory=list, description="attached document versions that you can open"
+    )
 
     @classmethod
-    def of(cls, item: AgendaItem, position: int) -> AgendaItemRead:
+    def of(
+        cls, item: AgendaItem, position: int, documents: list[str] | None = None
+    ) -> AgendaItemRead:
         return cls(
             id=item.id,
             meeting_id=item.meeting_id,
@@ -119,7 +124,12 @@ class AgendaItemRead(ReadModel):
             message_id=item.message_id,
             created_by=item.created_by,
             created_at=item.created_at,
+            documents=documents or [],
         )
+
+
+class AgendaDocumentCreate(StrictModel):
+    version_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 class AgendaOrderUpdate(StrictModel):
@@ -184,11 +194,17 @@ class MeetingDetailRead(MeetingRead):
     action_items: list[ActionItemRead]
 
     @classmethod
-    def of_view(cls, view: MeetingView) -> MeetingDetailRead:
+    def of_view(
+        cls, view: MeetingView, documents: dict[str, list[str]] | None = None
+    ) -> MeetingDetailRead:
         channel_id = view.context.channel.id
         summary = MeetingRead.of(view.context.meeting, channel_id, view.minutes_message_id)
+        attached = documents or {}
         return cls(
             **summary.model_dump(),
-            agenda=[AgendaItemRead.of(item, n) for n, item in enumerate(view.agenda)],
+            agenda=[
+                AgendaItemRead.of(item, n, attached.get(item.id))
+                for n, item in enumerate(view.agenda)
+            ],
             action_items=[ActionItemRead.of(a, channel_id) for a in view.action_items],
         )

@@ -32,10 +32,18 @@ from server.channels import repository as channels_repo
 from server.channels import service as channels
 from server.channels.models import Channel, Message
 from server.committees import repository as repo
-from server.committees.models import ActionItem, ActionItemUpdate, AgendaItem, Committee, Meeting
+from server.committees.models import (
+    ActionItem,
+    ActionItemUpdate,
+    AgendaDocument,
+    AgendaItem,
+    Committee,
+    Meeting,
+)
 from server.db.base import utcnow
 from server.directory.models import User
 from server.directory.service import access_user
+from server.documents import service as documents
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 MAX_AGENDA_ITEMS = 100
@@ -862,3 +870,84 @@ async def action_item_view(
         session, principal, catalog, context.channel, [u.message_id for u in updates]
     )
     return ActionItemView(item, [u for u in updates if u.message_id in visible])
+
+
+# --- agenda documents ------------------------------------------------------------------------
+
+
+async def _openable_versions(
+    session: AsyncSession, principal: Principal, catalog: Catalog, channel: Channel
+) -> set[str]:
+    """The document versions in the committee's channel this device could open now (the
+    documents service's own rule: complete, key held, allowed by the label now)."""
+    return {v.id for v in await documents.list_versions(session, principal, catalog, channel)}
+
+
+async def do_attach_document(
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    context: MeetingContext,
+    item_id: str,
+    version_id: str,
+) -> AgendaDocument:
+    """Attach a document version of this committee to an agenda item. Preconditions: chair or
+    secretary; the meeting is open; the caller can see the item and open the version. The
+    version's own label decides who can open it; an agenda item never widens it."""
+    meeting = context.meeting
+    check_manager(
+        session,
+        principal,
+        context.committee,
+        action="agenda.attach",
+        object_type="meeting",
+        object_id=meeting.id,
+        details={"agenda_item_id": item_id, "version_id": version_id},
+    )
+    check_open(meeting)
+    view = await meeting_view(session, principal, catalog, context)
+    if item_id not in {i.id for i in view.agenda}:
+        raise NotFound(f"no agenda item {item_id!r} in this meeting for you")
+    if version_id not in await _openable_versions(session, principal, catalog, context.channel):
+        raise InvalidInput(
+            "version_id must name a document version of this committee that you can open",
+            field="version_id",
+        )
+    if await session.get(AgendaDocument, (item_id, version_id)) is not None:
+        raise Conflict("this version is already attached to this item")
+    attached = AgendaDocument(
+        agenda_item_id=item_id, version_id=version_id, attached_by=principal.user.id
+    )
+    session.add(attached)
+    await session.flush()
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="agenda.attach",
+        object_type="agenda_item",
+        object_id=item_id,
+        subject_nation=principal.user.nationality,
+        details={
+            "committee_id": context.committee.id,
+            "meeting_id": meeting.id,
+            "version_id": version_id,
+        },
+    )
+    return attached
+
+
+async def agenda_documents(
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    context: MeetingContext,
+    item_ids: Collection[str],
+) -> dict[str, list[str]]:
+    """For each visible agenda item, the attached versions this device can open now; the
+    others are not listed (their existence is not released to it either)."""
+    openable = await _openable_versions(session, principal, catalog, context.channel)
+    found: dict[str, list[str]] = {item: [] for item in item_ids}
+    for row in await repo.agenda_documents(session, list(item_ids)):
+        if row.version_id in openable:
+            found[row.agenda_item_id].append(row.version_id)
+    return found
