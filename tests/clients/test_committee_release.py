@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from clients.sdk import ApiError, Committees, Messenger
+from clients.sdk import ApiError, Committees, MessagingError, Messenger
 from clients.sdk.documents import Documents
 from clients.sdk.releases import Releases
 from server.audit.models import AuditEvent
@@ -116,3 +116,21 @@ async def test_committee_meeting_documents_and_release(world: World, tmp_path: P
         if e.action == "document.access" and e.actor_user_id == chloe.user.id
     ]
     assert chloe_access[-1] == "allow"
+
+
+async def test_an_agenda_document_above_the_ceiling_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    for nation in ("USA", "GBR"):
+        await world.nation(nation)
+    alice = await world.member("alice", "USA")
+    await world.member("bob", "GBR")
+    m = await _messenger(alice)
+    await Committees(m).create_committee(
+        "cell", "NATO CONFIDENTIAL", chair="alice", secretary="bob"
+    )
+    paper = tmp_path / "paper.txt"
+    paper.write_bytes(b"x" * 100)
+    with pytest.raises(MessagingError, match="ceiling"):
+        await Documents(m).put("cell", paper, label="NATO SECRET")
+    assert await Documents(m).versions("cell") == []
