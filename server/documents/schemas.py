@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from protocol import keys
+from server.channels.schemas import AudienceRead, GrantRead
 from server.documents.models import DocumentVersion
 from server.documents.service import Access
 from server.schemas import ReadModel, StrictModel
@@ -57,26 +58,11 @@ class VersionRead(ReadModel):
         )
 
 
-class AudienceEnvelopeRead(ReadModel):
-    header: dict[str, Any]
-    signature: str
-    envelope: str | None = Field(
-        description="this device's envelope, and no other (none when a grant gave the key)"
-    )
-
-
-class GrantRead(ReadModel):
-    header: dict[str, Any]
-    signature: str
-    envelope: str = Field(description="the version's key sealed to this device")
-    grantor_certificate: dict[str, Any] | None
-
-
 class VersionAccessRead(ReadModel):
     channel_id: str
     label: str = Field(description="the version's label now (its last released label version)")
     version: VersionRead
-    audience: AudienceEnvelopeRead
+    audience: AudienceRead
     sender_certificate: dict[str, Any] | None
     grant: GrantRead | None = None
 
@@ -86,7 +72,7 @@ class VersionAccessRead(ReadModel):
             channel_id=access.channel.id,
             label=access.banner,
             version=VersionRead.of(access.version),
-            audience=AudienceEnvelopeRead(
+            audience=AudienceRead(
                 header=access.audience.header,
                 signature=keys.b64u_encode(access.audience.signature),
                 envelope=keys.b64u_encode(access.envelope) if access.envelope else None,
