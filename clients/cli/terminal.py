@@ -32,7 +32,10 @@ class Terminal:
         self.out.print(printable(text))
 
     def table(self, *columns: str, rows: Sequence[Sequence[str]]) -> None:
-        table = Table(*columns)
+        # Fold rather than elide: ids in a table must survive a narrow screen whole.
+        table = Table()
+        for column in columns:
+            table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*(printable(cell) for cell in row))
         self.out.print(table)
