@@ -25,7 +25,7 @@ import hmac
 import itertools
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -373,6 +373,57 @@ def _envelope_info(audience_id: str, device_id: str, header_digest: bytes) -> by
     )
 
 
+def _sealed_to_json(
+    header: Mapping[str, Any], signature: bytes, envelopes: Mapping[str, bytes]
+) -> dict[str, Any]:
+    """``{"header": {...}, "signature": b64u, "envelopes": {device_id: b64u}}``."""
+    return {
+        "header": copy.deepcopy(dict(header)),
+        "signature": b64u_encode(signature),
+        "envelopes": {device: b64u_encode(env) for device, env in envelopes.items()},
+    }
+
+
+def _sealed_from_json(
+    value: Mapping[str, Any] | str | bytes,
+    kind: str,
+    listed_devices: Callable[[Mapping[str, Any]], Sequence[str]],
+    envelope_size: int,
+    *,
+    partial: bool,
+) -> tuple[dict[str, Any], bytes, dict[str, bytes]]:
+    """The checked parts of a sealed ``kind`` (audience, grant): header, signature, envelopes.
+
+    ``listed_devices`` checks the header's structure and returns its device list. Envelopes
+    must be exactly one per listed device, or with ``partial`` (what a device receives) any
+    non-empty subset of them. Raises EnvelopeError.
+    """
+    value = _load_wire(value, f"sealed {kind}")
+    if set(value) != {"header", "signature", "envelopes"}:
+        raise EnvelopeError(f"a sealed {kind} has exactly header, signature and envelopes")
+    listed = set(listed_devices(value["header"]))
+    signature = _wire_bytes(value["signature"], f"{kind} signature", size=SIGNATURE_SIZE)
+    envelopes = value["envelopes"]
+    if not isinstance(envelopes, Mapping):
+        raise EnvelopeError(f"{kind} envelopes must be a JSON object")
+    if unknown := set(envelopes) - listed:
+        raise EnvelopeError(
+            f"{kind} envelopes for unlisted devices {', '.join(sorted(map(str, unknown)))}"
+        )
+    if not partial and (missing := listed - set(envelopes)):
+        raise EnvelopeError(f"{kind} envelopes missing for {', '.join(sorted(missing))}")
+    if not envelopes:
+        raise EnvelopeError(f"a sealed {kind} carries at least one envelope")
+    return (
+        copy.deepcopy(dict(value["header"])),
+        signature,
+        {
+            device: _wire_bytes(text, f"{kind} envelope for {device}", size=envelope_size)
+            for device, text in envelopes.items()
+        },
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SealedAudience:
     """An audience as it travels: the header exactly as signed, the creator device's signature,
@@ -385,11 +436,7 @@ class SealedAudience:
 
     def to_json(self) -> dict[str, Any]:
         """``{"header": {...}, "signature": b64u, "envelopes": {device_id: b64u}}``."""
-        return {
-            "header": copy.deepcopy(self.header),
-            "signature": b64u_encode(self.signature),
-            "envelopes": {device: b64u_encode(env) for device, env in self.envelopes.items()},
-        }
+        return _sealed_to_json(self.header, self.signature, self.envelopes)
 
     @classmethod
     def from_json(
@@ -400,31 +447,14 @@ class SealedAudience:
         Envelopes must be exactly one per listed device, or with ``partial=True`` (what a
         device receives) any non-empty subset of the listed devices. Raises EnvelopeError.
         """
-        value = _load_wire(value, "sealed audience")
-        if set(value) != {"header", "signature", "envelopes"}:
-            raise EnvelopeError("a sealed audience has exactly header, signature and envelopes")
-        header = check_audience_header(value["header"])
-        signature = _wire_bytes(value["signature"], "audience signature", size=SIGNATURE_SIZE)
-        envelopes = value["envelopes"]
-        if not isinstance(envelopes, Mapping):
-            raise EnvelopeError("audience envelopes must be a JSON object")
-        listed = set(header.devices)
-        if unknown := set(envelopes) - listed:
-            raise EnvelopeError(
-                f"audience envelopes for unlisted devices {', '.join(sorted(unknown))}"
-            )
-        if not partial and (missing := listed - set(envelopes)):
-            raise EnvelopeError(f"audience envelopes missing for {', '.join(sorted(missing))}")
-        if not envelopes:
-            raise EnvelopeError("a sealed audience carries at least one envelope")
-        return cls(
-            header=copy.deepcopy(dict(value["header"])),
-            signature=signature,
-            envelopes={
-                device: _wire_bytes(text, f"audience envelope for {device}", size=ENVELOPE_SIZE)
-                for device, text in envelopes.items()
-            },
+        header, signature, envelopes = _sealed_from_json(
+            value,
+            "audience",
+            lambda h: check_audience_header(h).devices,
+            ENVELOPE_SIZE,
+            partial=partial,
         )
+        return cls(header=header, signature=signature, envelopes=envelopes)
 
 
 def create_audience(

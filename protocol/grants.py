@@ -54,8 +54,9 @@ from protocol.envelopes import (
     _header_digest,
     _id_field,
     _key_bytes,
-    _load_wire,
     _require_fields,
+    _sealed_from_json,
+    _sealed_to_json,
     _time_field,
     _uuid_field,
     _verify,
@@ -65,7 +66,6 @@ from protocol.envelopes import (
 )
 from protocol.keys import (
     HPKE_SUITE,
-    SIGNATURE_SIZE,
     DeviceKeys,
     b64u_encode,
     format_utc_time,
@@ -353,11 +353,7 @@ class SealedGrant:
 
     def to_json(self) -> dict[str, Any]:
         """``{"header": {...}, "signature": b64u, "envelopes": {device_id: b64u}}``."""
-        return {
-            "header": copy.deepcopy(self.header),
-            "signature": b64u_encode(self.signature),
-            "envelopes": {device: b64u_encode(env) for device, env in self.envelopes.items()},
-        }
+        return _sealed_to_json(self.header, self.signature, self.envelopes)
 
     @classmethod
     def from_json(
@@ -368,31 +364,14 @@ class SealedGrant:
         Envelopes must be exactly one per listed device, or with ``partial=True`` (what a
         device receives) any non-empty subset of the listed devices. Raises EnvelopeError.
         """
-        value = _load_wire(value, "sealed grant")
-        if set(value) != {"header", "signature", "envelopes"}:
-            raise EnvelopeError("a sealed grant has exactly header, signature and envelopes")
-        header = check_grant_header(value["header"])
-        signature = _wire_bytes(value["signature"], "grant signature", size=SIGNATURE_SIZE)
-        envelopes = value["envelopes"]
-        if not isinstance(envelopes, Mapping):
-            raise EnvelopeError("grant envelopes must be a JSON object")
-        listed = set(header.devices)
-        if unknown := set(envelopes) - listed:
-            raise EnvelopeError(
-                f"grant envelopes for unlisted devices {', '.join(sorted(map(str, unknown)))}"
-            )
-        if not partial and (missing := listed - set(envelopes)):
-            raise EnvelopeError(f"grant envelopes missing for {', '.join(sorted(missing))}")
-        if not envelopes:
-            raise EnvelopeError("a sealed grant carries at least one envelope")
-        return cls(
-            header=copy.deepcopy(dict(value["header"])),
-            signature=signature,
-            envelopes={
-                device: _wire_bytes(text, f"grant envelope for {device}", size=GRANT_ENVELOPE_SIZE)
-                for device, text in envelopes.items()
-            },
+        header, signature, envelopes = _sealed_from_json(
+            value,
+            "grant",
+            lambda h: check_grant_header(h).devices,
+            GRANT_ENVELOPE_SIZE,
+            partial=partial,
         )
+        return cls(header=header, signature=signature, envelopes=envelopes)
 
 
 def create_grant(
