@@ -643,9 +643,11 @@ async def deliver(
     catalog: Catalog,
     message: Message,
     channel: Channel,
+    container: Container | None = None,
 ) -> DeliveryItem | None:
     """The decision made again at delivery: this device gets the message and its own envelope
-    only if it is in the audience and its user is eligible now. A withholding is recorded and
+    only if it is in the audience and its user is eligible now. ``container`` is the channel
+    as ``container_of`` gives it, if the caller already has it. A withholding is recorded and
     audited once per message and device."""
     envelope = await repo.envelope_for(session, message.audience_id, principal.device.id)
     granted = await release_repo.grant_envelope_for(session, message.id, principal.device.id)
@@ -656,7 +658,7 @@ async def deliver(
     label_json = latest[0].label if latest else message.label
     banner = latest[0].label_banner if latest else message.label_banner
     label = Label.from_canonical(label_json, catalog)
-    container = await container_of(session, channel, catalog)
+    container = container or await container_of(session, channel, catalog)
     decision = decide(subject_of(principal.user, catalog), label, container, catalog)
     seen = await repo.get_delivery(session, message.seq, principal.device.id)
     if not decision.allowed:
@@ -734,16 +736,19 @@ async def sync(
     messages = await repo.messages_for_device(
         session, principal.device.id, after, limit, channel.id if channel else None
     )
-    channels: dict[str, Channel] = {channel.id: channel} if channel else {}
+    # Each channel and its membership are read once per page, not once per message.
+    channels: dict[str, tuple[Channel, Container]] = {}
     items = []
     cursor = after
     for message in messages:
         cursor = message.seq
         if message.channel_id not in channels:
-            found = await repo.get_channel(session, message.channel_id)
+            found = channel or await repo.get_channel(session, message.channel_id)
             assert found is not None
-            channels[found.id] = found
-        item = await deliver(session, principal, catalog, message, channels[message.channel_id])
+            assert found.id == message.channel_id
+            channels[found.id] = (found, await container_of(session, found, catalog))
+        where, container = channels[message.channel_id]
+        item = await deliver(session, principal, catalog, message, where, container)
         if item is not None:
             items.append(item)
     return items, cursor, len(messages) == limit

@@ -22,10 +22,6 @@ class MessageEvent:
     channel_id: str
 
 
-class Overflow(Exception):
-    """The subscriber fell behind; it must sync from its cursor."""
-
-
 class InProcessBus:
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[MessageEvent | None]] = set()
