@@ -10,10 +10,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.models import LoginChallenge, SessionToken
 
 
-async def get_challenge(session: AsyncSession, challenge_id: str) -> LoginChallenge | None:
-    # FOR UPDATE so two concurrent logins with one challenge cannot both consume it on
-    # PostgreSQL; SQLite serialises writers anyway and ignores the clause.
-    stmt = select(LoginChallenge).where(LoginChallenge.id == challenge_id).with_for_update()
+async def consume_challenge(
+    session: AsyncSession, challenge_id: str, now: datetime
+) -> LoginChallenge | None:
+    """Mark an unused, unexpired challenge used and return it; None if there is none.
+
+    One statement, so that of any number of concurrent logins with one challenge exactly one
+    consumes it: PostgreSQL re-checks ``used_at IS NULL`` once the first writer commits, and
+    SQLite runs the UPDATE under its single write lock. (A ``SELECT … FOR UPDATE`` followed by
+    a write does not do this on SQLite: the driver begins the transaction only at the write,
+    so every reader sees the challenge unused.)
+    """
+    stmt = (
+        update(LoginChallenge)
+        .where(
+            LoginChallenge.id == challenge_id,
+            LoginChallenge.used_at.is_(None),
+            LoginChallenge.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(LoginChallenge)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

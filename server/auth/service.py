@@ -65,10 +65,9 @@ async def do_login(
     twice.
     """
     now = utcnow()
-    challenge = await auth_repo.get_challenge(session, challenge_id)
-    if challenge is None or challenge.used_at is not None or challenge.expires_at <= now:
+    challenge = await auth_repo.consume_challenge(session, challenge_id, now)
+    if challenge is None:
         raise Expired("the login challenge is unknown, expired or already used; ask for a new one")
-    challenge.used_at = now
     device = await device_repo.get_device(session, challenge.device_id)
     user = await directory_repo.get_user(session, device.user_id) if device else None
     payload = keys.login_payload(

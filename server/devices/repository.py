@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.devices.models import Device, EnrolmentCode
@@ -41,5 +42,30 @@ async def list_devices(
 
 
 async def get_code_by_hash(session: AsyncSession, code_hash: bytes) -> EnrolmentCode | None:
-    stmt = select(EnrolmentCode).where(EnrolmentCode.code_hash == code_hash).with_for_update()
+    stmt = select(EnrolmentCode).where(EnrolmentCode.code_hash == code_hash)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def consume_code(
+    session: AsyncSession, code_id: str, user_id: str, now: datetime
+) -> EnrolmentCode | None:
+    """Mark an unused, unexpired code of ``user_id`` used and return it; None if another
+    request got there first (or it expired meanwhile).
+
+    One statement, so that of any number of concurrent enrolments with one code exactly one
+    consumes it, on PostgreSQL (which re-checks ``used_at IS NULL`` after the first writer
+    commits) and on SQLite (where the UPDATE holds the single write lock until commit).
+    """
+    stmt = (
+        update(EnrolmentCode)
+        .where(
+            EnrolmentCode.id == code_id,
+            EnrolmentCode.user_id == user_id,
+            EnrolmentCode.used_at.is_(None),
+            EnrolmentCode.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(EnrolmentCode)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
     return (await session.execute(stmt)).scalar_one_or_none()

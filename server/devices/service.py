@@ -125,6 +125,10 @@ async def do_enrol_device(
             "the registration proof does not verify with these keys for this server",
             field="proof",
         )
+    # The check above is advice; this is the decision. Only one request consumes the code,
+    # however many race for it, and a refusal below rolls the consumption back.
+    if await repo.consume_code(session, row.id, user.id, now) is None:
+        raise Expired(_BAD_CODE)
     if await repo.get_device_by_signing_key(session, signing_key) is not None:
         raise Conflict("a device with this signing key is already registered")
     # Server staff (operators, all-nations auditors) belong to no nation, so no authority can
@@ -141,7 +145,6 @@ async def do_enrol_device(
     )
     session.add(device)
     await session.flush()
-    row.used_at = now
     row.device_id = device.id
     audit.record(
         session,

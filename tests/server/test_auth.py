@@ -15,6 +15,7 @@ from server.audit.models import AuditEvent
 from server.auth.models import LoginChallenge, SessionToken
 from server.db.base import utcnow
 from tests.factories import World
+from tests.race import Call, one_winner, race_same
 
 
 async def _challenge(http: httpx.AsyncClient, device_id: str) -> dict[str, str]:
@@ -165,3 +166,28 @@ async def test_anonymous_and_bogus_tokens_get_problem_details(http: httpx.AsyncC
         assert response.status_code == 401
         assert response.headers["content-type"] == "application/problem+json"
         assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_challenge_raced_eight_times_opens_one_session(
+    world: World, http: httpx.AsyncClient, live_url: str
+) -> None:
+    await world.nation("USA")
+    alice = await world.member("alice", "USA")
+    challenge = await _challenge(http, alice.device_id)
+    signature = _signed(alice.device_keys, alice.device_id, challenge["challenge"], world.origin)
+    body = {"challenge_id": challenge["challenge_id"], "signature": signature}
+    responses = await race_same(live_url, Call("POST", "/v1/auth/sessions", json=body), 8)
+    winner = one_winner(responses, refused=410)
+    assert winner.status_code == 201
+    async with world.app.state.sessionmaker() as session:
+        sessions = (
+            await session.execute(
+                select(SessionToken).where(SessionToken.device_id == alice.device_id)
+            )
+        ).scalars()
+        logins = (
+            await session.execute(select(AuditEvent).where(AuditEvent.action == "auth.login"))
+        ).scalars()
+        # The member's own login from the factory, and the race's one winner.
+        assert len(sessions.all()) == 2
+        assert [e.decision for e in logins.all()] == ["allow", "allow"]

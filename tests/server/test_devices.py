@@ -16,6 +16,7 @@ from server.audit.models import AuditEvent
 from server.db.base import utcnow
 from server.devices.models import Device, EnrolmentCode
 from tests.factories import PASSPHRASE, World
+from tests.race import Call, one_winner, race, race_same
 
 
 async def _count(world: World, model: Any) -> int:
@@ -331,3 +332,43 @@ async def test_revocation_is_final_and_audited(world: World) -> None:
     assert (await _pending_device(world, alice.device_id))["status"] == "revoked"
     (event,) = await _events(world, "device.revoke")
     assert event.details["reason"] == "lost"
+
+
+@pytest.mark.parametrize("staff", [False, True], ids=["officer", "operator"])
+async def test_an_enrolment_code_raced_eight_times_registers_one_device(
+    world: World, live_url: str, staff: bool
+) -> None:
+    """Eight devices racing for one code (an operator's code would make all of them active at
+    once): exactly one registers; the others are told the code is spent."""
+    if staff:
+        user = await world.user("root", None, roles=("operator",))
+    else:
+        await world.nation("USA")
+        user = await world.user("alice", "USA")
+    code = await world.code(user)
+    calls = [
+        Call(
+            "POST",
+            "/v1/devices",
+            json=_enrol_body(keys.DeviceKeys.generate(), user.username, code, world.origin),
+        )
+        for _ in range(8)
+    ]
+    winner = one_winner(await race(live_url, calls), refused=410)
+    assert winner.status_code == 201
+    assert await _count(world, Device) == 1
+    assert len(await _events(world, "device.register")) == 1
+
+
+async def test_one_enrolment_raced_eight_times_registers_one_device(
+    world: World, live_url: str
+) -> None:
+    """The same request eight times (a client retrying in a hurry): one device, no 500 from
+    the unique signing key."""
+    await world.nation("USA")
+    user = await world.user("alice", "USA")
+    code = await world.code(user)
+    body = _enrol_body(keys.DeviceKeys.generate(), "alice", code, world.origin)
+    winner = one_winner(await race_same(live_url, Call("POST", "/v1/devices", json=body), 8))
+    assert winner.status_code == 201
+    assert await _count(world, Device) == 1
