@@ -14,7 +14,9 @@ from server.audit.endpoints import router as audit_router
 from server.audit.integrator import load_signer, run_integrator
 from server.auth.endpoints import router as auth_router
 from server.bootstrap import AUDIT_KEY_FILE, ensure_server_keys, keys_dir
+from server.channels.delivery import DeliveryGate, classify
 from server.channels.endpoints import router as channels_router
+from server.channels.service import session_info
 from server.committees.endpoints import router as committees_router
 from server.db.engine import create_engine, create_sessionmaker
 from server.devices.endpoints import router as devices_router
@@ -23,6 +25,7 @@ from server.documents.endpoints import router as documents_router
 from server.documents.storage import BlobStore
 from server.errors import install_error_handlers, problem_response
 from server.realtime.bus import InProcessBus
+from server.realtime.changes import track
 from server.realtime.gateway import router as stream_router
 from server.releases.endpoints import router as releases_router
 from server.settings import Settings, get_settings
@@ -89,7 +92,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.effective_database_url)
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
+        sessionmaker = create_sessionmaker(engine, info=session_info(app.state.bus.changes))
+        track(sessionmaker.kw["sync_session_class"], app.state.bus.changes, classify)
+        app.state.sessionmaker = sessionmaker
+        app.state.gate = DeliveryGate(sessionmaker, app.state.bus.changes, app.state.catalog)
         ensure_server_keys(settings)
         app.state.audit_signer = load_signer(
             keys_dir(settings) / AUDIT_KEY_FILE, settings.effective_audit_origin

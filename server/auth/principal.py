@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from server.audit.log import OPERATOR_CLI, Actor
 from server.devices.models import Device
@@ -24,6 +25,7 @@ class Principal:
     user: User
     device: Device
     session_id: str
+    session_expires_at: datetime
 
     @property
     def actor(self) -> Actor:

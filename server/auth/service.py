@@ -126,21 +126,29 @@ async def access_principal(session: AsyncSession, token: str | None) -> Principa
     if not token:
         raise AuthenticationRequired(_BAD_TOKEN)
     row = await auth_repo.get_session_by_hash(session, hash_token(token))
-    now = utcnow()
     # The lookup is by hash; compare again in constant time so that the equality the
     # database did is not the only check standing between a guess and a session.
-    if (
-        row is None
-        or not hmac.compare_digest(row.token_hash, hash_token(token))
-        or row.revoked_at is not None
-        or row.expires_at <= now
-    ):
+    if row is None or not hmac.compare_digest(row.token_hash, hash_token(token)):
+        raise AuthenticationRequired(_BAD_TOKEN)
+    return await _principal_of(session, row)
+
+
+async def access_session(session: AsyncSession, session_id: str) -> Principal:
+    """The principal of a session already authenticated (an open stream), as it is now."""
+    row = await session.get(SessionToken, session_id)
+    if row is None:
+        raise AuthenticationRequired(_BAD_TOKEN)
+    return await _principal_of(session, row)
+
+
+async def _principal_of(session: AsyncSession, row: SessionToken) -> Principal:
+    if row.revoked_at is not None or row.expires_at <= utcnow():
         raise AuthenticationRequired(_BAD_TOKEN)
     device = await device_repo.get_device(session, row.device_id)
     user = await directory_repo.get_user(session, row.user_id)
     if device is None or device.status != DEVICE_ACTIVE or user is None or not user.active:
         raise AuthenticationRequired(_BAD_TOKEN)
-    return Principal(user=user, device=device, session_id=row.id)
+    return Principal(user=user, device=device, session_id=row.id, session_expires_at=row.expires_at)
 
 
 async def do_logout(session: AsyncSession, principal: Principal) -> None:
@@ -160,6 +168,7 @@ async def do_logout(session: AsyncSession, principal: Principal) -> None:
 __all__ = [
     "IssuedSession",
     "access_principal",
+    "access_session",
     "do_issue_challenge",
     "do_login",
     "do_logout",

@@ -5,9 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from server.auth.dependencies import PrincipalDep, SessionDep
+from server.channels import delivery, service
 from server.channels import repository as repo
-from server.channels import service
-from server.channels.models import Message
 from server.channels.schemas import (
     AudienceCreate,
     AudienceCreated,
@@ -23,7 +22,6 @@ from server.channels.schemas import (
 from server.db.engine import after_commit
 from server.directory.endpoints import CatalogDep
 from server.directory.service import access_user
-from server.realtime.bus import MessageEvent
 
 router = APIRouter(prefix="/v1", tags=["channels"])
 
@@ -105,15 +103,13 @@ async def submit_message(
     catalog: CatalogDep,
 ) -> MessageAccepted:
     found = await service.access_channel(session, principal, channel)
-    bus = request.app.state.bus
-
-    def notify(message: Message) -> None:
-        event = MessageEvent(seq=message.seq, channel_id=message.channel_id)
-        after_commit(session, lambda: bus.publish(event))
-
     submitted = await service.do_submit_message(
-        session, principal, catalog, found, body.model_dump(), notify=notify
+        session, principal, catalog, found, body.model_dump()
     )
+    if submitted.created:
+        push = await delivery.push_of(session, submitted, principal.device.certificate)
+        bus = request.app.state.bus
+        after_commit(session, lambda: bus.publish(push))
     if not submitted.created:
         response.status_code = status.HTTP_200_OK
     return MessageAccepted(

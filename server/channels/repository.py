@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.channels.models import (
@@ -16,6 +19,7 @@ from server.channels.models import (
     Message,
 )
 from server.committees.models import Committee
+from server.db.base import new_id
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
 from server.releases.models import GrantEnvelope, ItemGrant
@@ -68,11 +72,12 @@ async def get_membership(
 
 
 async def remove_member(session: AsyncSession, channel_id: str, user_id: str) -> None:
-    await session.execute(
-        delete(ChannelMember).where(
-            ChannelMember.channel_id == channel_id, ChannelMember.user_id == user_id
-        )
-    )
+    # Through the unit of work, not a bulk DELETE, so that the change log learns which
+    # channel's membership changed (server.realtime.changes).
+    membership = await session.get(ChannelMember, (channel_id, user_id))
+    if membership is not None:
+        await session.delete(membership)
+        await session.flush()
 
 
 async def active_member_devices(
@@ -86,6 +91,33 @@ async def active_member_devices(
         .order_by(Device.id)
     )
     return [(d, u) for d, u in (await session.execute(stmt)).all()]
+
+
+async def member_device_facts(session: AsyncSession, channel_id: str) -> Sequence[Row[Any]]:
+    """What an eligibility decision reads of each member's active devices, as plain rows:
+    ``device_id, certified, user_id, nationality, clearance, active``."""
+    stmt = (
+        select(
+            Device.id.label("device_id"),
+            Device.certificate.is_not(None).label("certified"),
+            User.id.label("user_id"),
+            User.nationality,
+            User.clearance,
+            User.active,
+        )
+        .join(User, Device.user_id == User.id)
+        .join(ChannelMember, ChannelMember.user_id == User.id)
+        .where(ChannelMember.channel_id == channel_id, Device.status == DEVICE_ACTIVE)
+        .order_by(Device.id)
+    )
+    return (await session.execute(stmt)).all()
+
+
+async def audience_envelopes(session: AsyncSession, audience_id: str) -> Sequence[Row[str, bytes]]:
+    stmt = select(AudienceEnvelope.device_id, AudienceEnvelope.envelope).where(
+        AudienceEnvelope.audience_id == audience_id
+    )
+    return (await session.execute(stmt)).all()
 
 
 async def get_audience(session: AsyncSession, audience_id: str) -> Audience | None:
@@ -139,9 +171,14 @@ async def messages_for_device(
     return (await session.execute(stmt)).scalars().all()
 
 
-async def get_delivery(session: AsyncSession, seq: int, device_id: str) -> Delivery | None:
-    stmt = select(Delivery).where(Delivery.message_seq == seq, Delivery.device_id == device_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+async def record_withheld(session: AsyncSession, seq: int, device_id: str) -> bool:
+    """Record that ``device_id`` was refused message ``seq``; False if it already was."""
+    values = {"id": new_id(), "message_seq": seq, "device_id": device_id, "outcome": "withheld"}
+    dialect = session.get_bind().dialect.name
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    stmt = insert(Delivery).values(values).on_conflict_do_nothing()
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def device(session: AsyncSession, device_id: str) -> Device | None:

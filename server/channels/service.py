@@ -8,8 +8,10 @@ would give one to a device that is not eligible for the message's label.
 from __future__ import annotations
 
 import hmac
+import json
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,15 +35,17 @@ from server.channels.models import (
     AudienceEnvelope,
     Channel,
     ChannelMember,
-    Delivery,
     Message,
 )
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
 from server.directory.service import access_user
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceError
+from server.realtime.changes import ChangeLog
 from server.releases import repository as release_repo
 from server.releases.models import ItemGrant
+
+CHANGE_LOG = "attache.change_log"
 
 MAX_PICKER_LABELS = 32
 
@@ -70,13 +74,19 @@ def check_label_text(text: str, catalog: Catalog, *, originator: str | None, fie
 
 
 def subject_of(user: User, catalog: Catalog) -> Subject:
-    clearance: Clearance | None = None
-    if user.clearance is not None:
+    return _subject(user.id, user.nationality, user.clearance, catalog)
+
+
+def _subject(
+    user_id: str, nationality: str | None, clearance: dict[str, Any] | None, catalog: Catalog
+) -> Subject:
+    parsed: Clearance | None = None
+    if clearance is not None:
         try:
-            clearance = Clearance.from_canonical(user.clearance, catalog)
+            parsed = Clearance.from_canonical(clearance, catalog)
         except LabelError:
-            clearance = None  # unknown to this catalog: fail closed
-    return Subject(user_id=user.id, nationality=user.nationality, clearance=clearance)
+            parsed = None  # unknown to this catalog: fail closed
+    return Subject(user_id=user_id, nationality=nationality, clearance=parsed)
 
 
 def ceiling_of(channel: Channel, catalog: Catalog) -> Label:
@@ -302,34 +312,114 @@ async def roster(session: AsyncSession, channel: Channel) -> Sequence[tuple[Devi
 # --- eligibility -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Who:
+    """A member as a decision names them: their user id and nation."""
+
+    user_id: str
+    nation: str | None
+
+    def entry(self, decision: Decision | None = None) -> dict[str, Any]:
+        entry: dict[str, Any] = {"user_id": self.user_id, "nation": self.nation}
+        if decision is not None:
+            entry["reasons"] = list(decision.reasons)
+        return entry
+
+
 @dataclass(frozen=True)
 class Eligibility:
-    eligible: dict[str, tuple[Device, User]]  # device id -> device, user
-    refused: dict[str, tuple[User, Decision]]  # user id -> user, decision
+    eligible: dict[str, Who]  # device id -> its user
+    refused: dict[str, tuple[Who, Decision]]  # user id -> user, decision
+    # The change log's version before what this was decided on was read: it holds as long as
+    # nothing in ``depends`` changed since (``server.realtime.changes``).
+    version: int = 0
+    depends: frozenset[str] = frozenset()
+    members: frozenset[str] = frozenset()  # the channel's member user ids
+
+
+_ELIGIBILITY = "attache.eligibility"
+_ELIGIBILITY_KEPT = 1024
 
 
 async def eligibility(
     session: AsyncSession, channel: Channel, label: Label, catalog: Catalog
 ) -> Eligibility:
-    """The devices eligible for ``label`` in ``channel`` now, and each member refused, with why."""
+    """The devices eligible for ``label`` in ``channel`` now, and each member refused, with why.
+
+    Decided once per (channel, label) and kept until a membership, a member, one of their
+    devices or the catalog changes: a submit under an unchanged audience makes no decision.
+    """
+    log = changes_of(session)
+    version = log.version if log is not None else 0
+    kept: OrderedDict[tuple[str, str], tuple[Catalog, Eligibility]] | None = session.info.get(
+        _ELIGIBILITY
+    )
+    key = (channel.id, json.dumps(label.canonical(), sort_keys=True))
+    if log is not None and kept is not None:
+        hit = kept.get(key)
+        if hit is not None and hit[0] is catalog:
+            if not log.changed_since(hit[1].version, hit[1].depends):
+                return hit[1]
+            del kept[key]
     container = await container_of(session, channel, catalog)
-    eligible: dict[str, tuple[Device, User]] = {}
-    refused: dict[str, tuple[User, Decision]] = {}
+    eligible: dict[str, Who] = {}
+    refused: dict[str, tuple[Who, Decision]] = {}
     decisions: dict[str, Decision] = {}
-    for device, user in await roster(session, channel):
-        if user.id not in decisions:
-            decision = decide(subject_of(user, catalog), label, container, catalog)
-            if decision.allowed and not user.active:
+    for row in await repo.member_device_facts(session, channel.id):
+        who = Who(row.user_id, row.nationality)
+        if row.user_id not in decisions:
+            subject = _subject(row.user_id, row.nationality, row.clearance, catalog)
+            decision = decide(subject, label, container, catalog)
+            if decision.allowed and not row.active:
                 decision = Decision(
                     False, ("account disabled",), decision.releasable_to, decision.catalog_version
                 )
-            decisions[user.id] = decision
-        decision = decisions[user.id]
-        if decision.allowed and user.active and device.certificate is not None:
-            eligible[device.id] = (device, user)
+            decisions[row.user_id] = decision
+        decision = decisions[row.user_id]
+        if decision.allowed and row.certified:
+            eligible[row.device_id] = who
         elif not decision.allowed:
-            refused[user.id] = (user, decision)
-    return Eligibility(eligible, refused)
+            refused[row.user_id] = (who, decision)
+    depends = frozenset({f"channel:{channel.id}", *(f"user:{u}" for u in container.members)})
+    found = Eligibility(eligible, refused, version, depends, container.members)
+    if log is not None and kept is not None:
+        kept[key] = (catalog, found)
+        if len(kept) > _ELIGIBILITY_KEPT:
+            kept.popitem(last=False)
+    return found
+
+
+_AUDIENCES = "attache.audience_envelopes"
+_AUDIENCES_KEPT = 4096
+
+
+async def audience_envelopes(session: AsyncSession, audience_id: str) -> Mapping[str, str]:
+    """An audience's envelopes (device id -> base64url), read once: audiences never change."""
+    kept: OrderedDict[str, dict[str, str]] | None = session.info.get(_AUDIENCES)
+    if kept is not None and audience_id in kept:
+        kept.move_to_end(audience_id)
+        return kept[audience_id]
+    found = {
+        device_id: keys.b64u_encode(envelope)
+        for device_id, envelope in await repo.audience_envelopes(session, audience_id)
+    }
+    if kept is not None and found:
+        kept[audience_id] = found
+        if len(kept) > _AUDIENCES_KEPT:
+            kept.popitem(last=False)
+    return found
+
+
+def changes_of(session: AsyncSession) -> ChangeLog | None:
+    """The app's change log, which its sessionmaker puts in every session's ``info``."""
+    log = session.info.get(CHANGE_LOG)
+    return log if isinstance(log, ChangeLog) else None
+
+
+def session_info(changes: ChangeLog) -> dict[str, Any]:
+    """What an app's sessionmaker gives every session: the change log and the caches that it
+    keeps honest."""
+    return {CHANGE_LOG: changes, _ELIGIBILITY: OrderedDict(), _AUDIENCES: OrderedDict()}
 
 
 # --- audiences -------------------------------------------------------------------------------
@@ -418,9 +508,9 @@ class Release:
         """For the allow event: the devices released to and the members not, with why."""
         return {
             "released_to": [
-                {"device_id": d, **_who(self.now.eligible[d][1])} for d in sorted(self.now.eligible)
+                {"device_id": d, **self.now.eligible[d].entry()} for d in sorted(self.now.eligible)
             ],
-            "not_released": [_who(user, decision) for user, decision in self.now.refused.values()],
+            "not_released": [who.entry(decision) for who, decision in self.now.refused.values()],
             **_decision_details(self.sender),
         }
 
@@ -454,7 +544,8 @@ async def check_release(
             field="header.label.originator",
         )
     banner = render_label(label, catalog)
-    container = await container_of(session, channel, catalog)
+    now = await eligibility(session, channel, label, catalog)
+    container = Container(id=channel.id, ceiling=ceiling_of(channel, catalog), members=now.members)
 
     def refuse(reasons: Sequence[str], detail: str, **fields: Any) -> Refused:
         audit.record(
@@ -483,8 +574,7 @@ async def check_release(
         # Recipients verify the audience with the sender's own key: a device sends only
         # under audiences it made.
         raise InvalidInput("send under an audience this device made", field="header.audience_id")
-    members = await repo.audience_device_ids(session, audience.id)
-    now = await eligibility(session, channel, label, catalog)
+    members = frozenset(await audience_envelopes(session, audience.id))
     ineligible = sorted(members - set(now.eligible))
     if ineligible:
         named = [await _why_ineligible(session, d, now, container) for d in ineligible]
@@ -507,13 +597,11 @@ class Submitted:
     message: Message
     created: bool
     released_to: list[str]  # device ids
-
-
-def _who(user: User, decision: Decision | None = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"user_id": user.id, "nation": user.nationality}
-    if decision is not None:
-        entry["reasons"] = list(decision.reasons)
-    return entry
+    # For the push, when created: the audience, the recipients (device id -> user id) and the
+    # change log's version their eligibility was decided at.
+    audience: Audience | None = None
+    recipients: dict[str, str] = field(default_factory=dict)
+    version: int = 0
 
 
 async def do_submit_message(
@@ -522,7 +610,7 @@ async def do_submit_message(
     catalog: Catalog,
     channel: Channel,
     sealed: dict[str, Any],
-    notify: Callable[[Message], None] | None = None,
+    notify: Callable[[Submitted], None] | None = None,
 ) -> Submitted:
     """Accept a message whose audience is exactly the devices eligible for its label.
 
@@ -594,9 +682,17 @@ async def do_submit_message(
         label_banner=banner,
         details={"channel_id": channel.id, "audience_id": audience.id, **release.details()},
     )
+    submitted = Submitted(
+        row,
+        created=True,
+        released_to=released,
+        audience=audience,
+        recipients={d: now.eligible[d].user_id for d in released},
+        version=now.version,
+    )
     if notify is not None:
-        notify(row)
-    return Submitted(row, created=True, released_to=released)
+        notify(submitted)
+    return submitted
 
 
 async def _why_ineligible(
@@ -648,7 +744,8 @@ async def deliver(
     """The decision made again at delivery: this device gets the message and its own envelope
     only if it is in the audience and its user is eligible now. ``container`` is the channel
     as ``container_of`` gives it, if the caller already has it. A withholding is recorded and
-    audited once per message and device."""
+    audited once per message and device; a delivery is not recorded (the recipients are fixed
+    at submit and named by its audit event; a device's progress is its cursor)."""
     envelope = await repo.envelope_for(session, message.audience_id, principal.device.id)
     granted = await release_repo.grant_envelope_for(session, message.id, principal.device.id)
     if envelope is None and granted is None:
@@ -660,17 +757,10 @@ async def deliver(
     label = Label.from_canonical(label_json, catalog)
     container = container or await container_of(session, channel, catalog)
     decision = decide(subject_of(principal.user, catalog), label, container, catalog)
-    seen = await repo.get_delivery(session, message.seq, principal.device.id)
     if not decision.allowed:
-        if seen is None or seen.outcome != "withheld":
-            if seen is None:
-                session.add(
-                    Delivery(
-                        message_seq=message.seq, device_id=principal.device.id, outcome="withheld"
-                    )
-                )
-            else:
-                seen.outcome = "withheld"
+        # Recorded once per message and device, whoever gets there first (a push and a sync
+        # may race): only the first records and audits it.
+        if await repo.record_withheld(session, message.seq, principal.device.id):
             audit.record(
                 session,
                 actor=principal.actor,
@@ -689,10 +779,6 @@ async def deliver(
                 },
             )
         return None
-    if seen is None:
-        session.add(
-            Delivery(message_seq=message.seq, device_id=principal.device.id, outcome="delivered")
-        )
     audience = await repo.get_audience(session, message.audience_id)
     assert audience is not None
     sender = await repo.device(session, message.sender_device_id)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from server.errors import ServiceError
 
@@ -37,8 +38,15 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def create_sessionmaker(
+    engine: AsyncEngine, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions of a class of their own, so that listeners on it (the change log) hear this
+    sessionmaker's transactions only; ``info`` is shared by every session it makes."""
+    session_class = type("AppSession", (Session,), {})
+    return async_sessionmaker(
+        engine, expire_on_commit=False, sync_session_class=session_class, info=info
+    )
 
 
 AFTER_COMMIT = "attache.after_commit"

@@ -1,4 +1,4 @@
-"""The websocket gateway: pushes each new message to every connected device it is for.
+"""The websocket gateway: pushes each new message to the connected devices it is for.
 
 Protocol (JSON text frames):
 - client, first frame within ``ws_auth_seconds``: ``{"type": "auth", "token": "<session token>"}``
@@ -7,9 +7,11 @@ Protocol (JSON text frames):
   ``{"type": "resync"}`` if this connection fell behind (fetch ``/v1/sync`` from your cursor).
 - client: ``{"type": "pong"}`` (or ``{"type": "ping"}``, answered with a pong) at least once per
   ``ws_idle_seconds``; anything else closes the connection (1003); silence closes it (4408).
+- a logout, a revoked device or a disabled account closes the stream at once (4401).
 
-Each push is decided again for the receiving device, with its user's clearance and membership
-as they are now, and carries only that device's envelope.
+The stream authenticates once, at connect. Each push was decided at submit; before it is
+written the ``Gate`` decides it again for this device, from memory when nothing that decision
+depends on has changed since (see ``server.realtime.changes``).
 """
 
 from __future__ import annotations
@@ -17,26 +19,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+import time
+from datetime import UTC
+from typing import Any, Protocol
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth.service import access_principal
-from server.channels import repository as channel_repo
-from server.channels import service as channels
-from server.channels.schemas import DeliveryRead
-from server.directory.service import load_catalog
 from server.errors import ServiceError
-from server.realtime.bus import MessageEvent
+from server.realtime.bus import CLOSE_REVOKED, Connection, InProcessBus, Push
 from server.settings import Settings
 
 router = APIRouter()
 
 CLOSE_UNSUPPORTED = 1003
-CLOSE_UNAUTHENTICATED = 4401
+CLOSE_UNAUTHENTICATED = CLOSE_REVOKED
 CLOSE_IDLE = 4408
 MAX_FRAME = 4096
+
+
+class Gate(Protocol):
+    """Decides a push again for one connection just before it is written: True to write it."""
+
+    async def admit(self, connection: Connection, push: Push) -> bool: ...
 
 
 class _Closing(Exception):
@@ -58,13 +64,26 @@ def _parse(frame: str) -> dict[str, Any]:
     return value
 
 
+async def _receive_text(websocket: WebSocket, timeout: float) -> str:
+    message = await asyncio.wait_for(websocket.receive(), timeout)
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise _Closing(CLOSE_UNSUPPORTED, "frames must be JSON text")
+    assert isinstance(text, str)
+    return text
+
+
 async def _authenticate(
     websocket: WebSocket, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
-) -> tuple[str, str]:
+) -> Connection:
     try:
-        frame = await asyncio.wait_for(websocket.receive_text(), settings.ws_auth_seconds)
+        frame = await _receive_text(websocket, settings.ws_auth_seconds)
     except TimeoutError:
         raise _Closing(CLOSE_UNAUTHENTICATED, "authenticate first") from None
+    except _Closing as closing:
+        raise _Closing(CLOSE_UNAUTHENTICATED, closing.reason) from None
     message = _parse(frame)
     token = message.get("token")
     if message["type"] != "auth" or not isinstance(token, str):
@@ -74,42 +93,32 @@ async def _authenticate(
             principal = await access_principal(session, token)
         except ServiceError as exc:
             raise _Closing(CLOSE_UNAUTHENTICATED, exc.detail) from None
-    return token, principal.device.id
-
-
-async def _push(
-    websocket: WebSocket,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    token: str,
-    event: MessageEvent,
-) -> None:
-    """Decide and send one message for this connection's device (or nothing)."""
-    async with sessionmaker() as session, session.begin():
-        try:
-            principal = await access_principal(session, token)
-        except ServiceError as exc:
-            raise _Closing(CLOSE_UNAUTHENTICATED, exc.detail) from None
-        message = await channel_repo.get_message_by_seq(session, event.seq)
-        channel = await channel_repo.get_channel(session, event.channel_id)
-        if message is None or channel is None:
-            return
-        catalog = await load_catalog(session, websocket.app.state.catalog)
-        item = await channels.deliver(session, principal, catalog, message, channel)
-    if item is not None:
-        payload = DeliveryRead.of(item).model_dump(mode="json")
-        await websocket.send_json({"type": "message", **payload})
+    expires = principal.session_expires_at
+    return Connection(
+        device_id=principal.device.id,
+        user_id=principal.user.id,
+        session_id=principal.session_id,
+        expires_at=(expires if expires.tzinfo else expires.replace(tzinfo=UTC)).timestamp(),
+    )
 
 
 @router.websocket("/v1/stream")
 async def stream(websocket: WebSocket) -> None:
     settings: Settings = websocket.app.state.settings
     sessionmaker: async_sessionmaker[AsyncSession] = websocket.app.state.sessionmaker
+    bus: InProcessBus = websocket.app.state.bus
+    gate: Gate = websocket.app.state.gate
     await websocket.accept()
     try:
-        token, device_id = await _authenticate(websocket, sessionmaker, settings)
-        async with websocket.app.state.bus.subscribe() as queue:
-            await websocket.send_json({"type": "ready", "device_id": device_id})
-            await _serve(websocket, sessionmaker, settings, token, queue)
+        connection = await _authenticate(websocket, sessionmaker, settings)
+        bus.attach(connection)
+        try:
+            await websocket.send_text(
+                json.dumps({"type": "ready", "device_id": connection.device_id})
+            )
+            await _serve(websocket, settings, gate, connection)
+        finally:
+            bus.detach(connection)
     except _Closing as closing:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close(code=closing.code, reason=closing.reason[:120])
@@ -117,24 +126,23 @@ async def stream(websocket: WebSocket) -> None:
         pass
 
 
+_PING = json.dumps({"type": "ping"})
+_PONG = json.dumps({"type": "pong"})
+_RESYNC = json.dumps({"type": "resync"})
+
+
 async def _serve(
-    websocket: WebSocket,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
-    token: str,
-    queue: asyncio.Queue[MessageEvent | None],
+    websocket: WebSocket, settings: Settings, gate: Gate, connection: Connection
 ) -> None:
     async def read() -> None:
         while True:
             try:
-                frame = await asyncio.wait_for(websocket.receive_text(), settings.ws_idle_seconds)
+                frame = await _receive_text(websocket, settings.ws_idle_seconds)
             except TimeoutError:
                 raise _Closing(CLOSE_IDLE, "no frame from the client in time") from None
-            except KeyError:  # a binary frame: receive_text finds no "text"
-                raise _Closing(CLOSE_UNSUPPORTED, "frames must be JSON text") from None
             message = _parse(frame)
             if message["type"] == "ping":
-                await websocket.send_json({"type": "pong"})
+                await websocket.send_text(_PONG)
             elif message["type"] != "pong":
                 raise _Closing(CLOSE_UNSUPPORTED, f"unexpected frame type {message['type']!r}")
 
@@ -144,16 +152,25 @@ async def _serve(
         loop = asyncio.get_running_loop()
         next_ping = loop.time() + settings.ws_idle_seconds / 2
         while True:
-            try:
-                event = await asyncio.wait_for(queue.get(), max(0.0, next_ping - loop.time()))
-            except TimeoutError:
-                await websocket.send_json({"type": "ping"})
-                next_ping = loop.time() + settings.ws_idle_seconds / 2
+            if connection.closing is not None:
+                raise _Closing(*connection.closing)
+            push = connection.take()
+            if push is not None:
+                if time.time() >= connection.expires_at:
+                    raise _Closing(CLOSE_UNAUTHENTICATED, "the session expired; log in again")
+                if await gate.admit(connection, push):
+                    await websocket.send_text(push.frame_for(connection.device_id))
                 continue
-            if event is None:
-                await websocket.send_json({"type": "resync"})
-            else:
-                await _push(websocket, sessionmaker, token, event)
+            if connection.resync:
+                connection.resync = False
+                await websocket.send_text(_RESYNC)
+                continue
+            connection.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(connection.wake.wait(), max(0.0, next_ping - loop.time()))
+            if loop.time() >= next_ping:
+                await websocket.send_text(_PING)
+                next_ping = loop.time() + settings.ws_idle_seconds / 2
 
     reader = asyncio.create_task(read())
     writer = asyncio.create_task(write())

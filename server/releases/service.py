@@ -369,14 +369,7 @@ async def do_grant(
             "item_type": request.item_type,
             "item_id": request.item_id,
             "grant_id": row.id,
-            "released_to": [
-                {
-                    "device_id": d,
-                    "user_id": now.eligible[d][1].id,
-                    "nation": now.eligible[d][1].nationality,
-                }
-                for d in sorted(listed)
-            ],
+            "released_to": [{"device_id": d, **now.eligible[d].entry()} for d in sorted(listed)],
         },
     )
     await session.flush()

@@ -420,7 +420,7 @@ async def test_listen_catches_up_on_resync(
 ) -> None:
     t = await _trio(world)
     missed = await t.am.send("liaison", "sent while bob was away", label=REL_USA_GBR)
-    monkeypatch.setattr(bus, "QUEUE_LIMIT", 1)
+    monkeypatch.setattr(bus, "MAILBOX_BYTES", 1)
     received: list[ReceivedMessage] = []
 
     async def listen() -> None:
@@ -430,8 +430,16 @@ async def test_listen_catches_up_on_resync(
 
     listening = asyncio.create_task(listen())
     await _until(lambda: world.app.state.bus.subscribers == 1)
-    # Two events at once overflow bob's one-place queue: the gateway tells him to resync.
-    gone = bus.MessageEvent(seq=10**9, channel_id="none")
+    # Two pushes at once overflow bob's one-byte mailbox: the gateway tells him to resync.
+    gone = bus.Push(
+        seq=10**9,
+        channel_id="none",
+        version=0,
+        recipients={t.bm.device_id: t.bm.user_id},
+        envelopes={},
+        head="{",
+        tail="}",
+    )
     world.app.state.bus.publish(gone)
     world.app.state.bus.publish(gone)
     await asyncio.wait_for(listening, 5)
@@ -449,8 +457,18 @@ async def test_listen_keeps_a_busy_line_open(world: World, live: str, keepalive:
     async with t.bm.stream(keepalive=keepalive) as bob_live:
 
         async def busy() -> None:
-            for _ in range(15):  # events for messages that are not bob's: nothing is pushed
-                world.app.state.bus.publish(bus.MessageEvent(seq=10**9, channel_id="none"))
+            # Pushes routed to bob that the gate then refuses: nothing is written.
+            refused = bus.Push(
+                seq=10**9,
+                channel_id="none",
+                version=0,
+                recipients={t.bm.device_id: t.bm.user_id},
+                envelopes={},
+                head="{",
+                tail="}",
+            )
+            for _ in range(15):
+                world.app.state.bus.publish(refused)
                 await asyncio.sleep(0.1)
 
         await busy()

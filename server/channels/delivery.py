@@ -1,0 +1,142 @@
+"""Live delivery: a message decided once at submit, routed to its recipients, decided again
+at push from memory.
+
+- ``classify`` says which committed rows can change a delivery decision (the change log's
+  keys, ``server.realtime.changes``), and which close open streams at once.
+- ``push_of`` turns an accepted submission into one ``Push``: the frame serialised once, with
+  each recipient's envelope beside it.
+- ``DeliveryGate.admit`` decides a push again for one connection: when nothing the submit's
+  decision depends on (this channel's membership, this user, this device, this session, the
+  catalog) changed since, the decision stands and no database is read; otherwise the full
+  decision is made again from the database (``service.deliver``), which audits a withholding.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from protocol.catalog import Catalog
+from server.auth.models import SessionToken
+from server.auth.service import access_session
+from server.channels import repository as repo
+from server.channels import service
+from server.channels.models import ChannelMember
+from server.channels.schemas import DeliveryRead
+from server.devices.models import DEVICE_ACTIVE, Device
+from server.directory.models import Nation, PartnerGroup, PartnerGroupMember, User
+from server.directory.service import load_catalog
+from server.errors import ServiceError
+from server.realtime.bus import CLOSE_REVOKED, Connection, Push
+from server.realtime.changes import ANY, CATALOG, Change, ChangeLog
+
+# --- what changes a decision -----------------------------------------------------------------
+
+
+def classify(instance: object, what: str) -> Iterable[Change]:
+    """The change log's keys for one flushed row (or, for ``bulk``, a mapped class)."""
+    kind = instance if isinstance(instance, type) else type(instance)
+    if kind not in _TRACKED:
+        return ()
+    if what == "bulk":
+        return (Change(ANY),)
+    if isinstance(instance, ChannelMember):
+        return (Change(f"channel:{instance.channel_id}"),)
+    if isinstance(instance, User):
+        closes = what == "deleted" or not instance.active
+        return (Change(f"user:{instance.id}", close=closes, reason="the account was disabled"),)
+    if isinstance(instance, Device):
+        closes = what == "deleted" or instance.status != DEVICE_ACTIVE
+        return (
+            Change(f"device:{instance.id}", close=closes, reason="the device was revoked"),
+            Change(f"user:{instance.user_id}"),
+        )
+    if isinstance(instance, SessionToken):
+        if what == "new" or (what == "dirty" and instance.revoked_at is None):
+            return ()  # a login, or a session used: nothing that decided a delivery changed
+        return (Change(f"session:{instance.id}", close=True, reason="the session ended"),)
+    return (Change(CATALOG),)  # nations and partner groups: the catalog's directory
+
+
+_TRACKED = frozenset({ChannelMember, User, Device, SessionToken, Nation, PartnerGroup})
+_TRACKED |= {PartnerGroupMember}
+
+
+# --- building a push -------------------------------------------------------------------------
+
+# Marks where a device's envelope goes in a frame serialised once. Random per process, so no
+# content a client chose can contain it.
+_SENTINEL = "envelope-" + secrets.token_hex(16)
+
+
+async def push_of(
+    session: AsyncSession,
+    submitted: service.Submitted,
+    sender_certificate: Mapping[str, object] | None,
+) -> Push:
+    message, audience = submitted.message, submitted.audience
+    assert audience is not None
+    item = service.DeliveryItem(
+        message=message,
+        audience=audience,
+        envelope=None,
+        sender_certificate=dict(sender_certificate) if sender_certificate else None,
+    )
+    payload = DeliveryRead.of(item).model_dump(mode="json")
+    payload["audience"]["envelope"] = _SENTINEL
+    frame = json.dumps({"type": "message", **payload}, separators=(",", ":"))
+    head, _, tail = frame.partition(json.dumps(_SENTINEL))
+    sealed = await service.audience_envelopes(session, audience.id)
+    return Push(
+        seq=message.seq,
+        channel_id=message.channel_id,
+        version=submitted.version,
+        recipients=submitted.recipients,
+        envelopes={d: sealed[d] for d in submitted.recipients if d in sealed},
+        head=head,
+        tail=tail,
+    )
+
+
+# --- deciding again at push ------------------------------------------------------------------
+
+
+class DeliveryGate:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        changes: ChangeLog,
+        catalog: Catalog,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._changes = changes
+        self._catalog = catalog
+
+    async def admit(self, connection: Connection, push: Push) -> bool:
+        if connection.device_id not in push.envelopes:
+            return False
+        depends = (
+            f"channel:{push.channel_id}",
+            f"user:{connection.user_id}",
+            f"device:{connection.device_id}",
+            f"session:{connection.session_id}",
+        )
+        if not self._changes.changed_since(push.version, depends):
+            return True
+        # Something this decision rests on changed since the submit: decide again in full.
+        async with self._sessionmaker() as session, session.begin():
+            try:
+                principal = await access_session(session, connection.session_id)
+            except ServiceError as exc:
+                connection.close(CLOSE_REVOKED, exc.detail)
+                return False
+            message = await repo.get_message_by_seq(session, push.seq)
+            channel = await repo.get_channel(session, push.channel_id)
+            if message is None or channel is None:
+                return False
+            catalog = await load_catalog(session, self._catalog)
+            item = await service.deliver(session, principal, catalog, message, channel)
+        return item is not None and item.grant is None
