@@ -1,0 +1,229 @@
+"""Live delivery: decided once at submit, routed by device, decided again from memory.
+
+The stream's own protocol (auth, garbage, silence) is in test_stream.py; here the pushes are
+taken from the bus with connections that stand in for open streams, so that each step of the
+decision can be watched: which connections a push reaches, whether deciding it again reads
+the database, and what a change made between submit and push does to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from server.auth.service import access_principal
+from server.directory.models import User
+from server.realtime.bus import Connection, Push
+from server.realtime.changes import ANY, Change, ChangeLog
+from tests.factories import Member, World
+from tests.server.test_channels import (
+    REL_USA_GBR,
+    _audience,
+    _count,
+    _events,
+    _message,
+    _three,
+)
+
+# --- the change log --------------------------------------------------------------------------
+
+
+def test_a_decision_holds_until_a_key_it_depends_on_changes() -> None:
+    log = ChangeLog()
+    at = log.version
+    assert not log.changed_since(at, ["channel:a", "user:u"])
+    log.record([Change("channel:b"), Change("user:v")])
+    assert not log.changed_since(at, ["channel:a", "user:u"])
+    log.record([Change("user:u")])
+    assert log.changed_since(at, ["channel:a", "user:u"])
+    assert not log.changed_since(log.version, ["channel:a", "user:u"])
+
+
+@pytest.mark.parametrize("key", [ANY, "catalog"])
+def test_a_change_to_anything_or_the_catalog_touches_every_decision(key: str) -> None:
+    log = ChangeLog()
+    at = log.version
+    log.record([Change(key)])
+    assert log.changed_since(at, ["channel:a"])
+
+
+def test_a_version_older_than_what_is_kept_counts_as_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = ChangeLog()
+    at = log.version
+    for n in range(5000):  # more than the log retains
+        log.record([Change(f"user:{n}")])
+    assert log.changed_since(at, ["channel:unrelated"])
+    assert not log.changed_since(log.version - 1, ["channel:unrelated"])
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+async def _standing_in(member: Member, world: World) -> Connection:
+    """A connection for ``member``'s device, attached to the bus as an open stream is."""
+    async with world.app.state.sessionmaker() as session:
+        principal = await access_principal(session, member.client.token)
+    connection = Connection(
+        device_id=member.device_id,
+        user_id=member.user.id,
+        session_id=principal.session_id,
+        expires_at=time.time() + 3600,
+    )
+    world.app.state.bus.attach(connection)
+    return connection
+
+
+async def _send(t: Any, recipients: list[Member], banner: str) -> dict[str, Any]:
+    audience, key, audience_id = await _audience(t.usa, t.id, recipients)
+    await t.usa.client.create_audience("liaison", audience)
+    message = _message(t.usa, t.id, audience_id, key, banner)
+    accepted: dict[str, Any] = await t.usa.client.submit_message("liaison", message)
+    return accepted
+
+
+def _pushes(connection: Connection) -> list[Push]:
+    found = []
+    while (push := connection.take()) is not None:
+        found.append(push)
+    return found
+
+
+@contextmanager
+def _statements(world: World) -> Iterator[list[str]]:
+    """Every SQL statement the app runs while the block runs."""
+    seen: list[str] = []
+    engine = world.app.state.engine.sync_engine
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+# --- routing ---------------------------------------------------------------------------------
+
+
+async def test_a_push_reaches_only_its_recipients_streams(world: World) -> None:
+    t = await _three(world)
+    await world.nation("DEU")
+    idle = await world.member("dieter", "DEU")  # connected, member of nothing
+    streams = {m.user.username: await _standing_in(m, world) for m in (t.usa, t.gbr, t.fra, idle)}
+    accepted = await _send(t, [t.usa, t.gbr], REL_USA_GBR)
+    routed = {name: _pushes(c) for name, c in streams.items()}
+    assert [p.seq for p in routed["alice"]] == [accepted["seq"]]
+    assert [p.seq for p in routed["bob"]] == [accepted["seq"]]
+    assert routed["chloe"] == []
+    assert routed["dieter"] == []
+    # Each device's frame carries its own envelope and no other.
+    (push,) = routed["bob"]
+    frame = push.frame_for(t.gbr.device_id)
+    assert push.envelopes[t.gbr.device_id] in frame
+    assert push.envelopes[t.usa.device_id] not in frame
+
+
+async def test_a_push_is_decided_again_from_memory_without_sql(world: World) -> None:
+    t = await _three(world)
+    bob = await _standing_in(t.gbr, world)
+    await _send(t, [t.usa, t.gbr], REL_USA_GBR)
+    (push,) = _pushes(bob)
+    with _statements(world) as statements:
+        assert await world.app.state.gate.admit(bob, push)
+    assert statements == []
+
+
+async def test_a_change_elsewhere_does_not_cost_a_query(world: World) -> None:
+    t = await _three(world)
+    bob = await _standing_in(t.gbr, world)
+    await _send(t, [t.usa, t.gbr], REL_USA_GBR)
+    (push,) = _pushes(bob)
+    # A user enrolled and a device certified, of no concern to this channel (a new nation
+    # would be: it changes the catalog, which every decision reads).
+    await world.member("dave", "USA")
+    with _statements(world) as statements:
+        assert await world.app.state.gate.admit(bob, push)
+    assert statements == []
+
+
+async def test_a_removal_after_submit_withholds_the_push_and_audits_it_once(
+    world: World,
+) -> None:
+    t = await _three(world)
+    bob = await _standing_in(t.gbr, world)
+    await _send(t, [t.usa, t.gbr], REL_USA_GBR)
+    (push,) = _pushes(bob)
+    await t.usa.client.remove_member("liaison", "bob")
+    assert not await world.app.state.gate.admit(bob, push)
+    assert not await world.app.state.gate.admit(bob, push)
+    withheld = await _events(world, "message.withhold", "deny")
+    assert [(e.actor_user_id, e.reasons) for e in withheld] == [(t.gbr.user.id, ["not a member"])]
+
+
+async def test_a_withholding_raced_by_pushes_and_syncs_is_recorded_once(world: World) -> None:
+    from server.channels.models import Delivery
+
+    t = await _three(world)
+    bob = await _standing_in(t.gbr, world)
+    await _send(t, [t.usa, t.gbr], REL_USA_GBR)
+    (push,) = _pushes(bob)
+    await t.usa.client.remove_member("liaison", "bob")
+    # Pushes and syncs for the same device and message at once: none fails, one records.
+    gate = world.app.state.gate
+    tries = [gate.admit(bob, push) for _ in range(4)] + [t.gbr.client.sync() for _ in range(4)]
+    results = await asyncio.gather(*tries)
+    assert results[:4] == [False] * 4
+    assert all(r["items"] == [] for r in results[4:])
+    assert await _count(world, Delivery) == 1
+    assert len(await _events(world, "message.withhold", "deny")) == 1
+
+
+async def test_a_lowered_clearance_withholds_a_push_in_flight(world: World) -> None:
+    t = await _three(world)
+    bob = await _standing_in(t.gbr, world)
+    await _send(t, [t.usa, t.gbr], REL_USA_GBR)
+    (push,) = _pushes(bob)
+    # Bob's clearance is lowered after the submit and before the push is written.
+    async with world.app.state.sessionmaker() as session, session.begin():
+        user = await session.get(User, t.gbr.user.id)
+        assert user is not None
+        user.clearance = {"policy": "NATO", "level": "CONFIDENTIAL", "categories": {}}
+    assert not await world.app.state.gate.admit(bob, push)
+    (withheld,) = await _events(world, "message.withhold", "deny")
+    assert withheld.reasons == ["clearance NATO CONFIDENTIAL below NATO SECRET"]
+
+
+async def test_logout_and_revocation_close_open_streams_at_once(world: World) -> None:
+    t = await _three(world)
+    bob, chloe = await _standing_in(t.gbr, world), await _standing_in(t.fra, world)
+    await t.gbr.client.logout()
+    assert bob.closing is not None
+    assert bob.closing[0] == 4401
+    assert chloe.closing is None
+    await t.fra.client.revoke_device(t.fra.device_id, "lost")
+    assert chloe.closing is not None
+
+
+async def test_a_slow_consumer_is_moved_to_sync(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.realtime import bus
+
+    monkeypatch.setattr(bus, "MAILBOX_BYTES", 10_000)
+    t = await _three(world)
+    bob = await _standing_in(t.gbr, world)
+    for _ in range(5):
+        await _send(t, [t.usa, t.gbr], REL_USA_GBR)
+    # Its backlog outgrew its bound: dropped, and the stream is told to resync by cursor.
+    assert bob.resync
+    assert bob.queued_bytes <= 10_000
