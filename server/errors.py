@@ -119,12 +119,18 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, "invalid-input", "Invalid input", detail, errors=errors)
 
 
+_HTTP_ERRORS = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Payload too large"),
+}
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
-        exc.status_code, "http-error"
-    )
-    return problem_response(exc.status_code, code, str(exc.detail), str(exc.detail))
+    detail = str(exc.detail)
+    code, title = _HTTP_ERRORS.get(exc.status_code, ("http-error", detail))
+    return problem_response(exc.status_code, code, title, detail)
 
 
 async def _internal_error(_: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
@@ -17,6 +18,26 @@ class StrictModel(BaseModel):
 
 class ReadModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+# The largest value a database integer column (SQLite INTEGER, PostgreSQL BIGINT) holds: any
+# integer from a client that is compared with one must be bounded by it, or the driver fails.
+MAX_INT64 = 2**63 - 1
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A time in UTC. One written without a zone is taken to be UTC already, as people type
+    dates at a command line; one that leaves the calendar once in UTC is refused."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("this time is outside the years 1 to 9999 in UTC") from exc
+
+
+# A time in UTC: without a zone it is read as UTC.
+UTCTime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 def _b64u(value: str) -> str:

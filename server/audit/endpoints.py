@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -18,10 +17,14 @@ from server.audit.schemas import (
     LeavesRead,
 )
 from server.auth.dependencies import PrincipalDep, SessionDep
+from server.schemas import MAX_INT64, UTCTime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 Text = Annotated[str | None, Query(max_length=512)]
+# Event ids, leaf indices and tree sizes: whatever the client sends must fit the column.
+Index = Annotated[int, Query(ge=0, le=MAX_INT64)]
+Positive = Annotated[int, Query(ge=1, le=MAX_INT64)]
 
 
 @router.get("/key")
@@ -40,15 +43,15 @@ async def checkpoint(_: PrincipalDep, session: SessionDep) -> CheckpointRead:
 async def events(
     principal: PrincipalDep,
     session: SessionDep,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
+    since: Annotated[UTCTime | None, Query(description="inclusive; without a zone, UTC")] = None,
+    until: Annotated[UTCTime | None, Query(description="exclusive; without a zone, UTC")] = None,
     actor: Text = None,
     nation: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
     container: Text = None,
     action: Text = None,
     decision: Annotated[str | None, Query(pattern=r"^(allow|deny)$")] = None,
     label: Text = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Index = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditEventsRead:
     found = await service.query_events(
@@ -75,8 +78,8 @@ async def events(
 async def leaves(
     principal: PrincipalDep,
     session: SessionDep,
-    start: Annotated[int, Query(ge=0)],
-    end: Annotated[int, Query(ge=1)],
+    start: Index,
+    end: Positive,
 ) -> Response:
     views, checkpoint = await service.leaves(session, principal, start, end)
     # Serialised directly: a full audit pulls every leaf, and model validation of a million
@@ -101,8 +104,8 @@ async def leaves(
 async def inclusion(
     principal: PrincipalDep,
     session: SessionDep,
-    event: Annotated[int, Query(ge=1)],
-    size: Annotated[int | None, Query(ge=1)] = None,
+    event: Positive,
+    size: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
 ) -> InclusionRead:
     index, tree_size, leaf_hash, proof = await service.inclusion(session, principal, event, size)
     return InclusionRead(
@@ -118,8 +121,8 @@ async def inclusion(
 async def consistency(
     principal: PrincipalDep,
     session: SessionDep,
-    old: Annotated[int, Query(ge=1)],
-    new: Annotated[int | None, Query(ge=1)] = None,
+    old: Positive,
+    new: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
 ) -> ConsistencyRead:
     old_size, new_size, proof = await service.consistency(session, principal, old, new)
     return ConsistencyRead(old=old_size, new=new_size, proof=[keys.b64u_encode(p) for p in proof])

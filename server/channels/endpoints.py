@@ -22,11 +22,12 @@ from server.channels.schemas import (
 from server.db.engine import after_commit
 from server.directory.endpoints import CatalogDep
 from server.directory.service import access_user
+from server.schemas import MAX_INT64
 
 router = APIRouter(prefix="/v1", tags=["channels"])
 
 Limit = Annotated[int, Query(ge=1, le=500)]
-Cursor = Annotated[int, Query(ge=0)]
+Cursor = Annotated[int, Query(ge=0, le=MAX_INT64)]
 
 
 @router.post("/channels", status_code=status.HTTP_201_CREATED)
