@@ -244,6 +244,23 @@ class AttacheClient:
         verify each certificate before sealing anything to it."""
         return list(await self.request("GET", f"/v1/channels/{_segment(channel)}/roster"))
 
+    async def roster_if_changed(
+        self, channel: str, etag: str | None
+    ) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """The roster and its entity tag, or ``(None, etag)`` when the roster tagged ``etag``
+        still holds (the server answered 304)."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if etag is not None:
+            headers["If-None-Match"] = etag
+        path = f"/v1/channels/{_segment(channel)}/roster"
+        try:
+            response = await self._http.request("GET", path, headers=headers)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"cannot reach {self.server}: {exc}") from exc
+        if response.status_code == 304:
+            return None, etag
+        return list(self._checked(response)), response.headers.get("etag")
+
     async def create_audience(self, channel: str, sealed: dict[str, Any]) -> dict[str, Any]:
         """Store an audience (``SealedAudience.to_json()``)."""
         path = f"/v1/channels/{_segment(channel)}/audiences"

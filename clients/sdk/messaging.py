@@ -35,7 +35,7 @@ import json
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
@@ -125,6 +125,17 @@ class _Audience:
         )
 
 
+@dataclass
+class _Roster:
+    """A channel's roster as this client checked it, and what it decided from it."""
+
+    etag: str | None
+    verified: list[_Verified]
+    excluded: list[ExcludedDevice]
+    members: frozenset[str]
+    eligible: dict[str, list[_Verified]] = field(default_factory=dict)  # label -> devices
+
+
 @dataclass(frozen=True)
 class _Verified:
     """A roster device whose certificate verified, with what the certificate says."""
@@ -186,6 +197,8 @@ class Messenger:
         self._device_keys = device_keys
         self._owns_client = owns_client
         self._audiences: dict[str, _Audience] = {}
+        self._channels: dict[str, dict[str, Any]] = {}
+        self._rosters: dict[str, _Roster] = {}
         self._tofu_tried: set[str] = set()
 
     @classmethod
@@ -266,7 +279,11 @@ class Messenger:
         parse, or a server insisting on devices whose certificates do not verify) and
         ``ApiError`` with the server's plain detail for any refusal of the server's.
         """
-        info = await self.client.channel(channel)
+        info = self._channels.get(channel)
+        if info is None:
+            # A channel's id, ceiling and label picker never change: fetched once.
+            info = await self.client.channel(channel)
+            self._channels[channel] = info
         channel_id = str(info["id"])
         banner = label or str(info["default_label"])
         try:
@@ -280,14 +297,14 @@ class Messenger:
             limit = envelopes.MAX_MESSAGE_PLAINTEXT // 1024
             raise MessagingError(f"the message is longer than {limit} KiB")
         for attempt in (1, 2):
-            roster = await self.client.roster(channel_id)
-            verified, excluded = await self._check_roster(roster)
-            container = Container(
-                id=channel_id,
-                ceiling=ceiling,
-                members=frozenset(str(entry["user_id"]) for entry in roster),
-            )
-            eligible = self._eligible(verified, parsed, container)
+            roster = await self._roster(channel_id, revalidate=attempt == 1)
+            excluded = roster.excluded
+            container = Container(id=channel_id, ceiling=ceiling, members=roster.members)
+            label_key = json.dumps(parsed.canonical(), sort_keys=True)
+            eligible = roster.eligible.get(label_key)
+            if eligible is None:
+                eligible = self._eligible(roster.verified, parsed, container)
+                roster.eligible[label_key] = eligible
             try:
                 audience = await self._audience(channel_id, eligible)
                 sealed = envelopes.encrypt_message(
@@ -340,6 +357,30 @@ class Messenger:
                 "not sent: the server requires devices whose certificates do not verify here "
                 f"({named})"
             ) from exc
+
+    async def _roster(self, channel_id: str, *, revalidate: bool) -> _Roster:
+        """The channel's roster with each certificate verified, kept while the server says it
+        is unchanged (its entity tag), so that sending under an unchanged roster costs no
+        public-key work; ``revalidate=False`` fetches it afresh."""
+        held = self._rosters.get(channel_id) if revalidate else None
+        now = datetime.now(UTC)
+        if held is not None and any(v.certificate.expires_at <= now for v in held.verified):
+            held = None  # a certificate expired since: verify everything again
+        entries, etag = await self.client.roster_if_changed(
+            channel_id, held.etag if held is not None else None
+        )
+        if entries is None and held is not None:
+            return held
+        entries = entries or []
+        verified, excluded = await self._check_roster(entries)
+        roster = _Roster(
+            etag=etag,
+            verified=verified,
+            excluded=excluded,
+            members=frozenset(str(entry["user_id"]) for entry in entries),
+        )
+        self._rosters[channel_id] = roster
+        return roster
 
     async def _check_roster(
         self, roster: Sequence[Mapping[str, Any]]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.channels import delivery, service
@@ -76,12 +77,22 @@ async def remove_member(
     await service.do_remove_member(session, principal, found, await access_user(session, user))
 
 
-@router.get("/channels/{channel}/roster")
+@router.get(
+    "/channels/{channel}/roster",
+    response_model=list[RosterDevice],
+    responses={304: {"description": "the roster is unchanged since the ETag given"}},
+)
 async def get_roster(
-    channel: str, principal: PrincipalDep, session: SessionDep
-) -> list[RosterDevice]:
+    channel: str, request: Request, principal: PrincipalDep, session: SessionDep
+) -> list[RosterDevice] | Response:
+    """Members' active devices with their certificates. Send the ``ETag`` of the roster you
+    hold as ``If-None-Match``: 304 means it still holds."""
     found = await service.access_channel(session, principal, channel)
-    return [RosterDevice.of(d, u) for d, u in await service.roster(session, found)]
+    tag = await service.roster_tag(session, found)
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
+    entries = [RosterDevice.of(d, u) for d, u in await service.roster(session, found)]
+    return JSONResponse([e.model_dump(mode="json") for e in entries], headers={"ETag": tag})
 
 
 @router.post("/channels/{channel}/audiences", status_code=status.HTTP_201_CREATED)

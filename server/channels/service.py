@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -309,6 +310,30 @@ async def roster(session: AsyncSession, channel: Channel) -> Sequence[tuple[Devi
     return await repo.active_member_devices(session, channel.id)
 
 
+_ROSTER_TAGS = "attache.roster_tags"
+_EPOCH = secrets.token_hex(4)  # tags from another process or an earlier run never match
+
+
+async def roster_tag(session: AsyncSession, channel: Channel) -> str:
+    """An entity tag for ``channel``'s roster: it changes whenever a membership, a member or one
+    of their devices does, so that a sender who holds the roster revalidates it with no work
+    on either side (``If-None-Match``)."""
+    log = changes_of(session)
+    kept: dict[str, tuple[int, frozenset[str]]] | None = session.info.get(_ROSTER_TAGS)
+    if log is None or kept is None:
+        return f'"{_EPOCH}-{secrets.token_hex(8)}"'  # no change log: never revalidates
+    version = log.version
+    hit = kept.get(channel.id)
+    if hit is not None and not log.changed_since(*hit):
+        return f'"{_EPOCH}-{hit[0]}"'
+    members = await repo.member_ids(session, channel.id)
+    kept[channel.id] = (
+        version,
+        frozenset({f"channel:{channel.id}", *(f"user:{u}" for u in members)}),
+    )
+    return f'"{_EPOCH}-{version}"'
+
+
 # --- eligibility -----------------------------------------------------------------------------
 
 
@@ -419,7 +444,12 @@ def changes_of(session: AsyncSession) -> ChangeLog | None:
 def session_info(changes: ChangeLog) -> dict[str, Any]:
     """What an app's sessionmaker gives every session: the change log and the caches that it
     keeps honest."""
-    return {CHANGE_LOG: changes, _ELIGIBILITY: OrderedDict(), _AUDIENCES: OrderedDict()}
+    return {
+        CHANGE_LOG: changes,
+        _ELIGIBILITY: OrderedDict(),
+        _AUDIENCES: OrderedDict(),
+        _ROSTER_TAGS: {},
+    }
 
 
 # --- audiences -------------------------------------------------------------------------------

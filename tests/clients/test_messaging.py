@@ -496,3 +496,54 @@ async def test_a_stream_without_a_session_is_refused(world: World, live: str) ->
     with pytest.raises(ConnectionFailed, match="closed the stream"):
         async with t.bm.stream():
             pass
+
+
+# --- sending in O(1) -------------------------------------------------------------------------
+
+
+async def test_the_roster_revalidates_with_its_entity_tag(world: World) -> None:
+    t = await _trio(world)
+    roster, tag = await t.alice.client.roster_if_changed("liaison", None)
+    assert roster is not None
+    assert len(roster) == 3
+    assert tag is not None
+    assert await t.alice.client.roster_if_changed("liaison", tag) == (None, tag)
+    # A new member, and a member's device revoked: each changes the roster and its tag.
+    await world.member("dave", "USA")
+    await t.alice.client.add_member("liaison", "dave")
+    roster, grown = await t.alice.client.roster_if_changed("liaison", tag)
+    assert roster is not None
+    assert len(roster) == 4
+    assert grown != tag
+    await t.chloe.client.revoke_device(t.chloe.device_id, "lost")
+    roster, shrunk = await t.alice.client.roster_if_changed("liaison", grown)
+    assert roster is not None
+    assert len(roster) == 3
+    assert shrunk not in (tag, grown)
+
+
+async def test_sending_under_an_unchanged_roster_verifies_no_certificate(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = await _trio(world)
+    verified: list[str] = []
+    real = keys.verify_certificate
+
+    def counting(certificate: Any, *args: Any, **kwargs: Any) -> Any:
+        body = real(certificate, *args, **kwargs)
+        verified.append(body.device_id)
+        return body
+
+    monkeypatch.setattr(keys, "verify_certificate", counting)
+    await t.am.send("liaison", "first")
+    assert len(verified) == 3
+    verified.clear()
+    for n in range(3):
+        await t.am.send("liaison", f"again {n}")
+    assert verified == []
+    # A member joins: the roster's tag changes, the client verifies again and seals to them.
+    dave = await world.member("dave", "USA")
+    await t.alice.client.add_member("liaison", "dave")
+    sent = await t.am.send("liaison", "welcome")
+    assert dave.device_id in verified
+    assert dave.device_id in sent.released_to
