@@ -36,10 +36,27 @@ NATIONLESS_ROLES = frozenset({ROLE_OPERATOR, ROLE_AUDITOR})
 
 
 async def load_catalog(session: AsyncSession, base: Catalog) -> Catalog:
-    """The shipped catalog extended with the nations and groups of this directory."""
-    nations = [n.code for n in await repo.list_nations(session)]
-    groups = {name: members for name, (_, members) in (await repo.list_groups(session)).items()}
-    return base.with_directory(nations, groups)
+    """The shipped catalog extended with the nations and groups of this directory.
+
+    Built once per version of the directory: the same nations and groups give the same
+    catalog object, which decisions cached against it rely on (``channels.eligibility``).
+    """
+    nations = tuple(n.code for n in await repo.list_nations(session))
+    groups = tuple(
+        (name, tuple(members)) for name, (_, members) in (await repo.list_groups(session)).items()
+    )
+    key = (id(base), nations, groups)
+    built = _CATALOGS.get(key)
+    if built is None or built[0] is not base:
+        built = (base, base.with_directory(nations, dict(groups)))
+        _CATALOGS[key] = built
+        while len(_CATALOGS) > _CATALOGS_KEPT:
+            del _CATALOGS[next(iter(_CATALOGS))]
+    return built[1]
+
+
+_CATALOGS: dict[tuple[int, tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]], Any] = {}
+_CATALOGS_KEPT = 64
 
 
 def check_clearance(text: str, catalog: Catalog) -> Clearance:
