@@ -23,6 +23,9 @@ class ReadModel(BaseModel):
 # The largest value a database integer column (SQLite INTEGER, PostgreSQL BIGINT) holds: any
 # integer from a client that is compared with one must be bounded by it, or the driver fails.
 MAX_INT64 = 2**63 - 1
+# The largest integer every JSON reader holds exactly (RFC 8785 refuses larger ones): the bound
+# for integers that are echoed into signed, canonical JSON such as an audit event.
+MAX_JSON_INT = 2**53 - 1
 
 
 def _as_utc(value: datetime) -> datetime:

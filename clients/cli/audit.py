@@ -56,12 +56,16 @@ def _flat(entry: dict[str, Any]) -> dict[str, str]:
 
 
 @audit.command("log")
-@click.option("--since", default=None, help="ISO 8601 time, inclusive")
-@click.option("--until", default=None, help="ISO 8601 time, exclusive")
+@click.option("--since", default=None, help="ISO 8601 time, inclusive; UTC unless it has a zone")
+@click.option("--until", default=None, help="ISO 8601 time, exclusive; UTC unless it has a zone")
 @click.option("--actor", default=None, help="actor user id")
 @click.option("--nation", default=None, help="actor or subject nation")
 @click.option("--container", default=None, help="channel id")
-@click.option("--action", default=None, help="e.g. message.submit")
+@click.option(
+    "--action",
+    default=None,
+    help="e.g. message.submit; reads of the log (audit.read) are listed only when asked for",
+)
 @click.option("--decision", type=click.Choice(["allow", "deny"]), default=None)
 @click.option("--label", default=None, help="exact banner")
 @click.option("--limit", default=1000, show_default=True, help="most events to fetch")
@@ -97,13 +101,13 @@ def log(
         found: list[dict[str, Any]] = []
         after = 0
         while len(found) < limit:
+            asked = min(1000, limit - len(found))
             page = await client.request(
-                "GET",
-                "/v1/audit/events",
-                params={**query, "after": after, "limit": min(1000, limit - len(found))},
+                "GET", "/v1/audit/events", params={**query, "after": after, "limit": asked}
             )
             found += page["events"]
-            if not page["events"]:
+            # A short page is the end: asking again would cost one more (audited) read.
+            if len(page["events"]) < asked:
                 break
             after = page["cursor"]
         return found

@@ -17,14 +17,15 @@ from server.audit.schemas import (
     LeavesRead,
 )
 from server.auth.dependencies import PrincipalDep, SessionDep
-from server.schemas import MAX_INT64, UTCTime
+from server.schemas import MAX_JSON_INT, UTCTime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 Text = Annotated[str | None, Query(max_length=512)]
-# Event ids, leaf indices and tree sizes: whatever the client sends must fit the column.
-Index = Annotated[int, Query(ge=0, le=MAX_INT64)]
-Positive = Annotated[int, Query(ge=1, le=MAX_INT64)]
+# Event ids, leaf indices and tree sizes: whatever the client sends must fit the column and,
+# since the read is itself an audit event that records the query, canonical JSON.
+Index = Annotated[int, Query(ge=0, le=MAX_JSON_INT)]
+Positive = Annotated[int, Query(ge=1, le=MAX_JSON_INT)]
 
 
 @router.get("/key")
@@ -105,7 +106,7 @@ async def inclusion(
     principal: PrincipalDep,
     session: SessionDep,
     event: Positive,
-    size: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+    size: Annotated[int | None, Query(ge=1, le=MAX_JSON_INT)] = None,
 ) -> InclusionRead:
     index, tree_size, leaf_hash, proof = await service.inclusion(session, principal, event, size)
     return InclusionRead(
@@ -122,7 +123,7 @@ async def consistency(
     principal: PrincipalDep,
     session: SessionDep,
     old: Positive,
-    new: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+    new: Annotated[int | None, Query(ge=1, le=MAX_JSON_INT)] = None,
 ) -> ConsistencyRead:
     old_size, new_size, proof = await service.consistency(session, principal, old, new)
     return ConsistencyRead(old=old_size, new=new_size, proof=[keys.b64u_encode(p) for p in proof])

@@ -105,6 +105,7 @@ async def query_events(
     scope_nation: str | None = None,
     container: str | None = None,
     action: str | None = None,
+    exclude_action: str | None = None,
     decision: str | None = None,
     label: str | None = None,
     after_id: int = 0,
@@ -132,6 +133,8 @@ async def query_events(
         )
     if action is not None:
         stmt = stmt.where(AuditEvent.action == action)
+    if exclude_action is not None:
+        stmt = stmt.where(AuditEvent.action != exclude_action)
     if decision is not None:
         stmt = stmt.where(AuditEvent.decision == decision)
     if label is not None:

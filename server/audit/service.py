@@ -1,5 +1,5 @@
 """Auditors' access to the log: queries, leaves, checkpoints and proofs. Every read is itself
-an audit event.
+an audit event, one per query, kept out of other queries' results unless asked for.
 
 An auditor without a nationality sees every event; an auditor of a nation sees the events
 whose actor or subject is of that nation, and only the leaf hashes of the others (enough to
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,26 +42,53 @@ def visible(event: _Nations, scope: str | None) -> bool:
     return scope is None or scope in (event.actor_nation, event.subject_nation)
 
 
+# Reads of the log are audited like anything else, but kept out of other queries' results:
+# otherwise every page of an export would return the read event of the page before, and an
+# export would chase its own tail (issue 9).
+READ_ACTION = "audit.read"
+
+
 def _record_read(
-    session: AsyncSession, principal: Principal, what: str, query: dict[str, Any]
+    session: AsyncSession,
+    principal: Principal,
+    what: str,
+    query: dict[str, Any],
+    *,
+    returned: int | None = None,
 ) -> None:
+    """One event per query: what was asked (the filters given) and how much came back."""
+    details: dict[str, Any] = {"query": {k: v for k, v in query.items() if v is not None}}
+    if returned is not None:
+        details["returned"] = returned
     audit.record(
         session,
         actor=principal.actor,
-        action="audit.read",
+        action=READ_ACTION,
         object_type="audit_log",
         object_id=what,
         subject_nation=principal.user.nationality,
-        details={"query": {k: v for k, v in query.items() if v is not None}},
+        details=details,
     )
+
+
+def _query_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 async def query_events(
     session: AsyncSession, principal: Principal, **filters: Any
 ) -> Sequence[AuditEvent]:
+    """Events matching ``filters``; reads of the log only when asked for by action."""
     scope = check_auditor(principal)
-    events = await repo.query_events(session, scope_nation=scope, **filters)
-    _record_read(session, principal, "events", {k: str(v) for k, v in filters.items()})
+    exclude = READ_ACTION if filters.get("action") is None else None
+    events = await repo.query_events(session, scope_nation=scope, exclude_action=exclude, **filters)
+    _record_read(
+        session,
+        principal,
+        "events",
+        {k: _query_value(v) for k, v in filters.items()},
+        returned=len(events),
+    )
     return events
 
 
@@ -88,7 +116,7 @@ async def leaves(
             views.append(LeafView(row.leaf_index, row.leaf_hash, "out-of-scope", None))
         else:
             views.append(LeafView(row.leaf_index, row.leaf_hash, "shown", row.body))
-    _record_read(session, principal, "leaves", {"start": start, "end": end})
+    _record_read(session, principal, "leaves", {"start": start, "end": end}, returned=len(views))
     return views, checkpoint
 
 

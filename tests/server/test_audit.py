@@ -248,3 +248,66 @@ async def test_auditors_read_what_the_log_commits_to(world: World, tmp_path: Pat
     )
     assert found["events"][0]["event"]["action"] == target.action
     assert (await _verify(auditor, tmp_path)).ok
+
+
+async def _reads(world: World) -> list[AuditEvent]:
+    async with world.app.state.sessionmaker() as session:
+        stmt = select(AuditEvent).where(AuditEvent.action == "audit.read").order_by(AuditEvent.id)
+        return list((await session.execute(stmt)).scalars().all())
+
+
+async def test_a_query_is_one_read_event_with_its_filters_and_count(world: World) -> None:
+    _, auditor = await _activity(world)
+    before = len(await _reads(world))
+    page = await auditor.client.request(
+        "GET", "/v1/audit/events", params={"action": "user.create", "limit": 2}
+    )
+    assert len(page["events"]) == 2
+    reads = (await _reads(world))[before:]
+    assert len(reads) == 1
+    details = reads[0].details
+    assert details["query"] == {"action": "user.create", "after_id": 0, "limit": 2}
+    assert details["returned"] == 2
+    # The leaf, which the auditor verifies, says the same as the column.
+    assert '"returned":2' in reads[0].body
+
+
+async def test_reads_stay_out_of_other_reads_unless_asked_for(world: World) -> None:
+    """Paging to the end, as an export does, ends: no page returns the read of the page
+    before. Asked for by action, the reads are there, with what each returned."""
+    _, auditor = await _activity(world)
+    async with world.app.state.sessionmaker() as session:
+        logged = (await session.execute(select(AuditEvent.id))).scalars().all()
+    seen: list[dict[str, Any]] = []
+    after, pages = 0, 0
+    while pages < 100:
+        pages += 1
+        page = await auditor.client.request(
+            "GET", "/v1/audit/events", params={"after": after, "limit": 5}
+        )
+        if not page["events"]:
+            break
+        seen += page["events"]
+        after = page["cursor"]
+    # Full pages, then what is left, then (if that was not empty) an empty page.
+    returned = [5] * (len(logged) // 5) + [len(logged) % 5]
+    if returned[-1]:
+        returned.append(0)
+    assert pages == len(returned)
+    assert [e["id"] for e in seen] == sorted(logged)
+    assert all(e["event"]["action"] != "audit.read" for e in seen)
+    asked = await auditor.client.request(
+        "GET", "/v1/audit/events", params={"action": "audit.read", "limit": 1000}
+    )
+    reads = [e["event"] for e in asked["events"]]
+    assert len(reads) == pages
+    assert [r["details"]["returned"] for r in reads] == returned
+
+
+async def test_a_read_event_can_still_be_proven(world: World, tmp_path: Path) -> None:
+    _, auditor = await _activity(world)
+    await auditor.client.request("GET", "/v1/audit/events", params={"limit": 1})
+    read = (await _reads(world))[-1]
+    await _integrate(world)
+    result = await prove_event(auditor.client, tmp_path, read.id)
+    assert result.event["action"] == "audit.read"
