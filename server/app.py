@@ -17,8 +17,8 @@ from server.auth.endpoints import router as auth_router
 from server.bootstrap import AUDIT_KEY_FILE, ensure_server_keys, keys_dir
 from server.channels.delivery import DeliveryGate, classify
 from server.channels.endpoints import router as channels_router
-from server.channels.service import session_info
 from server.committees.endpoints import router as committees_router
+from server.db.changes import session_info, track
 from server.db.engine import create_engine, create_sessionmaker
 from server.devices.endpoints import router as devices_router
 from server.directory.endpoints import router as directory_router
@@ -26,7 +26,6 @@ from server.documents.endpoints import router as documents_router
 from server.documents.storage import BlobStore
 from server.errors import install_error_handlers, problem_response
 from server.realtime.bus import InProcessBus
-from server.realtime.changes import track
 from server.realtime.gateway import router as stream_router
 from server.releases.endpoints import router as releases_router
 from server.settings import Settings, get_settings

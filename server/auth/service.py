@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from protocol import keys
 from server.audit import log as audit
@@ -16,12 +20,15 @@ from server.auth import repository as auth_repo
 from server.auth.models import LoginChallenge, SessionToken
 from server.auth.principal import Principal
 from server.db.base import utcnow
+from server.db.changes import kept
 from server.devices import repository as device_repo
-from server.devices.models import DEVICE_ACTIVE
+from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory import repository as directory_repo
 from server.directory.models import User
 from server.errors import AuthenticationRequired, Expired, NotFound
 from server.settings import Settings
+
+T = TypeVar("T")
 
 _BAD_TOKEN = "the session token is missing, expired or revoked; log in again"
 
@@ -125,12 +132,68 @@ async def do_login(
 async def access_principal(session: AsyncSession, token: str | None) -> Principal:
     if not token:
         raise AuthenticationRequired(_BAD_TOKEN)
-    row = await auth_repo.get_session_by_hash(session, hash_token(token))
+    digest = hash_token(token)
+    cache = kept(session, "principals", 16384)
+    hit: _Remembered | None = cache.get(digest) if cache is not None else None
+    if hit is not None and hit.expires_at > utcnow():
+        return await hit.principal_in(session)
+    version = cache.log.version if cache is not None else 0
+    row = await auth_repo.get_session_by_hash(session, digest)
     # The lookup is by hash; compare again in constant time so that the equality the
     # database did is not the only check standing between a guess and a session.
-    if row is None or not hmac.compare_digest(row.token_hash, hash_token(token)):
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
         raise AuthenticationRequired(_BAD_TOKEN)
-    return await _principal_of(session, row)
+    principal = await _principal_of(session, row)
+    if cache is not None:
+        depends = frozenset(
+            {
+                f"session:{row.id}",
+                f"user:{principal.user.id}",
+                f"device:{principal.device.id}",
+            }
+        )
+        cache.put(digest, version, depends, _Remembered.of(principal))
+    return principal
+
+
+@dataclass(frozen=True)
+class _Remembered:
+    """A principal as it was read, kept (by the token's hash) until its session, user or
+    device changes: an authenticated request then reads nothing to know who is calling.
+    Column values are kept, not the instances, which belong to the session that read them."""
+
+    session_id: str
+    expires_at: datetime
+    user: dict[str, Any]
+    device: dict[str, Any]
+
+    @classmethod
+    def of(cls, principal: Principal) -> _Remembered:
+        return cls(
+            principal.session_id,
+            principal.session_expires_at,
+            _columns(principal.user),
+            _columns(principal.device),
+        )
+
+    async def principal_in(self, session: AsyncSession) -> Principal:
+        # merge(load=False) makes each a clean, persistent instance of this session without a
+        # query, as if it had been read here: later reads in this session return them.
+        user = await session.merge(_detached(User, self.user), load=False)
+        device = await session.merge(_detached(Device, self.device), load=False)
+        return Principal(
+            user=user, device=device, session_id=self.session_id, session_expires_at=self.expires_at
+        )
+
+
+def _detached(model: type[T], columns: dict[str, Any]) -> T:
+    instance = model(**copy.deepcopy(columns))
+    make_transient_to_detached(instance)
+    return instance
+
+
+def _columns(instance: object) -> dict[str, Any]:
+    return {a.key: getattr(instance, a.key) for a in inspect(type(instance)).column_attrs}
 
 
 async def access_session(session: AsyncSession, session_id: str) -> Principal:

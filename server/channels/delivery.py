@@ -2,7 +2,7 @@
 at push from memory.
 
 - ``classify`` says which committed rows can change a delivery decision (the change log's
-  keys, ``server.realtime.changes``), and which close open streams at once.
+  keys, ``server.db.changes``), and which close open streams at once.
 - ``push_of`` turns an accepted submission into one ``Push``: the frame serialised once, with
   each recipient's envelope beside it.
 - ``DeliveryGate.admit`` decides a push again for one connection: when nothing the submit's
@@ -26,12 +26,12 @@ from server.channels import repository as repo
 from server.channels import service
 from server.channels.models import ChannelMember
 from server.channels.schemas import DeliveryRead
+from server.db.changes import ANY, CATALOG, Change, ChangeLog
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import Nation, PartnerGroup, PartnerGroupMember, User
 from server.directory.service import load_catalog
 from server.errors import ServiceError
 from server.realtime.bus import CLOSE_REVOKED, Connection, Push
-from server.realtime.changes import ANY, CATALOG, Change, ChangeLog
 
 # --- what changes a decision -----------------------------------------------------------------
 

@@ -73,7 +73,7 @@ async def get_membership(
 
 async def remove_member(session: AsyncSession, channel_id: str, user_id: str) -> None:
     # Through the unit of work, not a bulk DELETE, so that the change log learns which
-    # channel's membership changed (server.realtime.changes).
+    # channel's membership changed (server.db.changes).
     membership = await session.get(ChannelMember, (channel_id, user_id))
     if membership is not None:
         await session.delete(membership)

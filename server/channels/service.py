@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,15 +37,13 @@ from server.channels.models import (
     ChannelMember,
     Message,
 )
+from server.db.changes import changes_of, kept
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
 from server.directory.service import access_user
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceError
-from server.realtime.changes import ChangeLog
 from server.releases import repository as release_repo
 from server.releases.models import ItemGrant
-
-CHANGE_LOG = "attache.change_log"
 
 MAX_PICKER_LABELS = 32
 
@@ -98,7 +95,7 @@ async def container_of(session: AsyncSession, channel: Channel, catalog: Catalog
     return Container(
         id=channel.id,
         ceiling=ceiling_of(channel, catalog),
-        members=await repo.member_ids(session, channel.id),
+        members=await members_of(session, channel.id),
     )
 
 
@@ -111,8 +108,16 @@ def _decision_details(decision: Decision) -> dict[str, Any]:
 
 async def access_channel(session: AsyncSession, principal: Principal, ref: str) -> Channel:
     """A channel by id or name, for its members only; to anyone else it does not exist."""
-    channel = await repo.get_channel(session, ref) or await repo.get_channel_by_name(session, ref)
-    if channel is None or await repo.get_membership(session, channel.id, principal.user.id) is None:
+    cache = kept(session, "channels", 4096)
+    channel: Channel | None = cache.get(ref) if cache is not None else None
+    if channel is None:
+        channel = await repo.get_channel(session, ref) or await repo.get_channel_by_name(
+            session, ref
+        )
+        # Kept by reference: a channel's id, name, ceiling and picker never change.
+        if channel is not None and cache is not None:
+            cache.put(ref, cache.log.version, frozenset(), channel)
+    if channel is None or principal.user.id not in await members_of(session, channel.id):
         raise NotFound(f"no channel {ref!r} of yours", channel=ref)
     return channel
 
@@ -310,7 +315,6 @@ async def roster(session: AsyncSession, channel: Channel) -> Sequence[tuple[Devi
     return await repo.active_member_devices(session, channel.id)
 
 
-_ROSTER_TAGS = "attache.roster_tags"
 _EPOCH = secrets.token_hex(4)  # tags from another process or an earlier run never match
 
 
@@ -319,19 +323,34 @@ async def roster_tag(session: AsyncSession, channel: Channel) -> str:
     of their devices does, so that a sender who holds the roster revalidates it with no work
     on either side (``If-None-Match``)."""
     log = changes_of(session)
-    kept: dict[str, tuple[int, frozenset[str]]] | None = session.info.get(_ROSTER_TAGS)
-    if log is None or kept is None:
+    tags = kept(session, "roster-tags", 4096)
+    if log is None or tags is None:
         return f'"{_EPOCH}-{secrets.token_hex(8)}"'  # no change log: never revalidates
-    version = log.version
-    hit = kept.get(channel.id)
-    if hit is not None and not log.changed_since(*hit):
-        return f'"{_EPOCH}-{hit[0]}"'
-    members = await repo.member_ids(session, channel.id)
-    kept[channel.id] = (
-        version,
-        frozenset({f"channel:{channel.id}", *(f"user:{u}" for u in members)}),
-    )
-    return f'"{_EPOCH}-{version}"'
+    tag: str | None = tags.get(channel.id)
+    if tag is None:
+        version = log.version
+        members = await members_of(session, channel.id)
+        tag = f'"{_EPOCH}-{version}"'
+        tags.put(channel.id, version, _roster_depends(channel.id, members), tag)
+    return tag
+
+
+def _roster_depends(channel_id: str, members: frozenset[str]) -> frozenset[str]:
+    """What a channel's roster is made of: its membership and each member (their clearance,
+    status and devices)."""
+    return frozenset({f"channel:{channel_id}", *(f"user:{u}" for u in members)})
+
+
+async def members_of(session: AsyncSession, channel_id: str) -> frozenset[str]:
+    """The user ids of ``channel_id``'s members, kept until its membership changes."""
+    cache = kept(session, "members", 4096)
+    found: frozenset[str] | None = cache.get(channel_id) if cache is not None else None
+    if found is None:
+        version = cache.log.version if cache is not None else 0
+        found = await repo.member_ids(session, channel_id)
+        if cache is not None:
+            cache.put(channel_id, version, frozenset({f"channel:{channel_id}"}), found)
+    return found
 
 
 # --- eligibility -----------------------------------------------------------------------------
@@ -356,14 +375,10 @@ class Eligibility:
     eligible: dict[str, Who]  # device id -> its user
     refused: dict[str, tuple[Who, Decision]]  # user id -> user, decision
     # The change log's version before what this was decided on was read: it holds as long as
-    # nothing in ``depends`` changed since (``server.realtime.changes``).
+    # nothing in ``depends`` changed since (``server.db.changes``).
     version: int = 0
     depends: frozenset[str] = frozenset()
     members: frozenset[str] = frozenset()  # the channel's member user ids
-
-
-_ELIGIBILITY = "attache.eligibility"
-_ELIGIBILITY_KEPT = 1024
 
 
 async def eligibility(
@@ -371,21 +386,16 @@ async def eligibility(
 ) -> Eligibility:
     """The devices eligible for ``label`` in ``channel`` now, and each member refused, with why.
 
-    Decided once per (channel, label) and kept until a membership, a member, one of their
-    devices or the catalog changes: a submit under an unchanged audience makes no decision.
+    Decided once per (channel, label, catalog version) and kept until a membership, a member,
+    one of their devices or the catalog changes: a submit under an unchanged membership makes
+    no decision and reads nothing.
     """
-    log = changes_of(session)
-    version = log.version if log is not None else 0
-    kept: OrderedDict[tuple[str, str], tuple[Catalog, Eligibility]] | None = session.info.get(
-        _ELIGIBILITY
-    )
-    key = (channel.id, json.dumps(label.canonical(), sort_keys=True))
-    if log is not None and kept is not None:
-        hit = kept.get(key)
-        if hit is not None and hit[0] is catalog:
-            if not log.changed_since(hit[1].version, hit[1].depends):
-                return hit[1]
-            del kept[key]
+    cache = kept(session, "eligibility", 1024)
+    key = (channel.id, json.dumps(label.canonical(), sort_keys=True), catalog.version)
+    hit: Eligibility | None = cache.get(key) if cache is not None else None
+    if hit is not None:
+        return hit
+    version = cache.log.version if cache is not None else 0
     container = await container_of(session, channel, catalog)
     eligible: dict[str, Who] = {}
     refused: dict[str, tuple[Who, Decision]] = {}
@@ -405,51 +415,25 @@ async def eligibility(
             eligible[row.device_id] = who
         elif not decision.allowed:
             refused[row.user_id] = (who, decision)
-    depends = frozenset({f"channel:{channel.id}", *(f"user:{u}" for u in container.members)})
+    depends = _roster_depends(channel.id, container.members)
     found = Eligibility(eligible, refused, version, depends, container.members)
-    if log is not None and kept is not None:
-        kept[key] = (catalog, found)
-        if len(kept) > _ELIGIBILITY_KEPT:
-            kept.popitem(last=False)
+    if cache is not None:
+        cache.put(key, version, depends, found)
     return found
-
-
-_AUDIENCES = "attache.audience_envelopes"
-_AUDIENCES_KEPT = 4096
 
 
 async def audience_envelopes(session: AsyncSession, audience_id: str) -> Mapping[str, str]:
     """An audience's envelopes (device id -> base64url), read once: audiences never change."""
-    kept: OrderedDict[str, dict[str, str]] | None = session.info.get(_AUDIENCES)
-    if kept is not None and audience_id in kept:
-        kept.move_to_end(audience_id)
-        return kept[audience_id]
-    found = {
-        device_id: keys.b64u_encode(envelope)
-        for device_id, envelope in await repo.audience_envelopes(session, audience_id)
-    }
-    if kept is not None and found:
-        kept[audience_id] = found
-        if len(kept) > _AUDIENCES_KEPT:
-            kept.popitem(last=False)
+    cache = kept(session, "audience-envelopes", 4096)
+    found: dict[str, str] | None = cache.get(audience_id) if cache is not None else None
+    if found is None:
+        found = {
+            device_id: keys.b64u_encode(envelope)
+            for device_id, envelope in await repo.audience_envelopes(session, audience_id)
+        }
+        if cache is not None and found:
+            cache.put(audience_id, cache.log.version, frozenset(), found)
     return found
-
-
-def changes_of(session: AsyncSession) -> ChangeLog | None:
-    """The app's change log, which its sessionmaker puts in every session's ``info``."""
-    log = session.info.get(CHANGE_LOG)
-    return log if isinstance(log, ChangeLog) else None
-
-
-def session_info(changes: ChangeLog) -> dict[str, Any]:
-    """What an app's sessionmaker gives every session: the change log and the caches that it
-    keeps honest."""
-    return {
-        CHANGE_LOG: changes,
-        _ELIGIBILITY: OrderedDict(),
-        _AUDIENCES: OrderedDict(),
-        _ROSTER_TAGS: {},
-    }
 
 
 # --- audiences -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from server.realtime.changes import Change, ChangeLog
+from server.db.changes import Change, ChangeLog
 
 # Per connection: the most a backlog may hold, and the oldest push it may hold, before the
 # connection is moved to sync by cursor.

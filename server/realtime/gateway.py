@@ -11,7 +11,7 @@ Protocol (JSON text frames):
 
 The stream authenticates once, at connect. Each push was decided at submit; before it is
 written the ``Gate`` decides it again for this device, from memory when nothing that decision
-depends on has changed since (see ``server.realtime.changes``).
+depends on has changed since (see ``server.db.changes``).
 """
 
 from __future__ import annotations

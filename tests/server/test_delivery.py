@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import event
 
 from server.auth.service import access_principal
+from server.db.changes import ANY, Change, ChangeLog
 from server.directory.models import User
 from server.realtime.bus import Connection, Push
-from server.realtime.changes import ANY, Change, ChangeLog
 from tests.factories import Member, World
 from tests.server.test_channels import (
     REL_USA_GBR,

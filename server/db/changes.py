@@ -22,13 +22,16 @@ admitted delivery forbidden; several processes share changes over Redis (a later
 from __future__ import annotations
 
 import contextlib
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session
+
+T = TypeVar("T")
 
 ANY = "*"
 CATALOG = "catalog"
@@ -130,3 +133,63 @@ def track(session_class: type[Session], log: ChangeLog, classify: Classifier) ->
     def _forget(session: Session) -> None:
         with contextlib.suppress(KeyError):
             del session.info[_PENDING]
+
+
+# --- caches kept honest by the log -----------------------------------------------------------
+
+CHANGE_LOG = "attache.change_log"
+_CACHES = "attache.caches"
+
+
+@dataclass
+class Kept(Generic[T]):
+    """A cache whose entries hold while nothing they depend on changed since they were read.
+
+    An entry is stored with the log's version read *before* its value was read from the
+    database, so that a change committed meanwhile makes it stale at once, never the reverse.
+    """
+
+    log: ChangeLog
+    limit: int
+    _entries: OrderedDict[Hashable, tuple[int, frozenset[str], T]] = field(
+        default_factory=OrderedDict
+    )
+
+    def get(self, key: Hashable) -> T | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if self.log.changed_since(entry[0], entry[1]):
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[2]
+
+    def put(self, key: Hashable, version: int, depends: frozenset[str], value: T) -> None:
+        self._entries[key] = (version, depends, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.limit:
+            self._entries.popitem(last=False)
+
+
+def session_info(log: ChangeLog) -> dict[str, Any]:
+    """What an app's sessionmaker gives every session: the change log and the caches it keeps
+    honest (shared by every session of the app; ``Session.info`` is copied, its values not)."""
+    return {CHANGE_LOG: log, _CACHES: {}}
+
+
+def changes_of(session: AsyncSession | Session) -> ChangeLog | None:
+    log = session.info.get(CHANGE_LOG)
+    return log if isinstance(log, ChangeLog) else None
+
+
+def kept(session: AsyncSession | Session, name: str, limit: int) -> Kept[Any] | None:
+    """The app's cache called ``name`` (made on first use), or None outside an app."""
+    caches: dict[str, Kept[Any]] | None = session.info.get(_CACHES)
+    log = changes_of(session)
+    if caches is None or log is None:
+        return None
+    cache = caches.get(name)
+    if cache is None:
+        cache = caches[name] = Kept(log, limit)
+    return cache
