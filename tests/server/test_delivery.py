@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from clients.sdk import ApiError
 from server.auth.service import access_principal
 from server.db.changes import ANY, Change, ChangeLog
 from server.directory.models import User
@@ -227,3 +228,26 @@ async def test_a_slow_consumer_is_moved_to_sync(
     # Its backlog outgrew its bound: dropped, and the stream is told to resync by cursor.
     assert bob.resync
     assert bob.queued_bytes <= 10_000
+
+
+# --- who is calling, from memory -------------------------------------------------------------
+
+
+async def test_a_known_session_is_recognised_without_reading_it_until_it_ends(
+    world: World,
+) -> None:
+    t = await _three(world)
+    await t.gbr.client.me()
+    with _statements(world) as statements:
+        me = await t.gbr.client.me()
+    assert me["username"] == "bob"
+    assert not [s for s in statements if "session_tokens" in s or "FROM devices" in s]
+    # Ending the session or revoking the device is seen at once by the next request.
+    ended = world.client(t.gbr.client.token)
+    await t.gbr.client.logout()
+    revoked = world.client(t.fra.client.token)
+    await t.fra.client.revoke_device(t.fra.device_id, "lost")
+    for client in (ended, revoked):
+        with pytest.raises(ApiError) as refused:
+            await client.me()
+        assert refused.value.status == 401
