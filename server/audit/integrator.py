@@ -25,6 +25,7 @@ from protocol import checkpoint as notes
 from protocol import merkle
 from server.audit import repository as repo
 from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode
+from server.audit.refusals import log_closed_refusals
 
 log = logging.getLogger("attache.audit")
 T = TypeVar("T")
@@ -129,6 +130,8 @@ async def run_integrator(
     while not stop.is_set():
         try:
             async with sessionmaker() as session, session.begin():
+                # Counts of closed refusal windows first, so that this run integrates them.
+                await log_closed_refusals(session)
                 await integrate(session, signer)
         except Exception:
             log.exception("audit integration failed; will retry")

@@ -47,10 +47,11 @@ def record(
     label: dict[str, Any] | None = None,
     label_banner: str | None = None,
     details: dict[str, Any] | None = None,
+    uid: str | None = None,
 ) -> AuditEvent:
     if decision not in (ALLOW, DENY):
         raise ValueError(f"audit decision must be allow or deny, not {decision!r}")
-    uid, now = new_id(), utcnow()
+    uid, now = uid or new_id(), utcnow()
     full_details = {"via": actor.via if actor else "anonymous", **(details or {})}
     leaf = event_leaf(
         uid=uid,

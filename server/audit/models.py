@@ -86,3 +86,24 @@ class AuditCheckpoint(Base):
     root: Mapped[bytes] = mapped_column(LargeBinary(32))
     note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditRefusal(Base):
+    """A window of identical refusals (same actor, action, object and reasons).
+
+    The first refusal of a window is logged at once, as an event with count 1; the rest are only
+    counted here, and logged as one event with their count when the window closes. So a flood of
+    refused requests adds at most two events per window to the log, however long it lasts.
+    """
+
+    __tablename__ = "audit_refusals"
+
+    # SHA-256 (hex) of the canonical JSON of what makes refusals identical.
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(index=True)
+    last_at: Mapped[datetime]
+    count: Mapped[int] = mapped_column(Integer)
+    # The uid of the event that logged the window's first refusal.
+    first_event_uid: Mapped[str] = mapped_column(String(36))
+    # What the closing event repeats: actor, object, reasons, subject nation, label.
+    event: Mapped[dict[str, Any]]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, select, text
+from sqlalchemy import Row, and_, delete, func, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode
+from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode, AuditRefusal
 
 
 async def lock_integrator(session: AsyncSession) -> None:
@@ -140,3 +143,77 @@ async def query_events(
     if label is not None:
         stmt = stmt.where(AuditEvent.label_banner == label)
     return (await session.execute(stmt)).scalars().all()
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    return sqlite_insert if dialect == "sqlite" else postgresql_insert
+
+
+async def count_refusal(
+    session: AsyncSession,
+    *,
+    key: str,
+    now: datetime,
+    window_open_since: datetime,
+    first_event_uid: str,
+    event: dict[str, Any],
+) -> int | None:
+    """Count one refusal under ``key`` in one atomic statement: open a window (returns 1),
+    count it in the open window (returns the count so far), or None if the window under
+    ``key`` is closed (opened before ``window_open_since``) and must be closed first."""
+    stmt = (
+        _insert(session)(AuditRefusal)
+        .values(
+            key=key,
+            window_start=now,
+            last_at=now,
+            count=1,
+            first_event_uid=first_event_uid,
+            event=event,
+        )
+        .on_conflict_do_update(
+            index_elements=[AuditRefusal.key],
+            set_={"count": AuditRefusal.count + 1, "last_at": now},
+            where=AuditRefusal.window_start > window_open_since,
+        )
+        .returning(AuditRefusal.count)
+    )
+    count = (await session.execute(stmt)).scalar_one_or_none()
+    return None if count is None else int(count)
+
+
+async def closed_refusals(
+    session: AsyncSession, window_open_since: datetime
+) -> Sequence[AuditRefusal]:
+    stmt = (
+        select(AuditRefusal)
+        .where(AuditRefusal.window_start <= window_open_since)
+        .order_by(AuditRefusal.window_start)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def get_refusal(session: AsyncSession, key: str) -> AuditRefusal | None:
+    stmt = (
+        select(AuditRefusal)
+        .where(AuditRefusal.key == key)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def take_closed_refusal(session: AsyncSession, seen: AuditRefusal) -> bool:
+    """Delete the window ``seen`` if it is still exactly as seen (no refusal counted since);
+    False if another transaction counted or took it meanwhile. Whoever deletes it logs it."""
+    result = await session.execute(
+        delete(AuditRefusal)
+        .where(
+            AuditRefusal.key == seen.key,
+            AuditRefusal.window_start == seen.window_start,
+            AuditRefusal.count == seen.count,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

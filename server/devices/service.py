@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from protocol import enrolment, keys
 from protocol.catalog import Catalog
 from server.audit import log as audit
+from server.audit.refusals import record_refusal
 from server.auth import repository as auth_repo
 from server.auth.principal import Caller, Principal, check_manages_user
 from server.db.base import utcnow
@@ -32,7 +33,7 @@ from server.devices.models import (
 )
 from server.directory import repository as directory_repo
 from server.directory.models import User
-from server.directory.service import access_nation, access_user, check_clearance
+from server.directory.service import access_nation, access_user, check_clearance, check_manages
 from server.errors import Conflict, Expired, InvalidInput, NotFound, PermissionDenied
 from server.settings import Settings
 
@@ -53,7 +54,7 @@ async def do_issue_enrolment_code(
     Preconditions: the caller manages the user (their nation's security officer, or an
     operator bootstrapping the first security officer).
     """
-    check_manages_user(caller, user)
+    await check_manages(session, caller, user, action="enrolment.code_issue")
     if not user.active:
         raise Conflict(f"{user.username} is disabled", user=user.username)
     now = utcnow()
@@ -248,9 +249,20 @@ async def access_device(session: AsyncSession, caller: Caller, device_id: str) -
         return device
     try:
         check_manages_user(caller, user)
-    except PermissionDenied:
-        # Someone else's device: indistinguishable from a missing one.
-        raise NotFound(f"unknown device {device_id!r}", device_id=device_id) from None
+    except PermissionDenied as exc:
+        await record_refusal(
+            session,
+            actor=caller.actor,
+            action="device.access",
+            object_type="device",
+            object_id=device.id,
+            reasons=[exc.detail],
+            subject_nation=user.nationality,
+        )
+        # Someone else's device: indistinguishable from a missing one (but audited).
+        raise NotFound(
+            f"unknown device {device_id!r}", device_id=device_id, keep_changes=True
+        ) from None
     return device
 
 
@@ -307,7 +319,7 @@ async def do_set_clearance(
     is refused (409, listing the devices), so the directory and the certificates clients
     verify never disagree. Pending devices are certified later with the new clearance.
     """
-    check_manages_user(caller, user)
+    await check_manages(session, caller, user, action="user.clearance")
     if user.nationality is None:
         raise InvalidInput("a user without a nationality cannot hold a clearance")
     old = user.clearance

@@ -15,6 +15,7 @@ from protocol import keys
 from protocol.catalog import Catalog, CatalogError
 from protocol.labels import Clearance, LabelError, parse_clearance, render_clearance
 from server.audit import log as audit
+from server.audit.refusals import record_refusal
 from server.auth.principal import (
     ALL_ROLES,
     ROLE_AUDITOR,
@@ -25,7 +26,7 @@ from server.auth.principal import (
 )
 from server.directory import repository as repo
 from server.directory.models import Nation, Office, PartnerGroup, PartnerGroupMember, User
-from server.errors import Conflict, InvalidInput, NotFound
+from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 # Roles a user without a nationality may hold: the server's own staff, who are never
 # cleared for labelled content.
@@ -244,6 +245,25 @@ def check_roles(roles: Sequence[str], nationality: str | None) -> list[str]:
     return sorted(set(roles))
 
 
+async def check_manages(session: AsyncSession, caller: Caller, user: User, *, action: str) -> None:
+    """``check_manages_user``, with a refusal audited as a denied ``action`` on the user and
+    kept (``keep_changes``) although the request fails: call it before changing anything."""
+    try:
+        check_manages_user(caller, user)
+    except PermissionDenied as exc:
+        await record_refusal(
+            session,
+            actor=caller.actor,
+            action=action,
+            object_type="user",
+            # A user not yet created has no id: the username names them.
+            object_id=user.id or user.username,
+            reasons=[exc.detail],
+            subject_nation=user.nationality,
+        )
+        raise PermissionDenied(exc.detail, keep_changes=True, **exc.fields) from None
+
+
 async def access_user(session: AsyncSession, user_id: str) -> User:
     user = await repo.get_user(session, user_id)
     if user is None:
@@ -269,7 +289,7 @@ async def do_create_user(
     if nationality is not None:
         await access_nation(session, nationality)
     candidate = User(username=username, nationality=nationality)
-    check_manages_user(caller, candidate)
+    await check_manages(session, caller, candidate, action="user.create")
     checked_roles = check_roles(roles, nationality)
     if office_id is not None:
         office = await access_office(session, office_id)
@@ -323,7 +343,7 @@ async def do_update_user(
     active: bool | None = None,
 ) -> User:
     """Change a user's name, office, roles or active flag; old and new values are audited."""
-    check_manages_user(caller, user)
+    await check_manages(session, caller, user, action="user.update")
     changes: dict[str, Any] = {}
     if display_name is not None and display_name != user.display_name:
         changes["display_name"] = [user.display_name, display_name]

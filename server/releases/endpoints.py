@@ -49,7 +49,7 @@ async def list_releases(
 async def approve(
     request_id: str, body: DecisionCreate, principal: PrincipalDep, session: SessionDep
 ) -> ReleaseRead:
-    request = await service.access_request(session, principal, request_id)
+    request = await service.access_request(session, principal, request_id, action="release.approve")
     return ReleaseRead.of(
         await service.do_decide(session, principal, request, approve=True, reason=body.reason)
     )
@@ -59,7 +59,7 @@ async def approve(
 async def refuse(
     request_id: str, body: DecisionCreate, principal: PrincipalDep, session: SessionDep
 ) -> ReleaseRead:
-    request = await service.access_request(session, principal, request_id)
+    request = await service.access_request(session, principal, request_id, action="release.refuse")
     return ReleaseRead.of(
         await service.do_decide(session, principal, request, approve=False, reason=body.reason)
     )

@@ -25,6 +25,7 @@ from protocol.labels import (
 )
 from protocol.policy import decide
 from server.audit import log as audit
+from server.audit.refusals import record_refusal
 from server.auth.principal import ROLE_DISCLOSURE_OFFICER, Principal
 from server.channels import repository as channel_repo
 from server.channels.models import Channel
@@ -100,17 +101,51 @@ async def load_item(session: AsyncSession, item_type: str, item_id: str) -> Item
 
 
 async def _access_item(
-    session: AsyncSession, principal: Principal, catalog: Catalog, item_type: str, item_id: str
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    item_type: str,
+    item_id: str,
+    *,
+    action: str,
 ) -> Item:
-    """An item the caller's device holds and the caller may read now; else it does not exist."""
+    """An item the caller's device holds and the caller may read now; else it does not exist
+    (and the refusal of one that does is audited as a denied ``action``, and kept)."""
     item = await load_item(session, item_type, item_id)
-    if item is None or principal.device.id not in item.holders:
+    if item is None:
         raise NotFound(f"no {item_type} {item_id!r} for you")
-    container = await container_of(session, item.channel, catalog)
     label = Label.from_canonical(item.label, catalog)
-    if not decide(subject_of(principal.user, catalog), label, container, catalog).allowed:
-        raise NotFound(f"no {item_type} {item_id!r} for you")
+    if principal.device.id not in item.holders:
+        reasons = ["this device holds no key for the item"]
+    else:
+        container = await container_of(session, item.channel, catalog)
+        decision = decide(subject_of(principal.user, catalog), label, container, catalog)
+        reasons = [] if decision.allowed else list(decision.reasons)
+    if reasons:
+        await _refuse(session, principal, action, item, label.originator, reasons)
+        raise NotFound(f"no {item_type} {item_id!r} for you", keep_changes=True)
     return item
+
+
+async def _refuse(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    item: Item,
+    originator: str | None,
+    reasons: list[str],
+) -> None:
+    await record_refusal(
+        session,
+        actor=principal.actor,
+        action=action,
+        object_type=item.item_type,
+        object_id=item.item_id,
+        reasons=reasons,
+        subject_nation=originator,
+        label=item.label,
+        label_banner=item.banner,
+    )
 
 
 def widened(label: Label, add: list[str], catalog: Catalog) -> Label:
@@ -141,12 +176,19 @@ async def do_request_release(
     add: list[str],
     reason: str,
 ) -> ReleaseRequest:
-    """Ask the originator nation to release an item the caller may read to ``add`` too."""
-    item = await _access_item(session, principal, catalog, item_type, item_id)
+    """Ask the originator nation to release an item the caller may read to ``add`` too.
+    A refused request is audited (and kept)."""
+    item = await _access_item(
+        session, principal, catalog, item_type, item_id, action="release.request"
+    )
     label = Label.from_canonical(item.label, catalog)
-    if label.originator is None:
-        raise InvalidInput("this item names no originator nation to ask")
-    wider = widened(label, add, catalog)
+    try:
+        if label.originator is None:
+            raise InvalidInput("this item names no originator nation to ask")
+        wider = widened(label, add, catalog)
+    except InvalidInput as exc:
+        await _refuse(session, principal, "release.request", item, label.originator, [exc.detail])
+        raise InvalidInput(exc.detail, keep_changes=True, **exc.fields) from None
     request = ReleaseRequest(
         item_type=item_type,
         item_id=item_id,
@@ -189,14 +231,26 @@ def is_decider(principal: Principal, request: ReleaseRequest) -> bool:
 
 
 async def access_request(
-    session: AsyncSession, principal: Principal, request_id: str
+    session: AsyncSession, principal: Principal, request_id: str, *, action: str
 ) -> ReleaseRequest:
-    """A request its requester or a disclosure officer of its originator nation may see."""
+    """A request its requester or a disclosure officer of its originator nation may see; to
+    others it does not exist, and their attempt at ``action`` on it is audited (and kept)."""
     request = await repo.get_request(session, request_id, lock=True)
-    if request is None or not (
-        request.requested_by == principal.user.id or is_decider(principal, request)
-    ):
+    if request is None:
         raise NotFound(f"no release request {request_id!r} for you")
+    if not (request.requested_by == principal.user.id or is_decider(principal, request)):
+        await record_refusal(
+            session,
+            actor=principal.actor,
+            action=action,
+            object_type="release_request",
+            object_id=request.id,
+            reasons=[f"neither the requester nor a disclosure officer of {request.originator}"],
+            subject_nation=request.originator,
+            label=request.requested_label,
+            label_banner=request.requested_banner,
+        )
+        raise NotFound(f"no release request {request_id!r} for you", keep_changes=True)
     return request
 
 
@@ -217,13 +271,12 @@ async def do_decide(
         why.append("a requester cannot decide their own request")
     action = "release.approve" if approve else "release.refuse"
     if why:
-        audit.record(
+        await record_refusal(
             session,
             actor=principal.actor,
             action=action,
             object_type="release_request",
             object_id=request.id,
-            decision=audit.DENY,
             reasons=why,
             subject_nation=request.originator,
             label=request.requested_label,
@@ -263,7 +316,9 @@ async def do_grant(
     keys the server knows for them."""
     if request.status != APPROVED:
         raise Conflict(f"the request is {request.status}, not approved", state=request.status)
-    item = await _access_item(session, principal, catalog, request.item_type, request.item_id)
+    item = await _access_item(
+        session, principal, catalog, request.item_type, request.item_id, action="release.grant"
+    )
     try:
         grant = grants.SealedGrant.from_json(sealed)
         header = grants.verify_grant(grant.header, grant.signature, principal.device.signing_key)
@@ -384,5 +439,7 @@ async def access_request_to_grant(
     request = await repo.get_request(session, request_id, lock=True)
     if request is None:
         raise NotFound(f"no release request {request_id!r} for you")
-    await _access_item(session, principal, catalog, request.item_type, request.item_id)
+    await _access_item(
+        session, principal, catalog, request.item_type, request.item_id, action="release.grant"
+    )
     return request

@@ -153,8 +153,11 @@ async def test_only_the_originators_disclosure_officer_decides(world: World) -> 
     with pytest.raises(ApiError) as again:
         await officer.client.request("POST", f"/v1/releases/{request['id']}/approve", json={})
     assert again.value.status == 409
+    # Both refusals are audited: the GBR officer's (to whom the request does not exist) and the
+    # requester's.
     assert await _actions(world) == [
         ("release.request", "allow"),
+        ("release.approve", "deny"),
         ("release.approve", "deny"),
         ("release.refuse", "allow"),
     ]
