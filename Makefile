@@ -39,3 +39,13 @@ clean:
 .PHONY: demo
 demo: $(STAMP)
 	$(BIN)/python scripts/seed_demo.py
+
+# Channel delivery benchmark (issue 8): writes bench/results/channel.json and channel.md.
+# `bench` is the quick profile (one run of each shape, an idle crowd of 1,000, one room on
+# SQLite and PostgreSQL); `bench-full` runs every shape three times with a crowd of 5,000.
+.PHONY: bench bench-full
+bench: $(STAMP)
+	$(BIN)/python bench/bench_channel.py --runs 1 --shape-runs 1 --crowd 1000 --profile
+
+bench-full: $(STAMP)
+	$(BIN)/python bench/bench_channel.py --runs 3 --shape-runs 3 --crowd 5000 --profile
