@@ -300,6 +300,8 @@ def served(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "server.app:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    # As `attache-server run` serves it: no per-message deflate (ciphertext does not compress).
+    command += ["--ws-per-message-deflate", "false"]
     process = subprocess.Popen([*command, "--log-level", "warning"], env=env)
     try:
         for _ in range(300):

@@ -717,7 +717,10 @@ class MessageStream:
         if messenger.client.token is None:
             raise ConnectionFailed("not signed in")
         try:
-            self._ws = await ws_connect(messenger.stream_url, max_size=MAX_STREAM_FRAME)
+            # No per-message deflate: frames carry ciphertext, which does not compress.
+            self._ws = await ws_connect(
+                messenger.stream_url, max_size=MAX_STREAM_FRAME, compression=None
+            )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise ConnectionFailed(f"cannot reach {messenger.stream_url}: {exc}") from exc
         try:
