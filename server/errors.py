@@ -75,6 +75,12 @@ class Expired(ServiceError):
     title = "Expired or already used"
 
 
+class PreconditionFailed(ServiceError):
+    status = 412
+    code = "precondition-failed"
+    title = "Precondition failed"
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload-too-large"

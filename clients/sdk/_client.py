@@ -50,8 +50,16 @@ class AttacheClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def request(self, method: str, path: str, *, json: Any = None, params: Any = None) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        headers = {**(headers or {}), **self._auth()}
         try:
             response = await self._http.request(
                 method, path, json=json, params=params, headers=headers
@@ -266,10 +274,15 @@ class AttacheClient:
         path = f"/v1/channels/{_segment(channel)}/audiences"
         return dict(await self.request("POST", path, json=sealed))
 
-    async def submit_message(self, channel: str, sealed: dict[str, Any]) -> dict[str, Any]:
-        """Submit a message (``SealedMessage.to_json()``); idempotent on its message id."""
+    async def submit_message(
+        self, channel: str, sealed: dict[str, Any], *, roster_tag: str | None = None
+    ) -> dict[str, Any]:
+        """Submit a message (``SealedMessage.to_json()``); idempotent on its message id.
+        With ``roster_tag`` (the ETag of the roster it was sealed for), a roster changed since
+        is refused with 412 ``roster-changed`` before anything is decided."""
         path = f"/v1/channels/{_segment(channel)}/messages"
-        return dict(await self.request("POST", path, json=sealed))
+        headers = {"If-Match": roster_tag} if roster_tag else None
+        return dict(await self.request("POST", path, json=sealed, headers=headers))
 
     async def channel_messages(
         self, channel: str, after: int = 0, limit: int = 100

@@ -296,8 +296,9 @@ class Messenger:
         if len(plaintext) > envelopes.MAX_MESSAGE_PLAINTEXT:
             limit = envelopes.MAX_MESSAGE_PLAINTEXT // 1024
             raise MessagingError(f"the message is longer than {limit} KiB")
-        for attempt in (1, 2):
-            roster = await self._roster(channel_id, revalidate=attempt == 1)
+        fresh, incomplete = False, 0
+        while True:
+            roster = await self._roster(channel_id, fresh=fresh)
             excluded = roster.excluded
             container = Container(id=channel_id, ceiling=ceiling, members=roster.members)
             label_key = json.dumps(parsed.canonical(), sort_keys=True)
@@ -324,11 +325,17 @@ class Messenger:
             except envelopes.EnvelopeError as exc:
                 raise MessagingError(f"cannot seal the message: {exc}") from exc
             try:
-                accepted = await self.client.submit_message(channel_id, sealed.to_json())
+                accepted = await self.client.submit_message(
+                    channel_id, sealed.to_json(), roster_tag=roster.etag
+                )
             except ApiError as exc:
+                if exc.code == "roster-changed" and not fresh:
+                    fresh = True  # someone joined, left or was re-certified: look again
+                    continue
                 # The server disagrees about who may receive it: this audience is of no use.
                 self._audiences.pop(channel_id, None)
-                if exc.code == "audience-incomplete" and attempt == 1:
+                if exc.code == "audience-incomplete" and incomplete == 0:
+                    incomplete, fresh = 1, True
                     continue  # someone joined (or was certified) since the roster was fetched
                 if exc.code == "audience-incomplete":
                     self._check_insistence(exc, excluded)
@@ -343,7 +350,6 @@ class Messenger:
                 excluded=tuple(excluded),
                 created=bool(accepted["created"]),
             )
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_insistence(self, exc: ApiError, excluded: Sequence[ExcludedDevice]) -> None:
         """The server wants devices in the audience twice running: if they are devices this
@@ -358,19 +364,16 @@ class Messenger:
                 f"({named})"
             ) from exc
 
-    async def _roster(self, channel_id: str, *, revalidate: bool) -> _Roster:
-        """The channel's roster with each certificate verified, kept while the server says it
-        is unchanged (its entity tag), so that sending under an unchanged roster costs no
-        public-key work; ``revalidate=False`` fetches it afresh."""
-        held = self._rosters.get(channel_id) if revalidate else None
+    async def _roster(self, channel_id: str, *, fresh: bool) -> _Roster:
+        """The channel's roster with each certificate verified, kept from one send to the next
+        (with the eligible devices per label) so that sending under an unchanged roster costs
+        no request and no public-key work: the submit names the roster's entity tag and the
+        server answers 412 if it changed. ``fresh`` fetches it again."""
+        held = None if fresh else self._rosters.get(channel_id)
         now = datetime.now(UTC)
-        if held is not None and any(v.certificate.expires_at <= now for v in held.verified):
-            held = None  # a certificate expired since: verify everything again
-        entries, etag = await self.client.roster_if_changed(
-            channel_id, held.etag if held is not None else None
-        )
-        if entries is None and held is not None:
+        if held is not None and all(v.certificate.expires_at > now for v in held.verified):
             return held
+        entries, etag = await self.client.roster_if_changed(channel_id, None)
         entries = entries or []
         verified, excluded = await self._check_roster(entries)
         roster = _Roster(

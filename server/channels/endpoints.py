@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from server.auth.dependencies import PrincipalDep, SessionDep
@@ -88,7 +88,7 @@ async def get_roster(
     """Members' active devices with their certificates. Send the ``ETag`` of the roster you
     hold as ``If-None-Match``: 304 means it still holds."""
     found = await service.access_channel(session, principal, channel)
-    tag = await service.roster_tag(session, found)
+    tag = await service.roster_tag_of(session, found)
     if request.headers.get("if-none-match") == tag:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
     entries = [RosterDevice.of(d, u) for d, u in await service.roster(session, found)]
@@ -113,10 +113,17 @@ async def submit_message(
     principal: PrincipalDep,
     session: SessionDep,
     catalog: CatalogDep,
+    if_match: Annotated[
+        str | None,
+        Header(
+            description="the roster's ETag the message was sealed for: 412 `roster-changed` "
+            "if it changed since (fetch it again and re-seal; nothing is refused or audited)"
+        ),
+    ] = None,
 ) -> MessageAccepted:
     found = await service.access_channel(session, principal, channel)
     submitted = await service.do_submit_message(
-        session, principal, catalog, found, body.model_dump()
+        session, principal, catalog, found, body.model_dump(), roster_tag=if_match
     )
     if submitted.created:
         push = await delivery.push_of(session, submitted, principal.device.certificate)

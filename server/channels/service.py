@@ -41,7 +41,14 @@ from server.db.changes import changes_of, kept
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
 from server.directory.service import access_user
-from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceError
+from server.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    ServiceError,
+)
 from server.releases import repository as release_repo
 from server.releases.models import ItemGrant
 
@@ -54,6 +61,11 @@ class Refused(ServiceError):
     status = 403
     code = "refused"
     title = "Refused by the releasability policy"
+
+
+class RosterChanged(PreconditionFailed):
+    code = "roster-changed"
+    title = "The roster changed since the sender fetched it"
 
 
 class AudienceIncomplete(Conflict):
@@ -318,7 +330,7 @@ async def roster(session: AsyncSession, channel: Channel) -> Sequence[tuple[Devi
 _EPOCH = secrets.token_hex(4)  # tags from another process or an earlier run never match
 
 
-async def roster_tag(session: AsyncSession, channel: Channel) -> str:
+async def roster_tag_of(session: AsyncSession, channel: Channel) -> str:
     """An entity tag for ``channel``'s roster: it changes whenever a membership, a member or one
     of their devices does, so that a sender who holds the roster revalidates it with no work
     on either side (``If-None-Match``)."""
@@ -625,12 +637,16 @@ async def do_submit_message(
     channel: Channel,
     sealed: dict[str, Any],
     notify: Callable[[Submitted], None] | None = None,
+    roster_tag: str | None = None,
 ) -> Submitted:
     """Accept a message whose audience is exactly the devices eligible for its label.
 
     Refused (and audited as a deny) when the sender may not send it, when the label exceeds the
     ceiling, or when the audience holds a device that is not eligible; 409 listing the missing
-    eligible devices, so the sender makes a new audience and retries. Idempotent on the
+    eligible devices, so the sender makes a new audience and retries. With ``roster_tag``
+    (the roster's ETag the sender sealed for), a roster changed since is 412, before anything
+    is decided: a sender that had not yet seen a change is never taken for a spill attempt.
+    Idempotent on the
     message id: the same message submitted again returns the stored one.
     """
     try:
@@ -656,6 +672,13 @@ async def do_submit_message(
                 f"message id {header.message_id} is already used", message_id=header.message_id
             )
         return Submitted(existing, created=False, released_to=[])
+    if roster_tag is not None and roster_tag != await roster_tag_of(session, channel):
+        # The sender sealed to a roster that has changed since: nothing it could mean is
+        # decided here, so nothing is refused or audited; it fetches the roster and retries.
+        raise RosterChanged(
+            "the channel's roster changed since you fetched it; fetch it again and re-seal",
+            channel=channel.id,
+        )
 
     release = await check_release(
         session,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,8 @@ from clients.sdk import (
     Messenger,
     ReceivedMessage,
 )
-from protocol import keys
+from protocol import envelopes, keys
+from protocol.labels import parse_label
 from server.audit.models import AuditEvent
 from server.channels.models import Audience, Message
 from server.devices.models import Device
@@ -547,3 +549,62 @@ async def test_sending_under_an_unchanged_roster_verifies_no_certificate(
     sent = await t.am.send("liaison", "welcome")
     assert dave.device_id in verified
     assert dave.device_id in sent.released_to
+
+
+async def test_a_sender_who_missed_a_removal_is_told_to_look_again_not_refused(
+    world: World,
+) -> None:
+    t = await _trio(world)
+    await t.am.send("liaison", "to all three")
+    # Chloe leaves; alice's client still holds the roster with her device in it.
+    await t.chloe.client.remove_member("liaison", "chloe")
+    sent = await t.am.send("liaison", "after chloe left")
+    assert t.chloe.device_id not in sent.released_to
+    assert t.bob.device_id in sent.released_to
+    # The stale roster cost a 412 and a second look, not a refusal: nothing was denied.
+    denied = [e for e in await _events(world, "message.submit") if e.decision == "deny"]
+    assert denied == []
+
+
+async def test_a_submit_for_a_changed_roster_is_412_before_any_decision(world: World) -> None:
+    t = await _trio(world)
+    _, tag = await t.alice.client.roster_if_changed("liaison", None)
+    await world.member("dave", "USA")
+    await t.alice.client.add_member("liaison", "dave")
+    sealed = await _sealed_for_all_but_dave(t)
+    with pytest.raises(ApiError) as refused:
+        await t.alice.client.submit_message("liaison", sealed, roster_tag=tag)
+    assert refused.value.status == 412
+    assert refused.value.code == "roster-changed"
+    assert await _count(world, Message) == 0
+    assert await _events(world, "message.submit") == []
+
+
+async def _sealed_for_all_but_dave(t: Trio) -> dict[str, Any]:
+    """A message sealed, as a client with the old roster would, to alice, bob and chloe."""
+    audience_id = str(uuid.uuid4())
+    members = (t.alice, t.bob, t.chloe)
+    sealed, key = envelopes.create_audience(
+        t.alice.device_keys,
+        audience_id=audience_id,
+        container=str((await t.alice.client.channel("liaison"))["id"]),
+        creator_user=t.alice.user.id,
+        creator_device=t.alice.device_id,
+        recipients=[envelopes.Recipient(m.device_id, m.device_keys.public()) for m in members],
+        created_at=datetime.now(UTC),
+    )
+    await t.alice.client.create_audience("liaison", sealed.to_json())
+    channel_id = str(sealed.header["container"])
+    return envelopes.encrypt_message(
+        t.alice.device_keys,
+        key,
+        b"stale",
+        message_id=str(uuid.uuid4()),
+        container=channel_id,
+        sender_user=t.alice.user.id,
+        sender_device=t.alice.device_id,
+        audience_id=audience_id,
+        sent_at=datetime.now(UTC),
+        label=parse_label("NATO SECRET", t.am.catalog, originator="USA"),
+        content_type="text/plain; charset=utf-8",
+    ).to_json()
