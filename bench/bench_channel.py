@@ -751,6 +751,27 @@ def top_frames(raw: Path, count: int = 25) -> list[dict[str, Any]]:
     return [{"frame": f, "samples": n, "share": n / total} for f, n in selfs.most_common(count)]
 
 
+def inclusive_frames(raw: Path, count: int = 30) -> list[dict[str, Any]]:
+    """Inclusive time of the project's own functions (server/, protocol/): the share of the
+    samples whose stack passes through each, so that a request's parts can be compared."""
+    within: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack or not samples.isdigit():
+            continue
+        total += int(samples)
+        seen = set()
+        for frame in stack.split(";"):
+            name, _, where = frame.partition(" (")
+            where = where.rstrip(")").rsplit(":", 1)[0].replace(str(Path.cwd()) + "/", "")
+            if where.startswith(("server/", "protocol/")):
+                seen.add(f"{name} ({where})")
+        for key in seen:
+            within[key] += int(samples)
+    return [{"frame": f, "samples": n, "share": n / total} for f, n in within.most_common(count)]
+
+
 # --- a database --------------------------------------------------------------------------------
 
 
@@ -784,6 +805,7 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
                     result["profile"] = {
                         "run": profiled,
                         "top_frames": top_frames(raw) if raw.exists() else [],
+                        "inclusive": inclusive_frames(raw) if raw.exists() else [],
                     }
                     note(f"{kind}: profiled run: " + _run_line(profiled))
                 if all_shapes:
@@ -1069,6 +1091,18 @@ def markdown(r: dict[str, Any]) -> str:
             out += [
                 f"| {f['share']:.1%} | {f['samples']} | `{f['frame']}` |"
                 for f in d["profile"]["top_frames"]
+            ]
+            out += [
+                "",
+                "Inclusive time of the project's own functions (share of all samples whose "
+                "stack passes through each):",
+                "",
+                "| inclusive share | samples | function |",
+                "|---|---|---|",
+            ]
+            out += [
+                f"| {f['share']:.1%} | {f['samples']} | `{f['frame']}` |"
+                for f in d["profile"].get("inclusive", [])
             ]
     out += [
         "",

@@ -434,6 +434,17 @@ async def eligibility(
     return found
 
 
+async def audience_of(session: AsyncSession, audience_id: str) -> Audience | None:
+    """An audience's row, read once: audiences never change (kept detached, read only)."""
+    cache = kept(session, "audiences", 4096)
+    found: Audience | None = cache.get(audience_id) if cache is not None else None
+    if found is None:
+        found = await repo.get_audience(session, audience_id)
+        if found is not None and cache is not None:
+            cache.put(audience_id, cache.log.version, frozenset(), found)
+    return found
+
+
 async def audience_envelopes(session: AsyncSession, audience_id: str) -> Mapping[str, str]:
     """An audience's envelopes (device id -> base64url), read once: audiences never change."""
     cache = kept(session, "audience-envelopes", 4096)
@@ -593,7 +604,7 @@ async def check_release(
     if not sender.allowed:
         raise refuse(sender.reasons, f"you may not send {banner} here: {'; '.join(sender.reasons)}")
 
-    audience = await repo.get_audience(session, audience_id)
+    audience = await audience_of(session, audience_id)
     if audience is None or audience.channel_id != channel.id:
         raise InvalidInput(f"unknown audience {audience_id}", field="header.audience_id")
     if audience.creator_device_id != principal.device.id:
