@@ -452,9 +452,9 @@ async def sender_main(spec: dict[str, Any]) -> None:
     submitted_at = [0.0]
     submit = messenger.client.submit_message
 
-    async def timed_submit(channel: str, sealed: dict[str, Any]) -> dict[str, Any]:
+    async def timed_submit(channel: str, sealed: dict[str, Any], **kw: Any) -> dict[str, Any]:
         submitted_at[0] = time.time()  # the POST of the sealed message, after all client work
-        return await submit(channel, sealed)
+        return await submit(channel, sealed, **kw)
 
     messenger.client.submit_message = timed_submit  # type: ignore[method-assign]
     count = 0

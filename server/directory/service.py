@@ -5,6 +5,7 @@ Every change writes its audit event in the same transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from server.auth.principal import (
     check_manages_user,
     check_operator,
 )
+from server.db.changes import CATALOG, kept
 from server.directory import repository as repo
 from server.directory.models import Nation, Office, PartnerGroup, PartnerGroupMember, User
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -41,7 +43,16 @@ async def load_catalog(session: AsyncSession, base: Catalog) -> Catalog:
 
     Built once per version of the directory: the same nations and groups give the same
     catalog object, which decisions cached against it rely on (``channels.eligibility``).
+    Within a server it is read again only when this process changed a nation or group, or
+    after ``CATALOG_MAX_AGE`` seconds, which is how a nation or group added at the console
+    (``attache-server``, another process) reaches a running server.
     """
+    cache = kept(session, "catalog", 16)
+    hit: tuple[float, Catalog] | None = cache.get(id(base)) if cache is not None else None
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < CATALOG_MAX_AGE:
+        return hit[1]
+    version = cache.log.version if cache is not None else 0
     nations = tuple(n.code for n in await repo.list_nations(session))
     groups = tuple(
         (name, tuple(members)) for name, (_, members) in (await repo.list_groups(session)).items()
@@ -53,7 +64,12 @@ async def load_catalog(session: AsyncSession, base: Catalog) -> Catalog:
         _CATALOGS[key] = built
         while len(_CATALOGS) > _CATALOGS_KEPT:
             del _CATALOGS[next(iter(_CATALOGS))]
+    if cache is not None:
+        cache.put(id(base), version, frozenset({CATALOG}), (now, built[1]))
     return built[1]
+
+
+CATALOG_MAX_AGE = 1.0
 
 
 _CATALOGS: dict[tuple[int, tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]], Any] = {}
