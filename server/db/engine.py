@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,7 +14,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.util import await_only
 
 from server.errors import ServiceError
 
@@ -48,9 +50,58 @@ def create_sessionmaker(
     """Sessions of a class of their own, so that listeners on it (the change log) hear this
     sessionmaker's transactions only; ``info`` is shared by every session it makes."""
     session_class = type("AppSession", (Session,), {})
+    if engine.dialect.name == "sqlite":
+        _serialise_writers(session_class)
     return async_sessionmaker(
         engine, expire_on_commit=False, sync_session_class=session_class, info=info
     )
+
+
+# How long a writer waits for this process's other writers before leaving it to SQLite's own
+# busy handler; a bound, so that a path that ever nested two writing sessions cannot deadlock.
+WRITER_WAIT_SECONDS = 5.0
+_WRITING = "attache.writing"
+
+
+def _serialise_writers(session_class: type[Session]) -> None:
+    """Let one transaction of this process write to SQLite at a time, queued in order.
+
+    SQLite admits one writer; the others get SQLITE_BUSY and its busy handler retries after
+    sleeping 1, 2, 5 ... 100 ms, so under concurrent submits a writer waits for the lock
+    long after it was freed (hundreds of milliseconds at the tail). An asyncio lock, taken
+    before a transaction's first write and released when it ends, hands the database over
+    the moment the previous writer commits. Reads never take it (WAL readers do not block).
+    """
+    lock: asyncio.Lock | None = None
+
+    def acquire(session: Session) -> None:
+        nonlocal lock
+        if session.info.get(_WRITING):
+            return
+        if lock is None:
+            lock = asyncio.Lock()
+        try:
+            await_only(asyncio.wait_for(lock.acquire(), WRITER_WAIT_SECONDS))
+        except TimeoutError:
+            return  # left to SQLite's busy handler
+        session.info[_WRITING] = lock
+
+    @event.listens_for(session_class, "before_flush")
+    def _flushing(session: Session, *_: Any) -> None:
+        if session.new or session.dirty or session.deleted:
+            acquire(session)
+
+    @event.listens_for(session_class, "do_orm_execute")
+    def _executing(state: ORMExecuteState) -> None:
+        if state.is_insert or state.is_update or state.is_delete:
+            acquire(state.session)
+
+    @event.listens_for(session_class, "after_transaction_end")
+    def _ended(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:
+            held = session.info.pop(_WRITING, None)
+            if held is not None:
+                held.release()
 
 
 AFTER_COMMIT = "attache.after_commit"
