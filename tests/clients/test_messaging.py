@@ -433,21 +433,27 @@ async def test_listen_catches_up_on_resync(
     listening = asyncio.create_task(listen())
     await _until(lambda: world.app.state.bus.subscribers == 1)
     # Two pushes at once overflow bob's one-byte mailbox: the gateway tells him to resync.
-    gone = bus.Push(
-        seq=10**9,
-        channel_id="none",
-        version=0,
-        recipients={t.bm.device_id: t.bm.user_id},
-        envelopes={},
-        head="{",
-        tail="}",
-    )
+    gone = _push_without_an_envelope_for(t.bm)
     world.app.state.bus.publish(gone)
     world.app.state.bus.publish(gone)
     await asyncio.wait_for(listening, 5)
     (message,) = received
     _assert_trusted(message, "sent while bob was away", "alice", "USA")
     assert message.seq == missed.seq
+
+
+def _push_without_an_envelope_for(messenger: Messenger) -> bus.Push:
+    """A push routed to ``messenger``'s device that holds no envelope for it: the gateway
+    takes it from the mailbox and writes nothing."""
+    return bus.Push(
+        seq=10**9,
+        channel_id="none",
+        version=0,
+        recipients={messenger.device_id: messenger.user_id},
+        envelopes={},
+        head="{",
+        tail="}",
+    )
 
 
 @pytest.mark.parametrize("keepalive", [0.2, 100.0])
@@ -460,15 +466,7 @@ async def test_listen_keeps_a_busy_line_open(world: World, live: str, keepalive:
 
         async def busy() -> None:
             # Pushes routed to bob that the gate then refuses: nothing is written.
-            refused = bus.Push(
-                seq=10**9,
-                channel_id="none",
-                version=0,
-                recipients={t.bm.device_id: t.bm.user_id},
-                envelopes={},
-                head="{",
-                tail="}",
-            )
+            refused = _push_without_an_envelope_for(t.bm)
             for _ in range(15):
                 world.app.state.bus.publish(refused)
                 await asyncio.sleep(0.1)
