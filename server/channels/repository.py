@@ -135,6 +135,27 @@ async def envelope_for(
     return await session.get(AudienceEnvelope, (audience_id, device_id))
 
 
+async def envelopes_of_device(
+    session: AsyncSession, device_id: str, audience_ids: Sequence[str]
+) -> dict[str, bytes]:
+    """This device's envelope in each of ``audience_ids`` that holds it (audience id ->)."""
+    if not audience_ids:
+        return {}
+    stmt = select(AudienceEnvelope.audience_id, AudienceEnvelope.envelope).where(
+        AudienceEnvelope.device_id == device_id, AudienceEnvelope.audience_id.in_(audience_ids)
+    )
+    return {a: e for a, e in (await session.execute(stmt)).all()}
+
+
+async def certificates_of(
+    session: AsyncSession, device_ids: Sequence[str]
+) -> dict[str, dict[str, Any] | None]:
+    if not device_ids:
+        return {}
+    stmt = select(Device.id, Device.certificate).where(Device.id.in_(device_ids))
+    return {d: c for d, c in (await session.execute(stmt)).all()}
+
+
 async def get_message(session: AsyncSession, message_id: str) -> Message | None:
     stmt = select(Message).where(Message.id == message_id)
     return (await session.execute(stmt)).scalar_one_or_none()

@@ -50,7 +50,7 @@ from server.errors import (
     ServiceError,
 )
 from server.releases import repository as release_repo
-from server.releases.models import ItemGrant
+from server.releases.models import GrantEnvelope, ItemGrant
 
 MAX_PICKER_LABELS = 32
 
@@ -781,6 +781,33 @@ class DeliveryItem:
     label_banner: str = ""
 
 
+@dataclass
+class PageFacts:
+    """What deciding and building deliveries reads, for a page of messages and one device, in
+    a few queries instead of several per message."""
+
+    envelopes: dict[str, bytes]  # audience id -> this device's envelope
+    grants: dict[str, list[ItemGrant]]  # message id -> its grants, oldest first
+    granted: dict[str, tuple[ItemGrant, GrantEnvelope]]  # message id -> latest holding grant
+    certificates: dict[str, dict[str, Any] | None]  # device id -> certificate
+    decisions: dict[tuple[str, str], Decision] = field(default_factory=dict)
+
+    @classmethod
+    async def load(
+        cls, session: AsyncSession, device_id: str, messages: Sequence[Message]
+    ) -> PageFacts:
+        ids = [m.id for m in messages]
+        envelopes = await repo.envelopes_of_device(
+            session, device_id, sorted({m.audience_id for m in messages})
+        )
+        grants = await release_repo.grants_for_items(session, ids)
+        granted = await release_repo.grant_envelopes_for_items(session, ids, device_id)
+        devices = {m.sender_device_id for m in messages}
+        devices |= {g.grantor_device_id for g, _ in granted.values()}
+        certificates = await repo.certificates_of(session, sorted(devices))
+        return cls(envelopes, grants, granted, certificates)
+
+
 async def deliver(
     session: AsyncSession,
     principal: Principal,
@@ -788,23 +815,30 @@ async def deliver(
     message: Message,
     channel: Channel,
     container: Container | None = None,
+    facts: PageFacts | None = None,
 ) -> DeliveryItem | None:
     """The decision made again at delivery: this device gets the message and its own envelope
     only if it is in the audience and its user is eligible now. ``container`` is the channel
-    as ``container_of`` gives it, if the caller already has it. A withholding is recorded and
+    as ``container_of`` gives it, and ``facts`` what ``PageFacts.load`` read for a page that
+    holds this message, if the caller already has them. A withholding is recorded and
     audited once per message and device; a delivery is not recorded (the recipients are fixed
     at submit and named by its audit event; a device's progress is its cursor)."""
-    envelope = await repo.envelope_for(session, message.audience_id, principal.device.id)
-    granted = await release_repo.grant_envelope_for(session, message.id, principal.device.id)
+    facts = facts or await PageFacts.load(session, principal.device.id, [message])
+    envelope = facts.envelopes.get(message.audience_id)
+    granted = facts.granted.get(message.id)
     if envelope is None and granted is None:
         return None  # never given the key: nothing to withhold, nothing to say
     # The label now: the last released label version, if any release was granted.
-    latest = (await release_repo.grants_for(session, message.id))[-1:]
+    latest = facts.grants.get(message.id, [])[-1:]
     label_json = latest[0].label if latest else message.label
     banner = latest[0].label_banner if latest else message.label_banner
-    label = Label.from_canonical(label_json, catalog)
     container = container or await container_of(session, channel, catalog)
-    decision = decide(subject_of(principal.user, catalog), label, container, catalog)
+    key = (channel.id, json.dumps(label_json, sort_keys=True))
+    decision = facts.decisions.get(key)
+    if decision is None:
+        label = Label.from_canonical(label_json, catalog)
+        decision = decide(subject_of(principal.user, catalog), label, container, catalog)
+        facts.decisions[key] = decision
     if not decision.allowed:
         # Recorded once per message and device, whoever gets there first (a push and a sync
         # may race): only the first records and audits it.
@@ -827,21 +861,20 @@ async def deliver(
                 },
             )
         return None
-    audience = await repo.get_audience(session, message.audience_id)
+    audience = await audience_of(session, message.audience_id)
     assert audience is not None
-    sender = await repo.device(session, message.sender_device_id)
-    grant, grant_envelope, grantor = None, None, None
+    grant, grant_envelope, grantor_certificate = None, None, None
     if envelope is None and granted is not None:
         grant, grant_envelope = granted[0], granted[1].envelope
-        grantor = await repo.device(session, grant.grantor_device_id)
+        grantor_certificate = facts.certificates.get(grant.grantor_device_id)
     return DeliveryItem(
         message=message,
         audience=audience,
-        envelope=envelope.envelope if envelope else None,
-        sender_certificate=sender.certificate if sender else None,
+        envelope=envelope,
+        sender_certificate=facts.certificates.get(message.sender_device_id),
         grant=grant,
         grant_envelope=grant_envelope,
-        grantor_certificate=grantor.certificate if grantor else None,
+        grantor_certificate=grantor_certificate,
         # A device that received the message from its sender is shown the label the sender
         # signed: that is what its client can verify. One admitted by a release is shown the
         # released label, which the grant it holds signs. Both are decided against the label
@@ -870,7 +903,9 @@ async def sync(
     messages = await repo.messages_for_device(
         session, principal.device.id, after, limit, channel.id if channel else None
     )
-    # Each channel and its membership are read once per page, not once per message.
+    # Each channel and its membership, the envelopes, grants and certificates are read once
+    # per page, not once per message; each (channel, label) is decided once per page.
+    facts = await PageFacts.load(session, principal.device.id, messages)
     channels: dict[str, tuple[Channel, Container]] = {}
     items = []
     cursor = after
@@ -882,7 +917,7 @@ async def sync(
             assert found.id == message.channel_id
             channels[found.id] = (found, await container_of(session, found, catalog))
         where, container = channels[message.channel_id]
-        item = await deliver(session, principal, catalog, message, where, container)
+        item = await deliver(session, principal, catalog, message, where, container, facts)
         if item is not None:
             items.append(item)
     return items, cursor, len(messages) == limit

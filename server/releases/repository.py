@@ -52,6 +52,37 @@ async def grant_envelope_for(
     return (row[0], row[1]) if row else None
 
 
+async def grants_for_items(
+    session: AsyncSession, item_ids: Sequence[str]
+) -> dict[str, list[ItemGrant]]:
+    """Each item's grants, oldest first, for many items in one query."""
+    found: dict[str, list[ItemGrant]] = {}
+    if not item_ids:
+        return found
+    stmt = select(ItemGrant).where(ItemGrant.item_id.in_(item_ids)).order_by(ItemGrant.created_at)
+    for grant in (await session.execute(stmt)).scalars():
+        found.setdefault(grant.item_id, []).append(grant)
+    return found
+
+
+async def grant_envelopes_for_items(
+    session: AsyncSession, item_ids: Sequence[str], device_id: str
+) -> dict[str, tuple[ItemGrant, GrantEnvelope]]:
+    """For each of ``item_ids``, the latest grant that holds ``device_id``, with its envelope."""
+    found: dict[str, tuple[ItemGrant, GrantEnvelope]] = {}
+    if not item_ids:
+        return found
+    stmt = (
+        select(ItemGrant, GrantEnvelope)
+        .join(GrantEnvelope, GrantEnvelope.grant_id == ItemGrant.id)
+        .where(ItemGrant.item_id.in_(item_ids), GrantEnvelope.device_id == device_id)
+        .order_by(ItemGrant.created_at)
+    )
+    for grant, envelope in (await session.execute(stmt)).all():
+        found[grant.item_id] = (grant, envelope)  # the latest wins
+    return found
+
+
 async def granted_device_ids(session: AsyncSession, item_id: str) -> frozenset[str]:
     stmt = (
         select(GrantEnvelope.device_id)

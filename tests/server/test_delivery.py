@@ -251,3 +251,30 @@ async def test_a_known_session_is_recognised_without_reading_it_until_it_ends(
         with pytest.raises(ApiError) as refused:
             await client.me()
         assert refused.value.status == 401
+
+
+# --- sync ------------------------------------------------------------------------------------
+
+
+async def test_sync_reads_a_page_in_a_fixed_number_of_queries(world: World) -> None:
+    t = await _three(world)
+    audience, key, audience_id = await _audience(t.usa, t.id, [t.usa, t.gbr])
+    await t.usa.client.create_audience("liaison", audience)
+
+    async def send(count: int) -> None:
+        for _ in range(count):
+            await t.usa.client.submit_message(
+                "liaison", _message(t.usa, t.id, audience_id, key, REL_USA_GBR)
+            )
+
+    async def queries_for_a_page_of(count: int, after: int) -> tuple[int, int]:
+        await send(count)
+        with _statements(world) as statements:
+            page = await t.gbr.client.sync(after=after)
+        assert len(page["items"]) == count
+        return len(statements), int(page["cursor"])
+
+    await t.gbr.client.sync()  # the session is read once, then known
+    few, cursor = await queries_for_a_page_of(2, 0)
+    many, _ = await queries_for_a_page_of(20, cursor)
+    assert many == few
