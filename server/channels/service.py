@@ -670,6 +670,7 @@ async def do_submit_message(
     if header.sender_device != principal.device.id or header.sender_user != principal.user.id:
         raise InvalidInput("a message is sent by the submitting device", field="header")
 
+    await repo.lock_message_id(session, header.message_id)
     existing = await repo.get_message(session, header.message_id)
     if existing is not None:
         same = (

@@ -86,6 +86,8 @@ def _serialise_writers(session_class: type[Session]) -> None:
             return  # left to SQLite's busy handler
         session.info[_WRITING] = lock
 
+    session_class.claim_writer = staticmethod(acquire)  # type: ignore[attr-defined]
+
     @event.listens_for(session_class, "before_flush")
     def _flushing(session: Session, *_: Any) -> None:
         if session.new or session.dirty or session.deleted:
@@ -102,6 +104,15 @@ def _serialise_writers(session_class: type[Session]) -> None:
             held = session.info.pop(_WRITING, None)
             if held is not None:
                 held.release()
+
+
+async def hold_writer(session: AsyncSession) -> None:
+    """Take this process's SQLite write lock now, before the transaction's first write, so
+    that a check-then-insert is not raced by another request of this process (a no-op where
+    writers are not queued: PostgreSQL, which has locks of its own)."""
+    claim = getattr(session.sync_session, "claim_writer", None)
+    if claim is not None:
+        await session.run_sync(claim)
 
 
 AFTER_COMMIT = "attache.after_commit"

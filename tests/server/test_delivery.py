@@ -19,10 +19,12 @@ from sqlalchemy import event
 
 from clients.sdk import ApiError
 from server.auth.service import access_principal
+from server.channels.models import Message
 from server.db.changes import ANY, Change, ChangeLog
 from server.directory.models import User
 from server.realtime.bus import Connection, Push
 from tests.factories import Member, World
+from tests.race import Call, assert_no_server_error, describe, race_same
 from tests.server.test_channels import (
     REL_USA_GBR,
     _audience,
@@ -278,3 +280,28 @@ async def test_sync_reads_a_page_in_a_fixed_number_of_queries(world: World) -> N
     few, cursor = await queries_for_a_page_of(2, 0)
     many, _ = await queries_for_a_page_of(20, cursor)
     assert many == few
+
+
+# --- idempotent under a race -----------------------------------------------------------------
+
+
+async def test_one_message_submitted_eight_times_at_once_is_created_once(
+    world: World, live_url: str
+) -> None:
+    t = await _three(world)
+    audience, key, audience_id = await _audience(t.usa, t.id, [t.usa, t.gbr])
+    await t.usa.client.create_audience("liaison", audience)
+    sealed = _message(t.usa, t.id, audience_id, key, REL_USA_GBR)
+    call = Call(
+        "POST",
+        "/v1/channels/liaison/messages",
+        json=sealed,
+        headers={"Authorization": f"Bearer {t.usa.client.token}"},
+    )
+    responses = await race_same(live_url, call, 8)
+    assert_no_server_error(responses)
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [201], describe(responses)
+    assert sorted(r.json()["created"] for r in responses) == [False] * 7 + [True]
+    assert {r.json()["seq"] for r in responses} == {responses[0].json()["seq"]}
+    assert await _count(world, Message) == 1
+    assert len(await _events(world, "message.submit")) == 1
