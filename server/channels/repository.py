@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, select, text
+from sqlalchemy import Row, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +20,6 @@ from server.channels.models import (
 )
 from server.committees.models import Committee
 from server.db.base import new_id
-from server.db.engine import hold_writer
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
 from server.releases.models import GrantEnvelope, ItemGrant
@@ -156,17 +154,6 @@ async def certificates_of(
         return {}
     stmt = select(Device.id, Device.certificate).where(Device.id.in_(device_ids))
     return {d: c for d, c in (await session.execute(stmt)).all()}
-
-
-async def lock_message_id(session: AsyncSession, message_id: str) -> None:
-    """Serialise the submits of one message id until this transaction ends, so that the same
-    message sent several times at once is stored once and the others see it."""
-    if session.get_bind().dialect.name == "postgresql":
-        digest = hashlib.sha256(b"attache.message:" + message_id.encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    else:
-        await hold_writer(session)
 
 
 async def get_message(session: AsyncSession, message_id: str) -> Message | None:

@@ -38,6 +38,7 @@ from server.channels.models import (
     Message,
 )
 from server.db.changes import changes_of, kept
+from server.db.engine import serialise
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
 from server.directory.service import access_user
@@ -178,6 +179,7 @@ async def do_create_channel(
             f"you are not cleared for the ceiling {ceiling!r}: {'; '.join(decision.reasons)}",
             reasons=list(decision.reasons),
         )
+    await serialise(session, "channel-name", name)
     if await repo.get_channel_by_name(session, name) is not None:
         raise Conflict(f"a channel named {name!r} exists", channel=name)
     channel = Channel(
@@ -226,6 +228,7 @@ async def do_add_member(
         await _check_not_a_committee_channel(
             session, principal, channel, "channel.member_add", user
         )
+    await serialise(session, "membership", channel.id, user.id)
     if await repo.get_membership(session, channel.id, user.id) is not None:
         raise Conflict(f"{user.username} is already a member", user=user.username)
     ceiling = ceiling_of(channel, catalog)
@@ -288,6 +291,7 @@ async def do_remove_member(
         )
         if user.id != principal.user.id and channel.created_by != principal.user.id:
             raise PermissionDenied("only the channel's creator removes other members")
+    await serialise(session, "membership", channel.id, user.id)
     if await repo.get_membership(session, channel.id, user.id) is None:
         raise NotFound(f"{user.username} is not a member", user=user.username)
     await repo.remove_member(session, channel.id, user.id)
@@ -486,6 +490,7 @@ async def do_create_audience(
         raise InvalidInput(
             "there must be exactly one envelope per listed device", field="envelopes"
         )
+    await serialise(session, "audience", header.audience_id)
     if await repo.get_audience(session, header.audience_id) is not None:
         raise Conflict(f"audience {header.audience_id} exists", audience_id=header.audience_id)
     devices = {device.id: device for device, _ in await roster(session, channel)}
@@ -670,7 +675,7 @@ async def do_submit_message(
     if header.sender_device != principal.device.id or header.sender_user != principal.user.id:
         raise InvalidInput("a message is sent by the submitting device", field="header")
 
-    await repo.lock_message_id(session, header.message_id)
+    await serialise(session, "message", header.message_id)
     existing = await repo.get_message(session, header.message_id)
     if existing is not None:
         same = (

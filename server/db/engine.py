@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -113,6 +114,19 @@ async def hold_writer(session: AsyncSession) -> None:
     claim = getattr(session.sync_session, "claim_writer", None)
     if claim is not None:
         await session.run_sync(claim)
+
+
+async def serialise(session: AsyncSession, *name: str) -> None:
+    """Serialise the transactions that name the same thing until this one ends, so that a
+    check-then-insert (a message id, a channel's name, a membership) is not raced: on
+    PostgreSQL a transaction-scoped advisory lock on a hash of ``name``; on SQLite this
+    process's writer lock (SQLite has one writer at a time anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256("\x1f".join(("attache", *name)).encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    else:
+        await hold_writer(session)
 
 
 AFTER_COMMIT = "attache.after_commit"

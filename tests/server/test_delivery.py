@@ -24,7 +24,7 @@ from server.db.changes import ANY, Change, ChangeLog
 from server.directory.models import User
 from server.realtime.bus import Connection, Push
 from tests.factories import Member, World
-from tests.race import Call, assert_no_server_error, describe, race_same
+from tests.race import Call, assert_no_server_error, describe, one_winner, race_same
 from tests.server.test_channels import (
     REL_USA_GBR,
     _audience,
@@ -305,3 +305,46 @@ async def test_one_message_submitted_eight_times_at_once_is_created_once(
     assert {r.json()["seq"] for r in responses} == {responses[0].json()["seq"]}
     assert await _count(world, Message) == 1
     assert len(await _events(world, "message.submit")) == 1
+
+
+async def test_a_channel_created_eight_times_at_once_exists_once(
+    world: World, live_url: str
+) -> None:
+    await world.nation("USA")
+    alice = await world.member("alice", "USA")
+    call = Call(
+        "POST",
+        "/v1/channels",
+        json={"name": "cell", "ceiling": "NATO SECRET"},
+        headers={"Authorization": f"Bearer {alice.client.token}"},
+    )
+    one_winner(await race_same(live_url, call, 8), refused=409)
+    assert len(await alice.client.channels()) == 1
+
+
+async def test_a_member_added_or_removed_eight_times_at_once_changes_once(
+    world: World, live_url: str
+) -> None:
+    t = await _three(world)
+    await world.member("dave", "USA")
+    auth = {"Authorization": f"Bearer {t.usa.client.token}"}
+    add = Call("POST", "/v1/channels/liaison/members", json={"user": "dave"}, headers=auth)
+    one_winner(await race_same(live_url, add, 8), refused=409)
+    remove = Call("DELETE", "/v1/channels/liaison/members/dave", headers=auth)
+    one_winner(await race_same(live_url, remove, 8), refused=404)
+    members = (await t.usa.client.channel("liaison"))["members"]
+    assert "dave" not in {m["username"] for m in members}
+
+
+async def test_an_audience_created_eight_times_at_once_is_stored_once(
+    world: World, live_url: str
+) -> None:
+    t = await _three(world)
+    audience, _, _ = await _audience(t.usa, t.id, [t.usa, t.gbr])
+    call = Call(
+        "POST",
+        "/v1/channels/liaison/audiences",
+        json=audience,
+        headers={"Authorization": f"Bearer {t.usa.client.token}"},
+    )
+    one_winner(await race_same(live_url, call, 8), refused=409)
