@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from _common import served, spread
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from websockets.asyncio.client import connect as ws_connect
 
@@ -88,10 +89,6 @@ PACKAGES += ("asyncpg", "cryptography", "httpx", "pydantic")
 
 
 # --- measuring -------------------------------------------------------------------------------
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def pct(values: list[float], p: float) -> float:
@@ -287,36 +284,6 @@ def database(kind: str, base: Path) -> Iterator[str]:
         yield url
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@contextlib.contextmanager
-def served(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """The database and keys served by a real uvicorn, one process, on ``port``."""
-    env = {
-        **os.environ,
-        "ATTACHE_DATA_DIR": str(settings.data_dir),
-        "ATTACHE_DATABASE_URL": settings.effective_database_url,
-        "ATTACHE_PUBLIC_URL": settings.effective_public_url,
-    }
-    command = [sys.executable, "-m", "uvicorn", "--factory", "server.app:create_app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    # As `attache-server run` serves it: no per-message deflate (ciphertext does not compress).
-    command += ["--ws-per-message-deflate", "false"]
-    process = subprocess.Popen([*command, "--log-level", "warning"], env=env)
-    try:
-        for _ in range(300):
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{settings.effective_public_url}/healthz").status_code == 200:
-                    break
-            if process.poll() is not None:
-                raise RuntimeError("the server stopped before it started")
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("the server did not start")
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 # --- load processes --------------------------------------------------------------------------

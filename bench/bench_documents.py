@@ -47,17 +47,16 @@ import random
 import resource
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from _common import served, spread
 
 from clients.sdk import AttacheClient, Keystore, Messenger, certify_device, enroll
 from clients.sdk.documents import Documents
@@ -77,10 +76,6 @@ PASSPHRASE = "bench passphrase"
 LABEL = "NATO SECRET//REL TO USA, GBR"
 CHANNEL = "liaison"
 USERS = {"alice": "USA", "bob": "GBR"}
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def _status(pid: int, field: str) -> int:
@@ -196,35 +191,6 @@ async def setup(settings: Settings, homes: Path) -> None:
 
 
 # --- the server, in its own process ----------------------------------------------------------
-
-
-@contextlib.contextmanager
-def served(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """The database and keys served by a real uvicorn, one process, on ``port``."""
-    env = {
-        **os.environ,
-        "ATTACHE_DATA_DIR": str(settings.data_dir),
-        "ATTACHE_DATABASE_URL": settings.effective_database_url,
-        "ATTACHE_PUBLIC_URL": settings.effective_public_url,
-    }
-    command = [sys.executable, "-m", "uvicorn", "--factory", "server.app:create_app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    process = subprocess.Popen([*command, "--log-level", "warning"], env=env)
-    try:
-        url = settings.effective_public_url
-        for _ in range(300):
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            if process.poll() is not None:
-                raise RuntimeError("the server stopped before it started")
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("the server did not start")
-        yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 class Sampler:
