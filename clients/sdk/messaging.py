@@ -126,6 +126,28 @@ class _Audience:
 
 
 @dataclass
+class _Pending:
+    """A sealed submission not yet answered by the server."""
+
+    channel_id: str
+    sealed: dict[str, Any]
+    roster_tag: str | None
+    banner: str
+    excluded: tuple[ExcludedDevice, ...] = ()
+
+    def sent(self, accepted: Mapping[str, Any]) -> SentMessage:
+        return SentMessage(
+            seq=int(accepted["seq"]),
+            message_id=str(accepted["message_id"]),
+            channel_id=self.channel_id,
+            banner=self.banner,
+            released_to=tuple(accepted["released_to"]),
+            excluded=self.excluded,
+            created=bool(accepted["created"]),
+        )
+
+
+@dataclass
 class _Roster:
     """A channel's roster as this client checked it, and what it decided from it."""
 
@@ -199,6 +221,7 @@ class Messenger:
         self._audiences: dict[str, _Audience] = {}
         self._channels: dict[str, dict[str, Any]] = {}
         self._rosters: dict[str, _Roster] = {}
+        self._pending: dict[str, _Pending] = {}  # message id -> unanswered submission
         self._tofu_tried: set[str] = set()
 
     @classmethod
@@ -271,13 +294,19 @@ class Messenger:
         label: str | None = None,
         reply_to: str | None = None,
         content_type: str = TEXT,
+        message_id: str | None = None,
     ) -> SentMessage:
         """Encrypt ``text`` for the devices eligible for ``label`` in ``channel`` and submit it.
 
         ``label`` is a banner (default: the channel's default label); its originator is this
-        user's nation. Raises ``MessagingError`` when this client refuses (a label it cannot
-        parse, or a server insisting on devices whose certificates do not verify) and
-        ``ApiError`` with the server's plain detail for any refusal of the server's.
+        user's nation. ``message_id`` (a lower-case UUID; default: a new one) makes a retry
+        safe: when a send failed without an answer (``ConnectionFailed``), calling ``send``
+        again with the same id resends exactly the bytes sealed the first time, which the
+        server stores once (``created`` is False if the first attempt had landed).
+
+        Raises ``MessagingError`` when this client refuses (a label it cannot parse, or a
+        server insisting on devices whose certificates do not verify) and ``ApiError`` with
+        the server's plain detail for any refusal of the server's.
         """
         info = self._channels.get(channel)
         if info is None:
@@ -291,7 +320,10 @@ class Messenger:
             ceiling = Label.from_canonical(info["ceiling_canonical"], self.catalog)
         except LabelError as exc:
             raise MessagingError(f"label {banner!r}: {exc}") from exc
-        message_id = str(uuid.uuid4())
+        message_id = message_id or str(uuid.uuid4())
+        resent = await self._resend(message_id)
+        if resent is not None:
+            return resent
         plaintext = text.encode("utf-8")
         if len(plaintext) > envelopes.MAX_MESSAGE_PLAINTEXT:
             limit = envelopes.MAX_MESSAGE_PLAINTEXT // 1024
@@ -324,11 +356,18 @@ class Messenger:
                 )
             except envelopes.EnvelopeError as exc:
                 raise MessagingError(f"cannot seal the message: {exc}") from exc
+            pending = _Pending(
+                channel_id, sealed.to_json(), roster.etag, render_label(parsed, self.catalog)
+            )
+            pending.excluded = tuple(excluded)
+            # Kept until the server answers: a retry after a lost answer resends these bytes.
+            self._pending[message_id] = pending
             try:
                 accepted = await self.client.submit_message(
-                    channel_id, sealed.to_json(), roster_tag=roster.etag
+                    channel_id, pending.sealed, roster_tag=roster.etag
                 )
             except ApiError as exc:
+                self._pending.pop(message_id, None)
                 if exc.code == "roster-changed" and not fresh:
                     fresh = True  # someone joined, left or was re-certified: look again
                     continue
@@ -340,16 +379,27 @@ class Messenger:
                 if exc.code == "audience-incomplete":
                     self._check_insistence(exc, excluded)
                 raise
+            self._pending.pop(message_id, None)
             audience.messages += 1
-            return SentMessage(
-                seq=int(accepted["seq"]),
-                message_id=str(accepted["message_id"]),
-                channel_id=channel_id,
-                banner=render_label(parsed, self.catalog),
-                released_to=tuple(accepted["released_to"]),
-                excluded=tuple(excluded),
-                created=bool(accepted["created"]),
+            return pending.sent(accepted)
+
+    async def _resend(self, message_id: str) -> SentMessage | None:
+        """Resend a submission whose answer was lost, byte for byte; None if there is none,
+        or if it never landed and the roster has changed since (then it is sealed afresh)."""
+        pending = self._pending.get(message_id)
+        if pending is None:
+            return None
+        try:
+            accepted = await self.client.submit_message(
+                pending.channel_id, pending.sealed, roster_tag=pending.roster_tag
             )
+        except ApiError as exc:
+            del self._pending[message_id]
+            if exc.code in ("roster-changed", "audience-incomplete"):
+                return None
+            raise
+        del self._pending[message_id]
+        return pending.sent(accepted)
 
     def _check_insistence(self, exc: ApiError, excluded: Sequence[ExcludedDevice]) -> None:
         """The server wants devices in the audience twice running: if they are devices this

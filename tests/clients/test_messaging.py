@@ -606,3 +606,45 @@ async def _sealed_for_all_but_dave(t: Trio) -> dict[str, Any]:
         label=parse_label("NATO SECRET", t.am.catalog, originator="USA"),
         content_type="text/plain; charset=utf-8",
     ).to_json()
+
+
+# --- retrying a send -------------------------------------------------------------------------
+
+
+class _LosesTheFirstAnswer(httpx.AsyncBaseTransport):
+    """Delivers every request, but loses the answer to the first message submitted, as a
+    network that drops the connection after the server committed."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.lost = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not self.lost and request.method == "POST" and request.url.path.endswith("/messages"):
+            self.lost = True
+            await response.aread()
+            raise httpx.ReadError("the connection was reset", request=request)
+        return response
+
+
+async def test_a_send_whose_answer_was_lost_is_retried_without_a_duplicate(
+    world: World,
+) -> None:
+    t = await _trio(world)
+    flaky = AttacheClient(
+        world.origin, token=t.alice.client.token, transport=_LosesTheFirstAnswer(world.transport)
+    )
+    try:
+        alice = await _messenger(t.alice, flaky)
+        message_id = str(uuid.uuid4())
+        with pytest.raises(ConnectionFailed):
+            await alice.send("liaison", "once", message_id=message_id)
+        retried = await alice.send("liaison", "once", message_id=message_id)
+    finally:
+        await flaky.aclose()
+    assert not retried.created  # the first attempt had landed; the same bytes were resent
+    assert retried.message_id == message_id
+    assert await _count(world, Message) == 1
+    (got,) = await t.bm.read("liaison")
+    assert got.text == "once"
