@@ -61,8 +61,9 @@ def classify(instance: object, what: str) -> Iterable[Change]:
     return (Change(CATALOG),)  # nations and partner groups: the catalog's directory
 
 
-_TRACKED = frozenset({ChannelMember, User, Device, SessionToken, Nation, PartnerGroup})
-_TRACKED |= {PartnerGroupMember}
+_TRACKED = frozenset(
+    {ChannelMember, User, Device, SessionToken, Nation, PartnerGroup, PartnerGroupMember}
+)
 
 
 # --- building a push -------------------------------------------------------------------------

@@ -391,9 +391,8 @@ class Eligibility:
     eligible: dict[str, Who]  # device id -> its user
     refused: dict[str, tuple[Who, Decision]]  # user id -> user, decision
     # The change log's version before what this was decided on was read: it holds as long as
-    # nothing in ``depends`` changed since (``server.db.changes``).
+    # the channel's membership and members are unchanged since (``server.db.changes``).
     version: int = 0
-    depends: frozenset[str] = frozenset()
     members: frozenset[str] = frozenset()  # the channel's member user ids
 
 
@@ -432,7 +431,7 @@ async def eligibility(
         elif not decision.allowed:
             refused[row.user_id] = (who, decision)
     depends = _roster_depends(channel.id, container.members)
-    found = Eligibility(eligible, refused, version, depends, container.members)
+    found = Eligibility(eligible, refused, version, container.members)
     if cache is not None:
         cache.put(key, version, depends, found)
     return found

@@ -19,9 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from protocol import enrolment, keys
 from protocol.catalog import Catalog
 from server.audit import log as audit
-from server.audit.refusals import record_refusal
 from server.auth import repository as auth_repo
-from server.auth.principal import Caller, Principal, check_manages_user
+from server.auth.principal import Caller, Principal
 from server.db.base import utcnow
 from server.devices import repository as repo
 from server.devices.models import (
@@ -248,17 +247,10 @@ async def access_device(session: AsyncSession, caller: Caller, device_id: str) -
     if isinstance(caller, Principal) and caller.user.id == user.id:
         return device
     try:
-        check_manages_user(caller, user)
-    except PermissionDenied as exc:
-        await record_refusal(
-            session,
-            actor=caller.actor,
-            action="device.access",
-            object_type="device",
-            object_id=device.id,
-            reasons=[exc.detail],
-            subject_nation=user.nationality,
+        await check_manages(
+            session, caller, user, action="device.access", object_type="device", object_id=device.id
         )
+    except PermissionDenied:
         # Someone else's device: indistinguishable from a missing one (but audited).
         raise NotFound(
             f"unknown device {device_id!r}", device_id=device_id, keep_changes=True

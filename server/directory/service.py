@@ -41,10 +41,9 @@ NATIONLESS_ROLES = frozenset({ROLE_OPERATOR, ROLE_AUDITOR})
 async def load_catalog(session: AsyncSession, base: Catalog) -> Catalog:
     """The shipped catalog extended with the nations and groups of this directory.
 
-    Built once per version of the directory: the same nations and groups give the same
-    catalog object, which decisions cached against it rely on (``channels.eligibility``).
-    Within a server it is read again only when this process changed a nation or group, or
-    after ``CATALOG_MAX_AGE`` seconds, which is how a nation or group added at the console
+    Kept in memory (its ``version`` names the directory it was built from, which cached
+    decisions are keyed on), and read again only when this process changed a nation or group,
+    or after ``CATALOG_MAX_AGE`` seconds, which is how a nation or group added at the console
     (``attache-server``, another process) reaches a running server.
     """
     cache = kept(session, "catalog", 16)
@@ -53,27 +52,15 @@ async def load_catalog(session: AsyncSession, base: Catalog) -> Catalog:
     if hit is not None and now - hit[0] < CATALOG_MAX_AGE:
         return hit[1]
     version = cache.log.version if cache is not None else 0
-    nations = tuple(n.code for n in await repo.list_nations(session))
-    groups = tuple(
-        (name, tuple(members)) for name, (_, members) in (await repo.list_groups(session)).items()
-    )
-    key = (id(base), nations, groups)
-    built = _CATALOGS.get(key)
-    if built is None or built[0] is not base:
-        built = (base, base.with_directory(nations, dict(groups)))
-        _CATALOGS[key] = built
-        while len(_CATALOGS) > _CATALOGS_KEPT:
-            del _CATALOGS[next(iter(_CATALOGS))]
+    nations = [n.code for n in await repo.list_nations(session)]
+    groups = {name: members for name, (_, members) in (await repo.list_groups(session)).items()}
+    catalog = base.with_directory(nations, groups)
     if cache is not None:
-        cache.put(id(base), version, frozenset({CATALOG}), (now, built[1]))
-    return built[1]
+        cache.put(id(base), version, frozenset({CATALOG}), (now, catalog))
+    return catalog
 
 
 CATALOG_MAX_AGE = 1.0
-
-
-_CATALOGS: dict[tuple[int, tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]], Any] = {}
-_CATALOGS_KEPT = 64
 
 
 def check_clearance(text: str, catalog: Catalog) -> Clearance:
@@ -261,9 +248,18 @@ def check_roles(roles: Sequence[str], nationality: str | None) -> list[str]:
     return sorted(set(roles))
 
 
-async def check_manages(session: AsyncSession, caller: Caller, user: User, *, action: str) -> None:
-    """``check_manages_user``, with a refusal audited as a denied ``action`` on the user and
-    kept (``keep_changes``) although the request fails: call it before changing anything."""
+async def check_manages(
+    session: AsyncSession,
+    caller: Caller,
+    user: User,
+    *,
+    action: str,
+    object_type: str = "user",
+    object_id: str | None = None,
+) -> None:
+    """``check_manages_user``, with a refusal audited as a denied ``action`` on the user (or
+    on ``object_type`` ``object_id`` of theirs) and kept (``keep_changes``) although the
+    request fails: call it before changing anything."""
     try:
         check_manages_user(caller, user)
     except PermissionDenied as exc:
@@ -271,9 +267,9 @@ async def check_manages(session: AsyncSession, caller: Caller, user: User, *, ac
             session,
             actor=caller.actor,
             action=action,
-            object_type="user",
+            object_type=object_type,
             # A user not yet created has no id: the username names them.
-            object_id=user.id or user.username,
+            object_id=object_id or user.id or user.username,
             reasons=[exc.detail],
             subject_nation=user.nationality,
         )

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import time
-from datetime import UTC
 from typing import Any, Protocol
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -93,12 +92,11 @@ async def _authenticate(
             principal = await access_principal(session, token)
         except ServiceError as exc:
             raise _Closing(CLOSE_UNAUTHENTICATED, exc.detail) from None
-    expires = principal.session_expires_at
     return Connection(
         device_id=principal.device.id,
         user_id=principal.user.id,
         session_id=principal.session_id,
-        expires_at=(expires if expires.tzinfo else expires.replace(tzinfo=UTC)).timestamp(),
+        expires_at=principal.session_expires_at.timestamp(),  # UTCDateTime: always aware
     )
 
 

@@ -239,19 +239,31 @@ async def access_request(
     if request is None:
         raise NotFound(f"no release request {request_id!r} for you")
     if not (request.requested_by == principal.user.id or is_decider(principal, request)):
-        await record_refusal(
-            session,
-            actor=principal.actor,
-            action=action,
-            object_type="release_request",
-            object_id=request.id,
-            reasons=[f"neither the requester nor a disclosure officer of {request.originator}"],
-            subject_nation=request.originator,
-            label=request.requested_label,
-            label_banner=request.requested_banner,
-        )
+        reason = f"neither the requester nor a disclosure officer of {request.originator}"
+        await _refuse_request(session, principal, request, action, [reason])
         raise NotFound(f"no release request {request_id!r} for you", keep_changes=True)
     return request
+
+
+async def _refuse_request(
+    session: AsyncSession,
+    principal: Principal,
+    request: ReleaseRequest,
+    action: str,
+    reasons: list[str],
+) -> None:
+    """Audit a refused ``action`` on ``request``, under its originator and requested label."""
+    await record_refusal(
+        session,
+        actor=principal.actor,
+        action=action,
+        object_type="release_request",
+        object_id=request.id,
+        reasons=reasons,
+        subject_nation=request.originator,
+        label=request.requested_label,
+        label_banner=request.requested_banner,
+    )
 
 
 async def do_decide(
@@ -271,17 +283,7 @@ async def do_decide(
         why.append("a requester cannot decide their own request")
     action = "release.approve" if approve else "release.refuse"
     if why:
-        await record_refusal(
-            session,
-            actor=principal.actor,
-            action=action,
-            object_type="release_request",
-            object_id=request.id,
-            reasons=why,
-            subject_nation=request.originator,
-            label=request.requested_label,
-            label_banner=request.requested_banner,
-        )
+        await _refuse_request(session, principal, request, action, why)
         raise PermissionDenied("; ".join(why), keep_changes=True)
     if request.status != PENDING:
         raise Conflict(f"this request is already {request.status}", state=request.status)
