@@ -15,13 +15,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from clients.sdk import ApiError
 from server.auth.service import access_principal
 from server.channels.models import Message
 from server.db.changes import ANY, Change, ChangeLog
-from server.directory.models import User
+from server.directory.models import Office, User
 from server.realtime.bus import Connection, Push
 from tests.factories import Member, World
 from tests.race import Call, assert_no_server_error, describe, one_winner, race_same
@@ -217,6 +217,47 @@ async def test_logout_and_revocation_close_open_streams_at_once(world: World) ->
     assert chloe.closing is not None
 
 
+async def test_a_disabled_account_closes_its_open_streams_at_once(world: World) -> None:
+    t = await _three(world)
+    bob, chloe = await _standing_in(t.gbr, world), await _standing_in(t.fra, world)
+    async with world.app.state.sessionmaker() as session, session.begin():
+        user = await session.get(User, t.gbr.user.id)
+        assert user is not None
+        user.active = False
+    assert bob.closing == (4401, "the account was disabled")
+    assert chloe.closing is None
+
+
+async def test_a_rolled_back_change_announces_nothing(world: World) -> None:
+    t = await _three(world)
+    bob = await _standing_in(t.gbr, world)
+    log = world.app.state.bus.changes
+    before = log.version
+    async with world.app.state.sessionmaker() as session:
+        user = await session.get(User, t.gbr.user.id)
+        assert user is not None
+        user.active = False
+        await session.flush()
+        await session.rollback()
+        # The same session commits later: what was rolled back is not announced then either.
+        session.add(Office(nation_code="GBR", name="British Liaison Office"))
+        await session.commit()
+    assert log.version == before
+    assert bob.closing is None
+
+
+async def test_a_bulk_statement_on_a_decision_table_counts_as_any_change(world: World) -> None:
+    t = await _three(world)
+    log = world.app.state.bus.changes
+    before = log.version
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(User).where(User.id == t.gbr.user.id).values(display_name="Bob")
+        )
+    # It names no rows, so every decision made before it is made again.
+    assert log.changed_since(before, ["channel:unrelated"])
+
+
 async def test_a_slow_consumer_is_moved_to_sync(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -320,6 +361,27 @@ async def test_a_channel_created_eight_times_at_once_exists_once(
     )
     one_winner(await race_same(live_url, call, 8), refused=409)
     assert len(await alice.client.channels()) == 1
+
+
+async def test_a_resubmit_is_answered_from_the_stored_message_whatever_its_roster_tag(
+    world: World,
+) -> None:
+    t = await _three(world)
+    _, tag = await t.usa.client.roster_if_changed("liaison", None)
+    audience, key, audience_id = await _audience(t.usa, t.id, [t.usa, t.gbr])
+    await t.usa.client.create_audience("liaison", audience)
+    sealed = _message(t.usa, t.id, audience_id, key, REL_USA_GBR)
+    first = await t.usa.client.submit_message("liaison", sealed, roster_tag=tag)
+    await world.member("dave", "USA")
+    await t.usa.client.add_member("liaison", "dave")  # the roster's tag changes
+    again = await t.usa.client.submit_message("liaison", sealed, roster_tag=tag)
+    assert again["created"] is False
+    assert again["seq"] == first["seq"]
+    # A new message under the old tag is told to look again.
+    fresh = _message(t.usa, t.id, audience_id, key, REL_USA_GBR)
+    with pytest.raises(ApiError) as refused:
+        await t.usa.client.submit_message("liaison", fresh, roster_tag=tag)
+    assert refused.value.code == "roster-changed"
 
 
 async def test_a_member_added_or_removed_eight_times_at_once_changes_once(
