@@ -36,6 +36,11 @@ class ServiceError(Exception):
         self.keep_changes = keep_changes
         self.fields = fields
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that belong with this problem (none but for a few kinds)."""
+        return {}
+
 
 class InvalidInput(ServiceError):
     status = 422
@@ -87,8 +92,38 @@ class PayloadTooLarge(ServiceError):
     title = "Payload too large"
 
 
+class RequestTimeout(ServiceError):
+    """The request body stalled: nothing arrived within the body read timeout."""
+
+    status = 408
+    code = "request-timeout"
+    title = "Request timeout"
+
+
+class TooManyRequests(ServiceError):
+    """A limit refused the request for now; ``retry_after`` whole seconds is when to try again
+    (sent also as the ``Retry-After`` header, RFC 9110 section 10.2.3)."""
+
+    status = 429
+    code = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **fields: Any) -> None:
+        super().__init__(detail, retry_after=max(1, retry_after), **fields)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.fields["retry_after"])}
+
+
 def problem_response(
-    status: int, code: str, title: str, detail: str, **fields: Any
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
 ) -> JSONResponse:
     # Extension members never override the standard ones.
     body: dict[str, Any] = {
@@ -99,7 +134,9 @@ def problem_response(
         "detail": detail,
         "code": code,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -109,10 +146,14 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return problem_response(exc.status, exc.code, exc.title, exc.detail, **exc.fields)
+    return problem_response(
+        exc.status, exc.code, exc.title, exc.detail, headers=exc.headers, **exc.fields
+    )
 
 
-RESERVED_FIELDS = frozenset({"type", "title", "status", "detail", "code", "keep_changes"})
+RESERVED_FIELDS = frozenset(
+    {"type", "title", "status", "detail", "code", "keep_changes", "headers"}
+)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -128,6 +169,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 _HTTP_ERRORS = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
+    408: ("request-timeout", "Request timeout"),
     413: ("payload-too-large", "Payload too large"),
 }
 
