@@ -3,7 +3,8 @@
 ``verify_log`` downloads every leaf, recomputes each leaf hash from the event itself, rebuilds
 the RFC 9162 root, checks the checkpoint's signature against the pinned audit key, and checks
 that the log is consistent with the checkpoint verified last time (kept locally, with the leaf
-hashes, so that an edited, deleted, reordered or inserted event is named by its index).
+hashes, so that an edited, deleted, reordered or inserted event is named by its index), and
+checks every index column the server queries by against its leaf, naming the first that differs.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from clients.sdk._client import AttacheClient
+from protocol import audit_index, keys, merkle
 from protocol import checkpoint as notes
-from protocol import keys, merkle
 from protocol.canonical import canonical_json
 
 PAGE = 10_000
@@ -221,6 +222,8 @@ def _check_leaf(leaf: dict[str, Any], index: int, cached: bytes, report: VerifyR
         digest = merkle.leaf_hash(data.encode("utf-8"))
         if digest != stored:
             report.problem(f"leaf {index}: the event differs from what was logged", index)
+        else:
+            _check_columns(leaf, data, index, report)
     elif status == "missing":
         report.problem(f"leaf {index}: its event was deleted from the database", index)
     elif status != "out-of-scope":
@@ -229,6 +232,33 @@ def _check_leaf(leaf: dict[str, Any], index: int, cached: bytes, report: VerifyR
     if start + 32 <= len(cached) and cached[start : start + 32] != digest:
         report.problem(f"leaf {index} changed since it was last verified here", index)
     return digest
+
+
+def _check_columns(leaf: dict[str, Any], data: str, index: int, report: VerifyReport) -> None:
+    """The event row's index columns, which queries select on, must say what its leaf says:
+    otherwise a query could be steered to find or hide the event. Names the first that
+    differs."""
+    columns = leaf.get("columns")
+    try:
+        event = json.loads(data)
+    except ValueError:
+        report.problem(f"leaf {index}: the logged event is not JSON", index)
+        return
+    if not isinstance(event, dict):
+        report.problem(f"leaf {index}: the logged event is not a JSON object", index)
+        return
+    name = f"event {leaf.get('event', '?')} ({event.get('uid')})"
+    if not isinstance(columns, dict):
+        report.problem(f"leaf {index}, {name}: the server sent no index columns", index)
+        return
+    differs = audit_index.first_difference(event, columns)
+    if differs is not None:
+        column, says, logged = differs
+        report.problem(
+            f"leaf {index}, {name}: column {column} says {says!r} but the logged event says "
+            f"{logged!r}: queries on it were steered",
+            index,
+        )
 
 
 def _first_difference(before: bytes, now: bytes) -> int | None:

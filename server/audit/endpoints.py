@@ -55,7 +55,7 @@ async def events(
     after: Index = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditEventsRead:
-    found = await service.query_events(
+    found, cursor = await service.query_events(
         session,
         principal,
         since=since,
@@ -71,7 +71,7 @@ async def events(
     )
     return AuditEventsRead(
         events=[AuditEventRead.of(e) for e in found],
-        cursor=found[-1].id if found else after,
+        cursor=cursor,
     )
 
 
@@ -92,7 +92,9 @@ async def leaves(
                 "index": v.index,
                 "hash": keys.b64u_encode(v.leaf_hash),
                 "status": v.status,
+                "event": v.event_id,
                 "data": v.data,
+                "columns": v.columns,
             }
             for v in views
         ],

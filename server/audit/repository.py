@@ -71,20 +71,27 @@ async def nodes(
     }
 
 
-async def leaves(
-    session: AsyncSession, start: int, end: int
-) -> Sequence[Row[int, bytes, int, str, str | None, str | None]]:
+async def leaves(session: AsyncSession, start: int, end: int) -> Sequence[Any]:
     """Leaves [start, end): plain rows of ``leaf_index``, ``leaf_hash``, ``id`` (None where the
-    event row has gone), ``body``, ``actor_nation``, ``subject_nation``. Not ORM objects: a full
-    audit reads every leaf."""
+    event row has gone), ``body`` and the event's index columns (``channel_id`` from its
+    details), which an auditor checks against the body. Not ORM objects: a full audit reads
+    every leaf."""
     stmt = (
         select(
             AuditLeaf.index.label("leaf_index"),
             AuditLeaf.leaf_hash,
             AuditEvent.id,
             AuditEvent.body,
+            AuditEvent.uid,
+            AuditEvent.time,
+            AuditEvent.action,
+            AuditEvent.decision,
+            AuditEvent.actor_user_id,
             AuditEvent.actor_nation,
+            AuditEvent.object_id,
             AuditEvent.subject_nation,
+            AuditEvent.label_banner,
+            AuditEvent.details["channel_id"].as_string().label("channel_id"),
         )
         .outerjoin(AuditEvent, AuditEvent.id == AuditLeaf.event_id)
         .where(AuditLeaf.index >= start, AuditLeaf.index < end)

@@ -30,8 +30,16 @@ class LeafRead(ReadModel):
     index: int
     hash: str = Field(description="the leaf hash the server integrated; recompute it from event")
     status: str = Field(description="shown, out-of-scope (nation-scoped auditors) or missing")
+    event: int | None = Field(default=None, description="the event's id, shown leaves only")
     data: str | None = Field(
         description="the leaf: the event's RFC 8785 JSON, exactly the bytes hashed (UTF-8)"
+    )
+    columns: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "the event row's index columns as stored (protocol.audit_index.INDEX_COLUMNS), "
+            "shown leaves only; a verification checks each against the leaf"
+        ),
     )
 
 

@@ -8,7 +8,7 @@ recompute the tree, nothing of what happened).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -19,11 +19,14 @@ from protocol import merkle
 from server.audit import log as audit
 from server.audit import repository as repo
 from server.audit.integrator import NodeCache
+from server.audit.leaves import matches, parse_body, row_index
 from server.audit.models import AuditCheckpoint, AuditEvent
 from server.auth.principal import ROLE_AUDITOR, Principal
 from server.errors import InvalidInput, NotFound, PermissionDenied
 
 MAX_LEAVES = 10_000
+
+logger = logging.getLogger(__name__)
 
 
 def check_auditor(principal: Principal) -> str | None:
@@ -75,21 +78,60 @@ def _query_value(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _leaf_matches(body: str, **filters: Any) -> bool:
+    try:
+        return matches(parse_body(body), **filters)
+    except ValueError:
+        return False
+
+
 async def query_events(
-    session: AsyncSession, principal: Principal, **filters: Any
-) -> Sequence[AuditEvent]:
-    """Events matching ``filters``; reads of the log only when asked for by action."""
+    session: AsyncSession, principal: Principal, *, after_id: int, limit: int, **filters: Any
+) -> tuple[list[AuditEvent], int]:
+    """Events matching ``filters``, and the cursor to continue after; reads of the log only
+    when asked for by action.
+
+    The index columns find candidates; each is kept only if its leaf, what the log commits to
+    and what is served, matches too. An edited column can then hide an event from a query
+    (which a verification names) but never make a query return an event its leaf does not
+    match, nor show a nation-scoped auditor another nation's event."""
     scope = check_auditor(principal)
     exclude = READ_ACTION if filters.get("action") is None else None
-    events = await repo.query_events(session, scope_nation=scope, exclude_action=exclude, **filters)
+    found: list[AuditEvent] = []
+    cursor = after_id
+    while len(found) < limit:
+        asked = limit - len(found)
+        rows = await repo.query_events(
+            session,
+            scope_nation=scope,
+            exclude_action=exclude,
+            after_id=cursor,
+            limit=asked,
+            **filters,
+        )
+        for event in rows:
+            if _leaf_matches(event.body, scope_nation=scope, exclude_action=exclude, **filters):
+                found.append(event)
+            else:
+                logger.warning(
+                    "audit event %s: its index columns differ from its leaf; left out of a query",
+                    event.id,
+                )
+        if len(rows) < asked:
+            break
+        cursor = rows[-1].id
     _record_read(
         session,
         principal,
         "events",
-        {k: _query_value(v) for k, v in filters.items()},
-        returned=len(events),
+        {
+            **{k: _query_value(v) for k, v in filters.items()},
+            "after_id": after_id,
+            "limit": limit,
+        },
+        returned=len(found),
     )
-    return events
+    return found, found[-1].id if found else after_id
 
 
 @dataclass(frozen=True)
@@ -98,6 +140,14 @@ class LeafView:
     leaf_hash: bytes
     status: str  # shown | out-of-scope | missing (the event row is gone)
     data: str | None  # the leaf: the event row's body as it is now
+    columns: dict[str, Any] | None = None  # the row's index columns, to check against data
+    event_id: int | None = None  # the row's id, for shown leaves
+
+
+def _leaf_visible(body: str, scope: str | None) -> bool:
+    """Whether the leaf itself is of the auditor's nation: the columns that said so may have
+    been edited. Parsed only for nation-scoped auditors."""
+    return scope is None or _leaf_matches(body, scope_nation=scope)
 
 
 async def leaves(
@@ -112,10 +162,13 @@ async def leaves(
     for row in rows:
         if row.id is None:
             views.append(LeafView(row.leaf_index, row.leaf_hash, "missing", None))
-        elif not visible(row, scope):
+        elif not visible(row, scope) or not _leaf_visible(row.body, scope):
             views.append(LeafView(row.leaf_index, row.leaf_hash, "out-of-scope", None))
         else:
-            views.append(LeafView(row.leaf_index, row.leaf_hash, "shown", row.body))
+            columns = row_index(row, row.channel_id)
+            views.append(
+                LeafView(row.leaf_index, row.leaf_hash, "shown", row.body, columns, row.id)
+            )
     _record_read(session, principal, "leaves", {"start": start, "end": end}, returned=len(views))
     return views, checkpoint
 
@@ -144,7 +197,13 @@ async def inclusion(
     tree_size = await _size(session, size)
     event = await session.get(AuditEvent, event_id)
     leaf = await repo.leaf_of_event(session, event_id)
-    if event is None or leaf is None or not visible(event, scope) or leaf.index >= tree_size:
+    if (
+        event is None
+        or leaf is None
+        or not visible(event, scope)
+        or not _leaf_visible(event.body, scope)
+        or leaf.index >= tree_size
+    ):
         raise NotFound(f"event {event_id} is not in the log at size {tree_size}", event=event_id)
     proof = await NodeCache(session).run(
         lambda get: merkle.inclusion_proof(leaf.index, tree_size, get)

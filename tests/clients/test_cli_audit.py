@@ -1,5 +1,6 @@
-"""attache audit log against the app served over TCP: an export is one read of the log, and
-reads of the log are listed only when asked for (issue 9, item 10)."""
+"""attache audit log and verify against the app served over TCP: an export is one read of the
+log, and reads of the log are listed only when asked for (issue 9, item 10); a steered index
+column fails verification, named (item 11)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import asyncio
 import json
 
 from click.testing import CliRunner, Result
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from clients.cli import main
+from server.audit.integrator import integrate
 from server.audit.models import AuditEvent
 from tests.factories import PASSPHRASE, Member, World
 
@@ -64,3 +66,31 @@ async def test_an_export_is_one_read_and_does_not_list_reads(world: World, live:
     listed = await _export(auditor, "--action", "audit.read")
     assert [e["details"]["returned"] for e in listed][-2:] == [others, others]
     assert [e["details"]["query"]["limit"] for e in listed][-2:] == [1000, 1000]
+
+
+async def test_verify_names_a_steered_column(world: World, live: str) -> None:
+    await world.nation("USA")
+    alice = await world.member("alice", "USA")
+    await alice.client.create_channel("liaison", "NATO SECRET")
+    auditor = await world.member("audrey", None, roles=("auditor",))
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await integrate(session, world.app.state.audit_signer)
+    assert (await _invoke(auditor, "login")).exit_code == 0
+    verified = await _invoke(auditor, "audit", "verify")
+    assert verified.exit_code == 0, verified.output
+    assert "audit log verified" in verified.output
+
+    async with world.app.state.sessionmaker() as session, session.begin():
+        target = (
+            await session.execute(select(AuditEvent).where(AuditEvent.action == "channel.create"))
+        ).scalar_one()
+        await session.execute(
+            update(AuditEvent).where(AuditEvent.id == target.id).values(decision="deny")
+        )
+    # What a query for denials returns is what the leaves say: nothing was denied.
+    assert await _export(auditor, "--decision", "deny") == []
+    failed = await _invoke(auditor, "audit", "verify")
+    assert failed.exit_code == 1
+    assert f"leaf {target.leaf_index}, event {target.id}" in failed.output
+    assert "column decision says 'deny' but the logged event says 'allow'" in failed.output
+    assert f"VERIFICATION FAILED (first bad leaf: {target.leaf_index})" in failed.output

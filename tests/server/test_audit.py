@@ -235,8 +235,8 @@ async def test_event_leaves_carry_no_plaintext_or_private_keys(world: World) -> 
 
 
 async def test_auditors_read_what_the_log_commits_to(world: World, tmp_path: Path) -> None:
-    """The index columns only find events; what an auditor reads is the hashed body. Editing a
-    column cannot change what the auditor sees, nor what verification checks."""
+    """The index columns only find events; what an auditor reads is the hashed body. An edited
+    column cannot change what the auditor sees, and verification names it."""
     _, auditor = await _activity(world)
     target = await _event_at(world, 3)
     async with world.app.state.sessionmaker() as session, session.begin():
@@ -247,7 +247,132 @@ async def test_auditors_read_what_the_log_commits_to(world: World, tmp_path: Pat
         "GET", "/v1/audit/events", params={"after": target.id - 1, "limit": 1}
     )
     assert found["events"][0]["event"]["action"] == target.action
-    assert (await _verify(auditor, tmp_path)).ok
+    report = await _verify(auditor, tmp_path)
+    assert not report.ok
+    assert report.first_bad_index == 3
+    assert any(f"event {target.id}" in p and "column action" in p for p in report.problems), (
+        report.problems
+    )
+
+
+async def _events(auditor: Member, **params: Any) -> list[dict[str, Any]]:
+    found = await auditor.client.request(
+        "GET", "/v1/audit/events", params={"limit": 1000, **params}
+    )
+    return list(found["events"])
+
+
+async def _deny(world: World, member: Member) -> int:
+    """A real denial in the log, as a refused member addition records it."""
+    async with world.app.state.sessionmaker() as session, session.begin():
+        denial = audit.record(
+            session,
+            actor=audit.Actor(user_id=member.user.id, device_id=member.device_id, nation="USA"),
+            action="channel.member_add",
+            object_type="channel",
+            object_id="liaison",
+            decision=audit.DENY,
+            reasons=["not cleared"],
+            subject_nation="USA",
+        )
+    await _integrate(world)
+    return denial.id
+
+
+async def test_a_steered_decision_column_finds_nothing_and_verification_names_it(
+    world: World, tmp_path: Path
+) -> None:
+    """Issue 9, item 11: an allowed event whose decision column is edited to deny is not what
+    a query for denials returns, is served as its leaf says, and fails verification, which
+    names the event and the column."""
+    alice, auditor = await _activity(world)
+    denials = [await _deny(world, alice), await _deny(world, alice)]
+    assert [e["id"] for e in await _events(auditor, decision="deny")] == denials
+    target = await _event_at(world, 3)
+    assert '"decision":"allow"' in target.body
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(AuditEvent).where(AuditEvent.id == target.id).values(decision="deny")
+        )
+    # Found by its column, left out by its leaf; the page is still filled with real denials.
+    assert [e["id"] for e in await _events(auditor, decision="deny", limit=2)] == denials
+    served = await _events(auditor, after=target.id - 1, limit=1)
+    assert served[0]["id"] == target.id
+    assert served[0]["event"]["decision"] == "allow"
+
+    report = await _verify(auditor, tmp_path)
+    assert not report.ok
+    assert report.first_bad_index == 3
+    assert any(
+        f"leaf 3, event {target.id}" in p
+        and "column decision says 'deny'" in p
+        and "the logged event says 'allow'" in p
+        for p in report.problems
+    ), report.problems
+
+
+async def test_a_denial_hidden_by_its_column_is_named_by_verification(
+    world: World, tmp_path: Path
+) -> None:
+    """The other way round: a denial whose column says allow drops out of a query for
+    denials (the columns find candidates), and verification names it."""
+    alice, auditor = await _activity(world)
+    denial = await _deny(world, alice)
+    assert [e["id"] for e in await _events(auditor, decision="deny")] == [denial]
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(AuditEvent).where(AuditEvent.id == denial).values(decision="allow")
+        )
+    assert await _events(auditor, decision="deny") == []
+    report = await _verify(auditor, tmp_path)
+    assert not report.ok
+    assert any(
+        f"event {denial}" in p and "column decision says 'allow'" in p for p in report.problems
+    ), report.problems
+
+
+async def test_a_steered_nation_column_shows_a_nation_nothing_of_another(
+    world: World, tmp_path: Path
+) -> None:
+    """An event of GBR alone, its nation columns edited to USA, is not shown to a USA auditor:
+    not by a query, not as a leaf, not by an inclusion proof."""
+    _, auditor = await _activity(world)
+    usa_auditor = await world.member("ursula", "USA", roles=("auditor",))
+    await _integrate(world)
+    async with world.app.state.sessionmaker() as session:
+        stmt = select(AuditEvent).where(
+            AuditEvent.actor_nation.is_(None) | (AuditEvent.actor_nation == "GBR"),
+            AuditEvent.subject_nation == "GBR",
+            AuditEvent.leaf_index.is_not(None),
+        )
+        target = (await session.execute(stmt)).scalars().first()
+    assert target is not None
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(AuditEvent)
+            .where(AuditEvent.id == target.id)
+            .values(actor_nation="USA", subject_nation="USA")
+        )
+    assert target.id not in {e["id"] for e in await _events(usa_auditor)}
+    assert target.id not in {e["id"] for e in await _events(usa_auditor, nation="USA")}
+    assert target.leaf_index is not None
+    page = await usa_auditor.client.request(
+        "GET",
+        "/v1/audit/leaves",
+        params={"start": target.leaf_index, "end": target.leaf_index + 1},
+    )
+    assert page["leaves"][0]["status"] == "out-of-scope"
+    assert page["leaves"][0]["data"] is None
+    with pytest.raises(ApiError) as hidden:
+        await usa_auditor.client.request(
+            "GET", "/v1/audit/proofs/inclusion", params={"event": target.id}
+        )
+    assert hidden.value.status == 404
+    # An auditor of all nations sees the leaf, and its verification names the column.
+    report = await _verify(auditor, tmp_path)
+    assert any(f"event {target.id}" in p and "column actor_nation" in p for p in report.problems), (
+        report.problems
+    )
 
 
 async def _reads(world: World) -> list[AuditEvent]:
