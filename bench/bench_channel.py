@@ -549,6 +549,9 @@ def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[st
             [
                 str(Path(sys.executable).parent / "py-spy"),
                 "record",
+                "--gil",  # only the thread holding the GIL: CPU, not threads waiting
+                "--rate",
+                "250",
                 "--pid",
                 str(server),
                 "--format",
@@ -767,7 +770,7 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
                     note(f"{kind}: one room run {i + 1}: " + _run_line(runs[-1]))
                 result["one_room"] = {"runs": runs, **_summarise(runs)}
                 if args.profile and all_shapes:
-                    raw = base / "profile.txt"
+                    raw = Path(args.profile_raw) if args.profile_raw else base / "profile.txt"
                     profiled = one_room(room, args.seconds, profile=raw)
                     result["profile"] = {
                         "run": profiled,
@@ -1101,6 +1104,7 @@ def main() -> None:
         help="comma-separated; every shape runs on the first, one room on all",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the server (one room)")
+    parser.add_argument("--profile-raw", help="keep py-spy's raw samples (collapsed stacks) here")
     parser.add_argument(
         "--no-deflate",
         action="store_true",
