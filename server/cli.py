@@ -39,14 +39,24 @@ def abort(message: str, code: int = 1) -> NoReturn:
 
 
 def _run(settings: Settings, work: Callable[[AsyncSession, Catalog], Awaitable[T]]) -> T:
-    """Run ``work`` in one transaction: committed if it returns, rolled back if it raises."""
+    """Run ``work`` in one transaction: committed if it returns, rolled back if it raises,
+    except for a refusal that keeps its changes (its audit event), as the API does."""
 
     async def runner() -> T:
         engine = create_engine(settings.effective_database_url)
         try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                catalog = await service.load_catalog(session, settings.load_catalog())
-                return await work(session, catalog)
+            async with create_sessionmaker(engine)() as session:
+                try:
+                    catalog = await service.load_catalog(session, settings.load_catalog())
+                    result = await work(session, catalog)
+                except ServiceError as exc:
+                    await (session.commit() if exc.keep_changes else session.rollback())
+                    raise
+                except BaseException:
+                    await session.rollback()
+                    raise
+                await session.commit()
+                return result
         finally:
             await engine.dispose()
 

@@ -37,6 +37,9 @@ class World:
     homes: Path
     origin: str
     authorities: dict[str, keys.AuthorityKey] = field(default_factory=dict)
+    # Each nation's first security officer made by ``member``: once a nation has one, only
+    # its security officers set its users' clearances, so ``user`` creates through them.
+    officers: dict[str, Member] = field(default_factory=dict)
     _clients: list[AttacheClient] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -74,6 +77,15 @@ class World:
         clearance: str | None = "NATO SECRET",
         roles: tuple[str, ...] = ("officer",),
     ) -> User:
+        officer = self.officers.get(nation) if nation is not None else None
+        if officer is not None and clearance is not None:
+            await officer.client.create_user(
+                username=username, nationality=nation, clearance=clearance, roles=list(roles)
+            )
+            async with self.app.state.sessionmaker() as session:
+                created = await directory.access_user(session, username)
+                session.expunge(created)
+                return created
         async with self.app.state.sessionmaker() as session, session.begin():
             catalog = await directory.load_catalog(session, self.app.state.catalog)
             return await directory.do_create_user(
@@ -126,6 +138,9 @@ class World:
         clearance: str | None = "NATO SECRET",
         roles: tuple[str, ...] = ("officer",),
     ) -> Member:
-        return await self.enrolled(
+        member = await self.enrolled(
             await self.user(username, nation, clearance=clearance, roles=roles)
         )
+        if nation is not None and "security_officer" in roles:
+            self.officers.setdefault(nation, member)
+        return member

@@ -156,9 +156,6 @@ def test_operator_security_officers_and_a_user(
         "security_officer",
     )
     sh.run(
-        "attache-server", "user", "add", "alice", "--nation", "USA", "--clearance", "NATO SECRET"
-    )
-    sh.run(
         "attache-server",
         "user",
         "add",
@@ -192,6 +189,34 @@ def test_operator_security_officers_and_a_user(
         )
         assert "(active)" in out
         assert "signed in" in sh.run("attache", "login", "--home", str(homes / name))
+
+    # USA has a security officer: its clearances are now Sam's to set, not the operator's.
+    refused = sh.run(
+        "attache-server",
+        "user",
+        "add",
+        "alice",
+        "--nation",
+        "USA",
+        "--clearance",
+        "NATO SECRET",
+        ok=False,
+    )
+    assert "only USA's security officers set the clearances of its users" in refused
+    assert "Traceback" not in refused
+    out = sh.run(
+        "attache",
+        "user",
+        "add",
+        "alice",
+        "--nation",
+        "USA",
+        "--clearance",
+        "NATO SECRET",
+        "--home",
+        str(homes / "sam"),
+    )
+    assert "user alice created" in out
 
     # Sam issues Alice a code; Alice enrols; her device waits for Sam's certificate.
     code = _field(

@@ -32,7 +32,13 @@ from server.devices.models import (
 )
 from server.directory import repository as directory_repo
 from server.directory.models import User
-from server.directory.service import access_nation, access_user, check_clearance, check_manages
+from server.directory.service import (
+    access_nation,
+    access_user,
+    check_clearance,
+    check_manages,
+    check_sets_clearance,
+)
 from server.errors import Conflict, Expired, InvalidInput, NotFound, PermissionDenied
 from server.settings import Settings
 
@@ -307,11 +313,16 @@ async def do_set_clearance(
 ) -> User:
     """Change a user's clearance together with a new certificate for each active device.
 
+    Preconditions: the caller manages the user and may set their nation's clearances
+    (``check_sets_clearance``: the nation's security officers, or an operator bootstrapping a
+    nation that has none).
+
     The new certificates must vouch for the new clearance; an active device left without one
     is refused (409, listing the devices), so the directory and the certificates clients
     verify never disagree. Pending devices are certified later with the new clearance.
     """
     await check_manages(session, caller, user, action="user.clearance")
+    authority = await check_sets_clearance(session, caller, user, action="user.clearance")
     if user.nationality is None:
         raise InvalidInput("a user without a nationality cannot hold a clearance")
     old = user.clearance
@@ -348,7 +359,12 @@ async def do_set_clearance(
         object_type="user",
         object_id=user.id,
         subject_nation=user.nationality,
-        details={"old": old, "new": user.clearance, "devices": [d.id for d in active]},
+        details={
+            "old": old,
+            "new": user.clearance,
+            "devices": [d.id for d in active],
+            **authority,
+        },
     )
     await session.flush()
     return user

@@ -61,6 +61,13 @@ async def get_user_by_username(session: AsyncSession, username: str) -> User | N
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def holders_of_role(session: AsyncSession, nation: str, role: str) -> list[str]:
+    """Usernames of the users of ``nation``, enabled or not, who hold ``role``. Roles are a
+    JSON list, filtered here rather than in SQL (a nation has a few hundred users at most)."""
+    stmt = select(User.username, User.roles).where(User.nationality == nation)
+    return sorted(name for name, roles in await session.execute(stmt) if role in (roles or []))
+
+
 async def list_users(session: AsyncSession, nation: str | None = None) -> Sequence[User]:
     stmt = select(User).order_by(User.username)
     if nation is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +21,7 @@ from server.auth.principal import (
     ALL_ROLES,
     ROLE_AUDITOR,
     ROLE_OPERATOR,
+    ROLE_SECURITY_OFFICER,
     Caller,
     check_manages_user,
     check_operator,
@@ -263,17 +264,91 @@ async def check_manages(
     try:
         check_manages_user(caller, user)
     except PermissionDenied as exc:
-        await record_refusal(
+        await _refuse(
             session,
-            actor=caller.actor,
+            caller,
+            user,
+            exc,
             action=action,
             object_type=object_type,
-            # A user not yet created has no id: the username names them.
-            object_id=object_id or user.id or user.username,
-            reasons=[exc.detail],
-            subject_nation=user.nationality,
+            object_id=object_id,
         )
-        raise PermissionDenied(exc.detail, keep_changes=True, **exc.fields) from None
+
+
+async def _refuse(
+    session: AsyncSession,
+    caller: Caller,
+    user: User,
+    refusal: PermissionDenied,
+    *,
+    action: str,
+    object_type: str = "user",
+    object_id: str | None = None,
+) -> NoReturn:
+    """Audit ``refusal`` as a denied ``action`` on ``user`` and raise it, kept."""
+    await record_refusal(
+        session,
+        actor=caller.actor,
+        action=action,
+        object_type=object_type,
+        # A user not yet created has no id: the username names them.
+        object_id=object_id or user.id or user.username,
+        reasons=[refusal.detail],
+        subject_nation=user.nationality,
+    )
+    raise PermissionDenied(refusal.detail, keep_changes=True, **refusal.fields) from None
+
+
+async def check_sets_clearance(
+    session: AsyncSession, caller: Caller, user: User, *, action: str
+) -> dict[str, Any]:
+    """Clearances come from nations: once a nation has a security officer (a user of it who
+    holds the role, enabled or not), only its security officers set its users' clearances
+    (``check_manages`` already keeps other nations' out). Until then an operator may, to
+    bootstrap the nation's first security officer.
+
+    Returns what the change's audit event adds: ``{"bootstrap": true}`` for an operator's
+    bootstrap. A refusal is audited and kept: call this after ``check_manages`` and before
+    changing anything.
+    """
+    if not caller.is_operator or user.nationality is None:
+        return {}
+    nation = user.nationality
+    officers = await repo.holders_of_role(session, nation, ROLE_SECURITY_OFFICER)
+    if not officers:
+        return {"bootstrap": True}
+    refusal = PermissionDenied(
+        f"{nation} has a security officer ({', '.join(officers)}), so only {nation}'s security "
+        f"officers set the clearances of its users; an operator sets a clearance only to "
+        "bootstrap a nation's first security officer",
+        nation=nation,
+        security_officers=officers,
+    )
+    await _refuse(session, caller, user, refusal, action=action)
+
+
+async def check_keeps_security_officer(
+    session: AsyncSession, caller: Caller, user: User, roles: Sequence[str]
+) -> None:
+    """An operator may not take the role away from a nation's only security officer: that
+    would give the operator back the power to set the nation's clearances
+    (``check_sets_clearance``). The nation's own security officers may."""
+    if (
+        not caller.is_operator
+        or user.nationality is None
+        or ROLE_SECURITY_OFFICER not in user.roles
+        or ROLE_SECURITY_OFFICER in roles
+    ):
+        return
+    nation = user.nationality
+    if await repo.holders_of_role(session, nation, ROLE_SECURITY_OFFICER) != [user.username]:
+        return
+    refusal = PermissionDenied(
+        f"{user.username} is {nation}'s only security officer; only {nation}'s security "
+        "officers change that, since its security officers alone set its clearances",
+        nation=nation,
+    )
+    await _refuse(session, caller, user, refusal, action="user.update")
 
 
 async def access_user(session: AsyncSession, user_id: str) -> User:
@@ -297,11 +372,15 @@ async def do_create_user(
     clearance: str | None = None,
     roles: Sequence[str] = ("officer",),
 ) -> User:
-    """Create a user. Operators create anyone; a security officer only their own nation's."""
+    """Create a user. Operators create anyone; a security officer only their own nation's. A
+    clearance given is subject to ``check_sets_clearance``."""
     if nationality is not None:
         await access_nation(session, nationality)
     candidate = User(username=username, nationality=nationality)
     await check_manages(session, caller, candidate, action="user.create")
+    authority: dict[str, Any] = {}
+    if clearance is not None:
+        authority = await check_sets_clearance(session, caller, candidate, action="user.create")
     checked_roles = check_roles(roles, nationality)
     if office_id is not None:
         office = await access_office(session, office_id)
@@ -339,6 +418,7 @@ async def do_create_user(
             "roles": checked_roles,
             "office_id": office_id,
             "clearance": user.clearance,
+            **authority,
         },
     )
     return user
@@ -371,6 +451,7 @@ async def do_update_user(
         user.office_id = office_id
     if roles is not None:
         checked = check_roles(roles, user.nationality)
+        await check_keeps_security_officer(session, caller, user, checked)
         if checked != sorted(user.roles):
             changes["roles"] = [sorted(user.roles), checked]
             user.roles = checked
