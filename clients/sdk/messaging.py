@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -46,6 +48,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 
 from clients.sdk._client import ApiError, AttacheClient, ConnectionFailed
 from clients.sdk.keystore import Keystore
+from clients.sdk.outbox import Kept, Outbox, request_tag
 from protocol import envelopes, grants, keys
 from protocol.catalog import Catalog, CatalogError
 from protocol.labels import Clearance, Label, LabelError, parse_label, render_label
@@ -82,6 +85,21 @@ class SentMessage:
     released_to: tuple[str, ...]  # device ids the server released the message to
     excluded: tuple[ExcludedDevice, ...]
     created: bool  # False when the server already held this message id
+    # True when these are the bytes sealed by an earlier attempt, resent (its answer was lost).
+    resent: bool = False
+    # With an outbox: the channel's earlier unanswered sends, resent first, oldest first.
+    resent_first: tuple[Unanswered, ...] = ()
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """What became of an unanswered submission kept in the outbox, once resent: ``sent``, or,
+    if the server refused it, None and the ``problem`` in a sentence (it is dropped either
+    way)."""
+
+    message_id: str
+    sent: SentMessage | None
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,8 @@ class _Pending:
     roster_tag: str | None
     banner: str
     excluded: tuple[ExcludedDevice, ...] = ()
+    request: str | None = None  # outbox.request_tag of what was asked, with an outbox
+    resent: bool = False
 
     def sent(self, accepted: Mapping[str, Any]) -> SentMessage:
         return SentMessage(
@@ -144,7 +164,12 @@ class _Pending:
             released_to=tuple(accepted["released_to"]),
             excluded=self.excluded,
             created=bool(accepted["created"]),
+            resent=self.resent,
         )
+
+    @classmethod
+    def of(cls, kept: Kept) -> _Pending:
+        return cls(kept.channel_id, kept.sealed, kept.roster_tag, kept.banner, (), kept.request)
 
 
 @dataclass
@@ -222,6 +247,9 @@ class Messenger:
         self._channels: dict[str, dict[str, Any]] = {}
         self._rosters: dict[str, _Roster] = {}
         self._pending: dict[str, _Pending] = {}  # message id -> unanswered submission
+        # Where unanswered submissions are also kept on disk, to survive this process (the CLI
+        # sets one in its home); None: in memory only.
+        self.outbox: Outbox | None = None
         self._tofu_tried: set[str] = set()
 
     @classmethod
@@ -304,15 +332,18 @@ class Messenger:
         again with the same id resends exactly the bytes sealed the first time, which the
         server stores once (``created`` is False if the first attempt had landed).
 
+        With an ``outbox``, sealed submissions are also kept on disk until answered, so this
+        holds across processes too, and a send first resends the channel's earlier unanswered
+        submissions, oldest first (``SentMessage.resent_first``). An unanswered submission of
+        this very request (same channel, label, content type, reply-to and text) counts as
+        this send when no ``message_id`` is given: it is resent, not sealed again, so running
+        the same send again after a lost answer never makes a duplicate.
+
         Raises ``MessagingError`` when this client refuses (a label it cannot parse, or a
         server insisting on devices whose certificates do not verify) and ``ApiError`` with
         the server's plain detail for any refusal of the server's.
         """
-        info = self._channels.get(channel)
-        if info is None:
-            # A channel's id, ceiling and label picker never change: fetched once.
-            info = await self.client.channel(channel)
-            self._channels[channel] = info
+        info = await self._channel(channel)
         channel_id = str(info["id"])
         banner = label or str(info["default_label"])
         try:
@@ -320,10 +351,30 @@ class Messenger:
             ceiling = Label.from_canonical(info["ceiling_canonical"], self.catalog)
         except LabelError as exc:
             raise MessagingError(f"label {banner!r}: {exc}") from exc
+        request: str | None = None
+        earlier: list[Unanswered] = []
+        if self.outbox is not None:
+            request = request_tag(
+                self._device_keys,
+                channel_id=channel_id,
+                banner=render_label(parsed, self.catalog),
+                content_type=content_type,
+                reply_to=reply_to,
+                text=text,
+            )
+            # Earlier unanswered sends go first, so that messages keep their order; the one
+            # that is this send (its id, or this same request run again) is resent below.
+            for kept in self.outbox.pending(channel_id):
+                if kept.message_id == message_id or (
+                    message_id is None and kept.request == request
+                ):
+                    message_id = kept.message_id
+                    break
+                earlier.append(await self._resend_kept(kept))
         message_id = message_id or str(uuid.uuid4())
         resent = await self._resend(message_id)
         if resent is not None:
-            return resent
+            return dataclasses.replace(resent, resent_first=tuple(earlier))
         plaintext = text.encode("utf-8")
         if len(plaintext) > envelopes.MAX_MESSAGE_PLAINTEXT:
             limit = envelopes.MAX_MESSAGE_PLAINTEXT // 1024
@@ -357,17 +408,21 @@ class Messenger:
             except envelopes.EnvelopeError as exc:
                 raise MessagingError(f"cannot seal the message: {exc}") from exc
             pending = _Pending(
-                channel_id, sealed.to_json(), roster.etag, render_label(parsed, self.catalog)
+                channel_id,
+                sealed.to_json(),
+                roster.etag,
+                render_label(parsed, self.catalog),
+                tuple(excluded),
+                request,
             )
-            pending.excluded = tuple(excluded)
             # Kept until the server answers: a retry after a lost answer resends these bytes.
-            self._pending[message_id] = pending
+            self._keep(message_id, pending)
             try:
                 accepted = await self.client.submit_message(
                     channel_id, pending.sealed, roster_tag=roster.etag
                 )
             except ApiError as exc:
-                self._pending.pop(message_id, None)
+                self._answered(message_id)
                 if exc.code == "roster-changed" and not fresh:
                     fresh = True  # someone joined, left or was re-certified: look again
                     continue
@@ -379,14 +434,45 @@ class Messenger:
                 if exc.code == "audience-incomplete":
                     self._check_insistence(exc, excluded)
                 raise
-            self._pending.pop(message_id, None)
+            self._answered(message_id)
             audience.messages += 1
-            return pending.sent(accepted)
+            return dataclasses.replace(pending.sent(accepted), resent_first=tuple(earlier))
+
+    async def _channel(self, channel: str) -> dict[str, Any]:
+        info = self._channels.get(channel)
+        if info is None:
+            # A channel's id, ceiling and label picker never change: fetched once.
+            info = await self.client.channel(channel)
+            self._channels[channel] = info
+        return info
+
+    def _keep(self, message_id: str, pending: _Pending) -> None:
+        self._pending[message_id] = pending
+        if self.outbox is not None:
+            self.outbox.put(
+                Kept(
+                    message_id=message_id,
+                    channel_id=pending.channel_id,
+                    sealed=pending.sealed,
+                    roster_tag=pending.roster_tag,
+                    banner=pending.banner,
+                    request=pending.request,
+                    saved_at=time.time(),
+                )
+            )
+
+    def _answered(self, message_id: str) -> None:
+        self._pending.pop(message_id, None)
+        if self.outbox is not None:
+            self.outbox.remove(message_id)
 
     async def _resend(self, message_id: str) -> SentMessage | None:
         """Resend a submission whose answer was lost, byte for byte; None if there is none,
         or if it never landed and the roster has changed since (then it is sealed afresh)."""
         pending = self._pending.get(message_id)
+        if pending is None and self.outbox is not None:
+            kept = self.outbox.get(message_id)
+            pending = _Pending.of(kept) if kept is not None else None
         if pending is None:
             return None
         try:
@@ -394,12 +480,36 @@ class Messenger:
                 pending.channel_id, pending.sealed, roster_tag=pending.roster_tag
             )
         except ApiError as exc:
-            del self._pending[message_id]
+            self._answered(message_id)
             if exc.code in ("roster-changed", "audience-incomplete"):
                 return None
             raise
-        del self._pending[message_id]
-        return pending.sent(accepted)
+        self._answered(message_id)
+        return dataclasses.replace(pending.sent(accepted), resent=True)
+
+    async def _resend_kept(self, kept: Kept) -> Unanswered:
+        """Resend a kept submission that is not the current send. Without its text it cannot
+        be sealed again: if it never landed and the channel changed since, it is dropped."""
+        try:
+            sent = await self._resend(kept.message_id)
+        except ApiError as exc:
+            return Unanswered(kept.message_id, None, exc.detail)
+        if sent is None:
+            return Unanswered(
+                kept.message_id,
+                None,
+                "it had not reached the server, and the channel's members or devices changed "
+                "since it was sealed, so it was not sent; send it again",
+            )
+        return Unanswered(kept.message_id, sent)
+
+    async def resend_unanswered(self, channel: str) -> list[Unanswered]:
+        """Resend, exactly, every submission to ``channel`` kept in the outbox unanswered,
+        oldest first; each is dropped from the outbox once the server has answered."""
+        if self.outbox is None:
+            return []
+        channel_id = str((await self._channel(channel))["id"])
+        return [await self._resend_kept(kept) for kept in self.outbox.pending(channel_id)]
 
     def _check_insistence(self, exc: ApiError, excluded: Sequence[ExcludedDevice]) -> None:
         """The server wants devices in the audience twice running: if they are devices this
