@@ -24,11 +24,13 @@ from server.devices.endpoints import router as devices_router
 from server.directory.endpoints import router as directory_router
 from server.documents.endpoints import router as documents_router
 from server.documents.storage import BlobStore
+from server.documents.uploads import UploadGate, run_expiry
 from server.errors import install_error_handlers, problem_response
 from server.realtime.bus import InProcessBus
 from server.realtime.gateway import router as stream_router
 from server.releases.endpoints import router as releases_router
 from server.settings import Settings, get_settings
+from server.timeouts import BodyTimeout
 
 
 class BodySizeLimit:
@@ -113,11 +115,21 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                 stop,
             )
         )
+        expiry = asyncio.create_task(
+            run_expiry(
+                sessionmaker,
+                app.state.blobs,
+                app.state.uploads,
+                settings.upload_expiry_seconds,
+                stop,
+            )
+        )
         try:
             yield
         finally:
             stop.set()
             await integrator
+            await expiry
             await engine.dispose()
 
     app = FastAPI(
@@ -130,8 +142,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.catalog = catalog or settings.load_catalog()
     app.state.bus = InProcessBus()
     app.state.blobs = BlobStore(settings.data_dir / "blobs")
+    app.state.uploads = UploadGate(settings.upload_max_concurrent, settings.upload_max_per_device)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyTimeout, seconds=settings.body_read_timeout_seconds)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     # Largest request body the API accepts: an audience for several hundred devices fits
     # (documents stream elsewhere, in a later issue).
     max_request_bytes: int = Field(default=4 << 20, ge=1024)
+    # Longest wait for the next piece of a request body before it is cut off with 408: a
+    # client that stalls mid-body holds nothing for longer than this.
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Document uploads streaming at once, in all and per device; beyond either, 429.
+    upload_max_concurrent: int = Field(default=64, ge=1, le=100_000)
+    upload_max_per_device: int = Field(default=4, ge=1, le=1000)
+    # An unfinished upload with no progress for this long is abandoned: its version and its
+    # stored ciphertext are removed, and the removal audited.
+    upload_expiry_seconds: float = Field(default=24 * 3600, gt=0, le=30 * 24 * 3600)
 
     @property
     def effective_database_url(self) -> str:

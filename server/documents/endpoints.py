@@ -1,18 +1,29 @@
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import ClientDisconnect
 
 from server.auth.dependencies import PrincipalDep, SessionDep
+from server.auth.dependencies import _bearer as bearer
 from server.channels.service import access_channel
 from server.directory.endpoints import CatalogDep
 from server.documents import service
-from server.documents.schemas import TrailerSubmit, VersionAccessRead, VersionCreate, VersionRead
+from server.documents.schemas import (
+    TrailerSubmit,
+    UploadRead,
+    VersionAccessRead,
+    VersionCreate,
+    VersionRead,
+)
 from server.documents.storage import BlobStore
+from server.settings import Settings
+from server.timeouts import BodyReadTimeout
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -24,13 +35,16 @@ def _store(request: Request) -> BlobStore:
 
 async def _body(request: Request) -> AsyncIterator[bytes]:
     """The request body as it arrives; a dropped connection simply ends it, so that what was
-    received is kept and the upload can resume."""
+    received is kept and the upload can resume, and a stalled one (the body read timeout,
+    server/timeouts.py) ends it with BodyStalled."""
     try:
         async for piece in request.stream():
             if piece:
                 yield piece
     except ClientDisconnect:
         return
+    except BodyReadTimeout as exc:
+        raise service.BodyStalled from exc
 
 
 @router.post("/channels/{channel}/documents", status_code=status.HTTP_201_CREATED)
@@ -57,24 +71,32 @@ async def list_versions(
 
 
 @router.get("/uploads/{version_id}")
-async def upload_state(
-    version_id: str, principal: PrincipalDep, session: SessionDep
-) -> VersionRead:
-    return VersionRead.of(await service.access_upload(session, principal, version_id))
+async def upload_state(version_id: str, principal: PrincipalDep, session: SessionDep) -> UploadRead:
+    """Where an unfinished upload stands, with what its uploader needs to resume it."""
+    return UploadRead.of_upload(await service.access_upload_state(session, principal, version_id))
 
 
 @router.put("/uploads/{version_id}/content")
 async def upload_content(
     version_id: str,
     request: Request,
-    principal: PrincipalDep,
-    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> VersionRead:
-    """Raw ciphertext from ``offset`` (application/octet-stream), streamed to storage."""
-    version = await service.access_upload(session, principal, version_id)
+    """Raw ciphertext from ``offset`` (application/octet-stream), streamed to storage.
+
+    Takes no request session (SessionDep): the body may take long to arrive, and the service
+    uses short transactions of its own around it, so a slow client holds no connection."""
+    settings: Settings = request.app.state.settings
     version = await service.do_receive_content(
-        session, _store(request), version, offset, _body(request)
+        request.app.state.sessionmaker,
+        _store(request),
+        request.app.state.uploads,
+        credentials.credentials if credentials else None,
+        version_id,
+        offset,
+        _body(request),
+        retry_after=math.ceil(settings.body_read_timeout_seconds),
     )
     return VersionRead.of(version)
 

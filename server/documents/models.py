@@ -46,4 +46,7 @@ class DocumentVersion(Base):
     status: Mapped[str] = mapped_column(String(16), default=UPLOADING)
     trailer: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the upload last stored a chunk (or began): an unfinished version idle for longer
+    # than the upload expiry is abandoned and removed.
+    progressed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     completed_at: Mapped[datetime | None]

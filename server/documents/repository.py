@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.channels.models import AudienceEnvelope
-from server.documents.models import COMPLETE, Document, DocumentVersion
+from server.documents.models import COMPLETE, UPLOADING, Document, DocumentVersion
 from server.releases.models import GrantEnvelope, ItemGrant
 
 
@@ -23,6 +24,43 @@ async def get_version(
     if lock:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def record_progress(
+    session: AsyncSession, version_id: str, received: int, now: datetime
+) -> bool:
+    """Set how much of an unfinished version is stored; False if it is no longer unfinished
+    (discarded, expired or completed meanwhile)."""
+    stmt = (
+        update(DocumentVersion)
+        .where(DocumentVersion.id == version_id, DocumentVersion.status == UPLOADING)
+        .values(received=received, progressed_at=now)
+    )
+    return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+
+async def idle_uploads(
+    session: AsyncSession, before: datetime, limit: int
+) -> Sequence[DocumentVersion]:
+    """Unfinished versions with no progress since ``before``, oldest first."""
+    stmt = (
+        select(DocumentVersion)
+        .where(DocumentVersion.status == UPLOADING, DocumentVersion.progressed_at < before)
+        .order_by(DocumentVersion.progressed_at)
+        .limit(limit)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def delete_if_idle(session: AsyncSession, version_id: str, before: datetime) -> bool:
+    """Delete an unfinished version only if it has still made no progress since ``before``
+    (one statement, so progress recorded meanwhile keeps it)."""
+    stmt = delete(DocumentVersion).where(
+        DocumentVersion.id == version_id,
+        DocumentVersion.status == UPLOADING,
+        DocumentVersion.progressed_at < before,
+    )
+    return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
 
 async def latest_number(session: AsyncSession, document_id: str) -> int:

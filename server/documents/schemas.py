@@ -8,7 +8,7 @@ from pydantic import Field
 from protocol import keys
 from server.channels.schemas import AudienceRead, GrantRead
 from server.documents.models import DocumentVersion
-from server.documents.service import Access
+from server.documents.service import Access, Upload
 from server.schemas import ReadModel, StrictModel
 
 Json = Annotated[dict[str, Any], Field(max_length=32)]
@@ -55,6 +55,23 @@ class VersionRead(ReadModel):
             completed_at=version.completed_at,
             header=version.header,
             trailer=version.trailer,
+        )
+
+
+class UploadRead(VersionRead):
+    audience: AudienceRead = Field(
+        description="the version's audience with the uploader's own envelope, to resume with"
+    )
+
+    @classmethod
+    def of_upload(cls, upload: Upload) -> UploadRead:
+        return cls(
+            **VersionRead.of(upload.version).model_dump(),
+            audience=AudienceRead(
+                header=upload.audience.header,
+                signature=keys.b64u_encode(upload.audience.signature),
+                envelope=keys.b64u_encode(upload.envelope) if upload.envelope else None,
+            ),
         )
 
 

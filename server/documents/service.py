@@ -10,10 +10,12 @@ and audited, every time.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from protocol import stream
 from protocol.catalog import Catalog
@@ -21,16 +23,21 @@ from protocol.labels import Label
 from protocol.policy import decide
 from server.audit import log as audit
 from server.auth.principal import Principal
+from server.auth.service import access_principal
 from server.channels import repository as channel_repo
 from server.channels.models import Audience, Channel
 from server.channels.service import check_release, container_of, subject_of
 from server.db.base import utcnow
+from server.directory import repository as directory_repo
 from server.documents import repository as repo
 from server.documents.models import COMPLETE, UPLOADING, Document, DocumentVersion
 from server.documents.storage import BlobStore, BlobTooLarge
-from server.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from server.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, RequestTimeout
 from server.releases import repository as release_repo
 from server.releases.models import ItemGrant
+
+if TYPE_CHECKING:
+    from server.documents.uploads import UploadGate
 
 
 def _not_found(version_id: str) -> NotFound:
@@ -106,10 +113,10 @@ async def do_begin_version(
 
 
 async def access_upload(
-    session: AsyncSession, principal: Principal, version_id: str
+    session: AsyncSession, principal: Principal, version_id: str, *, lock: bool = True
 ) -> DocumentVersion:
     """A version being uploaded, for the device that announced it only."""
-    version = await repo.get_version(session, version_id, lock=True)
+    version = await repo.get_version(session, version_id, lock=lock)
     if version is None or version.sender_device_id != principal.device.id:
         raise _not_found(version_id)
     if version.status != UPLOADING:
@@ -117,36 +124,114 @@ async def access_upload(
     return version
 
 
+@dataclass(frozen=True)
+class Upload:
+    """An unfinished version as its uploader sees it: with the audience and the uploader's own
+    envelope in it, so that a client that lost its state can resume the same version."""
+
+    version: DocumentVersion
+    audience: Audience
+    envelope: bytes | None
+
+
+async def access_upload_state(
+    session: AsyncSession, principal: Principal, version_id: str
+) -> Upload:
+    version = await access_upload(session, principal, version_id, lock=False)
+    audience = await channel_repo.get_audience(session, version.audience_id)
+    envelope = await channel_repo.envelope_for(session, version.audience_id, principal.device.id)
+    assert audience is not None
+    return Upload(version, audience, envelope.envelope if envelope else None)
+
+
+@asynccontextmanager
+async def _unit_of_work(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A short transaction of its own (committed, or rolled back on an exception), for work
+    that must not hold a connection across a long stream."""
+    async with sessionmaker() as session, session.begin():
+        yield session
+
+
+class BodyStalled(Exception):
+    """Raised by a request body's iterator when no piece arrived within the read timeout."""
+
+
 async def do_receive_content(
-    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
     store: BlobStore,
-    version: DocumentVersion,
+    gate: UploadGate,
+    token: str | None,
+    version_id: str,
     offset: int,
     pieces: AsyncIterator[bytes],
+    retry_after: int,
 ) -> DocumentVersion:
     """Append ciphertext at ``offset``, which must be where the upload stands.
 
-    Whatever happens to the connection, what was stored is kept up to the last whole
-    encrypted chunk, and ``received`` says where to resume.
+    No database connection is held while the body streams: the caller is authenticated and
+    the version read in one short transaction, the bytes go to the blob store, and each
+    whole encrypted chunk, once synced to disk, is recorded in a short transaction of its own
+    (``received``), so a crash of either side loses at most the chunk in flight. Whatever
+    happens to the connection, what was stored is kept up to the last whole chunk and
+    ``received`` says where to resume. A body that stalls (BodyStalled from ``pieces``) is
+    kept likewise and answered with RequestTimeout. The ``gate`` admits the stream or
+    refuses it (429, or 409 while another stream of the same version runs).
     """
-    if offset != version.received:
-        raise Conflict(
-            f"the upload stands at byte {version.received}; resume from there",
+    async with _unit_of_work(sessionmaker) as session:
+        principal = await access_principal(session, token)
+        await access_upload(session, principal, version_id, lock=False)
+    with gate.admit(principal.device.id, version_id, retry_after):
+        # Read again once admitted: no other stream of this version runs in this process now.
+        async with _unit_of_work(sessionmaker) as session:
+            version = await access_upload(session, principal, version_id, lock=False)
+        if offset != version.received:
+            raise Conflict(
+                f"the upload stands at byte {version.received}; resume from there",
+                received=version.received,
+            )
+        recorded = offset
+
+        async def durable(received: int) -> None:
+            nonlocal recorded
+            async with _unit_of_work(sessionmaker) as session:
+                if not await repo.record_progress(session, version_id, received, utcnow()):
+                    raise _not_found(version_id)
+            recorded = received
+
+        stalled = False
+        try:
+            reached = await store.append(
+                version_id, offset, pieces, version.ciphertext_size, on_durable=durable
+            )
+        except BlobTooLarge as exc:
+            store.truncate(version_id, recorded)
+            raise PayloadTooLarge(
+                f"the version's ciphertext is {version.ciphertext_size} bytes: {exc}",
+                received=recorded,
+            ) from exc
+        except BodyStalled:
+            stalled, reached = True, store.size(version_id)
+        except NotFound:
+            store.delete(version_id)  # discarded or expired while it streamed
+            raise
+        if reached != version.ciphertext_size:
+            # Keep whole encrypted chunks only: a resumed upload then starts on a chunk boundary
+            # and never rewrites part of a chunk already stored.
+            reached -= reached % stream.ENCRYPTED_CHUNK_SIZE
+            store.truncate(version_id, reached)
+        async with _unit_of_work(sessionmaker) as session:
+            if reached != recorded and not await repo.record_progress(
+                session, version_id, reached, utcnow()
+            ):
+                raise _not_found(version_id)
+            version = await access_upload(session, principal, version_id, lock=False)
+    if stalled:
+        raise RequestTimeout(
+            f"the body stalled; {version.received} bytes are stored, resume from there",
             received=version.received,
         )
-    try:
-        reached = await store.append(version.id, offset, pieces, version.ciphertext_size)
-    except BlobTooLarge as exc:
-        store.truncate(version.id, offset)
-        raise PayloadTooLarge(
-            f"the version's ciphertext is {version.ciphertext_size} bytes: {exc}"
-        ) from exc
-    if reached != version.ciphertext_size:
-        # Keep whole encrypted chunks only: a resumed upload then starts on a chunk boundary
-        # and never rewrites part of a chunk already stored.
-        reached -= reached % stream.ENCRYPTED_CHUNK_SIZE
-        store.truncate(version.id, reached)
-    version.received = reached
     return version
 
 
@@ -226,6 +311,63 @@ async def do_discard_upload(
     """Abandon an unfinished upload: nothing of it remains."""
     store.delete(version.id)
     await session.delete(version)
+
+
+# The server itself, removing what was abandoned (no user or device acts).
+EXPIRY = audit.Actor(user_id=None, device_id=None, nation=None, via="upload-expiry")
+EXPIRED_BATCH = 100
+
+
+async def do_expire_uploads(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    store: BlobStore,
+    expiry_seconds: float,
+    *,
+    busy: frozenset[str] = frozenset(),
+    now: datetime | None = None,
+) -> list[str]:
+    """Remove every unfinished version that has made no progress for ``expiry_seconds``
+    (except those streaming now, ``busy``): the row and its event ``document.upload_expired``
+    in one transaction each, then the stored ciphertext. Returns the versions removed."""
+    before = (now or utcnow()) - timedelta(seconds=expiry_seconds)
+    removed: list[str] = []
+    passed = set(busy)  # streaming, or made progress since they were read: kept
+    while True:
+        async with _unit_of_work(sessionmaker) as session:
+            idle = [
+                v
+                for v in await repo.idle_uploads(session, before, EXPIRED_BATCH)
+                if v.id not in passed
+            ]
+        if not idle:
+            return removed
+        for version in idle:
+            async with _unit_of_work(sessionmaker) as session:
+                if not await repo.delete_if_idle(session, version.id, before):
+                    passed.add(version.id)
+                    continue
+                sender = await directory_repo.get_user(session, version.sender_user_id)
+                audit.record(
+                    session,
+                    actor=EXPIRY,
+                    action="document.upload_expired",
+                    object_type="document_version",
+                    object_id=version.id,
+                    subject_nation=sender.nationality if sender else None,
+                    label=version.label,
+                    label_banner=version.label_banner,
+                    details={
+                        "document_id": version.document_id,
+                        "number": version.number,
+                        "sender_device_id": version.sender_device_id,
+                        "received": version.received,
+                        "ciphertext_size": version.ciphertext_size,
+                        "idle_since": version.progressed_at.isoformat(),
+                        "expiry_seconds": expiry_seconds,
+                    },
+                )
+            store.delete(version.id)
+            removed.append(version.id)
 
 
 async def _channel_of(session: AsyncSession, version: DocumentVersion) -> Channel:

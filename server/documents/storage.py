@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from protocol.stream import ENCRYPTED_CHUNK_SIZE, ContentHasher
 
-READ_SIZE = ENCRYPTED_CHUNK_SIZE
+READ_SIZE = CHUNK = ENCRYPTED_CHUNK_SIZE
+
+
+def _sync(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 class BlobTooLarge(Exception):
@@ -38,15 +44,26 @@ class BlobStore:
             return 0
 
     async def append(
-        self, blob_id: str, offset: int, pieces: AsyncIterator[bytes], limit: int
+        self,
+        blob_id: str,
+        offset: int,
+        pieces: AsyncIterator[bytes],
+        limit: int,
+        on_durable: Callable[[int], Awaitable[None]] | None = None,
     ) -> int:
         """Write ``pieces`` at ``offset`` (truncating anything after it); returns the size
-        reached, whatever happened to the stream. Raises BlobTooLarge past ``limit``."""
+        reached, whatever happened to the stream. Raises BlobTooLarge past ``limit``.
+
+        Each time the blob grows past another whole encrypted chunk (or reaches ``limit``),
+        what was written is synced to disk and then ``on_durable`` is told how many bytes,
+        from the start, are whole chunks on disk: a crash loses at most the chunk in flight.
+        An exception from ``on_durable`` ends the write.
+        """
         path = self.path(blob_id)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(fd, "r+b")
-        position = offset
+        position = durable = offset
         try:
             handle.truncate(offset)
             handle.seek(offset)
@@ -55,10 +72,14 @@ class BlobStore:
                     raise BlobTooLarge(f"more than the announced {limit} bytes")
                 await asyncio.to_thread(handle.write, piece)
                 position += len(piece)
+                whole = position if position == limit else position - position % CHUNK
+                if on_durable is not None and whole > durable:
+                    await asyncio.to_thread(_sync, handle)
+                    durable = whole
+                    await on_durable(whole)
             return position
         finally:
-            handle.flush()
-            os.fsync(handle.fileno())
+            _sync(handle)
             handle.close()
 
     def truncate(self, blob_id: str, size: int) -> None:

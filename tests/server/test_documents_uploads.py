@@ -1,0 +1,281 @@
+"""Document uploads against slow and stalled clients: no upload holds a database connection
+while its body streams, a stalled body is cut off, and the uploads streaming at once are
+capped (issue 9, item 4). Raw sockets stand in for the hostile clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from protocol import stream
+from protocol.labels import parse_label
+from server.settings import Settings
+from tests.clients.test_messaging import Trio, _trio
+from tests.factories import Member, World
+from tests.race import PROBLEM_JSON
+from tests.server.test_channels import CATALOG, _audience
+
+CHUNK = stream.ENCRYPTED_CHUNK_SIZE
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The shared settings, changed by a test's indirect parameter."""
+    return settings.model_copy(update=getattr(request, "param", {}))
+
+
+@dataclass
+class Pending:
+    """A version announced and not yet uploaded, with the ciphertext and trailer to send."""
+
+    id: str
+    ciphertext: bytes
+    trailer: dict[str, Any]
+
+
+async def _pending(t: Trio, member: Member, n: int, size: int = 1000) -> list[Pending]:
+    """``n`` versions of new documents announced by ``member``'s device, for everyone."""
+    client = {t.alice.user.id: t.am, t.bob.user.id: t.bm, t.chloe.user.id: t.cm}[
+        member.user.id
+    ].client
+    channel = await client.channel("liaison")
+    audience, key, audience_id = await _audience(member, channel["id"], [t.alice, t.bob, t.chloe])
+    await client.create_audience("liaison", audience)
+    made = []
+    for _ in range(n):
+        encryptor = stream.DocumentEncryptor(
+            member.device_keys,
+            key,
+            document_id=str(uuid.uuid4()),
+            version_id=str(uuid.uuid4()),
+            version_number=1,
+            container=channel["id"],
+            sender_user=member.user.id,
+            sender_device=member.device_id,
+            audience_id=audience_id,
+            created_at=datetime.now(UTC),
+            label=parse_label("NATO SECRET", CATALOG, originator=member.user.nationality),
+            filename="f.bin",
+            content_type="application/octet-stream",
+            size=size,
+        )
+        ciphertext = b"".join(encryptor.encrypt_chunks([os.urandom(size)]))
+        version = await client.begin_document_version(channel["id"], encryptor.header)
+        made.append(Pending(version["id"], ciphertext, encryptor.finish().to_json()))
+    return made
+
+
+@dataclass
+class RawUpload:
+    """An upload over a raw socket that sends what it is told and then nothing more."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def response(self, timeout: float = 30.0) -> tuple[int, dict[str, str], Any]:
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {
+            k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ln)
+        }
+        body = await asyncio.wait_for(
+            self.reader.readexactly(int(headers["content-length"])), timeout
+        )
+        return status, headers, json.loads(body)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _raw(
+    base_url: str, path: str, token: str | None, length: int, first: bytes, method: str = "PUT"
+) -> RawUpload:
+    """Start a request announcing ``length`` body bytes and send only ``first`` of them."""
+    url = urlsplit(base_url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    writer.write(
+        (
+            f"{method} {path} HTTP/1.1\r\nHost: {url.netloc}\r\n{auth}"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
+        ).encode("latin-1")
+        + first
+    )
+    await writer.drain()
+    return RawUpload(reader, writer)
+
+
+async def _stall(base_url: str, member: Member, pending: Pending, sent: int = 1) -> RawUpload:
+    return await _raw(
+        base_url,
+        f"/v1/uploads/{pending.id}/content?offset=0",
+        member.client.token,
+        len(pending.ciphertext),
+        pending.ciphertext[:sent],
+    )
+
+
+async def _streaming(world: World, count: int) -> None:
+    """Wait until ``count`` uploads are admitted and streaming."""
+    for _ in range(1000):
+        if len(world.app.state.uploads.active) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(world.app.state.uploads.active)} uploads stream, not {count}")
+
+
+@contextlib.asynccontextmanager
+async def _closing(uploads: list[RawUpload]) -> AsyncIterator[list[RawUpload]]:
+    try:
+        yield uploads
+    finally:
+        for upload in uploads:
+            upload.close()
+
+
+def _problem(status: int, headers: dict[str, str], body: Any, expected: int) -> None:
+    assert status == expected, body
+    assert headers["content-type"] == PROBLEM_JSON
+    assert body["status"] == expected
+
+
+# --- no client starves the pool ----------------------------------------------------------
+
+
+STALLED = 18  # more than the pool's 5 connections and 10 overflow, as in the issue
+
+
+@pytest.mark.parametrize(
+    "settings", [{"upload_max_concurrent": 64, "upload_max_per_device": 64}], indirect=True
+)
+async def test_stalled_uploads_leave_the_database_to_everyone_else(
+    world: World, live_url: str
+) -> None:
+    t = await _trio(world)
+    pending = await _pending(t, t.alice, STALLED)
+    async with _closing([await _stall(live_url, t.alice, p) for p in pending]):
+        await _streaming(world, STALLED)
+        # Before, every one of them held a connection (and a row lock) while it waited, and
+        # this waited 30 s for the pool and failed with 500.
+        headers = {"Authorization": f"Bearer {t.bob.client.token}"}
+        async with httpx.AsyncClient(base_url=live_url, headers=headers, timeout=10) as http:
+            answers = await asyncio.gather(
+                http.get("/v1/channels"),
+                http.get("/v1/channels/liaison/documents"),
+                http.get("/v1/channels/liaison/messages"),
+            )
+        assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+        # And an upload of another device goes through, begun to complete, meanwhile.
+        (other,) = await _pending(t, t.bob, 1)
+        async with httpx.AsyncClient(base_url=live_url, headers=headers, timeout=10) as http:
+            put = await http.put(f"/v1/uploads/{other.id}/content", content=other.ciphertext)
+            assert put.status_code == 200, put.text
+            done = await http.post(
+                f"/v1/uploads/{other.id}/complete", json={"trailer": other.trailer}
+            )
+            assert done.status_code == 200, done.text
+        assert done.json()["status"] == "complete"
+
+
+# --- caps ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings", [{"upload_max_concurrent": 3, "upload_max_per_device": 2}], indirect=True
+)
+async def test_uploads_beyond_the_caps_are_refused_with_retry_after(
+    world: World, live_url: str
+) -> None:
+    t = await _trio(world)
+    alices = await _pending(t, t.alice, 3)
+    bobs = await _pending(t, t.bob, 1)
+    (chloes,) = await _pending(t, t.chloe, 1)
+    async with _closing(
+        [await _stall(live_url, t.alice, p) for p in alices[:2]]
+        + [await _stall(live_url, t.bob, bobs[0])]
+    ):
+        await _streaming(world, 3)
+        # A third upload from alice's device: over the per-device cap.
+        third = await _stall(live_url, t.alice, alices[2], sent=0)
+        status, headers, body = await third.response()
+        third.close()
+        _problem(status, headers, body, 429)
+        assert body["code"] == "too-many-requests"
+        assert body["limit"] == "uploads-per-device"
+        assert int(headers["retry-after"]) == body["retry_after"] >= 1
+        # Chloe's first: over the total.
+        fourth = await _stall(live_url, t.chloe, chloes, sent=0)
+        status, headers, body = await fourth.response()
+        fourth.close()
+        _problem(status, headers, body, 429)
+        assert body["limit"] == "uploads"
+        assert int(headers["retry-after"]) >= 1
+        # The same version twice at once: the second waits for the first (409, retry after).
+        again = await _stall(live_url, t.alice, alices[0], sent=0)
+        status, headers, body = await again.response()
+        again.close()
+        _problem(status, headers, body, 409)
+        assert body["retry_after"] >= 1
+    # Their connections closed, the places free again: alice's third goes through whole.
+    await _streaming(world, 0)
+    async with httpx.AsyncClient(
+        base_url=live_url, headers={"Authorization": f"Bearer {t.alice.client.token}"}
+    ) as http:
+        put = await http.put(f"/v1/uploads/{alices[2].id}/content", content=alices[2].ciphertext)
+    assert put.status_code == 200, put.text
+
+
+# --- the body read timeout -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("settings", [{"body_read_timeout_seconds": 0.5}], indirect=True)
+async def test_a_stalled_upload_is_cut_off_and_keeps_its_whole_chunks(
+    world: World, live_url: str
+) -> None:
+    t = await _trio(world)
+    (pending,) = await _pending(t, t.alice, 1, size=4 * stream.CHUNK_SIZE)
+    sent = int(2.5 * CHUNK)
+    stalled = await _stall(live_url, t.alice, pending, sent=sent)
+    status, headers, body = await stalled.response()
+    stalled.close()
+    _problem(status, headers, body, 408)
+    assert body["code"] == "request-timeout"
+    assert body["received"] == 2 * CHUNK
+    assert (await t.am.client.upload_state(pending.id))["received"] == 2 * CHUNK
+    assert world.app.state.uploads.active == frozenset()
+    # It resumes from there.
+    async with httpx.AsyncClient(
+        base_url=live_url, headers={"Authorization": f"Bearer {t.alice.client.token}"}
+    ) as http:
+        put = await http.put(
+            f"/v1/uploads/{pending.id}/content",
+            params={"offset": 2 * CHUNK},
+            content=pending.ciphertext[2 * CHUNK :],
+        )
+        assert put.json()["received"] == len(pending.ciphertext)
+        done = await http.post(
+            f"/v1/uploads/{pending.id}/complete", json={"trailer": pending.trailer}
+        )
+    assert done.status_code == 200, done.text
+
+
+@pytest.mark.parametrize("settings", [{"body_read_timeout_seconds": 0.5}], indirect=True)
+async def test_a_stalled_json_body_is_cut_off(world: World, live_url: str) -> None:
+    t = await _trio(world)
+    stalled = await _raw(live_url, "/v1/channels", t.alice.client.token, 100, b'{"name": ', "POST")
+    status, headers, body = await stalled.response()
+    stalled.close()
+    _problem(status, headers, body, 408)
+    assert body["code"] == "request-timeout"
