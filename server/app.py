@@ -17,6 +17,7 @@ from server.auth.endpoints import router as auth_router
 from server.bootstrap import AUDIT_KEY_FILE, ensure_server_keys, keys_dir
 from server.channels.delivery import DeliveryGate, classify
 from server.channels.endpoints import router as channels_router
+from server.channels.submits import submit_queue
 from server.committees.endpoints import router as committees_router
 from server.db.changes import session_info, track
 from server.db.engine import create_engine, create_sessionmaker
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         track(sessionmaker.kw["sync_session_class"], app.state.bus.changes, classify)
         app.state.sessionmaker = sessionmaker
         app.state.gate = DeliveryGate(sessionmaker, app.state.bus.changes, app.state.catalog)
+        app.state.submits = submit_queue(sessionmaker, app.state.bus)
         ensure_server_keys(settings)
         app.state.audit_signer = load_signer(
             keys_dir(settings) / AUDIT_KEY_FILE, settings.effective_audit_origin

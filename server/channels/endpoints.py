@@ -6,8 +6,8 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from server.auth.dependencies import PrincipalDep, SessionDep
-from server.channels import delivery, service
 from server.channels import repository as repo
+from server.channels import service
 from server.channels.schemas import (
     AudienceCreate,
     AudienceCreated,
@@ -20,7 +20,8 @@ from server.channels.schemas import (
     RosterDevice,
     SyncRead,
 )
-from server.db.engine import after_commit
+from server.channels.submits import SubmitWork
+from server.db.group import GroupCommit
 from server.directory.endpoints import CatalogDep
 from server.directory.service import access_user
 from server.schemas import MAX_INT64
@@ -122,13 +123,13 @@ async def submit_message(
     ] = None,
 ) -> MessageAccepted:
     found = await service.access_channel(session, principal, channel)
-    submitted = await service.do_submit_message(
-        session, principal, catalog, found, body.model_dump(), roster_tag=if_match
+    message, header = service.open_submission(principal, found, body.model_dump())
+    # Stored, audited and pushed in a transaction shared with the submits that arrive
+    # meanwhile (server/channels/submits.py); committed before this answer.
+    submits: GroupCommit[service.Submitted] = request.app.state.submits
+    submitted = await submits.run(
+        SubmitWork(principal, catalog, found, message, header, roster_tag=if_match)
     )
-    if submitted.created:
-        push = await delivery.push_of(session, submitted, principal.device.certificate)
-        bus = request.app.state.bus
-        after_commit(session, lambda: bus.publish(push))
     if not submitted.created:
         response.status_code = status.HTTP_200_OK
     return MessageAccepted(

@@ -161,6 +161,11 @@ async def get_message(session: AsyncSession, message_id: str) -> Message | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def get_messages(session: AsyncSession, message_ids: Sequence[str]) -> Sequence[Message]:
+    stmt = select(Message).where(Message.id.in_(message_ids))
+    return (await session.execute(stmt)).scalars().all()
+
+
 async def get_message_by_seq(session: AsyncSession, seq: int) -> Message | None:
     return await session.get(Message, seq)
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from protocol import envelopes, keys
 from protocol.catalog import Catalog
@@ -54,6 +56,8 @@ from server.releases import repository as release_repo
 from server.releases.models import GrantEnvelope, ItemGrant
 
 MAX_PICKER_LABELS = 32
+
+T = TypeVar("T")
 
 
 class Refused(ServiceError):
@@ -127,12 +131,21 @@ async def access_channel(session: AsyncSession, principal: Principal, ref: str) 
         channel = await repo.get_channel(session, ref) or await repo.get_channel_by_name(
             session, ref
         )
-        # Kept by reference: a channel's id, name, ceiling and picker never change.
+        # Kept as a copy of its own (a channel's id, name, ceiling and picker never change):
+        # not this session's instance, which a rollback of this request would expire under
+        # every later request that took it from the cache.
         if channel is not None and cache is not None:
-            cache.put(ref, cache.log.version, frozenset(), channel)
+            cache.put(ref, cache.log.version, frozenset(), _detached_copy(channel))
     if channel is None or principal.user.id not in await members_of(session, channel.id):
         raise NotFound(f"no channel {ref!r} of yours", channel=ref)
     return channel
+
+
+def _detached_copy(instance: T) -> T:
+    columns = {a.key: getattr(instance, a.key) for a in sa_inspect(type(instance)).column_attrs}
+    copy = type(instance)(**columns)
+    make_transient_to_detached(copy)
+    return copy
 
 
 async def do_create_channel(
@@ -645,25 +658,11 @@ class Submitted:
     version: int = 0
 
 
-async def do_submit_message(
-    session: AsyncSession,
-    principal: Principal,
-    catalog: Catalog,
-    channel: Channel,
-    sealed: dict[str, Any],
-    notify: Callable[[Submitted], None] | None = None,
-    roster_tag: str | None = None,
-) -> Submitted:
-    """Accept a message whose audience is exactly the devices eligible for its label.
-
-    Refused (and audited as a deny) when the sender may not send it, when the label exceeds the
-    ceiling, or when the audience holds a device that is not eligible; 409 listing the missing
-    eligible devices, so the sender makes a new audience and retries. With ``roster_tag``
-    (the roster's ETag the sender sealed for), a roster changed since is 412, before anything
-    is decided: a sender that had not yet seen a change is never taken for a spill attempt.
-    Idempotent on the
-    message id: the same message submitted again returns the stored one.
-    """
+def open_submission(
+    principal: Principal, channel: Channel, sealed: dict[str, Any]
+) -> tuple[envelopes.SealedMessage, envelopes.MessageHeader]:
+    """Check a submitted message's form and its signature by the submitting device (no
+    database: done before the message waits for its transaction)."""
     try:
         message = envelopes.SealedMessage.from_json(sealed)
         header = envelopes.verify_message(message, principal.device.signing_key)
@@ -673,9 +672,35 @@ async def do_submit_message(
         raise InvalidInput("the message names another container", field="header.container")
     if header.sender_device != principal.device.id or header.sender_user != principal.user.id:
         raise InvalidInput("a message is sent by the submitting device", field="header")
+    return message, header
 
-    await serialise(session, "message", header.message_id)
-    existing = await repo.get_message(session, header.message_id)
+
+async def submit_message_in(
+    session: AsyncSession,
+    principal: Principal,
+    catalog: Catalog,
+    channel: Channel,
+    message: envelopes.SealedMessage,
+    header: envelopes.MessageHeader,
+    existing: Message | None,
+    roster_tag: str | None = None,
+) -> Submitted:
+    """Accept a message whose audience is exactly the devices eligible for its label.
+
+    ``existing`` is the stored message with this id, read after the id was serialised
+    (``server.channels.submits``). Idempotent on the message id: the same message submitted
+    again returns the stored one, whatever has changed since; another message under a used
+    id is 409. Refused (and audited as a deny) when the sender may not send it, when the
+    label exceeds the ceiling, or when the audience holds a device that is not eligible; 409
+    listing the missing eligible devices, so the sender makes a new audience and retries.
+    With ``roster_tag`` (the roster's ETag the sender sealed for), a roster changed since is
+    412, before anything is decided: a sender that had not yet seen a change is never taken
+    for a spill attempt.
+
+    Adds the message and its audit event to ``session`` without flushing, so that the
+    messages of a batch are written together; raises before adding anything unless its
+    refusal keeps its changes (the deny event).
+    """
     if existing is not None:
         same = (
             existing.channel_id == channel.id
@@ -722,7 +747,6 @@ async def do_submit_message(
         signature=message.signature,
     )
     session.add(row)
-    await session.flush()
     released = sorted(now.eligible)
     audit.record(
         session,
@@ -735,7 +759,7 @@ async def do_submit_message(
         label_banner=banner,
         details={"channel_id": channel.id, "audience_id": audience.id, **release.details()},
     )
-    submitted = Submitted(
+    return Submitted(
         row,
         created=True,
         released_to=released,
@@ -743,9 +767,6 @@ async def do_submit_message(
         recipients={d: now.eligible[d].user_id for d in released},
         version=now.version,
     )
-    if notify is not None:
-        notify(submitted)
-    return submitted
 
 
 async def _why_ineligible(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -121,12 +121,25 @@ async def serialise(session: AsyncSession, *name: str) -> None:
     check-then-insert (a message id, a channel's name, a membership) is not raced: on
     PostgreSQL a transaction-scoped advisory lock on a hash of ``name``; on SQLite this
     process's writer lock (SQLite has one writer at a time anyway)."""
+    await serialise_all(session, [name])
+
+
+async def serialise_all(session: AsyncSession, names: Sequence[Sequence[str]]) -> None:
+    """``serialise`` for several names at once, in one statement (a batch of submits)."""
     if session.get_bind().dialect.name == "postgresql":
-        digest = hashlib.sha256("\x1f".join(("attache", *name)).encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        # In one order, so that two transactions locking overlapping sets cannot deadlock.
+        keys = sorted({_lock_key(name) for name in names})
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+            {"keys": keys},
+        )
     else:
         await hold_writer(session)
+
+
+def _lock_key(name: Sequence[str]) -> int:
+    digest = hashlib.sha256("\x1f".join(("attache", *name)).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 AFTER_COMMIT = "attache.after_commit"

@@ -144,15 +144,6 @@ async def test_an_earlier_unanswered_message_goes_first_and_keeps_its_order(
     assert _outbox(alice) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server bug outside this change: server/channels/service.py access_channel caches the "
-        "Channel loaded by a request that then rolls back (here a 412 roster-changed), so the "
-        "rollback expires it and the next request on that channel fails with "
-        "DetachedInstanceError (500); expunging it before caching fixes it"
-    ),
-)
 async def test_an_earlier_message_that_can_no_longer_be_delivered_is_named_and_dropped(
     world: World, alice: Member, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -451,3 +451,20 @@ async def test_a_revoked_device_neither_sends_nor_receives(world: World) -> None
     assert error.problem["ineligible"][0]["device_id"] == t.gbr.device_id
     fresh, _, _ = await _audience(t.usa, t.id, [t.usa, t.gbr, t.fra])
     await _refused(t.usa.client.create_audience("liaison", fresh), 422)
+
+
+async def test_a_channel_first_read_by_a_request_that_rolls_back_stays_usable(
+    world: World,
+) -> None:
+    # The channel is first looked up by id here, by a submit refused with 412 (its session
+    # rolls back): the cached channel must not be that session's, now expired, instance.
+    t = await _three(world)
+    audience, key, audience_id = await _audience(t.usa, t.id, [t.usa, t.gbr])
+    await t.usa.client.create_audience("liaison", audience)  # by name: the id is not cached
+    sealed = _message(t.usa, t.id, audience_id, key, REL_USA_GBR)
+    await _refused(
+        t.usa.client.submit_message(t.id, sealed, roster_tag='"stale"'), 412, "roster-changed"
+    )
+    assert (await t.usa.client.channel(t.id))["id"] == t.id
+    accepted = await t.usa.client.submit_message(t.id, sealed)
+    assert accepted["created"] is True
