@@ -64,7 +64,8 @@ def put(
     home: Path | None,
 ) -> None:
     """Upload PATH, sealed only for the devices its label releases it to. An interrupted
-    upload resumes by itself; running the command again starts a new version."""
+    upload resumes by itself; if it stopped (this program or the server died), running the
+    same command again continues the same version, provided PATH is unchanged."""
 
     async def go(messenger: Messenger) -> dict[str, Any]:
         with _bar("uploading") as progress:

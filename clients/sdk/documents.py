@@ -6,15 +6,20 @@ version, and download and verify one, each in bounded memory.
                                          label="NATO SECRET//REL TO USA, GBR")
         opened = await Documents(m).get(version["id"], Path("copy.pdf"))
 
-Uploads resume after a dropped connection: the ciphertext is re-made from the unchanged file
-(the same header, key and counter nonces give the same bytes) and sent from where the server
-stands. A file that changes between attempts is never re-encrypted under the same header (that
-would reuse nonces): the upload is discarded instead.
+Uploads resume after a dropped connection, and after either side stopped: the ciphertext is
+re-made from the unchanged file (the same header, key and counter nonces give the same bytes)
+and sent from where the server stands. A small note in the keystore's home names the
+unfinished version, so that ``put`` run again with the same file continues it. A file that
+changes between attempts is never re-encrypted under the same header (that would reuse
+nonces): the upload is discarded instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
 import uuid
@@ -32,6 +37,8 @@ from protocol.policy import Container
 
 READ_SIZE = stream.CHUNK_SIZE
 ATTEMPTS = 5
+MAX_WAIT = 60.0  # longest wait, in seconds, that a refusal's Retry-After makes an upload take
+UPLOADS_DIR = "uploads"  # in the keystore's home: a note per unfinished upload
 Progress = Callable[[int, int], None]
 
 
@@ -61,6 +68,58 @@ def _stamp(path: Path) -> tuple[int, int]:
     return info.st_size, info.st_mtime_ns
 
 
+def _retry_after(exc: ApiError) -> float | None:
+    """How long to wait before trying an upload again after this refusal, or None if trying
+    again cannot help: a stalled body (408) at once; too many uploads (429), or another
+    stream of the version still running (409), after the time the server says; an upload
+    that stands elsewhere (409) at once, from there."""
+    if exc.status == 408:
+        return 0.0
+    if exc.status == 409 and "received" in exc.problem:
+        return 0.0
+    if exc.status in (409, 429) and "retry_after" in exc.problem:
+        with contextlib.suppress(TypeError, ValueError):
+            return min(max(float(exc.problem["retry_after"]), 0.0), MAX_WAIT)
+        return MAX_WAIT
+    return None
+
+
+@dataclass(frozen=True)
+class _Resumable:
+    """The note, in the keystore's home, of an upload begun and not yet complete: which
+    version, and the file and label it was begun for. No key or content: the rest comes back
+    from the server (the header and this device's envelope of the audience)."""
+
+    path: Path
+
+    @classmethod
+    def at(cls, home: Path, channel_id: str, path: Path, document_id: str | None) -> _Resumable:
+        what = "\x1f".join((channel_id, str(path.resolve()), document_id or ""))
+        name = hashlib.sha256(what.encode()).hexdigest()[:32]
+        return cls(home / UPLOADS_DIR / f"{name}.json")
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            found = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) and "version_id" in found else None
+
+    def save(self, version_id: str, stamp: tuple[int, int], banner: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        note = {"version_id": version_id, "stamp": list(stamp), "label": banner}
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(note, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 class Documents:
     def __init__(self, messenger: Messenger) -> None:
         self.m = messenger
@@ -81,7 +140,13 @@ class Documents:
         content_type: str = "application/octet-stream",
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Upload ``path`` as a new document, or as the next version of ``document_id``."""
+        """Upload ``path`` as a new document, or as the next version of ``document_id``.
+
+        An upload that did not finish (the server or this program stopped, the line dropped)
+        is resumed by calling ``put`` again with the same channel, file, label and document:
+        the same version continues from where the server stands, provided the file is
+        unchanged. A changed file discards the unfinished version and starts a new one.
+        """
         client = self.m.client
         info = await client.channel(channel)
         channel_id = str(info["id"])
@@ -91,6 +156,44 @@ class Documents:
             ceiling = Label.from_canonical(info["ceiling_canonical"], self.m.catalog)
         except LabelError as exc:
             raise MessagingError(f"label {banner!r}: {exc}") from exc
+        stamp = _stamp(path)
+        record = _Resumable.at(self.m.keystore.home, channel_id, path, document_id)
+        resumed = await self._resume(record, stamp, banner, filename or path.name, content_type)
+        if isinstance(resumed, dict):
+            return resumed  # it was complete already: only the answer had been lost
+        if resumed is not None:
+            version, fields, audience_key = resumed
+        else:
+            version, fields, audience_key = await self._begin(
+                record,
+                channel,
+                channel_id,
+                parsed,
+                ceiling,
+                banner,
+                stamp,
+                document_id=document_id,
+                filename=filename or path.name,
+                content_type=content_type,
+            )
+        return await self._upload(record, version, fields, audience_key, path, stamp, progress)
+
+    async def _begin(
+        self,
+        record: _Resumable,
+        channel: str,
+        channel_id: str,
+        parsed: Label,
+        ceiling: Label,
+        banner: str,
+        stamp: tuple[int, int],
+        *,
+        document_id: str | None,
+        filename: str,
+        content_type: str,
+    ) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+        """Announce a new version; remembered on disk first, so that it can be resumed."""
+        client = self.m.client
         number = 1
         if document_id is not None:
             known = [
@@ -101,7 +204,6 @@ class Documents:
             if not known:
                 raise MessagingError(f"no document {document_id} you can see in {channel}")
             number = max(int(v["number"]) for v in known) + 1
-        stamp = _stamp(path)
         fields: dict[str, Any] = {
             "document_id": document_id or str(uuid.uuid4()),
             "version_id": str(uuid.uuid4()),
@@ -111,47 +213,166 @@ class Documents:
             "sender_device": self.m.device_id,
             "created_at": datetime.now(UTC),
             "label": parsed,
-            "filename": filename or path.name,
+            "filename": filename,
             "content_type": content_type,
             "size": stamp[0],
         }
-        for attempt in (1, 2):
-            roster = await client.roster(channel_id)
-            verified, excluded = await self.m._check_roster(roster)
-            container = Container(channel_id, ceiling, frozenset(str(e["user_id"]) for e in roster))
-            eligible = self.m._eligible(verified, parsed, container)
-            audience = await self.m._audience(channel_id, eligible)
-            fields["audience_id"] = audience.audience_id
-            encryptor = self._encryptor(audience.key, fields)
-            try:
-                version = await client.begin_document_version(channel_id, encryptor.header)
-                break
-            except ApiError as exc:
-                self.m._audiences.pop(channel_id, None)
-                if exc.code == "audience-incomplete" and attempt == 1:
-                    continue
-                if exc.code == "audience-incomplete":
-                    self.m._check_insistence(exc, excluded)
-                raise
-        for _ in range(ATTEMPTS):
+        record.save(fields["version_id"], stamp, banner)
+        try:
+            for attempt in (1, 2):
+                roster = await client.roster(channel_id)
+                verified, excluded = await self.m._check_roster(roster)
+                container = Container(
+                    channel_id, ceiling, frozenset(str(e["user_id"]) for e in roster)
+                )
+                eligible = self.m._eligible(verified, parsed, container)
+                audience = await self.m._audience(channel_id, eligible)
+                fields["audience_id"] = audience.audience_id
+                encryptor = self._encryptor(audience.key, fields)
+                try:
+                    version = await client.begin_document_version(channel_id, encryptor.header)
+                    return version, fields, audience.key
+                except ApiError as exc:
+                    self.m._audiences.pop(channel_id, None)
+                    if exc.code == "audience-incomplete" and attempt == 1:
+                        continue
+                    if exc.code == "audience-incomplete":
+                        self.m._check_insistence(exc, excluded)
+                    raise
+        except ApiError:
+            record.forget()  # refused: there is nothing to resume
+            raise
+        raise AssertionError("unreachable")
+
+    async def _resume(
+        self,
+        record: _Resumable,
+        stamp: tuple[int, int],
+        banner: str,
+        filename: str,
+        content_type: str,
+    ) -> tuple[dict[str, Any], dict[str, Any], bytes] | dict[str, Any] | None:
+        """The unfinished version ``record`` names, ready to continue (the version, the
+        encryptor's fields and the audience key, all recovered from the server), or the
+        version itself if it was completed, or None when there is none to resume."""
+        client = self.m.client
+        remembered = record.load()
+        if remembered is None:
+            return None
+        version_id = remembered["version_id"]
+        if remembered.get("stamp") != list(stamp) or remembered.get("label") != banner:
+            # Another file, or another label: never re-encrypt under the old header.
+            await self._discard(record, version_id)
+            return None
+        try:
+            state = await client.upload_state(version_id)
+        except ApiError as exc:
+            if exc.status == 409:
+                record.forget()
+                access = await client.open_document_version(version_id)
+                return dict(access["version"])
+            if exc.status == 404:  # never begun, discarded or expired
+                record.forget()
+                return None
+            raise
+        try:
+            header = stream.check_document_header(state["header"])
+            if header.sender_device != self.m.device_id or header.size != stamp[0]:
+                raise _Unverifiable("the version is not this device's upload of this file")
+            audience = state["audience"]
+            audience_key = envelopes.open_audience_envelope(
+                self.m._device_keys,
+                self.m.device_id,
+                audience["header"],
+                keys.b64u_decode(audience["signature"]),
+                keys.b64u_decode(audience["envelope"]),
+                self.m._device_keys.public().signing_key,
+            )
+            fields: dict[str, Any] = {
+                "document_id": header.document_id,
+                "version_id": header.version_id,
+                "version_number": header.version_number,
+                "container": header.container,
+                "sender_user": header.sender_user,
+                "sender_device": header.sender_device,
+                "audience_id": header.audience_id,
+                "created_at": header.created_at,
+                "label": dict(header.label),
+                "filename": filename,
+                "content_type": content_type,
+                "size": header.size,
+            }
+            # The header made again must be the one the server holds, byte for byte: then
+            # the ciphertext made again is the one already partly stored.
+            if self._encryptor(audience_key, fields).header != state["header"]:
+                raise _Unverifiable("the version was begun with other details")
+        except (
+            _Unverifiable,
+            envelopes.EnvelopeError,
+            stream.DocumentError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ):
+            await self._discard(record, version_id)
+            return None
+        return state, fields, audience_key
+
+    async def _discard(self, record: _Resumable, version_id: str) -> None:
+        with contextlib.suppress(ApiError):
+            await self.m.client.discard_upload(version_id)
+        record.forget()
+
+    async def _upload(
+        self,
+        record: _Resumable,
+        version: dict[str, Any],
+        fields: dict[str, Any],
+        audience_key: bytes,
+        path: Path,
+        stamp: tuple[int, int],
+        progress: Progress | None,
+    ) -> dict[str, Any]:
+        """Send the ciphertext from where the server stands until it is all there, resuming
+        after a dropped line and waiting when the server asks to, then complete the version."""
+        client = self.m.client
+        failures = 0
+        while True:
             if _stamp(path) != stamp:
-                await client.discard_upload(version["id"])
+                await self._discard(record, version["id"])
                 raise MessagingError(f"{path} changed during the upload; it was discarded")
-            encryptor = self._encryptor(audience.key, fields)
+            encryptor = self._encryptor(audience_key, fields)
             offset = int(version["received"])
+            wait = 0.0
             try:
                 version = await client.upload_content(
                     version["id"], offset, self._ciphertext(encryptor, path, offset, progress)
                 )
             except ConnectionFailed:
+                failures += 1
+            except ApiError as exc:
+                retry = _retry_after(exc)
+                if retry is None:
+                    raise
+                failures, wait = failures + 1, retry
+            else:
+                if int(version["received"]) == int(version["ciphertext_size"]):
+                    done = await client.complete_upload(version["id"], encryptor.finish().to_json())
+                    record.forget()
+                    return done
+                failures += 1
+            if failures >= ATTEMPTS:
+                raise ConnectionFailed(
+                    f"the upload of {path} kept failing; run the same command again to resume"
+                )
+            await asyncio.sleep(wait)
+            try:
                 version = await client.upload_state(version["id"])
-                continue
-            if int(version["received"]) == int(version["ciphertext_size"]):
-                return await client.complete_upload(version["id"], encryptor.finish().to_json())
-            version = await client.upload_state(version["id"])
-        raise ConnectionFailed(
-            f"the upload of {path} kept failing; run the same command again to resume"
-        )
+            except ConnectionFailed as exc:
+                raise ConnectionFailed(
+                    f"the upload of {path} was interrupted ({exc}); run the same command again "
+                    "to resume"
+                ) from exc
 
     def _encryptor(self, audience_key: bytes, fields: dict[str, Any]) -> stream.DocumentEncryptor:
         return stream.DocumentEncryptor(self.m._device_keys, audience_key, **fields)

@@ -70,13 +70,21 @@ class BlobStore:
             async for piece in pieces:
                 if position + len(piece) > limit:
                     raise BlobTooLarge(f"more than the announced {limit} bytes")
-                await asyncio.to_thread(handle.write, piece)
-                position += len(piece)
-                whole = position if position == limit else position - position % CHUNK
-                if on_durable is not None and whole > durable:
-                    await asyncio.to_thread(_sync, handle)
-                    durable = whole
-                    await on_durable(whole)
+                view = memoryview(piece)
+                while view:
+                    # A piece may hold several chunks (the socket is read 256 KiB at a time):
+                    # write up to the next chunk boundary, and put each chunk on record before
+                    # writing the next, so that what is on disk is never more than a chunk
+                    # ahead of the record.
+                    take = len(view) if on_durable is None else CHUNK - position % CHUNK
+                    part, view = view[:take], view[take:]
+                    await asyncio.to_thread(handle.write, part)
+                    position += len(part)
+                    whole = position if position == limit else position - position % CHUNK
+                    if on_durable is not None and whole > durable:
+                        await asyncio.to_thread(_sync, handle)
+                        durable = whole
+                        await on_durable(whole)
             return position
         finally:
             _sync(handle)

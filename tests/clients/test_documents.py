@@ -3,22 +3,32 @@ devices, verified before the plaintext is kept."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
-from clients.sdk import ApiError, ConnectionFailed, MessagingError
+from clients.sdk import ApiError, AttacheClient, ConnectionFailed, MessagingError
 from clients.sdk.documents import Documents
 from protocol import stream
 from protocol.labels import parse_label
 from server.audit.models import AuditEvent
 from server.documents.models import DocumentVersion
-from tests.clients.test_messaging import Trio, _trio
+from server.settings import Settings
+from tests.clients.test_cli_messages import _ok as _cli_ok
+from tests.clients.test_messaging import Trio, _messenger, _trio
 from tests.server.test_channels import CATALOG, _audience
 
 REL_USA_GBR = "NATO SECRET//REL TO USA, GBR"
@@ -258,3 +268,218 @@ async def test_uploads_must_follow_where_the_server_stands(world: Any, tmp_path:
 
 async def _many(n: int) -> Any:
     yield b"y" * n
+
+
+# --- crashes: the same version resumes (issue 9, item 7) -------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _server_process(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    """A server of its own, on the same database and blob store as the test app."""
+    env = {
+        **os.environ,
+        "ATTACHE_DATA_DIR": str(settings.data_dir),
+        "ATTACHE_DATABASE_URL": settings.effective_database_url,
+        "ATTACHE_PORT": str(port),
+    }
+    command = [sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory"]
+    return subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        assert process.poll() is None, "the server process stopped"
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError("the server process did not start")
+
+
+class _Offsets:
+    """Records the offset of every upload attempt a client makes."""
+
+    def __init__(self, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.seen: list[tuple[str, int]] = []
+        real = client.upload_content
+
+        async def upload(version_id: str, offset: int, content: Any) -> dict[str, Any]:
+            self.seen.append((version_id, offset))
+            answer: dict[str, Any] = await real(version_id, offset, content)
+            return answer
+
+        monkeypatch.setattr(client, "upload_content", upload)
+
+
+async def test_an_upload_survives_a_server_crash(
+    world: Any, tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server is killed (SIGKILL) at 40 % of an upload; a server started again reports
+    what was stored, within one chunk, and the same version resumes to completion."""
+    t = await _trio(world)
+    source = _file(tmp_path, "big", 40 * stream.CHUNK_SIZE)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = _server_process(settings, port)
+    auth = {"Authorization": f"Bearer {t.alice.client.token}"}
+    try:
+        await asyncio.to_thread(_wait_until_up, url, process)
+        remote = AttacheClient(url, token=t.alice.client.token)
+        offsets = _Offsets(remote, monkeypatch)
+        recorded: dict[str, int] = {}
+
+        def kill_at_40_percent(done: int, total: int) -> None:
+            if recorded or done < 0.4 * total:
+                return
+            # Once the server has put some of it on record (it runs in another process, so
+            # this client may block to look), kill it where it stands.
+            version_id = offsets.seen[0][0]
+            for _ in range(200):
+                state = httpx.get(f"{url}/v1/uploads/{version_id}", headers=auth).json()
+                if state["received"] > 0:
+                    break
+                time.sleep(0.05)
+            process.kill()
+            process.wait()
+            recorded["before"] = state["received"]
+
+        with pytest.raises(ConnectionFailed, match="resume"):
+            await Documents(await _messenger(t.alice, remote)).put(
+                "liaison", source, progress=kill_at_40_percent
+            )
+        await remote.aclose()
+    finally:
+        process.kill()
+        process.wait()
+    (version_id, _), *_ = offsets.seen
+    on_disk = world.app.state.blobs.size(version_id)
+    whole = on_disk - on_disk % stream.ENCRYPTED_CHUNK_SIZE
+    # The restarted server (the test app, on the same database and disk) reports what was
+    # stored, losing at most the chunk in flight; before, it said 0.
+    state = await t.am.client.upload_state(version_id)
+    assert state["status"] == "uploading"
+    assert 0 < recorded["before"] <= state["received"] <= whole
+    assert whole - state["received"] <= stream.ENCRYPTED_CHUNK_SIZE
+    # Run again, the upload continues the same version from there.
+    resumed = _Offsets(t.am.client, monkeypatch)
+    version = await Documents(t.am).put("liaison", source)
+    assert version["id"] == version_id
+    assert version["status"] == "complete"
+    assert resumed.seen[0] == (version_id, state["received"])
+    async with world.app.state.sessionmaker() as session:
+        assert [v.id for v in (await session.execute(select(DocumentVersion))).scalars()] == [
+            version_id
+        ]
+    opened = await Documents(t.bm).get(version_id, tmp_path / "copy")
+    assert _sha256(opened.path) == _sha256(source)
+
+
+async def test_an_upload_survives_a_client_crash(
+    world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The uploading program dies mid-upload, its memory lost; run again (a new Messenger on
+    the same keystore), it finds the unfinished version and resumes it."""
+    t = await _trio(world)
+    source = _file(tmp_path, "big", 6 * stream.CHUNK_SIZE)
+    client = t.am.client
+    real = client.upload_content
+
+    async def dying(version_id: str, offset: int, content: Any) -> dict[str, Any]:
+        async def three_chunks_and_a_half() -> Any:
+            sent = 0
+            async for piece in content:
+                yield piece[: int(3.5 * stream.ENCRYPTED_CHUNK_SIZE) - sent]
+                sent += len(piece)
+                if sent >= 3.5 * stream.ENCRYPTED_CHUNK_SIZE:
+                    break
+
+        await real(version_id, offset, three_chunks_and_a_half())
+        raise KeyboardInterrupt  # the program is stopped where it stands
+
+    monkeypatch.setattr(client, "upload_content", dying)
+    with pytest.raises(KeyboardInterrupt):
+        await Documents(t.am).put("liaison", source, label=REL_USA_GBR)
+    monkeypatch.setattr(client, "upload_content", real)
+    offsets = _Offsets(client, monkeypatch)
+    again = await _messenger(t.alice)
+    version = await Documents(again).put("liaison", source, label=REL_USA_GBR)
+    assert offsets.seen == [(version["id"], 3 * stream.ENCRYPTED_CHUNK_SIZE)]
+    assert version["status"] == "complete"
+    async with world.app.state.sessionmaker() as session:
+        assert len((await session.execute(select(DocumentVersion))).scalars().all()) == 1
+    opened = await Documents(t.bm).get(version["id"], tmp_path / "copy")
+    assert _sha256(opened.path) == _sha256(source)
+    # Done, nothing is left to resume: the same file again is a new document.
+    other = await Documents(again).put("liaison", source, label=REL_USA_GBR)
+    assert other["document_id"] != version["document_id"]
+
+
+async def test_a_changed_file_is_not_resumed_but_begun_again(
+    world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = await _trio(world)
+    source = _file(tmp_path, "doc", 3 * stream.CHUNK_SIZE)
+    client = t.am.client
+
+    async def dead(version_id: str, offset: int, content: Any) -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    real = client.upload_content
+    monkeypatch.setattr(client, "upload_content", dead)
+    with pytest.raises(KeyboardInterrupt):
+        await Documents(t.am).put("liaison", source)
+    monkeypatch.setattr(client, "upload_content", real)
+    async with world.app.state.sessionmaker() as session:
+        (first,) = (await session.execute(select(DocumentVersion))).scalars().all()
+    source.write_bytes(os.urandom(3 * stream.CHUNK_SIZE))  # the same name, other content
+    version = await Documents(t.am).put("liaison", source)
+    assert version["id"] != first.id
+    async with world.app.state.sessionmaker() as session:
+        left = (await session.execute(select(DocumentVersion))).scalars().all()
+    assert [v.id for v in left] == [version["id"]]  # the unfinished one was discarded
+    opened = await Documents(t.bm).get(version["id"], tmp_path / "copy")
+    assert opened.path.read_bytes() == source.read_bytes()
+
+
+async def test_the_cli_resumes_an_unfinished_upload(
+    world: Any, live: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``attache doc put`` run again after the program died continues the same version."""
+    t = await _trio(world)
+    source = _file(tmp_path, "brief.bin", 4 * stream.CHUNK_SIZE)
+    client = t.am.client
+    real = client.upload_content
+
+    async def dying(version_id: str, offset: int, content: Any) -> dict[str, Any]:
+        async def first_chunk() -> Any:
+            async for piece in content:
+                yield piece
+                break
+
+        await real(version_id, offset, first_chunk())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client, "upload_content", dying)
+    with pytest.raises(KeyboardInterrupt):
+        await Documents(t.am).put("liaison", source)
+    async with world.app.state.sessionmaker() as session:
+        (pending,) = (await session.execute(select(DocumentVersion))).scalars().all()
+    assert pending.received == stream.ENCRYPTED_CHUNK_SIZE
+    out = await _cli_ok(t.alice, "doc", "put", "--channel", "liaison", str(source))
+    assert f"version id {pending.id}" in out
+    opened = await Documents(t.bm).get(pending.id, tmp_path / "copy")
+    assert _sha256(opened.path) == _sha256(source)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,6 +1,8 @@
-"""Document uploads against slow and stalled clients: no upload holds a database connection
-while its body streams, a stalled body is cut off, and the uploads streaming at once are
-capped (issue 9, item 4). Raw sockets stand in for the hostile clients."""
+"""Document uploads against slow and stalled clients and crashes: no upload holds a database
+connection while its body streams, a stalled body is cut off, the uploads streaming at once
+are capped (issue 9, item 4); progress is on record chunk by chunk and abandoned uploads
+expire (item 7; the crash itself is in tests/clients/test_documents.py). Raw sockets stand in
+for the hostile clients."""
 
 from __future__ import annotations
 
@@ -11,15 +13,21 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
+from clients.sdk import ApiError
 from protocol import stream
 from protocol.labels import parse_label
+from server.audit.models import AuditEvent
+from server.db.base import utcnow
+from server.documents.models import DocumentVersion
+from server.documents.service import do_expire_uploads
 from server.settings import Settings
 from tests.clients.test_messaging import Trio, _trio
 from tests.factories import Member, World
@@ -279,3 +287,92 @@ async def test_a_stalled_json_body_is_cut_off(world: World, live_url: str) -> No
     stalled.close()
     _problem(status, headers, body, 408)
     assert body["code"] == "request-timeout"
+
+
+# --- durable progress ------------------------------------------------------------------------
+
+
+async def test_progress_is_recorded_as_chunks_land(world: World, live_url: str) -> None:
+    """Each whole chunk is on record while the body is still streaming, not only at its end:
+    what a crash at this moment leaves is what the server then reports."""
+    t = await _trio(world)
+    (pending,) = await _pending(t, t.alice, 1, size=6 * stream.CHUNK_SIZE)
+    async with _closing([await _stall(live_url, t.alice, pending, sent=int(3.5 * CHUNK))]):
+        for _ in range(1000):
+            state = await t.am.client.upload_state(pending.id)
+            if state["received"] == 3 * CHUNK:
+                break
+            await asyncio.sleep(0.01)
+        assert state["received"] == 3 * CHUNK
+        assert state["status"] == "uploading"
+        assert world.app.state.blobs.size(pending.id) >= 3 * CHUNK
+
+
+# --- abandoned uploads expire ----------------------------------------------------------------
+
+
+async def _events(world: World, action: str) -> list[AuditEvent]:
+    async with world.app.state.sessionmaker() as session:
+        stmt = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+        return list((await session.execute(stmt)).scalars().all())
+
+
+async def _versions(world: World) -> dict[str, DocumentVersion]:
+    async with world.app.state.sessionmaker() as session:
+        found = (await session.execute(select(DocumentVersion))).scalars().all()
+    return {v.id: v for v in found}
+
+
+@pytest.mark.parametrize("settings", [{"upload_expiry_seconds": 0.5}], indirect=True)
+async def test_an_abandoned_upload_expires_with_its_blob_and_is_audited(world: World) -> None:
+    t = await _trio(world)
+    abandoned, finished = await _pending(t, t.alice, 2, size=3 * stream.CHUNK_SIZE)
+    client = t.am.client
+    await client.upload_content(abandoned.id, 0, _once(abandoned.ciphertext[:CHUNK]))
+    await client.upload_content(finished.id, 0, _once(finished.ciphertext))
+    await client.complete_upload(finished.id, finished.trailer)
+    blobs = world.app.state.blobs
+    assert blobs.path(abandoned.id).exists()
+    for _ in range(1000):
+        if abandoned.id not in await _versions(world):
+            break
+        await asyncio.sleep(0.02)
+    left = await _versions(world)
+    assert abandoned.id not in left
+    assert left[finished.id].status == "complete"
+    assert not blobs.path(abandoned.id).exists()
+    assert blobs.path(finished.id).exists()
+    (event,) = await _events(world, "document.upload_expired")
+    assert event.object_id == abandoned.id
+    assert event.subject_nation == "USA"
+    assert event.actor_user_id is None
+    assert event.details["via"] == "upload-expiry"
+    assert event.details["received"] == CHUNK
+    assert event.details["expiry_seconds"] == 0.5
+    # Its uploader learns it is gone, and starts again.
+    with pytest.raises(ApiError) as gone:
+        await client.upload_state(abandoned.id)
+    assert gone.value.status == 404
+
+
+async def test_only_idle_uploads_not_streaming_expire(world: World) -> None:
+    t = await _trio(world)
+    idle, streaming, recent = await _pending(t, t.alice, 3)
+    app = world.app
+    later = utcnow() + timedelta(hours=2)
+    async with app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(DocumentVersion)
+            .where(DocumentVersion.id == recent.id)
+            .values(progressed_at=later)
+        )
+    removed = await do_expire_uploads(
+        app.state.sessionmaker, app.state.blobs, 3600, busy=frozenset({streaming.id}), now=later
+    )
+    assert removed == [idle.id]
+    assert set(await _versions(world)) == {streaming.id, recent.id}
+    assert [e.object_id for e in await _events(world, "document.upload_expired")] == [idle.id]
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
