@@ -71,9 +71,13 @@ async def list_versions(
 
 
 @router.get("/uploads/{version_id}")
-async def upload_state(version_id: str, principal: PrincipalDep, session: SessionDep) -> UploadRead:
+async def upload_state(
+    version_id: str, request: Request, principal: PrincipalDep, session: SessionDep
+) -> UploadRead:
     """Where an unfinished upload stands, with what its uploader needs to resume it."""
-    return UploadRead.of_upload(await service.access_upload_state(session, principal, version_id))
+    return UploadRead.of_upload(
+        await service.access_upload_state(session, principal, _store(request), version_id)
+    )
 
 
 @router.put("/uploads/{version_id}/content")

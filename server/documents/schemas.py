@@ -66,7 +66,7 @@ class UploadRead(VersionRead):
     @classmethod
     def of_upload(cls, upload: Upload) -> UploadRead:
         return cls(
-            **VersionRead.of(upload.version).model_dump(),
+            **{**VersionRead.of(upload.version).model_dump(), "received": upload.received},
             audience=AudienceRead(
                 header=upload.audience.header,
                 signature=keys.b64u_encode(upload.audience.signature),

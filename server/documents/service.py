@@ -124,24 +124,39 @@ async def access_upload(
     return version
 
 
+def stands_at(store: BlobStore, version: DocumentVersion) -> int:
+    """Where an unfinished upload stands: its record, or further where whole chunks beyond it
+    were stored before a crash cut the record short (the blob is synced piece by piece; the
+    record follows every ``RECORD_EVERY`` bytes)."""
+    return max(version.received, store.stored(version.id, version.ciphertext_size))
+
+
+# How often a streaming upload records its progress (``received``, ``progressed_at``) in the
+# database: the blob itself holds the exact figure in between.
+RECORD_EVERY = 1 << 20
+
+
 @dataclass(frozen=True)
 class Upload:
     """An unfinished version as its uploader sees it: with the audience and the uploader's own
     envelope in it, so that a client that lost its state can resume the same version."""
 
     version: DocumentVersion
+    received: int  # where it stands (stands_at), which may be beyond the version's record
     audience: Audience
     envelope: bytes | None
 
 
 async def access_upload_state(
-    session: AsyncSession, principal: Principal, version_id: str
+    session: AsyncSession, principal: Principal, store: BlobStore, version_id: str
 ) -> Upload:
     version = await access_upload(session, principal, version_id, lock=False)
     audience = await channel_repo.get_audience(session, version.audience_id)
     envelope = await channel_repo.envelope_for(session, version.audience_id, principal.device.id)
     assert audience is not None
-    return Upload(version, audience, envelope.envelope if envelope else None)
+    return Upload(
+        version, stands_at(store, version), audience, envelope.envelope if envelope else None
+    )
 
 
 @asynccontextmanager
@@ -171,9 +186,9 @@ async def do_receive_content(
     """Append ciphertext at ``offset``, which must be where the upload stands.
 
     No database connection is held while the body streams: the caller is authenticated and
-    the version read in one short transaction, the bytes go to the blob store, and each
-    whole encrypted chunk, once synced to disk, is recorded in a short transaction of its own
-    (``received``), so a crash of either side loses at most the chunk in flight. Whatever
+    the version read in one short transaction, the bytes go to the blob store (synced as they
+    land, so a crash of the server keeps them), and progress is recorded every
+    ``RECORD_EVERY`` bytes and at the end in short transactions of their own. Whatever
     happens to the connection, what was stored is kept up to the last whole chunk and
     ``received`` says where to resume. A body that stalls (BodyStalled from ``pieces``) is
     kept likewise and answered with RequestTimeout. The ``gate`` admits the stream or
@@ -186,12 +201,13 @@ async def do_receive_content(
         # Read again once admitted: no other stream of this version runs in this process now.
         async with _unit_of_work(sessionmaker) as session:
             version = await access_upload(session, principal, version_id, lock=False)
+        version.received = stands_at(store, version)
         if offset != version.received:
             raise Conflict(
                 f"the upload stands at byte {version.received}; resume from there",
                 received=version.received,
             )
-        recorded = offset
+        recorded = -1  # a resumed upload may stand beyond its record: record it at the end
 
         async def durable(received: int) -> None:
             nonlocal recorded
@@ -203,13 +219,23 @@ async def do_receive_content(
         stalled = False
         try:
             reached = await store.append(
-                version_id, offset, pieces, version.ciphertext_size, on_durable=durable
+                version_id,
+                offset,
+                pieces,
+                version.ciphertext_size,
+                on_progress=durable,
+                every=RECORD_EVERY,
             )
         except BlobTooLarge as exc:
-            store.truncate(version_id, recorded)
+            # Keep what the last record says: a client that overran the announced size is
+            # not trusted with what came after it.
+            kept = max(recorded, version.received)
+            store.truncate(version_id, kept)
+            async with _unit_of_work(sessionmaker) as session:
+                await repo.record_progress(session, version_id, kept, utcnow())
             raise PayloadTooLarge(
                 f"the version's ciphertext is {version.ciphertext_size} bytes: {exc}",
-                received=recorded,
+                received=kept,
             ) from exc
         except BodyStalled:
             stalled, reached = True, store.size(version_id)
@@ -246,6 +272,7 @@ async def do_complete_version(
     """Finish an upload: every byte is there and the sender's signature covers exactly the
     stored ciphertext, and the audience is still exactly the eligible devices. A signature
     that does not match discards the upload (the blob and the version)."""
+    version.received = stands_at(store, version)
     if version.received != version.ciphertext_size:
         raise Conflict(
             f"{version.received} of {version.ciphertext_size} bytes are uploaded",

@@ -1,8 +1,10 @@
 """The blob store: document ciphertext on disk, written and read in bounded memory.
 
-Blobs are opaque; the database records how much of each is trustworthy (``received``). A
-write past the expected size is refused, and an interrupted write is cut back to whole
-encrypted chunks, so a resumed upload never overlaps a partial chunk.
+Blobs are opaque. An unfinished blob's whole encrypted chunks are what its upload has
+received: each piece is synced as it lands, and the database's ``received`` follows behind
+(server/documents/service.py takes the larger). A write past the expected size is refused,
+and an interrupted write is cut back to whole encrypted chunks, so a resumed upload never
+overlaps a partial chunk.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ READ_SIZE = CHUNK = ENCRYPTED_CHUNK_SIZE
 def _sync(handle: BinaryIO) -> None:
     handle.flush()
     os.fsync(handle.fileno())
+
+
+def _write(handle: BinaryIO, piece: bytes) -> None:
+    handle.write(piece)
+    _sync(handle)
 
 
 class BlobTooLarge(Exception):
@@ -43,48 +50,50 @@ class BlobStore:
         except FileNotFoundError:
             return 0
 
+    def stored(self, blob_id: str, limit: int) -> int:
+        """How much of a blob is whole encrypted chunks (all of it, once it has reached
+        ``limit``): what a resumed upload may keep of what is on disk."""
+        size = min(self.size(blob_id), limit)
+        return size if size == limit else size - size % CHUNK
+
     async def append(
         self,
         blob_id: str,
         offset: int,
         pieces: AsyncIterator[bytes],
         limit: int,
-        on_durable: Callable[[int], Awaitable[None]] | None = None,
+        on_progress: Callable[[int], Awaitable[None]] | None = None,
+        every: int = 1 << 20,
     ) -> int:
         """Write ``pieces`` at ``offset`` (truncating anything after it); returns the size
         reached, whatever happened to the stream. Raises BlobTooLarge past ``limit``.
 
-        Each time the blob grows past another whole encrypted chunk (or reaches ``limit``),
-        what was written is synced to disk and then ``on_durable`` is told how many bytes,
-        from the start, are whole chunks on disk: a crash loses at most the chunk in flight.
-        An exception from ``on_durable`` ends the write.
+        Every piece is synced to disk as it is written (a piece is what the server read
+        from the socket at once, a few hundred KiB at most), so the blob itself is the durable record of what arrived:
+        after a crash of the process nothing written is lost, after one of the machine at most
+        the piece in flight. ``on_progress`` is told the whole chunks stored each time they
+        have grown by ``every`` bytes, and when the blob reaches ``limit``; an exception from
+        it ends the write.
         """
         path = self.path(blob_id)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(fd, "r+b")
-        position = durable = offset
+        position = told = offset
         try:
             handle.truncate(offset)
             handle.seek(offset)
             async for piece in pieces:
                 if position + len(piece) > limit:
                     raise BlobTooLarge(f"more than the announced {limit} bytes")
-                view = memoryview(piece)
-                while view:
-                    # A piece may hold several chunks (the socket is read 256 KiB at a time):
-                    # write up to the next chunk boundary, and put each chunk on record before
-                    # writing the next, so that what is on disk is never more than a chunk
-                    # ahead of the record.
-                    take = len(view) if on_durable is None else CHUNK - position % CHUNK
-                    part, view = view[:take], view[take:]
-                    await asyncio.to_thread(handle.write, part)
-                    position += len(part)
-                    whole = position if position == limit else position - position % CHUNK
-                    if on_durable is not None and whole > durable:
-                        await asyncio.to_thread(_sync, handle)
-                        durable = whole
-                        await on_durable(whole)
+                await asyncio.to_thread(_write, handle, piece)
+                position += len(piece)
+                whole = position if position == limit else position - position % CHUNK
+                if on_progress is not None and (
+                    whole - told >= every or (whole == limit and whole > told)
+                ):
+                    told = whole
+                    await on_progress(whole)
             return position
         finally:
             _sync(handle)

@@ -292,9 +292,10 @@ async def test_a_stalled_json_body_is_cut_off(world: World, live_url: str) -> No
 # --- durable progress ------------------------------------------------------------------------
 
 
-async def test_progress_is_recorded_as_chunks_land(world: World, live_url: str) -> None:
-    """Each whole chunk is on record while the body is still streaming, not only at its end:
-    what a crash at this moment leaves is what the server then reports."""
+async def test_progress_is_kept_as_chunks_land(world: World, live_url: str) -> None:
+    """Each whole chunk is stored, synced and reported while the body is still streaming, not
+    only at its end: what a crash at this moment leaves is what the server then reports
+    (the crash itself: tests/clients/test_documents.py)."""
     t = await _trio(world)
     (pending,) = await _pending(t, t.alice, 1, size=6 * stream.CHUNK_SIZE)
     async with _closing([await _stall(live_url, t.alice, pending, sent=int(3.5 * CHUNK))]):
