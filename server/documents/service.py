@@ -211,9 +211,7 @@ async def do_receive_content(
 
         async def durable(received: int) -> None:
             nonlocal recorded
-            async with _unit_of_work(sessionmaker) as session:
-                if not await repo.record_progress(session, version_id, received, utcnow()):
-                    raise _not_found(version_id)
+            await _record_progress(sessionmaker, store, version_id, received)
             recorded = received
 
         stalled = False
@@ -239,19 +237,14 @@ async def do_receive_content(
             ) from exc
         except BodyStalled:
             stalled, reached = True, store.size(version_id)
-        except NotFound:
-            store.delete(version_id)  # discarded or expired while it streamed
-            raise
         if reached != version.ciphertext_size:
             # Keep whole encrypted chunks only: a resumed upload then starts on a chunk boundary
             # and never rewrites part of a chunk already stored.
             reached -= reached % stream.ENCRYPTED_CHUNK_SIZE
             store.truncate(version_id, reached)
+        if reached != recorded:
+            await _record_progress(sessionmaker, store, version_id, reached)
         async with _unit_of_work(sessionmaker) as session:
-            if reached != recorded and not await repo.record_progress(
-                session, version_id, reached, utcnow()
-            ):
-                raise _not_found(version_id)
             version = await access_upload(session, principal, version_id, lock=False)
     if stalled:
         raise RequestTimeout(
@@ -259,6 +252,22 @@ async def do_receive_content(
             received=version.received,
         )
     return version
+
+
+async def _record_progress(
+    sessionmaker: async_sessionmaker[AsyncSession], store: BlobStore, version_id: str, received: int
+) -> None:
+    """Record that ``received`` bytes of an unfinished version are stored. Raises NotFound
+    (after removing the blob written meanwhile) if the version was discarded or expired while
+    it streamed, Conflict if it was completed."""
+    async with _unit_of_work(sessionmaker) as session:
+        if await repo.record_progress(session, version_id, received, utcnow()):
+            return
+        left = await repo.get_version(session, version_id)
+    if left is None:
+        store.delete(version_id)
+        raise _not_found(version_id)
+    raise Conflict("this version is complete", version_id=version_id)
 
 
 async def do_complete_version(

@@ -69,11 +69,11 @@ class BlobStore:
         reached, whatever happened to the stream. Raises BlobTooLarge past ``limit``.
 
         Every piece is synced to disk as it is written (a piece is what the server read
-        from the socket at once, a few hundred KiB at most), so the blob itself is the durable record of what arrived:
-        after a crash of the process nothing written is lost, after one of the machine at most
-        the piece in flight. ``on_progress`` is told the whole chunks stored each time they
-        have grown by ``every`` bytes, and when the blob reaches ``limit``; an exception from
-        it ends the write.
+        from the socket at once, a few hundred KiB at most), so the blob itself is the
+        durable record of what arrived: after a crash of the process nothing written is lost,
+        after one of the machine at most the piece in flight. ``on_progress`` is told the
+        whole chunks stored each time they have grown by ``every`` bytes, and when the blob
+        reaches ``limit``; an exception from it ends the write.
         """
         path = self.path(blob_id)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
