@@ -102,7 +102,8 @@ async def test_a_refusal_or_a_crash_is_its_own_and_the_batch_commits(
         group.run(Record("ok2")),
         return_exceptions=True,
     )
-    assert outcomes[0] == "ok1" and outcomes[3] == "ok2"
+    assert outcomes[0] == "ok1"
+    assert outcomes[3] == "ok2"
     assert isinstance(outcomes[1], InvalidInput)
     assert isinstance(outcomes[2], PermissionDenied)
     # The deny event commits with the batch; the invalid one left nothing.
@@ -120,7 +121,8 @@ async def test_a_crash_rolls_the_batch_back_and_the_others_commit_alone(
         group.run(Record("ok2")),
         return_exceptions=True,
     )
-    assert outcomes[0] == "ok1" and outcomes[3] == "ok2"
+    assert outcomes[0] == "ok1"
+    assert outcomes[3] == "ok2"
     assert isinstance(outcomes[1], RuntimeError)
     assert isinstance(outcomes[2], InvalidInput)
     # Nothing of the crashed or the unclean work was committed; the others were, once each.
@@ -158,7 +160,8 @@ async def test_a_refusal_that_left_changes_is_run_again_alone(
         group.run(Record("ok2")),
         return_exceptions=True,
     )
-    assert outcomes[0] == "ok1" and outcomes[2] == "ok2"
+    assert outcomes[0] == "ok1"
+    assert outcomes[2] == "ok2"
     assert isinstance(outcomes[1], InvalidInput)
     assert await _recorded(app) == {"ok1": "allow", "ok2": "allow"}
     assert group.batches == 2  # ok1 and ok2, each alone after the batch was rolled back
