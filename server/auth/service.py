@@ -187,7 +187,11 @@ class _Remembered:
 
 
 def _detached(model: type[T], columns: dict[str, Any]) -> T:
-    instance = model(**copy.deepcopy(columns))
+    # Only JSON values (roles, certificates) can be changed in place by a request; the rest
+    # (strings, bytes, datetimes) are immutable and shared as they are.
+    instance = model(
+        **{k: copy.deepcopy(v) if isinstance(v, dict | list) else v for k, v in columns.items()}
+    )
     make_transient_to_detached(instance)
     return instance
 
