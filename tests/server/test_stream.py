@@ -121,3 +121,28 @@ async def test_a_revoked_device_is_cut_off(world: World, live_url: str) -> None:
     await t.gbr.client.revoke_device(t.gbr.device_id, "stolen")
     # The revocation closes the open stream at once, with no push needed to find out.
     assert await _closed(ws) == 4401
+
+
+async def test_nothing_of_a_closed_stream_survives(world: World, live_url: str) -> None:
+    # The idle-crowd goal allows the allocator to keep pages after connections close, if
+    # nothing of theirs survives: no Connection, no mailbox, no entry in the bus.
+    import gc
+
+    from server.realtime.bus import Connection
+
+    t = await _three(world)
+    bus = world.app.state.bus
+    before = bus.subscribers
+    sockets = [await _connect(live_url, m) for m in (t.usa, t.gbr, t.fra) for _ in range(20)]
+    assert bus.subscribers == before + 60
+    for ws in sockets:
+        await ws.close()
+    for _ in range(100):
+        if bus.subscribers == before:
+            break
+        await asyncio.sleep(0.05)
+    assert bus.subscribers == before
+    del sockets
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, Connection)]
+    assert alive == []
