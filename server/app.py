@@ -27,6 +27,7 @@ from server.documents.endpoints import router as documents_router
 from server.documents.storage import BlobStore
 from server.documents.uploads import UploadGate, run_expiry
 from server.errors import install_error_handlers, problem_response
+from server.ratelimit import RateLimits, RefuseAgain
 from server.realtime.bus import InProcessBus
 from server.realtime.gateway import router as stream_router
 from server.releases.endpoints import router as releases_router
@@ -144,10 +145,13 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.catalog = catalog or settings.load_catalog()
     app.state.bus = InProcessBus()
     app.state.blobs = BlobStore(settings.data_dir / "blobs")
+    app.state.rate_limits = RateLimits.in_memory(settings)
     app.state.uploads = UploadGate(settings.upload_max_concurrent, settings.upload_max_per_device)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BodyTimeout, seconds=settings.body_read_timeout_seconds)
+    # Outermost: a request the rate limits refused moments ago is refused again at once.
+    app.add_middleware(RefuseAgain)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -27,6 +27,21 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
     challenge_ttl_seconds: int = Field(default=120, ge=10, le=3600)
     enrolment_code_ttl_seconds: int = Field(default=72 * 3600, ge=300, le=30 * 24 * 3600)
+    # Rate limits (server/ratelimit.py): for each kind of request, a burst that may come at
+    # once, refilled at so many per minute; beyond it, 429 with Retry-After. Per process until
+    # issue 11 shares them. Sign-in (a login is two requests) and enrolment count per source
+    # address, generously: one office behind one NAT address signs in together in the morning.
+    # Messages and new document versions count per device: 30 messages at once and then one
+    # a second is faster than anyone types, and a whole burst costs other devices little
+    # (tests/server/test_rate_limits.py); a script must pace itself.
+    rate_limit_login_per_minute: int = Field(default=60, ge=1)
+    rate_limit_login_burst: int = Field(default=60, ge=1)
+    rate_limit_enrol_per_minute: int = Field(default=30, ge=1)
+    rate_limit_enrol_burst: int = Field(default=30, ge=1)
+    rate_limit_submit_per_minute: int = Field(default=60, ge=1)
+    rate_limit_submit_burst: int = Field(default=30, ge=1)
+    rate_limit_upload_per_minute: int = Field(default=30, ge=1)
+    rate_limit_upload_burst: int = Field(default=20, ge=1)
     # Websocket stream: time to authenticate, and longest silence from a client before closing.
     ws_auth_seconds: float = Field(default=10.0, gt=0, le=120)
     ws_idle_seconds: float = Field(default=60.0, gt=0, le=3600)

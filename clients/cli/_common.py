@@ -19,6 +19,7 @@ from clients.sdk import (
     KeystoreError,
     MessagingError,
     Messenger,
+    RateLimited,
     connect,
 )
 from clients.sdk.audit import AuditStateError
@@ -68,6 +69,9 @@ def call(work: Callable[[], T]) -> T:
     """Run ``work``; every failure becomes one plain sentence and exit status 1."""
     try:
         return work()
+    except RateLimited as exc:
+        # A rate limit refused it before anything was done: the same command is safe to rerun.
+        abort(f"{exc.detail} (a rate limit; nothing was done, so run the same command then)")
     except ApiError as exc:
         hint = " (run 'attache login')" if exc.status == 401 else ""
         abort(f"{exc.detail}{hint}")

@@ -11,7 +11,7 @@ async with await Messenger.open(Keystore(), passphrase="...") as m:
         print(msg.banner, msg.sender, msg.text)
 """
 
-from clients.sdk._client import ApiError, AttacheClient, ConnectionFailed
+from clients.sdk._client import ApiError, AttacheClient, ConnectionFailed, RateLimited
 from clients.sdk._session import (
     Enrolment,
     certify_device,
@@ -55,6 +55,7 @@ __all__ = [
     "MessagingError",
     "Messenger",
     "Profile",
+    "RateLimited",
     "ReceivedMessage",
     "Releases",
     "SentMessage",

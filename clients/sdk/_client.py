@@ -22,6 +22,27 @@ class ApiError(Exception):
         super().__init__(self.detail)
 
 
+class RateLimited(ApiError):
+    """The server refused the request for now (429): wait ``retry_after`` seconds, then retry.
+
+    Nothing was done, so the same request may be sent again as it is."""
+
+    def __init__(self, status: int, problem: dict[str, Any], retry_after: int) -> None:
+        super().__init__(status, problem)
+        self.retry_after = retry_after
+
+
+def _retry_after(response: httpx.Response, problem: dict[str, Any]) -> int:
+    """Whole seconds from the Retry-After header (or the problem's ``retry_after``); a date
+    or anything unreadable counts as one second."""
+    for value in (response.headers.get("retry-after"), problem.get("retry_after")):
+        try:
+            return max(1, int(str(value)))
+        except ValueError:
+            continue
+    return 1
+
+
 class ConnectionFailed(Exception):
     """The server could not be reached."""
 
@@ -78,6 +99,8 @@ class AttacheClient:
                 problem = {"detail": response.text[:500] or response.reason_phrase}
             if not isinstance(problem, dict):
                 problem = {"detail": str(problem)}
+            if response.status_code == 429:
+                raise RateLimited(429, problem, _retry_after(response, problem))
             raise ApiError(response.status_code, problem)
         if response.status_code == 204 or not response.content:
             return None

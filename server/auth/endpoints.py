@@ -4,14 +4,19 @@ from fastapi import APIRouter, status
 
 from protocol import keys
 from server.auth import service
-from server.auth.dependencies import PrincipalDep, SessionDep, SettingsDep
+from server.auth.dependencies import PrincipalDep, SessionDep, SettingsDep, limited_per_address
 from server.auth.schemas import ChallengeCreate, ChallengeRead, SessionCreate, SessionRead
 from server.directory.schemas import UserRead
+from server.ratelimit import LOGIN
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
-@router.post("/challenges", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/challenges",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[limited_per_address(LOGIN)],
+)
 async def create_challenge(
     body: ChallengeCreate, session: SessionDep, settings: SettingsDep
 ) -> ChallengeRead:
@@ -24,7 +29,9 @@ async def create_challenge(
     )
 
 
-@router.post("/sessions", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/sessions", status_code=status.HTTP_201_CREATED, dependencies=[limited_per_address(LOGIN)]
+)
 async def create_session(
     body: SessionCreate, session: SessionDep, settings: SettingsDep
 ) -> SessionRead:

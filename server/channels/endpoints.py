@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from server.auth.dependencies import PrincipalDep, SessionDep
+from server.auth.dependencies import PrincipalDep, SessionDep, limited_per_device
 from server.channels import repository as repo
 from server.channels import service
 from server.channels.schemas import (
@@ -24,6 +24,7 @@ from server.channels.submits import SubmitWork
 from server.db.group import GroupCommit
 from server.directory.endpoints import CatalogDep
 from server.directory.service import access_user
+from server.ratelimit import SUBMIT
 from server.schemas import MAX_INT64
 
 router = APIRouter(prefix="/v1", tags=["channels"])
@@ -105,7 +106,11 @@ async def create_audience(
     return AudienceCreated(audience_id=audience.id, devices=list(audience.header["devices"]))
 
 
-@router.post("/channels/{channel}/messages", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/channels/{channel}/messages",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[limited_per_device(SUBMIT)],
+)
 async def submit_message(
     channel: str,
     body: MessageCreate,

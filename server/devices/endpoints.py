@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, status
 
 from protocol import keys
-from server.auth.dependencies import PrincipalDep, SessionDep, SettingsDep
+from server.auth.dependencies import PrincipalDep, SessionDep, SettingsDep, limited_per_address
 from server.devices import service
 from server.devices.schemas import (
     CertificateSubmit,
@@ -15,6 +15,7 @@ from server.devices.schemas import (
     EnrolmentCodeRead,
 )
 from server.directory.service import access_user
+from server.ratelimit import ENROL
 
 router = APIRouter(prefix="/v1", tags=["devices"])
 
@@ -30,7 +31,9 @@ async def create_enrolment_code(
     )
 
 
-@router.post("/devices", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/devices", status_code=status.HTTP_201_CREATED, dependencies=[limited_per_address(ENROL)]
+)
 async def enrol_device(body: DeviceEnrol, session: SessionDep, settings: SettingsDep) -> DeviceRead:
     device = await service.do_enrol_device(
         session,

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import ClientDisconnect
 
-from server.auth.dependencies import PrincipalDep, SessionDep
+from server.auth.dependencies import PrincipalDep, SessionDep, limited_per_device
 from server.auth.dependencies import _bearer as bearer
 from server.channels.service import access_channel
 from server.directory.endpoints import CatalogDep
@@ -22,6 +22,7 @@ from server.documents.schemas import (
     VersionRead,
 )
 from server.documents.storage import BlobStore
+from server.ratelimit import UPLOAD
 from server.settings import Settings
 from server.timeouts import BodyReadTimeout
 
@@ -47,7 +48,12 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
         raise service.BodyStalled from exc
 
 
-@router.post("/channels/{channel}/documents", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/channels/{channel}/documents",
+    status_code=status.HTTP_201_CREATED,
+    # Counted per device where an upload begins; its streams are capped by server/documents.
+    dependencies=[limited_per_device(UPLOAD)],
+)
 async def begin_version(
     channel: str,
     body: VersionCreate,
