@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from _common import served, spread
+from _common import served, spread, unbind_rate_limits
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from websockets.asyncio.client import connect as ws_connect
 
@@ -928,6 +928,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}.  ",
         "Packages: " + ", ".join(f"{k} {x}" for k, x in m["packages"].items()) + ".  ",
         f"Options: {r['options']}.  ",
+        r.get("rate_limits", "Rate limits: as configured.") + "  ",
         f"V = one Ed25519 verification (pyca/cryptography), this run: **{v * 1e6:.1f} µs** CPU; "
         f"Ed25519 sign {r['primitives']['ed25519_sign']['median'] * 1e6:.1f} µs "
         f"({r['primitives']['ed25519_sign']['median'] / v:.2f} V); raw X-Wing HPKE seal "
@@ -1127,6 +1128,7 @@ def main() -> None:
     before = primitives()
     note(f"V = {before['ed25519_verify']['median'] * 1e6:.1f} µs")
     kinds = args.database.split(",")
+    rate_limits = unbind_rate_limits()
     databases = {kind: bench_database(kind, args, kind == kinds[0]) for kind in kinds}
     after = primitives()
     measured = {k: spread([before[k]["median"], after[k]["median"]]) for k in before}
@@ -1140,6 +1142,7 @@ def main() -> None:
         "listeners": "lean: JSON-parse each frame, record seq and time.time(); no decryption",
         "databases": databases,
         "many_rooms": "not built yet",
+        "rate_limits": rate_limits,
     }
     result["goals"] = goals(result, v)
     output = Path(args.output)
