@@ -18,6 +18,7 @@ from clients.cli import main
 from clients.sdk import Messenger
 from server.channels.models import Message
 from tests.factories import PASSPHRASE, Member, World
+from tests.server.test_rate_limits import _tighten
 
 REL_USA_GBR = "NATO SECRET//REL TO USA, GBR"
 
@@ -110,6 +111,14 @@ async def test_errors_are_plain_sentences(people: People) -> None:
     assert "Error: nothing to send" in await _fails(
         people.alice, "send", "--channel", "liaison", stdin="\n"
     )
+
+
+async def test_a_rate_limit_is_a_plain_sentence(people: People, world: World) -> None:
+    _tighten(world.app, submit_burst=1, submit_per_minute=1)
+    await _ok(people.alice, "send", "--channel", "liaison", "one")
+    out = await _fails(people.alice, "send", "--channel", "liaison", "two")
+    assert re.search(r"too many messages from this device; try again in \d+ s", out), out
+    assert "nothing was done, so run the same command then" in out
 
 
 async def test_an_unverifiable_message_is_a_warning_not_text(people: People, world: World) -> None:
