@@ -21,6 +21,7 @@ from server.channels.schemas import (
     SyncRead,
 )
 from server.channels.submits import SubmitWork
+from server.db.engine import release_connection
 from server.db.group import GroupCommit
 from server.directory.endpoints import CatalogDep
 from server.directory.service import access_user
@@ -132,6 +133,7 @@ async def submit_message(
     # Stored, audited and pushed in a transaction shared with the submits that arrive
     # meanwhile (server/channels/submits.py); committed before this answer.
     submits: GroupCommit[service.Submitted] = request.app.state.submits
+    await release_connection(session)
     submitted = await submits.run(
         SubmitWork(principal, catalog, found, message, header, roster_tag=if_match)
     )

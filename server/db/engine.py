@@ -142,6 +142,17 @@ def _lock_key(name: Sequence[str]) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+async def release_connection(session: AsyncSession) -> None:
+    """End a transaction that has only read, so that its session holds no pooled connection
+    while the request waits for work that needs one of its own (a group commit): as many
+    waiting requests as the pool has connections would otherwise leave none for that work.
+    The session stays usable; a later statement begins a new transaction."""
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a session with changes cannot give its connection back")
+    if session.in_transaction():
+        await session.commit()
+
+
 AFTER_COMMIT = "attache.after_commit"
 
 

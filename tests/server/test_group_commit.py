@@ -16,7 +16,12 @@ from server.audit import log as audit
 from server.audit.models import AuditEvent
 from server.db.engine import after_commit, serialise_all
 from server.db.group import GroupCommit
+from server.directory.service import CATALOG_MAX_AGE
 from server.errors import InvalidInput, PermissionDenied
+from tests.factories import World
+from tests.race import Call, assert_no_server_error, describe, race
+from tests.server.test_channels import REL_USA_GBR, _audience, _message, _three
+from tests.server.test_rate_limits import _tighten
 
 
 @dataclass(frozen=True)
@@ -165,3 +170,28 @@ async def test_a_refusal_that_left_changes_is_run_again_alone(
     assert isinstance(outcomes[1], InvalidInput)
     assert await _recorded(app) == {"ok1": "allow", "ok2": "allow"}
     assert group.batches == 2  # ok1 and ok2, each alone after the batch was rolled back
+
+
+async def test_submits_waiting_for_a_group_hold_no_database_connection(
+    world: World, live_url: str
+) -> None:
+    # More submits at once than the pool has connections (5 + 10 overflow), each request
+    # reading the database before it joins a group (the catalog is re-read after a second):
+    # a request that held its connection while it waited would leave none for the group.
+    t = await _three(world)
+    _tighten(world.app, submit_burst=1000, submit_per_minute=100_000)
+    audience, key, audience_id = await _audience(t.usa, t.id, [t.usa, t.gbr])
+    await t.usa.client.create_audience("liaison", audience)
+    bodies = [_message(t.usa, t.id, audience_id, key, REL_USA_GBR) for _ in range(8)]
+    bearer = {"Authorization": f"Bearer {t.usa.client.token}"}
+    calls = [
+        Call("POST", "/v1/channels/liaison/messages", json=bodies[i % 8], headers=bearer)
+        for i in range(24)
+    ]
+    await asyncio.sleep(CATALOG_MAX_AGE + 0.2)
+    responses = await race(live_url, calls, timeout=20)
+    assert_no_server_error(responses)
+    assert sorted(r.status_code for r in responses) == [200] * 16 + [201] * 8, describe(responses)
+    await asyncio.sleep(CATALOG_MAX_AGE + 0.2)
+    again = await race(live_url, calls, timeout=20)
+    assert [r.status_code for r in again] == [200] * 24, describe(again)
