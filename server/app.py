@@ -76,6 +76,34 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
+class HeaderLimit:
+    """Refuse requests with too many headers or too large ones (431), websockets included
+    (closed before they are accepted)."""
+
+    def __init__(self, app: ASGIApp, max_headers: int, max_bytes: int) -> None:
+        self.app = app
+        self.max_headers = max_headers
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = scope["headers"]
+            size = sum(len(name) + len(value) for name, value in headers)
+            if len(headers) > self.max_headers or size > self.max_bytes:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                response = problem_response(
+                    431,
+                    "request-header-fields-too-large",
+                    "Request header fields too large",
+                    f"at most {self.max_headers} headers of {self.max_bytes} bytes in all",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _streams_its_body(scope: Scope) -> bool:
     """Document uploads stream to storage, bounded by the size their signed header announced
     (server/documents), not by the limit for JSON requests."""
@@ -150,8 +178,12 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BodyTimeout, seconds=settings.body_read_timeout_seconds)
-    # Outermost: a request the rate limits refused moments ago is refused again at once.
+    # Outside the rest: a request the rate limits refused moments ago is refused again at
+    # once; and before anything, headers beyond their bounds.
     app.add_middleware(RefuseAgain)
+    app.add_middleware(
+        HeaderLimit, max_headers=settings.max_headers, max_bytes=settings.max_header_bytes
+    )
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

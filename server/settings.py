@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # Largest request body the API accepts: an audience for several hundred devices fits
     # (documents stream elsewhere, in a later issue).
     max_request_bytes: int = Field(default=4 << 20, ge=1024)
+    # Most request headers, by count and by total size of names and values, beyond which a
+    # request is refused with 431 (uvicorn has parsed them by then; a proxy in front bounds
+    # what it reads).
+    max_headers: int = Field(default=100, ge=16, le=10_000)
+    max_header_bytes: int = Field(default=32 << 10, ge=4096, le=1 << 24)
     # Longest wait for the next piece of a request body before it is cut off with 408: a
     # client that stalls mid-body holds nothing for longer than this.
     body_read_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)

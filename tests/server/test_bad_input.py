@@ -258,3 +258,54 @@ async def test_no_sync_query_is_a_server_error(
 ) -> None:
     path, params = request
     _assert_not_server_error(await _get(world, people[0], path, params))
+
+
+async def _raw(live_url: str, request: bytes) -> bytes:
+    """What the server answers to ``request`` sent as is on one connection."""
+    import asyncio
+    from urllib.parse import urlparse
+
+    where = urlparse(live_url)
+    reader, writer = await asyncio.open_connection(where.hostname, where.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(64 * 1024), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"X-Big: " + b"a" * 40_000 + b"\r\n",  # one header over the total
+        b"".join(b"X-Many-%d: 1\r\n" % i for i in range(200)),  # too many headers
+    ],
+    ids=["oversized", "too-many"],
+)
+async def test_oversized_or_too_many_headers_are_431(
+    app: object, live_url: str, headers: bytes
+) -> None:
+    answer = await _raw(live_url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large", answer[:200]
+    assert b"application/problem+json" in rest
+    assert b"request-header-fields-too-large" in rest
+    # Within the bounds, the same request is served.
+    fine = await _raw(live_url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Small: 1\r\n\r\n")
+    assert fine.startswith(b"HTTP/1.1 200"), fine[:200]
+
+
+async def test_a_websocket_handshake_with_too_many_headers_is_refused(
+    app: object, live_url: str
+) -> None:
+    # 110 headers: within what the websocket handshake parser itself reads (128), beyond ours.
+    handshake = (
+        b"GET /v1/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    )
+    many = b"".join(b"X-Many-%d: 1\r\n" % i for i in range(110))
+    refused = await _raw(live_url, handshake + many + b"\r\n")
+    assert refused.startswith(b"HTTP/1.1 403"), refused[:200]
+    accepted = await _raw(live_url, handshake + b"\r\n")
+    assert accepted.startswith(b"HTTP/1.1 101"), accepted[:200]
