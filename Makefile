@@ -42,10 +42,13 @@ demo: $(STAMP)
 
 # Channel delivery benchmark (issue 8): writes bench/results/channel.json and channel.md.
 # `bench` is the quick profile (one run of each shape, an idle crowd of 1,000, one room on
-# SQLite and PostgreSQL); `bench-full` runs every shape three times with a crowd of 5,000.
+# SQLite and PostgreSQL, many rooms (20 channels of 50) in rate steps of 5 s); `bench-full` runs
+# every shape three times with a crowd of 5,000 and rate steps of 8 s.
 .PHONY: bench bench-full
 bench: $(STAMP)
-	$(BIN)/python bench/bench_channel.py --runs 1 --shape-runs 1 --crowd 1000 --profile
+	$(BIN)/python bench/bench_channel.py --runs 1 --shape-runs 1 --crowd 1000 --profile \
+		--rooms 20 --rooms-seconds 5
 
 bench-full: $(STAMP)
-	$(BIN)/python bench/bench_channel.py --runs 3 --shape-runs 3 --crowd 5000 --profile
+	$(BIN)/python bench/bench_channel.py --runs 3 --shape-runs 3 --crowd 5000 --profile \
+		--rooms 20 --rooms-seconds 8

@@ -1,11 +1,12 @@
 """Benchmark of channel delivery through a real server: issue 8's shapes and goals.
 
 Run: ``.venv/bin/python bench/bench_channel.py [--runs N] [--seconds S] [--crowd N]
-[--database sqlite,postgresql] [--profile]``. ``make bench`` is the quick profile (one run of
-each shape, the idle crowd at 1,000, one room on SQLite and PostgreSQL); ``make bench-full``
-runs every shape three times with the idle crowd at 5,000. Writes ``bench/results/channel.json``
-and ``channel.md``; every repeated figure is the median of its runs with the minimum and
-maximum. Not part of the test suite, and never a timed test.
+[--rooms N] [--rooms-seconds S] [--database sqlite,postgresql] [--profile]``. ``make bench`` is
+the quick profile (one run of each shape, the idle crowd at 1,000, one room on SQLite and
+PostgreSQL, many rooms in steps of 5 s); ``make bench-full`` runs every shape three times with
+the idle crowd at 5,000. Writes ``bench/results/channel.json`` and ``channel.md``; every
+repeated figure is the median of its runs with the minimum and maximum. Not part of the test
+suite, and never a timed test.
 
 Set-up, per database (in this process, through the API over ``httpx.ASGITransport``): a fresh
 database (SQLite in a temporary directory, or a PostgreSQL database ``attache_bench_<random>``
@@ -31,7 +32,8 @@ Shapes:
     messages to the room with the crowd connected, their submit-to-delivered latency;
   * client: SDK CPU per send (``time.process_time`` in the sender) with the audience unchanged
     and at an audience change (the Messenger's audience cache cleared), beside raw primitives;
-  * many rooms: not built yet (see the report).
+  * many rooms: ``--rooms`` channels of fifty devices, all connected, open-loop senders at
+    rising rates until p99 submit-to-delivered passes 100 ms (bench/many_rooms.py).
 Every cost is also stated as a multiple of V, the CPU time of one Ed25519 verification with
 pyca/cryptography measured in this run.
 """
@@ -249,7 +251,7 @@ async def seed(settings: Settings, homes: Path) -> dict[str, Any]:
             for member in members[1:]:
                 await owner.add_member(CHANNEL, member["username"])
             assert len(await owner.roster(CHANNEL)) == len(members)
-    return {"origin": origin, "members": members, "crowd": crowd}
+    return {"origin": origin, "members": members, "crowd": crowd, "authorities": authorities}
 
 
 @contextlib.contextmanager
@@ -801,6 +803,12 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
                 note(f"{kind}: sync check: {result['check']}")
             finally:
                 room.stop()
+        if all_shapes and args.rooms:
+            import many_rooms
+
+            result["many_rooms"] = many_rooms.bench(
+                settings, port, seeded["authorities"], base, args
+            )
         return result
 
 
@@ -916,6 +924,11 @@ def goals(result: dict[str, Any], v: float) -> list[dict[str, Any]]:
     if "client" in sqlite:
         steady = statistics.median(c["steady_cpu_s"]["median"] for c in sqlite["client"]["runs"])
         goal("client: SDK CPU per send, audience unchanged", steady / v, 20, "V")
+    if "many_rooms" in sqlite:
+        import many_rooms
+
+        if (row := many_rooms.goal(sqlite)) is not None:
+            goal(*row)
     return rows
 
 
@@ -1075,13 +1088,12 @@ def markdown(r: dict[str, Any]) -> str:
                 f"| {f['share']:.1%} | {f['samples']} | `{f['frame']}` |"
                 for f in d["profile"].get("inclusive", [])
             ]
-    out += [
-        "",
-        "## Not measured",
-        "",
-        "- Many rooms (20 channels of 50 devices, open-loop senders "
-        "at rising rates): not built yet.",
-    ]
+        if "many_rooms" in d:
+            import many_rooms
+
+            out += many_rooms.markdown(kind, d, v)
+    if not any("many_rooms" in d for d in r["databases"].values()):
+        out += ["", "## Not measured", "", "- Many rooms: skipped (`--rooms 0`)."]
     return "\n".join(out) + "\n"
 
 
@@ -1099,6 +1111,12 @@ def main() -> None:
     parser.add_argument("--shape-runs", type=int, default=1, help="runs of the other shapes")
     parser.add_argument("--seconds", type=float, default=30.0, help="one-room window")
     parser.add_argument("--crowd", type=int, default=1000, help="idle connections")
+    parser.add_argument(
+        "--rooms", type=int, default=20, help="many rooms: channels of fifty (0: skip the shape)"
+    )
+    parser.add_argument(
+        "--rooms-seconds", type=float, default=8.0, help="many rooms: seconds per rate step"
+    )
     parser.add_argument(
         "--database",
         default="sqlite,postgresql",
@@ -1118,7 +1136,10 @@ def main() -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
     if args.role:
+        import many_rooms
+
         role = {"listener": listener_main, "crowd": crowd_main, "sender": sender_main}
+        role |= many_rooms.ROLES
         asyncio.run(role[args.role](json.loads(args.spec)))
         return
     py_spy = Path(sys.executable).parent / "py-spy"
@@ -1141,7 +1162,6 @@ def main() -> None:
         "kdf": "the bench's key stores use KdfParams.for_tests() (cheapest accepted Argon2id)",
         "listeners": "lean: JSON-parse each frame, record seq and time.time(); no decryption",
         "databases": databases,
-        "many_rooms": "not built yet",
         "rate_limits": rate_limits,
     }
     result["goals"] = goals(result, v)
