@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.util import await_only
 
+from server.db import sqlite
 from server.errors import ServiceError
 
 
@@ -26,6 +27,9 @@ def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         # One writer at a time is SQLite's nature; wait for the lock instead of failing.
         kwargs["connect_args"] = {"timeout": 30}
+        if make_url(url).get_driver_name() == "aiosqlite" and sqlite.supported():
+            # A statement in one trip to aiosqlite's thread (server/db/sqlite.py).
+            kwargs["module"] = sqlite.OneTripDBAPI()
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)

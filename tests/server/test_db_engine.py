@@ -60,3 +60,44 @@ async def test_a_rolled_back_writer_releases_the_lock(app: Any, database_url: st
             await session.rollback()
     async with app.state.sessionmaker() as session, session.begin():
         await asyncio.wait_for(_nation(session, "FRA"), 1)
+
+
+async def test_a_statement_is_one_trip_to_aiosqlites_thread(tmp_path: Any) -> None:
+    import aiosqlite.core
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from server.db.engine import create_engine
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'trips.db'}")
+    trips: list[object] = []
+    stock = aiosqlite.core.Connection._execute
+
+    async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(fn)
+        return await stock(self, fn, *args, **kwargs)
+
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+            aiosqlite.core.Connection._execute = counted  # type: ignore[method-assign]
+            try:
+                inserted = await conn.execute(
+                    text("INSERT INTO t (v) VALUES (:v) RETURNING id"), {"v": "a"}
+                )
+                assert inserted.scalar_one() == 1
+                assert len(trips) == 1  # the stock adapter made four: cursor, execute, fetch, close
+                await conn.execute(text("INSERT INTO t (v) VALUES (:v)"), [{"v": "b"}, {"v": "c"}])
+                assert len(trips) == 2  # executemany too
+                rows = await conn.execute(text("SELECT v FROM t ORDER BY id"))
+                assert rows.scalars().all() == ["a", "b", "c"]
+                assert len(trips) == 3
+                counted_rows = await conn.execute(text("UPDATE t SET v = 'z' WHERE id > 1"))
+                assert counted_rows.rowcount == 2
+            finally:
+                aiosqlite.core.Connection._execute = stock  # type: ignore[method-assign]
+        with pytest.raises(IntegrityError):  # errors still map to SQLAlchemy's
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'dup')"))
+    finally:
+        await engine.dispose()
