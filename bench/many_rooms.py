@@ -24,8 +24,11 @@ A step fails when its p99 submit-to-delivered exceeds 100 ms or its accepted rat
 of the offered one by more than 10 %; a failed step is run once more, and the ladder stops when
 that fails too. The highest sustained rate is the highest offered rate of a step that passed.
 Server CPU per message is net of what the server spends with everyone connected and nothing
-sent (pings), measured before the first step. Each listener's received seqs are counted
-against what was accepted for its channel (lost, duplicated, unexpected).
+sent (pings), measured before the first step. The server is started with bench/gc_probe on its
+path, whose ``sitecustomize`` logs each full collection (the oldest generation's, during which
+its event loop runs nothing): each step reports those that fell within it. Each listener's
+received seqs are counted against what was accepted for its channel (lost, duplicated,
+unexpected).
 
 Imports ``bench_channel`` as a module (a second copy of it when that is ``__main__``: it holds
 only functions and constants).
@@ -36,10 +39,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +71,8 @@ RETRIES = 1
 PER_NATION = 5  # fifty devices per channel over the ten nations
 PER_LISTENER_PROCESS = 250  # connections per listener process
 SENDER_PROCESSES = 2
+GC_PROBE = Path(__file__).resolve().parent / "gc_probe"  # its sitecustomize logs full collections
+GC_LOG = "server-gc.log"
 
 
 def room_name(index: int) -> str:
@@ -292,6 +299,7 @@ class Rooms:
         deflate: bool,
     ) -> None:
         self.rooms, self.server, self.base = rooms, server, base
+        self.gc_log = base / GC_LOG
         url = origin.replace("http://", "ws://") + "/v1/stream"
         compression = "deflate" if deflate else None
         self.channel_of = {m["device_id"]: r["name"] for r in rooms for m in r["members"][1:]}
@@ -369,6 +377,7 @@ class Rooms:
         answers = [child.answer() for child in self.senders]
         records = [r for a in answers for r in a["records"]]
         cpu1, busy = self.drain(), time.monotonic() - clock0
+        end = time.time()
         self.collect()
         ok = [r for r in records if "seq" in r]
         for r in ok:
@@ -403,6 +412,7 @@ class Rooms:
             / max(1, len(ok)),
             "server_cpu_per_message_raw_s": (cpu1 - cpu0) / max(1, len(ok)),
             "sender_cpu_per_send_s": sum(a["cpu"] for a in answers) / max(1, len(records)),
+            "server_full_gc_ms": [p * 1e3 for t, p in self.full_collections() if start <= t <= end],
         }
         failed = []
         if delivered.get("p99", float("inf")) > P99_BOUND_MS:
@@ -411,6 +421,13 @@ class Rooms:
             failed.append(f"accepted more than {SHORTFALL:.0%} below offered")
         step["failed"] = failed
         return step
+
+    def full_collections(self) -> list[tuple[float, float]]:
+        """The server's collections of the oldest generation so far: (end time, seconds)."""
+        if not self.gc_log.exists():
+            return []
+        lines = self.gc_log.read_text(encoding="utf-8").splitlines()
+        return [(float(t), float(p)) for t, p, _ in (line.split() for line in lines)]
 
     def drain(self, timeout: float = 60.0) -> float:
         """Wait until the server is idle again (deliveries done): its CPU time then."""
@@ -497,7 +514,9 @@ def bench(
         "step_seconds": args.rooms_seconds,
         "seeding_s": seeding,
     }
-    with served(settings, port) as server:
+    with contextlib.ExitStack() as stack:
+        with gc_logged(base / GC_LOG):
+            server = stack.enter_context(served(settings, port))
         origin = settings.effective_public_url
         served_rooms = Rooms(rooms, origin, server, base, not args.no_deflate)
         try:
@@ -517,11 +536,28 @@ def bench(
             listener_cpu = served_rooms.collect()
             result["listener_cpu_s"] = listener_cpu
             result["stream_frames"] = dict(sum(served_rooms.counts.values(), Counter()))
+            result["server_full_gc_ms"] = [p * 1e3 for _, p in served_rooms.full_collections()]
             result["check"] = served_rooms.check()
             channel.note(f"many rooms: check: {result['check']}")
         finally:
             served_rooms.stop()
     return result
+
+
+@contextlib.contextmanager
+def gc_logged(log: Path) -> Iterator[None]:
+    """Processes started within log their full collections to ``log`` (bench/gc_probe)."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "ATTACHE_BENCH_GC_LOG")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(GC_PROBE), saved["PYTHONPATH"]]))
+    os.environ["ATTACHE_BENCH_GC_LOG"] = str(log)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -572,8 +608,9 @@ def markdown(kind: str, d: dict[str, Any], v: float) -> list[str]:
         f"{m['rss_before_listeners'] / 2**20:.1f} MiB before the listeners connected, "
         f"{m['rss_listeners_connected'] / 2**20:.1f} MiB with them; its CPU with nothing "
         f"sent {m['idle_cpu_per_s'] * 1e3:.1f} ms/s, taken out of the CPU per message. A "
-        f"failed step is run again ({RETRIES} more time(s)) before the ladder stops: the "
-        "machine is shared.",
+        "failed step is run "
+        + ("once more" if RETRIES == 1 else f"{RETRIES} more times")
+        + " before the ladder stops: the machine is shared.",
         "",
         f"**Highest sustained rate: {_spread(m['sustained_per_s'], 0)} msg/s** "
         f"(median (min to max) of {len(m['runs'])} run(s)).",
@@ -587,8 +624,8 @@ def markdown(kind: str, d: dict[str, Any], v: float) -> list[str]:
             "",
             "| offered msg/s | accepted/s | deliveries/s | submit p99, ms | "
             "submit-to-delivered p50 / p95 / p99, ms | server CPU per message, ms (V) | "
-            "launch lag p99, ms | errors | step |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "launch lag p99, ms | server's full GC pauses, ms | errors | step |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in run["steps"]:
             dl = s["delivered_ms"]
@@ -599,6 +636,7 @@ def markdown(kind: str, d: dict[str, Any], v: float) -> list[str]:
                 f"{s['deliveries_per_s']:,.0f} | {s['submit_ms'].get('p99', 0):,.1f} | "
                 f"{dl.get('p50', 0):,.1f} / {dl.get('p95', 0):,.1f} / {dl.get('p99', 0):,.1f} | "
                 f"{cpu * 1e3:.2f} ({cpu / v:.0f}) | {s['launch_lag_ms'].get('p99', 0):,.1f} | "
+                f"{', '.join(f'{p:.0f}' for p in s.get('server_full_gc_ms', [])) or 'none'} | "
                 f"{sum(s['errors'].values()) or 'none'} | "
                 f"{'; '.join(s['failed']) or 'sustained'} |"
             )
@@ -610,7 +648,11 @@ def markdown(kind: str, d: dict[str, Any], v: float) -> list[str]:
         "frames: "
         + (", ".join(f"{k}: {n}" for k, n in m["stream_frames"].items()) or "none")
         + ". Launch lag is how late the sender processes started sends against their "
-        "schedule (they share the cores with the server).",
+        "schedule (they share the cores with the server). The server's full GC pauses are "
+        "its collections of the oldest generation (logged by bench/gc_probe), during which its "
+        "event loop runs nothing; all of them in this shape, ms: "
+        + (", ".join(f"{p:.0f}" for p in m.get("server_full_gc_ms", [])) or "none")
+        + ".",
     ]
     return out
 
