@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -155,6 +156,12 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
                 stop,
             )
         )
+        if settings.gc_freeze:
+            # What start-up made (modules, the app, the catalog: ~135,000 objects) lives as
+            # long as the process: moved out of the collector's reach, so that a full
+            # collection, which stops the event loop, no longer walks it every time (~60 ms).
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
