@@ -334,7 +334,8 @@ async def _command() -> list[str]:
 
 
 async def _stream(url: str, token: str, compression: str | None) -> Any:
-    # websockets offers permessage-deflate unless told not to, as the SDK's stream does.
+    # websockets offers permessage-deflate unless told not to (the SDK's stream does not);
+    # the server, served as `attache-server run` serves it, declines it either way.
     ws = await ws_connect(
         url, max_size=1 << 20, ping_interval=None, open_timeout=60, compression=compression
     )
@@ -952,7 +953,7 @@ def markdown(r: dict[str, Any]) -> str:
         + (
             "without compression"
             if "--no-deflate" in r["options"]
-            else "negotiate permessage-deflate, as the SDK's stream does"
+            else "offer permessage-deflate, which the server declines, as it does the SDK's"
         )
         + ". Senders are the real SDK (`Messenger.send`). The bench's "
         "own key stores use cheap KDF parameters (`KdfParams.for_tests()`). Load processes "
