@@ -53,6 +53,7 @@ def served(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
         "ATTACHE_DATA_DIR": str(settings.data_dir),
         "ATTACHE_DATABASE_URL": settings.effective_database_url,
         "ATTACHE_PUBLIC_URL": settings.effective_public_url,
+        "ATTACHE_GC_FREEZE": "true",  # as `attache-server run` serves it
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "server.app:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -120,6 +121,8 @@ def run(host: str | None, port: int | None) -> None:
         settings.host = host
     if port is not None:
         settings.port = port
+    if "ATTACHE_GC_FREEZE" not in os.environ:
+        settings.gc_freeze = True  # one app for the life of this process
     _initialise(settings)
     terminal.print(f"Attaché listening on {settings.effective_public_url}")
     uvicorn.run(

@@ -55,9 +55,9 @@ class Settings(BaseSettings):
     # (documents stream elsewhere, in a later issue).
     max_request_bytes: int = Field(default=4 << 20, ge=1024)
     # Freeze what start-up allocated out of the garbage collector's reach (server/app.py).
-    # Tests, which start many apps in one process, turn it off: frozen objects are never
-    # collected.
-    gc_freeze: bool = True
+    # `attache-server run` turns it on (unless ATTACHE_GC_FREEZE says otherwise); off for an
+    # app made in a process that makes many (tests): frozen objects are never collected.
+    gc_freeze: bool = False
     # Most request headers, by count and by total size of names and values, beyond which a
     # request is refused with 431 (uvicorn has parsed them by then; a proxy in front bounds
     # what it reads).

@@ -85,7 +85,6 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         public_url=TEST_ORIGIN,
         # Tests integrate the audit log explicitly, when they mean to.
         audit_integrate_seconds=3600,
-        gc_freeze=False,
     )
 
 

@@ -13,7 +13,7 @@ async def test_start_up_freezes_what_it_made_out_of_the_collectors_reach(
 ) -> None:
     # A full collection stops the event loop; with 1,000 connections it took 220-340 ms,
     # most of it walking what start-up made, which lives as long as the process.
-    assert gc.get_freeze_count() == 0  # the tests' own settings leave it off
+    assert gc.get_freeze_count() == 0  # off unless asked for (attache-server run asks)
     app = create_app(settings.model_copy(update={"gc_freeze": True}))
     try:
         async with app.router.lifespan_context(app):
