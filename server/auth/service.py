@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 
 from protocol import keys
 from server.audit import log as audit
 from server.auth import repository as auth_repo
 from server.auth.models import LoginChallenge, SessionToken
 from server.auth.principal import Principal
-from server.db.base import utcnow
+from server.db.base import column_values, detached, utcnow
 from server.db.changes import kept
 from server.devices import repository as device_repo
 from server.devices.models import DEVICE_ACTIVE, Device
@@ -27,8 +24,6 @@ from server.directory import repository as directory_repo
 from server.directory.models import User
 from server.errors import AuthenticationRequired, Expired, NotFound
 from server.settings import Settings
-
-T = TypeVar("T")
 
 _BAD_TOKEN = "the session token is missing, expired or revoked; log in again"
 
@@ -172,32 +167,18 @@ class _Remembered:
         return cls(
             principal.session_id,
             principal.session_expires_at,
-            _columns(principal.user),
-            _columns(principal.device),
+            column_values(principal.user),
+            column_values(principal.device),
         )
 
     async def principal_in(self, session: AsyncSession) -> Principal:
         # merge(load=False) makes each a clean, persistent instance of this session without a
         # query, as if it had been read here: later reads in this session return them.
-        user = await session.merge(_detached(User, self.user), load=False)
-        device = await session.merge(_detached(Device, self.device), load=False)
+        user = await session.merge(detached(User, self.user), load=False)
+        device = await session.merge(detached(Device, self.device), load=False)
         return Principal(
             user=user, device=device, session_id=self.session_id, session_expires_at=self.expires_at
         )
-
-
-def _detached(model: type[T], columns: dict[str, Any]) -> T:
-    # Only JSON values (roles, certificates) can be changed in place by a request; the rest
-    # (strings, bytes, datetimes) are immutable and shared as they are.
-    instance = model(
-        **{k: copy.deepcopy(v) if isinstance(v, dict | list) else v for k, v in columns.items()}
-    )
-    make_transient_to_detached(instance)
-    return instance
-
-
-def _columns(instance: object) -> dict[str, Any]:
-    return {a.key: getattr(instance, a.key) for a in inspect(type(instance)).column_attrs}
 
 
 async def access_session(session: AsyncSession, session_id: str) -> Principal:

@@ -12,11 +12,9 @@ import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 
 from protocol import envelopes, keys
 from protocol.catalog import Catalog
@@ -39,6 +37,7 @@ from server.channels.models import (
     ChannelMember,
     Message,
 )
+from server.db.base import column_values, detached
 from server.db.changes import changes_of, kept
 from server.db.engine import serialise
 from server.devices.models import DEVICE_ACTIVE, Device
@@ -56,8 +55,6 @@ from server.releases import repository as release_repo
 from server.releases.models import GrantEnvelope, ItemGrant
 
 MAX_PICKER_LABELS = 32
-
-T = TypeVar("T")
 
 
 class Refused(ServiceError):
@@ -135,17 +132,11 @@ async def access_channel(session: AsyncSession, principal: Principal, ref: str) 
         # not this session's instance, which a rollback of this request would expire under
         # every later request that took it from the cache.
         if channel is not None and cache is not None:
-            cache.put(ref, cache.log.version, frozenset(), _detached_copy(channel))
+            kept_copy = detached(Channel, column_values(channel))
+            cache.put(ref, cache.log.version, frozenset(), kept_copy)
     if channel is None or principal.user.id not in await members_of(session, channel.id):
         raise NotFound(f"no channel {ref!r} of yours", channel=ref)
     return channel
-
-
-def _detached_copy(instance: T) -> T:
-    columns = {a.key: getattr(instance, a.key) for a in sa_inspect(type(instance)).column_attrs}
-    copy = type(instance)(**columns)
-    make_transient_to_detached(copy)
-    return copy
 
 
 async def do_create_channel(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, inspect
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, make_transient_to_detached
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -65,3 +66,23 @@ def utcnow() -> datetime:
 
 
 ID = String(36)
+
+
+T = TypeVar("T")
+
+
+def column_values(instance: object) -> dict[str, Any]:
+    """A mapped instance's column values, to keep beyond the session that read it."""
+    return {a.key: getattr(instance, a.key) for a in inspect(type(instance)).column_attrs}
+
+
+def detached(model: type[T], columns: dict[str, Any]) -> T:
+    """A detached instance of ``model`` holding ``columns`` (from ``column_values``), as if
+    read and let go by a session: a cache hands it out without any session's rollback
+    expiring it. Only JSON values (dicts, lists) can be changed in place, so only they are
+    copied; strings, bytes and datetimes are immutable and shared as they are."""
+    instance = model(
+        **{k: copy.deepcopy(v) if isinstance(v, dict | list) else v for k, v in columns.items()}
+    )
+    make_transient_to_detached(instance)
+    return instance
