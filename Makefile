@@ -36,9 +36,11 @@ clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
 
 # Seed a three-nation demo (USA, GBR, FRA; channel liaison) into the server `make run` started.
+# The server: ATTACHE_SERVER, else 127.0.0.1 on ATTACHE_PORT (what `make run` serves on), else
+# port 8600; from the environment or the make command line (`make demo ATTACHE_PORT=8611`).
 .PHONY: demo
 demo: $(STAMP)
-	$(BIN)/python scripts/seed_demo.py
+	ATTACHE_SERVER="$(ATTACHE_SERVER)" ATTACHE_PORT="$(ATTACHE_PORT)" $(BIN)/python scripts/seed_demo.py
 
 # Channel delivery benchmark (issue 8): writes bench/results/channel.json and channel.md.
 # `bench` is the quick profile (one run of each shape, an idle crowd of 1,000, one room on

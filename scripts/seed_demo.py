@@ -1,5 +1,8 @@
 """Seed a three-nation demo into the embedded server that `make run` started (`make demo`).
 
+The server is the one ``--server`` names, else ``ATTACHE_SERVER``, else 127.0.0.1 on
+``ATTACHE_PORT`` (as ``make run`` serves), else http://127.0.0.1:8600.
+
 What it makes, so that the README's "Try it" steps work at once:
 
 - an enrolment authority key each for USA, GBR and FRA, kept in the demo homes
@@ -25,6 +28,7 @@ import click
 import httpx
 from sqlalchemy import select
 
+from clients.cli._common import server_address
 from clients.sdk import ApiError, ConnectionFailed, Keystore, KeystoreError, connect, enroll
 from protocol import keys
 from server.auth.principal import CONSOLE
@@ -113,7 +117,8 @@ async def _seed(server: str, homes: Path) -> None:
             (await http.get(f"{server}/healthz")).raise_for_status()
     except httpx.HTTPError as exc:
         raise click.ClickException(
-            f"no Attaché server answers at {server} ({exc}); start it with 'make run' first"
+            f"no Attaché server answers at {server} ({exc}); start it with 'make run' first "
+            "(on another port, give both the same ATTACHE_PORT, or --server here)"
         ) from exc
     await _check_fresh(settings, homes)
 
@@ -183,9 +188,9 @@ def _instructions(homes: Path) -> str:
 @click.command()
 @click.option(
     "--server",
-    default="http://127.0.0.1:8600",
-    show_default=True,
-    help="the address of the server started by 'make run'",
+    default=None,
+    help="the address of the server started by 'make run' (default: $ATTACHE_SERVER, else "
+    "127.0.0.1 on $ATTACHE_PORT, else http://127.0.0.1:8600)",
 )
 @click.option(
     "--homes",
@@ -194,9 +199,9 @@ def _instructions(homes: Path) -> str:
     show_default=True,
     help="where the demo users' key stores go",
 )
-def main(server: str, homes: Path) -> None:
+def main(server: str | None, homes: Path) -> None:
     """Seed the three-nation demo: USA, GBR, FRA; alice, bob, chloe; channel liaison."""
-    server = server.rstrip("/")
+    server = server_address(server)
     try:
         asyncio.run(_seed(server, homes))
     except (ApiError, ConnectionFailed, KeystoreError, ServiceError) as exc:

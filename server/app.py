@@ -15,7 +15,7 @@ from protocol.catalog import Catalog
 from server.audit.endpoints import router as audit_router
 from server.audit.integrator import load_signer, run_integrator
 from server.auth.endpoints import router as auth_router
-from server.bootstrap import AUDIT_KEY_FILE, ensure_server_keys, keys_dir
+from server.bootstrap import AUDIT_KEY_FILE, ensure_server_keys, keys_dir, record_origins
 from server.channels.delivery import DeliveryGate, classify
 from server.channels.endpoints import router as channels_router
 from server.channels.submits import submit_queue
@@ -135,6 +135,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         app.state.gate = DeliveryGate(sessionmaker, app.state.bus.changes, app.state.catalog)
         app.state.submits = submit_queue(sessionmaker, app.state.bus)
         ensure_server_keys(settings)
+        record_origins(settings)
         app.state.audit_signer = load_signer(
             keys_dir(settings) / AUDIT_KEY_FILE, settings.effective_audit_origin
         )

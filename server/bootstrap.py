@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from server.directory.service import do_create_user
 from server.settings import Settings
 
 AUDIT_KEY_FILE = "audit-ed25519.pem"
+# The origins the server last started with, in its data directory: for the operator's commands,
+# which must not guess them from an environment that may differ from the server's.
+ORIGIN_FILE = "origin.json"
 
 
 def keys_dir(settings: Settings) -> Path:
@@ -46,6 +50,35 @@ def ensure_server_keys(settings: Settings) -> list[Path]:
             handle.write(pem)
         created.append(audit_key)
     return created
+
+
+@dataclass(frozen=True)
+class Origins:
+    public_url: str  # what login proofs are bound to
+    audit_origin: str  # the name the audit log's checkpoints are signed under
+
+
+def record_origins(settings: Settings) -> None:
+    """Write the origins this server runs under into its data directory (at every start)."""
+    path = settings.data_dir / ORIGIN_FILE
+    data = {
+        "public_url": settings.effective_public_url,
+        "audit_origin": settings.effective_audit_origin,
+    }
+    # A name of this process's own: processes starting together each write whole files.
+    temporary = path.with_name(f".{ORIGIN_FILE}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+def recorded_origins(settings: Settings) -> Origins | None:
+    """The origins the server last started with in this data directory; None if it never did
+    (or the record is unreadable)."""
+    try:
+        data = json.loads((settings.data_dir / ORIGIN_FILE).read_text(encoding="utf-8"))
+        return Origins(public_url=str(data["public_url"]), audit_origin=str(data["audit_origin"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def prepare_storage(settings: Settings) -> None:

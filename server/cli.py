@@ -363,17 +363,38 @@ def audit_group() -> None:
     """The audit log's key and integration."""
 
 
-def _signer(settings: Settings) -> NoteSigner:
+def _signer(settings: Settings, origin: str | None = None) -> NoteSigner:
+    """The audit key, signing as ``origin``: by default the origin the server last started
+    with in this data directory, else the one this environment gives."""
     path = bootstrap.keys_dir(settings) / bootstrap.AUDIT_KEY_FILE
     if not path.exists():
         abort(f"no audit key at {path}; run 'attache-server init' first")
-    return load_signer(path, settings.effective_audit_origin)
+    if origin is None:
+        recorded = bootstrap.recorded_origins(settings)
+        origin = recorded.audit_origin if recorded else settings.effective_audit_origin
+    return load_signer(path, origin)
 
 
 @audit_group.command("key")
 def audit_key() -> None:
-    """Print the audit log's verifier key, for auditors to pin (attache audit verify --vkey)."""
-    terminal.print(_signer(_settings()).vkey())
+    """Print the audit log's verifier key, for auditors to pin (attache audit verify --vkey),
+    named by the origin the server signs under, as it recorded when it last started."""
+    settings = _settings()
+    recorded = bootstrap.recorded_origins(settings)
+    if recorded is None:
+        abort(
+            f"no server has started with the data directory {settings.data_dir} yet, so the "
+            "name its audit log signs under is not known; start it (attache-server run), "
+            "then run this again"
+        )
+    if recorded.audit_origin != settings.effective_audit_origin:
+        errors.print(
+            f"Note: the server last started in {settings.data_dir} signs as "
+            f"{recorded.audit_origin}; this key is named so. This environment would have said "
+            f"{settings.effective_audit_origin} (its ATTACHE_PORT, ATTACHE_PUBLIC_URL or "
+            "ATTACHE_AUDIT_ORIGIN differ from the server's)."
+        )
+    terminal.print(_signer(settings, recorded.audit_origin).vkey())
 
 
 @audit_group.command("integrate")

@@ -1,16 +1,18 @@
-"""Shared CLI plumbing: the keystore option, passphrases, running SDK calls with plain errors."""
+"""Shared CLI plumbing: the keystore option, the server to enrol with, passphrases, list
+formats, running SDK calls with plain errors."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from clients.cli.terminal import abort
+from clients.cli.terminal import FORMATS, abort, terminal
 from clients.sdk import (
     ApiError,
     AttacheClient,
@@ -35,15 +37,81 @@ home_option = click.option(
 )
 
 
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="json: every field and id, for scripts; csv: the table's columns",
+)
+
+DEFAULT_SERVER = "http://127.0.0.1:8600"
+
+
+def _named_server(given: str | None) -> tuple[str, str] | None:
+    """The server named by ``--server``, ATTACHE_SERVER or ATTACHE_PORT (on 127.0.0.1), in
+    that order, with where it was named; None when nothing names one."""
+    if given:
+        where, address = "--server", given.strip()
+    elif os.environ.get("ATTACHE_SERVER", "").strip():
+        where, address = "ATTACHE_SERVER", os.environ["ATTACHE_SERVER"].strip()
+    elif os.environ.get("ATTACHE_PORT", "").strip():
+        port = os.environ["ATTACHE_PORT"].strip()
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            abort(f"ATTACHE_PORT={port!r} is not a port number (1 to 65535)")
+        return f"http://127.0.0.1:{int(port)}", "ATTACHE_PORT"
+    else:
+        return None
+    if not address.startswith(("http://", "https://")):
+        abort(f"{where} {address!r}: give the server's address, such as {DEFAULT_SERVER}")
+    return address.rstrip("/"), where
+
+
+def server_address(given: str | None) -> str:
+    """The server for a command with no enrolled home yet (enroll, the demo): ``--server``,
+    else ATTACHE_SERVER, else ATTACHE_PORT on 127.0.0.1, else the default."""
+    named = _named_server(given)
+    return named[0] if named else DEFAULT_SERVER
+
+
 def keystore(home: Path | None) -> Keystore:
-    return Keystore(home)
+    store = Keystore(home)
+    _note_enrolled_server(store)
+    return store
+
+
+def _note_enrolled_server(store: Keystore) -> None:
+    """A device keeps using the server it enrolled with (its login proofs are bound to that
+    origin); when the environment names another, say so once per command."""
+    named = _named_server(None)
+    if named is None or not store.has_device():
+        return
+    try:
+        enrolled = store.profile().server.rstrip("/")
+    except KeystoreError:
+        return  # the command itself reports an unreadable home
+    context = click.get_current_context(silent=True)
+    said = context.meta.setdefault("attache.server-noted", set()) if context else set()
+    if named[0] == enrolled or enrolled in said:
+        return
+    said.add(enrolled)
+    terminal.note(
+        f"Note: this device is enrolled with {enrolled} and uses it (login proofs are bound "
+        f"to that server); {named[1]} names {named[0]}, which is not used."
+    )
 
 
 def passphrase(prompt: str, *, env: str, confirm: bool = False) -> str:
-    """From the environment variable ``env`` (for scripts), else asked without echo."""
+    """From the environment variable ``env`` (for scripts), else asked without echo on the
+    terminal; with no terminal, a plain refusal naming ``env``."""
     value = os.environ.get(env)
     if value:
         return value
+    if not sys.stdin.isatty():
+        # getpass would warn and then read the passphrase from the input, which a script
+        # means for something else (a message body), or find nothing and abort unexplained.
+        abort(f"no passphrase: set {env} (there is no terminal to ask for it on)")
     entered: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     if not entered:
         abort("an empty passphrase protects nothing")

@@ -15,6 +15,7 @@ from clients.cli._common import (
     home_option,
     keystore,
     run,
+    server_address,
     show,
     with_client,
 )
@@ -23,7 +24,12 @@ from clients.sdk import AttacheClient, Enrolment, connect, enroll
 
 
 @click.command("enroll")
-@click.option("--server", required=True, help="the server's address, e.g. http://127.0.0.1:8600")
+@click.option(
+    "--server",
+    default=None,
+    help="the server's address (default: $ATTACHE_SERVER, else 127.0.0.1 on $ATTACHE_PORT, "
+    "else http://127.0.0.1:8600); this device keeps using it",
+)
 @click.option("--user", "username", required=True, help="your username")
 @click.option("--code", required=True, help="the one-time code from your security officer")
 @click.option("--name", "device_name", default=None, help="a name for this device")
@@ -36,7 +42,7 @@ from clients.sdk import AttacheClient, Enrolment, connect, enroll
 )
 @home_option
 def enroll_command(
-    server: str,
+    server: str | None,
     username: str,
     code: str,
     device_name: str | None,
@@ -44,6 +50,7 @@ def enroll_command(
     home: Path | None,
 ) -> None:
     """Create this device's keys and register them with a one-time enrolment code."""
+    address = server_address(server)
     store = keystore(home)
     name = device_name or socket.gethostname()[:64] or "device"
     authority = None
@@ -54,7 +61,7 @@ def enroll_command(
     secret = device_passphrase(confirm=True)
     result: Enrolment = run(
         enroll(
-            server,
+            address,
             username=username,
             code=code,
             device_name=name,
@@ -64,7 +71,10 @@ def enroll_command(
         )
     )
     device = result.device
-    terminal.say(f"device {device['id']} registered for {username} ({device['status']})")
+    terminal.say(
+        f"device {device['id']} registered for {username} ({device['status']}) with "
+        f"{result.profile.server}"
+    )
     terminal.say(f"  fingerprint: {device['fingerprint']}")
     for nation, key_id in sorted(result.pinned.items()):
         terminal.say(f"  pinned {nation} authority key {key_id}")
