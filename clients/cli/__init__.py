@@ -11,7 +11,7 @@ from clients.cli.committees import committee
 from clients.cli.devices import device
 from clients.cli.documents import doc
 from clients.cli.meetings import meeting
-from clients.cli.messages import listen_command, read_command, send_command
+from clients.cli.messages import listen_command, message_group, read_command, send_command
 from clients.cli.releases import release
 from clients.cli.session import enroll_command, login_command, logout_command, whoami_command
 from clients.cli.users import user
@@ -36,6 +36,7 @@ main.add_command(meeting)
 main.add_command(send_command)
 main.add_command(read_command)
 main.add_command(listen_command)
+main.add_command(message_group)
 main.add_command(audit)
 main.add_command(doc)
 main.add_command(release)

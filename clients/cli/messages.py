@@ -1,35 +1,113 @@
-"""attache send / read / listen: labelled messages, verified before they are shown."""
+"""attache send / read / listen / message show: labelled messages, verified before they are
+shown, and who a message of yours was released to."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
-from clients.cli._common import home_option, with_messenger
-from clients.cli.terminal import abort, terminal
-from clients.sdk import ConnectionFailed, MessagingError, Messenger, ReceivedMessage, SentMessage
-from clients.sdk.messaging import Unanswered
+from clients.cli._common import home_option, show, with_messenger
+from clients.cli.terminal import abort, printable, terminal
+from clients.sdk import (
+    ApiError,
+    AttacheClient,
+    ConnectionFailed,
+    MessagingError,
+    Messenger,
+    ReceivedMessage,
+    SentMessage,
+)
+from clients.sdk.messaging import TEXT_TYPE, StreamStatus, Unanswered
 from clients.sdk.outbox import Outbox, OutboxError
+from protocol import committees
+
+# What read and listen show: text, and a committee's own content (meetings, agenda items,
+# minutes, action items), each as what it is.
+SHOWN_TYPES = (TEXT_TYPE, *sorted(committees.CONTENT_TYPES))
+_KINDS = {
+    committees.MEETING: "meeting",
+    committees.AGENDA_ITEM: "agenda item",
+    committees.MINUTES: "minutes",
+    committees.ACTION_ITEM: "action item",
+    committees.ACTION_ITEM_UPDATE: "action item update",
+}
 
 
-def show_message(message: ReceivedMessage) -> None:
-    """The banner at the top and the bottom; sender, nation and time; then the text, or a
-    warning in its place when the message could not be verified."""
+def _committee_lines(kind: str, fields: dict[str, str], reply_to: str | None) -> list[str]:
+    name = _KINDS[kind]
+    if kind == committees.MEETING:
+        lines = [f"meeting: {fields['title']}"]
+        lines += [f"place: {fields['place']}"] if "place" in fields else []
+    elif kind == committees.AGENDA_ITEM:
+        lines = [f"agenda item: {fields['title']}"]
+        lines += [f"presenter: {fields['presenter']}"] if "presenter" in fields else []
+        lines += [f"notes: {fields['notes']}"] if "notes" in fields else []
+    elif kind == committees.MINUTES:
+        lines = ["minutes:", fields["text"]]
+    elif kind == committees.ACTION_ITEM:
+        lines = [
+            f"action item: {fields['description']}",
+            f"owner: {fields['owner']}  due: {fields.get('due', '-')}  status: {fields['status']}",
+        ]
+    else:
+        lines = [f"{name}: status {fields['status']}"]
+        lines += [f"note: {fields['note']}"] if "note" in fields else []
+        lines += [f"(on action item message {reply_to})"] if reply_to else []
+    return lines
+
+
+def _content(message: ReceivedMessage) -> list[str]:
+    """How a verified message's content is shown; ValueError if it is not what its type says."""
+    kind = committees.media_type(message.content_type or "")
+    if message.text is None:
+        return [f"(content of type {message.content_type}, which this client does not show)"]
+    if kind in committees.CONTENT_TYPES:
+        try:
+            fields = committees.decode(kind, message.text.encode("utf-8"))
+        except committees.ContentError as exc:
+            raise ValueError(f"its {_KINDS[kind]} content is malformed: {exc}") from exc
+        return _committee_lines(kind, fields, message.reply_to)
+    return [message.text]
+
+
+def show_message(message: ReceivedMessage, where: str | None = None) -> bool:
+    """The banner at the top and the bottom; number, sender, nation, time, where (if given)
+    and the message id; then the text or committee content, or a warning in its place when
+    the message could not be verified. False when it could not be."""
     terminal.say(message.banner)
+    place = f"  in {where}" if where else ""
+    lines: list[str] = []
+    problem = None if message.verified else message.problem
     if message.verified:
+        try:
+            lines = _content(message)
+        except ValueError as exc:
+            problem = str(exc)
+    if problem is None:
         when = message.sent_at.strftime("%Y-%m-%d %H:%M:%S UTC") if message.sent_at else "-"
-        terminal.say(f"#{message.seq}  from {message.sender} ({message.sender_nation})  {when}")
-        terminal.say(message.text or "")
+        terminal.say(
+            f"#{message.seq}  from {message.sender} ({message.sender_nation})  {when}{place}"
+            f"  id {message.message_id}"
+        )
+        if message.released_by is not None:
+            terminal.say(
+                f"released to you by {message.released_by} (sent as {message.original_banner})"
+            )
+        for line in lines:
+            terminal.say(line)
     else:
         terminal.say(
-            f"#{message.seq}  WARNING: this message could not be verified and is not shown: "
-            f"{message.problem}"
+            f"#{message.seq}{place}  WARNING: this message could not be verified and is not "
+            f"shown: {problem}"
         )
     terminal.say(message.banner)
     terminal.say("")
+    return problem is None
 
 
 def _outbox(messenger: Messenger) -> Outbox:
@@ -139,21 +217,69 @@ def _resume(channel: str, home: Path | None) -> None:
     _say_unanswered(channel, resent)
 
 
+def _unverified(failed: int, total: int) -> None:
+    if failed:
+        abort(f"{failed} of {total} message(s) could not be verified: see the warnings above")
+
+
 @click.command("read")
-@click.option("--channel", required=True, help="the channel's name")
+@click.option("--channel", required=True, help="the channel's (or committee's) name")
 @click.option("--after", default=0, type=click.IntRange(min=0), help="only after this number")
 @home_option
 def read_command(channel: str, after: int, home: Path | None) -> None:
-    """Show the messages of a channel that were released to you, each verified."""
+    """Show the messages of a channel that were released to you, each verified: text, and a
+    committee's meetings, agenda items, minutes and action items. Exits with status 1 when any
+    could not be verified."""
 
     async def go(messenger: Messenger) -> list[ReceivedMessage]:
-        return await messenger.read(channel, after=after)
+        return await messenger.read(channel, after=after, content_types=SHOWN_TYPES)
 
     messages = with_messenger(home, go)
     if not messages:
         terminal.say(f"no messages for you in {channel}")
-    for message in messages:
-        show_message(message)
+    failed = sum(not show_message(message) for message in messages)
+    _unverified(failed, len(messages))
+
+
+class _Places:
+    """Names channels for the messages shown: "channel liaison", "committee cell"."""
+
+    def __init__(self, client: AttacheClient) -> None:
+        self._client = client
+        self._names: dict[str, str] = {}
+        self._looked_for: set[str] = set()
+
+    async def name(self, channel_id: str) -> str:
+        if channel_id not in self._names and channel_id not in self._looked_for:
+            # A channel joined since the last look: look again, once per channel.
+            self._looked_for.add(channel_id)
+            with contextlib.suppress(ApiError, ConnectionFailed):
+                await self.load()
+        return self._names.get(channel_id, f"channel {channel_id}")
+
+    async def load(self) -> None:
+        found_committees = await self._client.committees()
+        of_committees = {str(c["channel_id"]): str(c["name"]) for c in found_committees}
+        for found in await self._client.channels():
+            channel_id = str(found["id"])
+            if channel_id in of_committees:
+                self._names[channel_id] = f"committee {of_committees[channel_id]}"
+            else:
+                self._names[channel_id] = f"channel {found['name']}"
+
+
+def _say_status(username: str, status: StreamStatus) -> None:
+    """Connections and losses go to standard error; standard output carries the messages."""
+    if status.connected and not status.resumed:
+        terminal.say(f"listening as {username}; Ctrl-C to stop")
+    elif status.connected:
+        terminal.err.print(
+            printable(f"connected again; {status.missed} message(s) sent meanwhile follow")
+        )
+    else:
+        terminal.err.print(
+            printable(f"{status.reason}; connecting again in {status.retry_in or 0:.1f} s")
+        )
 
 
 @click.command("listen")
@@ -165,23 +291,83 @@ def read_command(channel: str, after: int, home: Path | None) -> None:
 )
 @home_option
 def listen_command(count: int | None, home: Path | None) -> None:
-    """Show messages as they arrive, in every channel of yours, until Ctrl-C."""
+    """Show messages as they arrive, in every channel and committee of yours, each with where
+    it was sent, until Ctrl-C. A lost stream (a server restart, a network failure) is
+    connected again, with growing delays, and what was sent meanwhile is shown first: nothing
+    is missed and nothing shown twice. With --count, exits with status 1 when any message
+    shown could not be verified."""
 
-    async def go(messenger: Messenger) -> bool:
-        shown = 0
-        async with messenger.stream() as live:
-            terminal.say(f"listening as {messenger.username}; Ctrl-C to stop")
+    async def go(messenger: Messenger) -> tuple[int, int]:
+        places = _Places(messenger.client)
+        await places.load()
+        shown = failed = 0
+        live = messenger.follow(
+            content_types=SHOWN_TYPES,
+            on_status=lambda status: _say_status(messenger.username, status),
+        )
+        async with contextlib.aclosing(live):
             async for message in live:
-                show_message(message)
+                failed += not show_message(message, await places.name(message.channel_id))
                 shown += 1
                 if count is not None and shown >= count:
-                    return True
-        return False
+                    break
+        return shown, failed
 
     try:
-        done = with_messenger(home, go)
+        shown, failed = with_messenger(home, go)
     except KeyboardInterrupt:
         terminal.say("stopped")
         return
-    if not done:
-        terminal.say("the server ended the stream")
+    _unverified(failed, shown)
+
+
+# --- attache message ---------------------------------------------------------------------------
+
+
+@click.group("message")
+def message_group() -> None:
+    """A message of yours: who it was released to, and who not."""
+
+
+def _who(entry: dict[str, Any]) -> str:
+    return f"{entry.get('username') or entry.get('user_id')} ({show(entry.get('nation'))})"
+
+
+@message_group.command("show")
+@click.argument("message_id")
+@home_option
+def message_show_command(message_id: str, home: Path | None) -> None:
+    """Who MESSAGE_ID (a message you sent; 'attache read' and 'listen' show ids) was released
+    to: each device's user and nation, at the send or by a release; the members it was not
+    released to, and the deliveries withheld later, with the reasons the server recorded."""
+
+    async def go(messenger: Messenger) -> dict[str, Any]:
+        return await messenger.client.message_recipients(message_id)
+
+    found = with_messenger(home, go)
+    where = "committee" if found["committee"] else "channel"
+    terminal.say(
+        f"message {found['message_id']}: #{found['seq']} in {where} {found['channel']}, "
+        f"sent {found['sent_at']} as {found['sent_label']}"
+    )
+    if found["label"] != found["sent_label"]:
+        terminal.say(f"released since as {found['label']}")
+    terminal.say(f"released to {len(found['released_to'])} device(s):")
+    for entry in found["released_to"]:
+        how = "by a release" if entry.get("grant_id") else "at the send"
+        terminal.say(
+            f"  {_who(entry)}  device {entry.get('device_id')}, {how}, as {entry.get('label')}"
+        )
+    if found["not_released"]:
+        terminal.say(f"not released to {len(found['not_released'])} member(s):")
+        for entry in found["not_released"]:
+            terminal.say(f"  {_who(entry)}: {'; '.join(entry['reasons']) or 'no reason given'}")
+    else:
+        terminal.say("not released to: no member was refused")
+    if found["withheld"]:
+        terminal.say(f"withheld at delivery from {len(found['withheld'])} device(s):")
+        for entry in found["withheld"]:
+            terminal.say(
+                f"  {_who(entry)}  device {entry.get('device_id')}: "
+                f"{'; '.join(entry['reasons']) or 'no reason given'}"
+            )

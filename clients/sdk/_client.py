@@ -322,6 +322,15 @@ class AttacheClient:
         params = {"after": after, "limit": limit}
         return dict(await self.request("GET", "/v1/sync", params=params))
 
+    async def sync_head(self) -> int:
+        """The cursor of now: a sync from it later gives only what is sent from now on."""
+        return int((await self.request("GET", "/v1/sync/head"))["cursor"])
+
+    async def message_recipients(self, message_id: str) -> dict[str, Any]:
+        """Who a message of yours was released to, and the members it was not, with why."""
+        path = f"/v1/messages/{_segment(message_id)}/recipients"
+        return dict(await self.request("GET", path))
+
     # --- committees and meetings -------------------------------------------------------------
 
     async def create_committee(

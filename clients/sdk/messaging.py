@@ -33,10 +33,11 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import random
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
@@ -57,10 +58,15 @@ from protocol.policy import Container, Subject, decide
 MAX_AUDIENCE_MESSAGES = 100
 MAX_AUDIENCE_AGE = timedelta(days=1)
 TEXT = "text/plain; charset=utf-8"
+TEXT_TYPE = "text/plain"  # TEXT's media type, as ``open_item``'s ``content_types`` name it
 # A delivered item carries a body of up to 256 KiB in base64url, plus headers.
 MAX_STREAM_FRAME = 1 << 20
 # Well inside the server's default ws_idle_seconds (60).
 STREAM_KEEPALIVE = 20.0
+# Close codes after which connecting again cannot help: a frame the server does not accept
+# (1003), and a session that is over (4401: signed out, expired, device revoked, account
+# disabled; the server's reason says which).
+FINAL_CLOSE_CODES = frozenset({1003, 4401})
 
 
 class MessagingError(Exception):
@@ -106,7 +112,10 @@ class Unanswered:
 class ReceivedMessage:
     """A delivered message. Only when ``verified`` are ``text``, ``sender``, ``label`` and
     ``sent_at`` vouched for by the sender's device and its nation; otherwise ``text`` is None,
-    ``problem`` says why, and the rest is what the server claims."""
+    ``problem`` says why, and the rest is what the server claims.
+
+    A verified message whose ``content_type`` is not one the reader asked for (``open_item``'s
+    ``content_types``) is not a failure: it comes back verified, with ``text`` None."""
 
     seq: int
     channel_id: str
@@ -203,6 +212,67 @@ class _Released:
 
 class _Unverifiable(Exception):
     """A delivered item failed a check; the message is the plain sentence shown for it."""
+
+
+class StreamClosed(ConnectionFailed):
+    """The server closed the stream with ``code`` (None if the connection just dropped)."""
+
+    def __init__(self, message: str, code: int | None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def final(self) -> bool:
+        """True when connecting again cannot help (the session is over, or a protocol error)."""
+        return self.code in FINAL_CLOSE_CODES
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """What ``Messenger.follow`` is doing, for a program to tell its user: it is signed in
+    (``connected``; after a loss ``resumed``, with the number of messages sent meanwhile,
+    ``missed``, which come next), or the stream was lost (not ``connected``, with the
+    ``reason`` and the seconds until the next attempt, ``retry_in``)."""
+
+    connected: bool
+    resumed: bool = False
+    reason: str | None = None
+    retry_in: float | None = None
+    missed: int = 0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between attempts to connect again: ``first`` seconds, doubling to ``limit``,
+    each taken at random from its upper half, so that the listeners of a restarted server do
+    not all come back in the same instant."""
+
+    first: float = 0.5
+    limit: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.limit, self.first * float(2 ** min(attempt, 32)))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class _Seen:
+    """The sequence numbers already yielded, the most recent ``keep`` of them: a repeat comes
+    from a resync or a resume, which start at the cursor, so older ones cannot recur."""
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self._keep = keep
+        self._seqs: set[int] = set()
+
+    def __contains__(self, seq: int) -> bool:
+        return seq in self._seqs
+
+    def first_time(self, seq: int) -> bool:
+        if seq in self._seqs:
+            return False
+        self._seqs.add(seq)
+        if len(self._seqs) > 2 * self._keep:
+            self._seqs = set(sorted(self._seqs)[-self._keep :])
+        return True
 
 
 def stream_url_for(server: str) -> str:
@@ -545,6 +615,25 @@ class Messenger:
         self._rosters[channel_id] = roster
         return roster
 
+    def roster_changed(
+        self, channel_id: str | None = None, *, etag: str | None = None, member: bool = True
+    ) -> None:
+        """Forget what is kept of ``channel_id``'s roster (None: of every channel), as a stream's
+        ``roster-changed`` frame says to, so that the next send fetches it afresh instead of
+        being refused with 412 first. A roster already held under ``etag`` (fetched after the
+        change) is kept. ``member=False`` (this user was removed) also forgets the channel
+        and its audience."""
+        if channel_id is None:
+            self._rosters.clear()
+            return
+        held = self._rosters.get(channel_id)
+        if held is not None and (etag is None or held.etag != etag or not member):
+            del self._rosters[channel_id]
+        if not member:
+            self._audiences.pop(channel_id, None)
+            for ref in [r for r, info in self._channels.items() if info.get("id") == channel_id]:
+                del self._channels[ref]
+
     async def _check_roster(
         self, roster: Sequence[Mapping[str, Any]]
     ) -> tuple[list[_Verified], list[ExcludedDevice]]:
@@ -657,37 +746,43 @@ class Messenger:
 
     # --- reading -----------------------------------------------------------------------------
 
-    async def read(self, channel: str, after: int = 0) -> list[ReceivedMessage]:
-        """This device's messages in ``channel`` after sequence number ``after``, verified."""
+    async def read(
+        self, channel: str, after: int = 0, *, content_types: Sequence[str] = (TEXT_TYPE,)
+    ) -> list[ReceivedMessage]:
+        """This device's messages in ``channel`` after sequence number ``after``, verified;
+        those of ``content_types`` (media types) decoded into ``text``."""
         found: list[ReceivedMessage] = []
         while True:
             page = await self.client.channel_messages(channel, after=after)
-            found += [await self.open_item(item) for item in page["items"]]
+            found += [await self.open_item(i, content_types=content_types) for i in page["items"]]
             after = int(page["cursor"])
             if not page["more"]:
                 return found
 
-    async def sync(self, after: int | None = None) -> list[ReceivedMessage]:
+    async def sync(
+        self, after: int | None = None, *, content_types: Sequence[str] = (TEXT_TYPE,)
+    ) -> list[ReceivedMessage]:
         """This device's messages in every channel after ``after`` (default: ``cursor``),
-        verified; advances ``cursor``."""
+        verified (those of ``content_types`` decoded into ``text``); advances ``cursor``."""
         after = self.cursor if after is None else after
         found: list[ReceivedMessage] = []
         while True:
             page = await self.client.sync(after=after)
-            found += [await self.open_item(item) for item in page["items"]]
+            found += [await self.open_item(i, content_types=content_types) for i in page["items"]]
             after = int(page["cursor"])
             self.cursor = max(self.cursor, after)
             if not page["more"]:
                 return found
 
     async def open_item(
-        self, item: Mapping[str, Any], *, content_types: Sequence[str] = ("text/plain",)
+        self, item: Mapping[str, Any], *, content_types: Sequence[str] = (TEXT_TYPE,)
     ) -> ReceivedMessage:
         """Verify and decrypt one delivered item (as ``/v1/sync`` and the stream give it).
 
-        Only items of ``content_types`` (media types, without parameters) are decrypted into
-        ``text``; others are refused. Never raises for a bad item: it comes back with
-        ``verified=False`` and the reason.
+        Only items of ``content_types`` (media types, without parameters) are decoded into
+        ``text``; one of another type that verifies comes back verified with ``text`` None
+        (its type is in ``content_type``), for the caller to say what it is. Never raises for
+        a bad item: it comes back with ``verified=False`` and the reason.
         """
         seq = item.get("seq")
         channel_id = item.get("channel_id")
@@ -786,12 +881,12 @@ class Messenger:
                 f"the server shows the label {item.get('label')!r}, but {signer} {banner}"
             )
         media_type = header.content_type.split(";", 1)[0].strip().lower()
-        if media_type not in content_types:
-            raise _Unverifiable(f"content of type {header.content_type} is not shown here")
-        try:
-            text = plaintext.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _Unverifiable("the message text is not valid UTF-8") from exc
+        text: str | None = None
+        if media_type in content_types:
+            try:
+                text = plaintext.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _Unverifiable("the message text is not valid UTF-8") from exc
         return {
             "message_id": header.message_id,
             "sender": body.username,
@@ -844,10 +939,75 @@ class Messenger:
 
     # --- live --------------------------------------------------------------------------------
 
-    def stream(self, *, keepalive: float = STREAM_KEEPALIVE) -> MessageStream:
+    def stream(
+        self, *, keepalive: float = STREAM_KEEPALIVE, content_types: Sequence[str] = (TEXT_TYPE,)
+    ) -> MessageStream:
         """The live stream, as an async context manager that is signed in (the server holds
-        a subscription) once entered, and an async iterator of ``ReceivedMessage``."""
-        return MessageStream(self, keepalive=keepalive)
+        a subscription) once entered, and an async iterator of ``ReceivedMessage`` (those of
+        ``content_types`` decoded into ``text``)."""
+        return MessageStream(self, keepalive=keepalive, content_types=content_types)
+
+    async def follow(
+        self,
+        *,
+        content_types: Sequence[str] = (TEXT_TYPE,),
+        keepalive: float = STREAM_KEEPALIVE,
+        backoff: Backoff = Backoff(),
+        on_status: Callable[[StreamStatus], None] | None = None,
+    ) -> AsyncGenerator[ReceivedMessage, None]:
+        """Live messages, verified, for as long as the caller iterates, across lost streams.
+
+        When the stream is lost (the server restarts or closes it, the network fails), this
+        connects again after a ``backoff`` delay, as many times as it takes, and once signed
+        in fetches what was sent meanwhile with ``sync`` from ``cursor`` before going on live:
+        no message is lost, and none is yielded twice. It starts from ``cursor`` if this
+        Messenger has one (it has synced), else from now (``GET /v1/sync/head``).
+        ``on_status`` hears of each connection and each loss.
+
+        Raises ``StreamClosed`` when the server ends the session (signed out, expired, device
+        revoked), ``ApiError`` when it refuses a request for another reason than a fault of
+        its own, and ``ConnectionFailed`` when the first connection fails.
+        """
+        seen = _Seen()
+        first, attempt = True, 0
+        while True:
+            try:
+                async with self.stream(keepalive=keepalive, content_types=content_types) as live:
+                    # Signed in, so everything committed from now on is pushed: what was sent
+                    # before is fetched after, and a message that comes both ways once.
+                    missed: list[ReceivedMessage] = []
+                    if first and self.cursor == 0:
+                        self.cursor = await self.client.sync_head()
+                    else:
+                        missed = await self.sync(content_types=content_types)
+                    if on_status is not None:
+                        fresh = sum(1 for m in missed if m.seq not in seen)
+                        on_status(StreamStatus(connected=True, resumed=not first, missed=fresh))
+                    first, attempt = False, 0
+                    for message in missed:
+                        if seen.first_time(message.seq):
+                            yield message
+                    async for message in live:
+                        if seen.first_time(message.seq):
+                            yield message
+                reason = "the server closed the stream"
+            except StreamClosed as exc:
+                if exc.final or first:
+                    raise
+                reason = str(exc)
+            except ConnectionFailed as exc:
+                if first:
+                    raise
+                reason = str(exc)
+            except ApiError as exc:
+                if first or (exc.status < 500 and exc.status != 429):
+                    raise
+                reason = exc.detail
+            delay = backoff.delay(attempt)
+            attempt += 1
+            if on_status is not None:
+                on_status(StreamStatus(connected=False, reason=reason, retry_in=delay))
+            await asyncio.sleep(delay)
 
     async def listen(self) -> AsyncIterator[ReceivedMessage]:
         """Live messages as they arrive, verified, until the server closes the stream."""
@@ -862,14 +1022,26 @@ class MessageStream:
     not synced, that is everything this device may read; each sequence number is yielded once
     per stream).
 
+    A ``roster-changed`` frame makes the Messenger forget that channel's roster (every roster,
+    without a channel, and on ``resync``), so that a send after it fetches the roster afresh
+    rather than being refused with 412 first. Frames are read while the stream is iterated:
+    a stream left unread tells the Messenger nothing, and the 412 remains the safety net.
+
     The server pings only when it has nothing to send, yet closes a connection that has sent
     nothing for its idle time: on a busy line the client must speak first, so a task pings
     every ``keepalive`` seconds while the stream is open.
     """
 
-    def __init__(self, messenger: Messenger, *, keepalive: float = STREAM_KEEPALIVE) -> None:
+    def __init__(
+        self,
+        messenger: Messenger,
+        *,
+        keepalive: float = STREAM_KEEPALIVE,
+        content_types: Sequence[str] = (TEXT_TYPE,),
+    ) -> None:
         self._messenger = messenger
         self._keepalive = keepalive
+        self._content_types = tuple(content_types)
         self._ws: ClientConnection | None = None
         self._pending: deque[ReceivedMessage] = deque()
         self._seen: set[int] = set()
@@ -927,14 +1099,30 @@ class MessageStream:
             if kind == "ping":
                 await self._send({"type": "pong"})
             elif kind == "resync":
-                self._queue(await self._messenger.sync())
+                # What was dropped may have held roster-changed frames too.
+                self._messenger.roster_changed()
+                self._queue(await self._messenger.sync(content_types=self._content_types))
+            elif kind == "roster-changed":
+                self._roster_changed(frame)
             elif kind == "message":
                 item = {k: v for k, v in frame.items() if k != "type"}
-                self._queue([await self._messenger.open_item(item)])
+                opened = await self._messenger.open_item(item, content_types=self._content_types)
+                self._queue([opened])
                 if isinstance(item.get("seq"), int):
                     self._messenger.cursor = max(self._messenger.cursor, item["seq"])
             # anything else (a pong, a frame type from a newer server) is ignored
         return self._pending.popleft()
+
+    def _roster_changed(self, frame: Mapping[str, Any]) -> None:
+        channel_id, etag = frame.get("channel_id"), frame.get("etag")
+        if channel_id is None:
+            self._messenger.roster_changed()
+        elif isinstance(channel_id, str):
+            self._messenger.roster_changed(
+                channel_id,
+                etag=etag if isinstance(etag, str) else None,
+                member=frame.get("member") is not False,
+            )
 
     def _queue(self, messages: Sequence[ReceivedMessage]) -> None:
         for message in messages:
@@ -965,6 +1153,7 @@ class MessageStream:
         raise ConnectionFailed("the server sent a frame that is not a JSON object")
 
 
-def _closed(exc: ConnectionClosed) -> ConnectionFailed:
+def _closed(exc: ConnectionClosed) -> StreamClosed:
     reason = exc.rcvd.reason if exc.rcvd is not None and exc.rcvd.reason else "no reason given"
-    return ConnectionFailed(f"the server closed the stream: {reason}")
+    code = exc.rcvd.code if exc.rcvd is not None else None
+    return StreamClosed(f"the server closed the stream: {reason}", code)

@@ -6,9 +6,9 @@ commit together or not at all. Events never carry plaintext or key material.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +16,8 @@ from protocol.canonical import canonical_json
 from server.audit.leaves import event_leaf
 from server.audit.models import AuditEvent
 from server.db.base import new_id, utcnow
+
+P = ParamSpec("P")
 
 ALLOW = "allow"
 DENY = "deny"
@@ -34,8 +36,7 @@ class Actor:
 OPERATOR_CLI = Actor(user_id=None, device_id=None, nation=None, via="attache-server")
 
 
-def record(
-    session: AsyncSession,
+def event(
     *,
     actor: Actor | None,
     action: str,
@@ -71,7 +72,8 @@ def record(
         reasons=list(reasons),
         details=full_details,
     )
-    event = AuditEvent(
+
+    return AuditEvent(
         uid=uid,
         time=now,
         body=canonical_json(leaf).decode("utf-8"),
@@ -88,5 +90,18 @@ def record(
         reasons=list(reasons),
         details=full_details,
     )
-    session.add(event)
-    return event
+
+
+def _adding(build: Callable[P, AuditEvent]) -> Callable[Concatenate[AsyncSession, P], AuditEvent]:
+    def add(session: AsyncSession, /, *args: P.args, **kwargs: P.kwargs) -> AuditEvent:
+        built = build(*args, **kwargs)
+        session.add(built)
+        return built
+
+    return add
+
+
+record = _adding(event)
+"""Add an audit event (``event``'s fields) to ``session``: it commits with the action it
+records, or not at all. The hot path builds one with ``event`` and stages it instead
+(``server.db.engine.stage``)."""

@@ -152,6 +152,20 @@ async def query_events(
     return (await session.execute(stmt)).scalars().all()
 
 
+async def events_about(
+    session: AsyncSession, object_ids: Sequence[str], actions: Sequence[str]
+) -> Sequence[AuditEvent]:
+    """The events of ``actions`` about any of ``object_ids``, oldest first."""
+    if not object_ids:
+        return []
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.object_id.in_(object_ids), AuditEvent.action.in_(actions))
+        .order_by(AuditEvent.id)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
 def _insert(session: AsyncSession) -> Any:
     dialect = session.get_bind().dialect.name
     return sqlite_insert if dialect == "sqlite" else postgresql_insert

@@ -17,7 +17,9 @@ from server.channels.schemas import (
     MemberAdd,
     MessageAccepted,
     MessageCreate,
+    MessageRecipientsRead,
     RosterDevice,
+    SyncHead,
     SyncRead,
 )
 from server.channels.submits import SubmitWork
@@ -174,3 +176,20 @@ async def sync(
 ) -> SyncRead:
     items, cursor, more = await service.sync(session, principal, catalog, after=after, limit=limit)
     return SyncRead(items=[DeliveryRead.of(i) for i in items], cursor=cursor, more=more)
+
+
+@router.get("/sync/head")
+async def sync_head(principal: PrincipalDep, session: SessionDep) -> SyncHead:
+    """The cursor of now, for a client that starts listening and wants, after a lost stream,
+    only what was sent since it started (``GET /v1/sync?after=`` this)."""
+    return SyncHead(cursor=await repo.last_seq(session))
+
+
+@router.get("/messages/{message_id}/recipients")
+async def message_recipients(
+    message_id: str, principal: PrincipalDep, session: SessionDep, catalog: CatalogDep
+) -> MessageRecipientsRead:
+    """For its sender only: who the message was released to (at the send and by release
+    grants) and the members it was not, with the reasons the server recorded."""
+    message, channel = await service.access_sent_message(session, principal, catalog, message_id)
+    return MessageRecipientsRead.of(await service.recipients(session, message, channel))

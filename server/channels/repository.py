@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -209,3 +209,15 @@ async def record_withheld(session: AsyncSession, seq: int, device_id: str) -> bo
 
 async def device(session: AsyncSession, device_id: str) -> Device | None:
     return await session.get(Device, device_id)
+
+
+async def last_seq(session: AsyncSession) -> int:
+    """The highest sequence number given to any message (0 before the first)."""
+    return int((await session.execute(select(func.max(Message.seq)))).scalar_one() or 0)
+
+
+async def usernames_of(session: AsyncSession, user_ids: Sequence[str]) -> dict[str, str]:
+    if not user_ids:
+        return {}
+    stmt = select(User.id, User.username).where(User.id.in_(user_ids))
+    return {u: name for u, name in (await session.execute(stmt)).all()}

@@ -7,7 +7,7 @@ from pydantic import Field, StringConstraints
 
 from protocol import keys
 from server.channels.models import Channel
-from server.channels.service import DeliveryItem
+from server.channels.service import DeliveryItem, Recipient, Recipients
 from server.devices.models import Device
 from server.directory.models import User
 from server.schemas import B64u, LabelText, ReadModel, StrictModel
@@ -176,3 +176,66 @@ class SyncRead(ReadModel):
     items: list[DeliveryRead]
     cursor: int = Field(description="pass as `after` to continue")
     more: bool
+
+
+class SyncHead(ReadModel):
+    cursor: int = Field(description="pass as `after` later to get only what is sent from now")
+
+
+class RecipientRead(ReadModel):
+    user_id: str | None
+    username: str | None
+    nation: str | None = Field(description="the nation the decision was made with")
+    device_id: str | None
+    label: str | None = Field(description="the label it was released under")
+    grant_id: str | None = Field(description="the release grant that gave it; none: the send")
+    reasons: list[str] = Field(description="why not, as the decision recorded them")
+    at: datetime
+
+    @classmethod
+    def of(cls, found: Recipient) -> RecipientRead:
+        return cls(
+            user_id=found.user_id,
+            username=found.username,
+            nation=found.nation,
+            device_id=found.device_id,
+            label=found.label,
+            grant_id=found.grant_id,
+            reasons=list(found.reasons),
+            at=found.at,
+        )
+
+
+class MessageRecipientsRead(ReadModel):
+    message_id: str
+    seq: int
+    channel_id: str
+    channel: str = Field(description="the channel's name (a committee's is the committee's)")
+    committee: bool
+    label: str = Field(description="the label now: the last release's, else the sender's")
+    sent_label: str
+    sent_at: datetime
+    released_to: list[RecipientRead]
+    not_released: list[RecipientRead] = Field(
+        description="members refused at the send, with the reasons, and not released to since"
+    )
+    withheld: list[RecipientRead] = Field(
+        description="devices released to whose delivery was refused later, with the reasons"
+    )
+
+    @classmethod
+    def of(cls, found: Recipients) -> MessageRecipientsRead:
+        m = found.message
+        return cls(
+            message_id=m.id,
+            seq=m.seq,
+            channel_id=found.channel.id,
+            channel=found.channel.name,
+            committee=found.committee,
+            label=found.label_banner,
+            sent_label=m.label_banner,
+            sent_at=m.created_at,
+            released_to=[RecipientRead.of(r) for r in found.released_to],
+            not_released=[RecipientRead.of(r) for r in found.not_released],
+            withheld=[RecipientRead.of(r) for r in found.withheld],
+        )

@@ -7,11 +7,13 @@ would give one to a device that is not eligible for the message's label.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +30,8 @@ from protocol.labels import (
 )
 from protocol.policy import Container, Decision, Subject, decide
 from server.audit import log as audit
+from server.audit import repository as audit_repo
+from server.audit.refusals import record_refusal
 from server.auth.principal import Principal
 from server.channels import repository as repo
 from server.channels.models import (
@@ -938,3 +942,150 @@ async def sync(
         if item is not None:
             items.append(item)
     return items, cursor, len(messages) == limit
+
+
+# --- what became of a message: its sender's view ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A member as the server's decisions about one message recorded them: released to (with
+    the device and the label, and the grant if a release gave it), or not (with the reasons)."""
+
+    user_id: str | None
+    username: str | None
+    nation: str | None
+    at: datetime
+    device_id: str | None = None
+    label: str | None = None
+    grant_id: str | None = None
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recipients:
+    message: Message
+    channel: Channel
+    committee: bool  # the channel is a committee's
+    label_banner: str  # the label now: the last release's, else the sender's
+    released_to: list[Recipient]
+    not_released: list[Recipient]  # members refused at the send, and not released to since
+    withheld: list[Recipient]  # devices released to, then refused at delivery
+
+
+async def access_sent_message(
+    session: AsyncSession, principal: Principal, catalog: Catalog, message_id: str
+) -> tuple[Message, Channel]:
+    """A message the caller sent, in a channel where they may still read it; to anyone else
+    it does not exist (and the refusal of one that does is audited, and kept)."""
+    message = await repo.get_message(session, message_id)
+    if message is None:
+        raise NotFound(f"no message {message_id!r} of yours", message=message_id)
+    channel = await repo.get_channel(session, message.channel_id)
+    assert channel is not None
+    label = Label.from_canonical(message.label, catalog)
+    if message.sender_user_id != principal.user.id:
+        reasons = ["only its sender sees who a message was released to"]
+    else:
+        container = await container_of(session, channel, catalog)
+        decision = decide(subject_of(principal.user, catalog), label, container, catalog)
+        reasons = [] if decision.allowed else list(decision.reasons)
+    if reasons:
+        await record_refusal(
+            session,
+            actor=principal.actor,
+            action="message.recipients",
+            object_type="message",
+            object_id=message.id,
+            reasons=reasons,
+            subject_nation=label.originator,
+            label=message.label,
+            label_banner=message.label_banner,
+        )
+        raise NotFound(f"no message {message_id!r} of yours", keep_changes=True, message=message_id)
+    return message, channel
+
+
+async def recipients(session: AsyncSession, message: Message, channel: Channel) -> Recipients:
+    """Who ``message`` was released to and who not, as the server recorded each decision in
+    the audit log: the submit's (the devices sealed to, and every member refused with the
+    reasons), each release grant's (the devices it admitted) and each withholding at delivery.
+    Nothing is decided again: this is the record."""
+    grants = {g.request_id: g for g in await release_repo.grants_for(session, message.id)}
+    events = await audit_repo.events_about(
+        session,
+        [message.id, *grants],
+        ["message.submit", "release.grant", "message.withhold"],
+    )
+    released: list[Recipient] = []
+    refused: dict[str, Recipient] = {}
+    withheld: list[Recipient] = []
+    for event in events:
+        details = event.details or {}
+        if event.action == "message.withhold" and event.decision == audit.DENY:
+            withheld.append(
+                Recipient(
+                    user_id=event.actor_user_id,
+                    username=None,
+                    nation=event.subject_nation,
+                    at=event.time,
+                    device_id=details.get("device_id"),
+                    reasons=tuple(event.reasons),
+                )
+            )
+        if event.decision != audit.ALLOW:
+            continue
+        if event.action == "message.submit" and event.object_id == message.id:
+            for entry in details.get("released_to", []):
+                released.append(
+                    Recipient(
+                        user_id=entry.get("user_id"),
+                        username=None,
+                        nation=entry.get("nation"),
+                        at=event.time,
+                        device_id=entry.get("device_id"),
+                        label=message.label_banner,
+                    )
+                )
+            for entry in details.get("not_released", []):
+                refused[str(entry.get("user_id"))] = Recipient(
+                    user_id=entry.get("user_id"),
+                    username=None,
+                    nation=entry.get("nation"),
+                    at=event.time,
+                    reasons=tuple(entry.get("reasons", ())),
+                )
+        elif event.action == "release.grant" and event.object_id in grants:
+            grant = grants[event.object_id]
+            for entry in details.get("released_to", []):
+                released.append(
+                    Recipient(
+                        user_id=entry.get("user_id"),
+                        username=None,
+                        nation=entry.get("nation"),
+                        at=event.time,
+                        device_id=entry.get("device_id"),
+                        label=grant.label_banner,
+                        grant_id=grant.id,
+                    )
+                )
+    holders = {r.user_id for r in released}
+    not_released = [r for user, r in refused.items() if user not in holders]
+    names = await repo.usernames_of(
+        session, sorted({str(r.user_id) for r in (*released, *not_released, *withheld)})
+    )
+
+    def named(found: list[Recipient]) -> list[Recipient]:
+        return [dataclasses.replace(r, username=names.get(str(r.user_id))) for r in found]
+
+    latest = list(grants.values())
+    latest.sort(key=lambda g: g.created_at)
+    return Recipients(
+        message=message,
+        channel=channel,
+        committee=await repo.is_committee_channel(session, channel.id),
+        label_banner=latest[-1].label_banner if latest else message.label_banner,
+        released_to=named(released),
+        not_released=named(not_released),
+        withheld=named(withheld),
+    )

@@ -3,8 +3,8 @@
 A busy channel's submits each did their own transaction (BEGIN, a lock, a read, two
 inserts, COMMIT), and on SQLite each commit also waits for its fsync while holding the only
 write lock. ``GroupCommit`` queues the works that arrive while a batch is being written and
-writes them as the next batch: one transaction, the rows of all of them flushed together
-(SQLAlchemy sends one multi-row INSERT per table), one commit. Each work still lands with
+writes them as the next batch: one transaction, the rows of all of them written together
+(one INSERT per table for the rows they stage, ``server.db.engine.stage``), one commit. Each work still lands with
 its audit event in that one transaction, and a caller is answered only after the commit.
 
 A work is a callable with a ``key``; two works with the same key never share a batch (the
@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db.engine import AFTER_COMMIT
+from server.db.engine import AFTER_COMMIT, staged_count, write_staged
 from server.errors import ServiceError
 
 T = TypeVar("T")
@@ -147,6 +147,7 @@ class GroupCommit(Generic[T]):
                 if len(works) == 1 and _discards(outcomes[0]):
                     await session.rollback()  # alone, a refusal that keeps nothing
                     return outcomes
+                await write_staged(session)
                 await session.flush()
                 if self._finish is not None:
                     await self._finish(session, works, outcomes)
@@ -165,5 +166,5 @@ def _discards(outcome: Any) -> bool:
     return isinstance(outcome, ServiceError) and not outcome.keep_changes
 
 
-def _pending(session: AsyncSession) -> tuple[int, int, int]:
-    return len(session.new), len(session.dirty), len(session.deleted)
+def _pending(session: AsyncSession) -> tuple[int, int, int, int]:
+    return len(session.new), len(session.dirty), len(session.deleted), staged_count(session)

@@ -81,7 +81,7 @@ async def test_send_and_read(people: People) -> None:
     shown = (await _ok(people.bob, "read", "--channel", "liaison")).splitlines()
     assert shown[0] == REL_USA_GBR
     assert shown[1].startswith(f"#{sent.group(1)}  from alice (USA)  ")
-    assert shown[1].endswith(" UTC")
+    assert re.search(r" UTC  id [0-9a-f-]{36}$", shown[1]), shown[1]
     assert shown[2] == "hello"
     assert shown[3] == REL_USA_GBR
 
@@ -126,9 +126,10 @@ async def test_an_unverifiable_message_is_a_warning_not_text(people: People, wor
     # Whoever holds the server's database relabels the message for display.
     async with world.app.state.sessionmaker() as session, session.begin():
         await session.execute(update(Message).values(label_banner="NATO UNCLASSIFIED"))
-    shown = await _ok(people.bob, "read", "--channel", "liaison")
+    shown = await _fails(people.bob, "read", "--channel", "liaison")
     assert "the plan" not in shown
     assert "  WARNING: this message could not be verified and is not shown: " in shown
+    assert "Error: 1 of 1 message(s) could not be verified: see the warnings above" in shown
     assert "the server shows the label 'NATO UNCLASSIFIED'" in shown
 
 

@@ -6,8 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from server.db.engine import _WRITING
+from server.audit import log as audit
+from server.audit.models import AuditEvent
+from server.db.engine import _WRITING, stage, staged_count, write_staged
 from server.directory.models import Nation
 
 
@@ -101,3 +104,34 @@ async def test_a_statement_is_one_trip_to_aiosqlites_thread(tmp_path: Any) -> No
                 await conn.execute(text("INSERT INTO t (id, v) VALUES (1, 'dup')"))
     finally:
         await engine.dispose()
+
+
+async def test_staged_rows_are_written_together_with_their_generated_keys(app: Any) -> None:
+    """Staged rows (the submit path's messages and audit events) go in one INSERT per table
+    and get their database-generated keys back in the order they were staged; a session
+    that rolls back writes none of them."""
+    events = [
+        audit.event(actor=None, action="test.staged", object_type="test", object_id=str(i))
+        for i in range(5)
+    ]
+    async with app.state.sessionmaker() as session:
+        for event in events[:2]:
+            stage(session, event)
+        await session.rollback()
+    async with app.state.sessionmaker() as session, session.begin():
+        for event in events:
+            stage(session, event)
+        assert staged_count(session) == 5
+        await write_staged(session)
+        assert staged_count(session) == 0
+    ids = [event.id for event in events]
+    assert all(isinstance(i, int) for i in ids)
+    assert ids == sorted(set(ids))
+    async with app.state.sessionmaker() as session:
+        rows = await session.execute(
+            select(AuditEvent.id, AuditEvent.object_id, AuditEvent.body)
+            .where(AuditEvent.action == "test.staged")
+            .order_by(AuditEvent.id)
+        )
+        stored = [(row.id, row.object_id, row.body) for row in rows]
+    assert stored == [(e.id, e.object_id, e.body) for e in events]
