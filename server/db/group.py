@@ -4,8 +4,9 @@ A busy channel's submits each did their own transaction (BEGIN, a lock, a read, 
 inserts, COMMIT), and on SQLite each commit also waits for its fsync while holding the only
 write lock. ``GroupCommit`` queues the works that arrive while a batch is being written and
 writes them as the next batch: one transaction, the rows of all of them written together
-(one INSERT per table for the rows they stage, ``server.db.engine.stage``), one commit. Each work still lands with
-its audit event in that one transaction, and a caller is answered only after the commit.
+(one INSERT per table for the rows they stage, ``server.db.engine.stage``), one commit.
+Each work still lands with its audit event in that one transaction, and a caller is
+answered only after the commit.
 
 A work is a callable with a ``key``; two works with the same key never share a batch (the
 second waits for the next), so a batch never races itself on a uniqueness it checks. A work
