@@ -299,6 +299,24 @@ def render_clearance(clearance: Clearance, catalog: Catalog) -> str:
 
 
 def _parse_banner(text: str, catalog: Catalog, originator: str | None) -> _Banner:
+    try:
+        return _parse_blocks(text, catalog, originator)
+    except LabelError as exc:
+        if text == text.upper():
+            raise
+        # Banners are case-sensitive: say so, rather than name a policy or level as unknown
+        # that was only written in small letters (``nato secret``).
+        capitals = text.upper()
+        try:
+            _parse_blocks(capitals, catalog, originator)
+        except LabelError:
+            raise LabelError(f"{exc} (banners are written in capitals)") from None
+        raise LabelError(
+            f'"{text}" is not in capitals: banners are case-sensitive; write "{capitals}"'
+        ) from None
+
+
+def _parse_blocks(text: str, catalog: Catalog, originator: str | None) -> _Banner:
     blocks = [" ".join(block.split()) for block in text.split("//")]
     if blocks == [""]:
         raise LabelError("empty banner")

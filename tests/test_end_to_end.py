@@ -237,7 +237,7 @@ def test_operator_security_officers_and_a_user(
     )
     device_id = _field(r"device (\S+) registered for alice \(pending\)", out)
     fingerprint = _field(r"fingerprint: ([0-9a-f ]+)\n", out)
-    assert "no active device" in sh.run(
+    assert "awaits certification by USA's security officer (sam)" in sh.run(
         "attache", "login", "--home", str(homes / "alice"), ok=False
     )
     pending = sh.run("attache", "device", "list", "--pending", "--home", str(homes / "sam"))

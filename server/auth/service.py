@@ -15,14 +15,14 @@ from protocol import keys
 from server.audit import log as audit
 from server.auth import repository as auth_repo
 from server.auth.models import LoginChallenge, SessionToken
-from server.auth.principal import Principal
+from server.auth.principal import ROLE_SECURITY_OFFICER, Principal
 from server.db.base import column_values, detached, utcnow
 from server.db.changes import kept
 from server.devices import repository as device_repo
-from server.devices.models import DEVICE_ACTIVE, Device
+from server.devices.models import DEVICE_ACTIVE, DEVICE_PENDING, Device
 from server.directory import repository as directory_repo
 from server.directory.models import User
-from server.errors import AuthenticationRequired, Expired, NotFound
+from server.errors import AuthenticationRequired, Conflict, Expired, NotFound
 from server.settings import Settings
 
 _BAD_TOKEN = "the session token is missing, expired or revoked; log in again"
@@ -42,8 +42,10 @@ class IssuedSession:
 async def do_issue_challenge(
     session: AsyncSession, settings: Settings, device_id: str
 ) -> LoginChallenge:
-    """Preconditions: none; refuses a device that is not active."""
+    """Preconditions: none; refuses a device that is not active, saying why when it exists."""
     device = await device_repo.get_device(session, device_id)
+    if device is not None and device.status == DEVICE_PENDING:
+        raise await _awaits_certification(session, device)
     if device is None or device.status != DEVICE_ACTIVE:
         raise NotFound(f"no active device {device_id}", device_id=device_id)
     now = utcnow()
@@ -56,6 +58,34 @@ async def do_issue_challenge(
     session.add(challenge)
     await session.flush()
     return challenge
+
+
+async def _awaits_certification(session: AsyncSession, device: Device) -> Conflict:
+    """What the owner of a pending device is told: whose certificate it waits for. (Whoever
+    knows a device id learns its status and its nation's security officers' usernames, which
+    every member of a channel with that device can see anyway.)"""
+    user = await directory_repo.get_user(session, device.user_id)
+    nation = user.nationality if user else None
+    officers = (
+        await directory_repo.holders_of_role(session, nation, ROLE_SECURITY_OFFICER)
+        if nation
+        else []
+    )
+    if nation is None:
+        who = "its certification"
+    elif officers:
+        who = f"certification by {nation}'s security officer ({', '.join(officers)})"
+    else:
+        who = f"certification by {nation}'s security officer ({nation} has none yet)"
+    command = f"attache device certify {device.id} --nation {nation or 'NATION'}"
+    return Conflict(
+        f"device {device.id} awaits {who}: read them its fingerprint and ask them to run "
+        f"'{command}', then log in again",
+        device_id=device.id,
+        device_status=device.status,
+        nation=nation,
+        security_officers=officers,
+    )
 
 
 async def do_login(

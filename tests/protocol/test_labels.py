@@ -154,8 +154,12 @@ BAD_BANNERS = [
         '"SECRET" names no policy; a banner without one needs its originator nation',
     ),
     ("SECRET", "NOR", '"SECRET" names no policy and NOR has no national policy'),
-    ("nato secret", None, '"nato secret" names no policy; a banner without one needs its '
-     "originator nation"),
+    ("nato secret", None, '"nato secret" is not in capitals: banners are case-sensitive; write '
+     '"NATO SECRET"'),
+    ("nato secret", "USA", '"nato secret" is not in capitals: banners are case-sensitive; write '
+     '"NATO SECRET"'),
+    ("nato sekret", None, '"nato sekret" names no policy; a banner without one needs its '
+     "originator nation (banners are written in capitals)"),
     ("NATO SECRET//REL TO USA, XYZ", None, 'unknown nation or group "XYZ" in REL TO'),
     ("NATO SECRET//REL TO USA, USA", None, '"USA" appears twice in REL TO'),
     ("NATO SECRET//REL TO USA,, GBR", None, 'empty entry in REL TO "USA,, GBR"'),

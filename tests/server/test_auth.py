@@ -135,7 +135,20 @@ async def test_a_pending_device_cannot_log_in(world: World, http: httpx.AsyncCli
     user = await world.user("alice", "USA")
     alice = await world.enrolled(user, certify=False)
     response = await http.post("/v1/auth/challenges", json={"device_id": alice.device_id})
-    assert response.status_code == 404
+    # Its owner is told what it waits for and whom to ask (issue 10, item 7).
+    assert response.status_code == 409
+    problem = response.json()
+    assert problem["detail"].startswith(
+        f"device {alice.device_id} awaits certification by USA's security officer "
+        "(USA has none yet)"
+    )
+    assert problem["device_status"] == "pending"
+    assert problem["security_officers"] == []
+    sam = await world.member("sam", "USA", roles=("officer", "security_officer"))
+    response = await http.post("/v1/auth/challenges", json={"device_id": alice.device_id})
+    assert "awaits certification by USA's security officer (sam)" in response.json()["detail"]
+    assert f"attache device certify {alice.device_id} --nation USA" in response.json()["detail"]
+    assert response.json()["security_officers"] == [sam.user.username]
 
 
 async def test_revoking_a_device_ends_its_sessions(world: World) -> None:
