@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from clients.cli._common import home_option, keystore, run, show, with_client
-from clients.cli.terminal import abort, terminal
+from clients.cli._common import format_option, home_option, keystore, run, show, with_client
+from clients.cli.terminal import Column, abort, terminal
 from clients.sdk import AttacheClient, connect
 from clients.sdk.audit import VerifyReport, prove_event, verify_log
 
@@ -22,37 +20,26 @@ def audit() -> None:
     """The audit log: who was given or refused what, verifiable on your own machine."""
 
 
-FIELDS = (
-    "id",
-    "leaf",
-    "time",
-    "action",
-    "decision",
-    "actor",
-    "actor_nation",
-    "object",
-    "subject_nation",
-    "label",
-    "reasons",
+def _label(event: Mapping[str, Any]) -> str:
+    return show((event.get("label") or {}).get("banner"))
+
+
+# The CSV's columns; the table shows those of TABLE. The id is what 'attache audit prove'
+# takes; the leaf is the event's index in the log.
+FIELDS: tuple[Column, ...] = (
+    ("id", lambda e: str(e["id"])),
+    ("leaf", lambda e: show(e.get("leaf_index"))),
+    ("time", lambda e: e["event"]["time"]),
+    ("action", lambda e: e["event"]["action"]),
+    ("decision", lambda e: e["event"]["decision"]),
+    ("actor", lambda e: show(e["event"]["actor"]["user"])),
+    ("actor_nation", lambda e: show(e["event"]["actor"]["nation"])),
+    ("object", lambda e: f"{e['event']['object']['type']}:{e['event']['object']['id']}"),
+    ("subject_nation", lambda e: show(e["event"].get("subject_nation"))),
+    ("label", lambda e: _label(e["event"])),
+    ("reasons", lambda e: "; ".join(e["event"].get("reasons") or []) or "-"),
 )
-
-
-def _flat(entry: dict[str, Any]) -> dict[str, str]:
-    event = entry["event"]
-    label = event.get("label") or {}
-    return {
-        "id": str(entry["id"]),
-        "leaf": show(entry.get("leaf_index")),
-        "time": event["time"],
-        "action": event["action"],
-        "decision": event["decision"],
-        "actor": show(event["actor"]["user"]),
-        "actor_nation": show(event["actor"]["nation"]),
-        "object": f"{event['object']['type']}:{event['object']['id']}",
-        "subject_nation": show(event.get("subject_nation")),
-        "label": show(label.get("banner")),
-        "reasons": "; ".join(event.get("reasons") or []) or "-",
-    }
+TABLE = ("id", "time", "action", "decision", "actor_nation", "object", "label", "reasons")
 
 
 @audit.command("log")
@@ -69,7 +56,7 @@ def _flat(entry: dict[str, Any]) -> dict[str, str]:
 @click.option("--decision", type=click.Choice(["allow", "deny"]), default=None)
 @click.option("--label", default=None, help="exact banner")
 @click.option("--limit", default=1000, show_default=True, help="most events to fetch")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@format_option
 @home_option
 def log(
     since: str | None,
@@ -84,7 +71,9 @@ def log(
     fmt: str,
     home: Path | None,
 ) -> None:
-    """List audit events, filtered; --format json or csv to export."""
+    """List audit events, filtered; --format json or csv to export. JSON gives each event as
+    {"id", "leaf_index", "event"}: the id for 'attache audit prove', the leaf's index in the
+    log, and the event exactly as the log commits to it."""
     params = {
         "since": since,
         "until": until,
@@ -113,19 +102,8 @@ def log(
         return found
 
     entries = with_client(home, go)
-    if fmt == "json":
-        terminal.say(json.dumps([e["event"] for e in entries], indent=2))
-        return
-    rows = [_flat(e) for e in entries]
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-        terminal.out.file.write(buffer.getvalue())
-        return
-    columns = ("id", "time", "action", "decision", "actor_nation", "object", "label", "reasons")
-    terminal.table(*columns, rows=[tuple(r[c] for c in columns) for r in rows])
+    columns = FIELDS if fmt != "table" else tuple(c for c in FIELDS if c[0] in TABLE)
+    terminal.listing(fmt, entries, columns)
 
 
 @audit.command("verify")
@@ -183,6 +161,8 @@ def verify(vkey: str | None, home: Path | None) -> None:
 @home_option
 def prove(event_id: int, vkey: str | None, home: Path | None) -> None:
     """Check locally that EVENT_ID is in the signed log, with an RFC 9162 inclusion proof."""
+    if event_id < 1:
+        abort(f"there is no event {event_id}: event ids start at 1 (see 'attache audit log')")
     store = keystore(home)
 
     async def go(client: AttacheClient) -> Any:

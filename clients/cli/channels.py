@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
-from clients.cli._common import home_option, show, with_client
-from clients.cli.terminal import terminal
+from clients.cli._common import format_option, home_option, show, with_client
+from clients.cli.terminal import Column, terminal
 from clients.sdk import AttacheClient
 
 
@@ -17,7 +18,7 @@ def channel() -> None:
     """Channels: a ceiling label and members; messages in them carry their own labels."""
 
 
-def _members(found: dict[str, Any]) -> str:
+def _members(found: Mapping[str, Any]) -> str:
     return ", ".join(f"{m['username']} ({show(m['nationality'])})" for m in found["members"])
 
 
@@ -50,18 +51,43 @@ def create(
     terminal.say(f"  default: {created['default_label']}")
 
 
+COLUMNS: tuple[Column, ...] = (
+    ("channel", lambda c: c["name"]),
+    ("ceiling", lambda c: c["ceiling"]),
+    ("default label", lambda c: c["default_label"]),
+    ("members", _members),
+)
+
+MEMBER_COLUMNS: tuple[Column, ...] = (
+    ("user", lambda m: m["username"]),
+    ("nation", lambda m: show(m["nationality"])),
+    ("user id", lambda m: m["user_id"]),
+)
+
+
 @channel.command("list")
+@format_option
 @home_option
-def list_channels(home: Path | None) -> None:
+def list_channels(fmt: str, home: Path | None) -> None:
     """List the channels you are a member of."""
 
     async def go(client: AttacheClient) -> list[dict[str, Any]]:
         return await client.channels()
 
-    rows = [
-        (c["name"], c["ceiling"], c["default_label"], _members(c)) for c in with_client(home, go)
-    ]
-    terminal.table("channel", "ceiling", "default label", "members", rows=rows)
+    terminal.listing(fmt, with_client(home, go), COLUMNS)
+
+
+@channel.command("members")
+@click.argument("name")
+@format_option
+@home_option
+def members(name: str, fmt: str, home: Path | None) -> None:
+    """List the members of channel NAME."""
+
+    async def go(client: AttacheClient) -> dict[str, Any]:
+        return await client.channel(name)
+
+    terminal.listing(fmt, with_client(home, go)["members"], MEMBER_COLUMNS)
 
 
 @channel.command("add")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
-from clients.cli._common import home_option, show, with_client
-from clients.cli.terminal import terminal
+from clients.cli._common import format_option, home_option, show, with_client
+from clients.cli.channels import MEMBER_COLUMNS
+from clients.cli.terminal import Column, terminal
 from clients.sdk import AttacheClient
 
 
@@ -17,7 +19,7 @@ def committee() -> None:
     """Committees: a channel with a chair, a secretary, meetings and agendas."""
 
 
-def _members(found: dict[str, Any]) -> str:
+def _members(found: Mapping[str, Any]) -> str:
     return ", ".join(f"{m['username']} ({show(m['nationality'])})" for m in found["members"])
 
 
@@ -61,19 +63,47 @@ def create(
     _show(with_client(home, go))
 
 
+COLUMNS: tuple[Column, ...] = (
+    ("committee", lambda c: c["name"]),
+    ("ceiling", lambda c: c["ceiling"]),
+    ("chair", lambda c: c["chair"]["username"]),
+    ("secretary", lambda c: c["secretary"]["username"]),
+    ("members", _members),
+)
+
+
 @committee.command("list")
+@format_option
 @home_option
-def list_committees(home: Path | None) -> None:
+def list_committees(fmt: str, home: Path | None) -> None:
     """List the committees you are a member of."""
 
     async def go(client: AttacheClient) -> list[dict[str, Any]]:
         return await client.committees()
 
-    rows = [
-        (c["name"], c["ceiling"], c["chair"]["username"], c["secretary"]["username"], _members(c))
-        for c in with_client(home, go)
-    ]
-    terminal.table("committee", "ceiling", "chair", "secretary", "members", rows=rows)
+    terminal.listing(fmt, with_client(home, go), COLUMNS)
+
+
+@committee.command("members")
+@click.argument("name")
+@format_option
+@home_option
+def members(name: str, fmt: str, home: Path | None) -> None:
+    """List the members of committee NAME."""
+
+    async def go(client: AttacheClient) -> dict[str, Any]:
+        return await client.committee(name)
+
+    found = with_client(home, go)
+    chair, secretary = found["chair"]["user_id"], found["secretary"]["user_id"]
+
+    def role(member: Mapping[str, Any]) -> str:
+        if member["user_id"] == chair:
+            return "chair"
+        return "secretary" if member["user_id"] == secretary else "member"
+
+    records = [{**m, "role": role(m)} for m in found["members"]]
+    terminal.listing(fmt, records, (*MEMBER_COLUMNS, ("role", lambda m: m["role"])))
 
 
 @committee.command("show")

@@ -17,8 +17,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from clients.cli._common import home_option, show, with_messenger
-from clients.cli.terminal import abort, terminal
+from clients.cli._common import format_option, home_option, show, with_messenger
+from clients.cli.terminal import Column, abort, terminal
 from clients.sdk import Messenger
 from clients.sdk.documents import Documents, OpenedDocument
 from clients.sdk.documents import Progress as ProgressFn
@@ -111,25 +111,54 @@ def get(version_id: str, out: Path | None, home: Path | None) -> None:
     terminal.say(opened.banner)
 
 
-@doc.command("versions")
-@click.option("--channel", required=True)
-@home_option
-def versions(channel: str, home: Path | None) -> None:
-    """The document versions in a channel that you may open."""
+VERSION_COLUMNS: tuple[Column, ...] = (
+    ("document", lambda v: v["document_id"]),
+    ("v", lambda v: str(v["number"])),
+    ("version id", lambda v: v["id"]),
+    ("file", lambda v: str(v["header"].get("filename", "-"))),
+    ("bytes", lambda v: str(v["size"])),
+    ("label", lambda v: v["label"]),
+    ("completed", lambda v: show(v["completed_at"])),
+)
 
+DOCUMENT_COLUMNS: tuple[Column, ...] = (
+    ("document", lambda d: d["document_id"]),
+    ("file", lambda d: str(d["latest"]["header"].get("filename", "-"))),
+    ("versions", lambda d: str(len(d["versions"]))),
+    ("latest", lambda d: str(d["latest"]["number"])),
+    ("latest version id", lambda d: d["latest"]["id"]),
+    ("label", lambda d: d["latest"]["label"]),
+)
+
+
+def _versions(channel: str, home: Path | None) -> list[dict[str, Any]]:
     async def go(messenger: Messenger) -> list[dict[str, Any]]:
         return await Documents(messenger).versions(channel)
 
-    rows = [
-        (
-            v["document_id"],
-            str(v["number"]),
-            v["id"],
-            str(v["header"].get("filename", "-")),
-            str(v["size"]),
-            v["label"],
-            show(v["completed_at"]),
-        )
-        for v in with_messenger(home, go)
-    ]
-    terminal.table("document", "v", "version id", "file", "bytes", "label", "completed", rows=rows)
+    return with_messenger(home, go)
+
+
+@doc.command("versions")
+@click.option("--channel", required=True)
+@format_option
+@home_option
+def versions(channel: str, fmt: str, home: Path | None) -> None:
+    """The document versions in a channel that you may open."""
+    terminal.listing(fmt, _versions(channel, home), VERSION_COLUMNS)
+
+
+@doc.command("list")
+@click.option("--channel", required=True)
+@format_option
+@home_option
+def list_documents(channel: str, fmt: str, home: Path | None) -> None:
+    """The documents in a channel, each with its latest complete version that you may open."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for version in _versions(channel, home):
+        grouped.setdefault(version["document_id"], []).append(version)
+    records = []
+    for document_id, found in grouped.items():
+        found.sort(key=lambda v: int(v["number"]))
+        complete = [v for v in found if v["completed_at"]] or found
+        records.append({"document_id": document_id, "latest": complete[-1], "versions": found})
+    terminal.listing(fmt, records, DOCUMENT_COLUMNS)

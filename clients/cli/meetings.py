@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from clients.cli._common import home_option, with_client, with_messenger
-from clients.cli.terminal import abort, terminal
+from clients.cli._common import format_option, home_option, with_client, with_messenger
+from clients.cli.terminal import Column, abort, terminal
 from clients.sdk import AttacheClient, CommitteeEntry, Committees, MeetingAgenda, Messenger
 from protocol.committees import STATUSES
 
@@ -77,24 +77,33 @@ def schedule(
     terminal.say(f"meeting {found['id']} scheduled for {_when(starts)}")
 
 
+def _status(meeting: dict[str, Any], now: datetime) -> str:
+    if meeting["cancelled_at"]:
+        return "cancelled"
+    return "held" if datetime.fromisoformat(meeting["starts_at"]) <= now else "scheduled"
+
+
+COLUMNS: tuple[Column, ...] = (
+    ("meeting", lambda m: m["id"]),
+    ("starts", lambda m: _when(datetime.fromisoformat(m["starts_at"]))),
+    ("status", lambda m: m["status"]),
+)
+
+
 @meeting.command("list")
 @click.argument("committee")
+@format_option
 @home_option
-def list_meetings(committee: str, home: Path | None) -> None:
-    """List the meetings of COMMITTEE (titles: see 'attache meeting agenda')."""
+def list_meetings(committee: str, fmt: str, home: Path | None) -> None:
+    """List the meetings of COMMITTEE: scheduled, held (its start has passed) or cancelled
+    (titles: see 'attache meeting agenda')."""
 
     async def go(client: AttacheClient) -> list[dict[str, Any]]:
         return await client.meetings(committee)
 
-    rows = [
-        (
-            m["id"],
-            _when(datetime.fromisoformat(m["starts_at"])),
-            "cancelled" if m["cancelled_at"] else "",
-        )
-        for m in with_client(home, go)
-    ]
-    terminal.table("meeting", "starts", "status", rows=rows)
+    now = datetime.now(UTC)
+    records = [{**m, "status": _status(m, now)} for m in with_client(home, go)]
+    terminal.listing(fmt, records, COLUMNS)
 
 
 @meeting.command("agenda")
@@ -104,10 +113,16 @@ def agenda(meeting_id: str, home: Path | None) -> None:
     """Show a meeting: title, place, agenda items (each with its banner), minutes and action
     items with their latest status: only what was released to you, each verified."""
 
-    async def go(messenger: Messenger) -> MeetingAgenda:
-        return await Committees(messenger).agenda(meeting_id)
+    async def go(messenger: Messenger) -> tuple[MeetingAgenda, dict[str, dict[str, Any]]]:
+        found = await Committees(messenger).agenda(meeting_id)
+        if not any(item.documents for item in found.items):
+            return found, {}
+        # The attached versions by id, to name them: the channel's versions this device
+        # may open (the agenda lists only those).
+        versions = await messenger.client.document_versions(found.channel_id)
+        return found, {v["id"]: v for v in versions}
 
-    found = with_messenger(home, go)
+    found, versions = with_messenger(home, go)
     status = "  CANCELLED" if found.cancelled_at else ""
     terminal.say(f"meeting {found.meeting_id}  {_when(found.starts_at)}{status}")
     _say_entry(found.info, [f"{found.title}", f"place: {found.place or '-'}"])
@@ -120,7 +135,7 @@ def agenda(meeting_id: str, home: Path | None) -> None:
             lines.append(f"presenter: {item.presenter}")
         if item.notes:
             lines.append(item.notes)
-        lines += [f"document version {v} (attache doc get {v})" for v in item.documents]
+        lines += [_document(v, versions.get(v)) for v in item.documents]
         _say_entry(item.entry, lines)
     if found.minutes is not None:
         terminal.say("")
@@ -142,6 +157,16 @@ def agenda(meeting_id: str, home: Path | None) -> None:
             if u.verified
         ]
         _say_entry(action.entry, lines)
+
+
+def _document(version_id: str, version: dict[str, Any] | None) -> str:
+    if version is None:
+        return f"document version {version_id} (attache doc get {version_id})"
+    name = str(version["header"].get("filename") or "(no file name)")
+    return (
+        f"document {name}, version {version['number']}, {version['label']} "
+        f"(attache doc get {version_id})"
+    )
 
 
 @meeting.command("item-add")

@@ -10,12 +10,13 @@ import click
 from clients.cli._common import (
     authority_passphrase,
     call,
+    format_option,
     home_option,
     keystore,
     show,
     with_client,
 )
-from clients.cli.terminal import terminal
+from clients.cli.terminal import Column, terminal
 from clients.sdk import AttacheClient, change_clearance
 
 
@@ -24,27 +25,26 @@ def user() -> None:
     """Users of the directory."""
 
 
-def _row(u: dict[str, Any]) -> tuple[str, ...]:
-    return (
-        u["username"],
-        show(u["nationality"]),
-        show(u["clearance"]),
-        show(", ".join(u["roles"])),
-        "yes" if u["active"] else "no",
-    )
+COLUMNS: tuple[Column, ...] = (
+    ("username", lambda u: u["username"]),
+    ("nation", lambda u: show(u["nationality"])),
+    ("clearance", lambda u: show(u["clearance"])),
+    ("roles", lambda u: show(", ".join(u["roles"]))),
+    ("active", lambda u: "yes" if u["active"] else "no"),
+)
 
 
 @user.command("list")
 @click.option("--nation", default=None, help="only users of this nation")
+@format_option
 @home_option
-def list_users(nation: str | None, home: Path | None) -> None:
+def list_users(nation: str | None, fmt: str, home: Path | None) -> None:
     """List users."""
 
     async def go(client: AttacheClient) -> list[dict[str, Any]]:
         return await client.users(nation.upper() if nation else None)
 
-    rows = [_row(u) for u in with_client(home, go)]
-    terminal.table("username", "nation", "clearance", "roles", "active", rows=rows)
+    terminal.listing(fmt, with_client(home, go), COLUMNS)
 
 
 @user.command("add")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select, update
@@ -27,10 +28,12 @@ async def _invoke(member: Member, *args: str) -> Result:
     return await asyncio.to_thread(runner.invoke, main, list(args), env=env, catch_exceptions=False)
 
 
-async def _export(member: Member, *args: str) -> list[dict[str, object]]:
+async def _export(member: Member, *args: str) -> list[dict[str, Any]]:
+    """The exported events as the log commits to them (each entry also carries its id and
+    leaf index)."""
     result = await _invoke(member, "audit", "log", "--format", "json", *args)
     assert result.exit_code == 0, result.output
-    return list(json.loads(result.output))
+    return [entry["event"] for entry in json.loads(result.output)]
 
 
 async def _counts(world: World) -> tuple[int, int]:
