@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from clients.cli._common import home_option, show, with_messenger
-from clients.cli.terminal import abort, terminal
+from clients.cli._common import format_option, home_option, show, with_messenger
+from clients.cli.terminal import Column, abort, terminal
 from clients.sdk import Messenger
 from clients.sdk.releases import Releases
 
@@ -62,25 +62,23 @@ def request_command(
     default=None,
     help="only requests in this state",
 )
+@format_option
 @home_option
-def list_command(status: str | None, home: Path | None) -> None:
+def list_command(status: str | None, fmt: str, home: Path | None) -> None:
     """Your requests and, for a disclosure officer, those about your nation's items."""
 
     async def go(messenger: Messenger) -> list[dict[str, Any]]:
         return await Releases(messenger).list(status)
 
-    rows = [
-        (
-            r["id"],
-            _item(r),
-            f"{r['label']} → {r['requested_label']}",
-            r["requested_by"],
-            r["status"],
-            show(r["reason"]),
-        )
-        for r in with_messenger(home, go)
-    ]
-    terminal.table("id", "item", "label", "requester", "status", "reason", rows=rows)
+    columns: tuple[Column, ...] = (
+        ("id", lambda r: r["id"]),
+        ("item", lambda r: _item(dict(r))),
+        ("label", lambda r: f"{r['label']} → {r['requested_label']}"),
+        ("requester", lambda r: r["requested_by"]),
+        ("status", lambda r: r["status"]),
+        ("reason", lambda r: show(r["reason"])),
+    )
+    terminal.listing(fmt, with_messenger(home, go), columns)
 
 
 @release.command("approve")

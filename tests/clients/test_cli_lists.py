@@ -17,7 +17,7 @@ from typing import Any
 from click.testing import CliRunner, Result
 
 from clients.cli import main
-from clients.sdk import Committees, Messenger
+from clients.sdk import Committees, Messenger, Releases
 from clients.sdk.documents import Documents
 from server.audit.integrator import integrate
 from tests.factories import PASSPHRASE, Member, World
@@ -86,9 +86,14 @@ async def test_every_list_in_json_csv_and_a_whole_table(
     await bob.client.cancel_meeting(cancelled["id"])
     source = tmp_path / "brief.txt"
     source.write_bytes(b"the brief")
-    documents = Documents(await _messenger(alice))
+    alice_messenger = await _messenger(alice)
+    documents = Documents(alice_messenger)
     first = await documents.put("cell", source, label="NATO SECRET")
     second = await documents.put("cell", source, document_id=first["document_id"])
+    narrow = await documents.put("liaison", source, label="NATO SECRET//REL TO USA, GBR")
+    asked = await Releases(alice_messenger).request(
+        "document_version", narrow["id"], ["FRA"], "FRA leads"
+    )
     for member in (alice, bob, audrey):
         assert (await _invoke(member, "login")).exit_code == 0
 
@@ -160,6 +165,14 @@ async def test_every_list_in_json_csv_and_a_whole_table(
         }
     ]
     _whole(table, first["document_id"], second["id"])
+
+    # Release requests: the id that 'release approve' and 'release grant' take.
+    requests, rows, table = await _formats(alice, "release", "list")
+    assert [(r["id"], r["item_id"]) for r in requests] == [(asked["id"], narrow["id"])]
+    assert rows[0]["id"] == asked["id"]
+    assert rows[0]["item"] == f"document {narrow['id']}"
+    assert rows[0]["status"] == "pending"
+    _whole(table, asked["id"], narrow["id"])
 
     # Audit events: the event id that 'audit prove' takes and the leaf index, beside the event
     # exactly as the log commits to it.
