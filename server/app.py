@@ -16,7 +16,7 @@ from server.audit.endpoints import router as audit_router
 from server.audit.integrator import load_signer, run_integrator
 from server.auth.endpoints import router as auth_router
 from server.bootstrap import AUDIT_KEY_FILE, ensure_server_keys, keys_dir, record_origins
-from server.channels.delivery import DeliveryGate, classify
+from server.channels.delivery import DeliveryGate, RosterNotifier, classify
 from server.channels.endpoints import router as channels_router
 from server.channels.submits import submit_queue
 from server.committees.endpoints import router as committees_router
@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         track(sessionmaker.kw["sync_session_class"], app.state.bus.changes, classify)
         app.state.sessionmaker = sessionmaker
         app.state.gate = DeliveryGate(sessionmaker, app.state.bus.changes, app.state.catalog)
+        app.state.bus.notify_with(RosterNotifier(sessionmaker))
         app.state.submits = submit_queue(sessionmaker, app.state.bus)
         ensure_server_keys(settings)
         record_origins(settings)
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             stop.set()
             await integrator
             await expiry
+            await app.state.bus.aclose()
             await engine.dispose()
 
     app = FastAPI(

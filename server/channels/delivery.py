@@ -9,13 +9,16 @@ at push from memory.
   decision depends on (this channel's membership, this user, this device, this session, the
   catalog) changed since, the decision stands and no database is read; otherwise the full
   decision is made again from the database (``service.deliver``), which audits a withholding.
+- ``RosterNotifier`` tells the open streams of a channel's members that its roster changed
+  (a membership, a member's devices, clearance or status, the catalog), and a member just
+  removed that it was, so that clients drop a cached roster before they seal to it.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,14 +27,14 @@ from server.auth.models import SessionToken
 from server.auth.service import access_session
 from server.channels import repository as repo
 from server.channels import service
-from server.channels.models import ChannelMember
+from server.channels.models import Channel, ChannelMember
 from server.channels.schemas import DeliveryRead
 from server.db.changes import ANY, CATALOG, Change, ChangeLog
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import Nation, PartnerGroup, PartnerGroupMember, User
 from server.directory.service import load_catalog
 from server.errors import ServiceError
-from server.realtime.bus import CLOSE_REVOKED, Connection, Push
+from server.realtime.bus import ANY_ROSTER_CHANGED, CLOSE_REVOKED, Connection, Notice, Push
 
 # --- what changes a decision -----------------------------------------------------------------
 
@@ -44,7 +47,12 @@ def classify(instance: object, what: str) -> Iterable[Change]:
     if what == "bulk":
         return (Change(ANY),)
     if isinstance(instance, ChannelMember):
-        return (Change(f"channel:{instance.channel_id}"),)
+        # ``member:`` names who joined or left: no decision depends on it, but a member just
+        # removed is told so (``RosterNotifier``).
+        return (
+            Change(f"channel:{instance.channel_id}"),
+            Change(f"member:{instance.channel_id}:{instance.user_id}"),
+        )
     if isinstance(instance, User):
         closes = what == "deleted" or not instance.active
         return (Change(f"user:{instance.id}", close=closes, reason="the account was disabled"),)
@@ -141,3 +149,76 @@ class DeliveryGate:
             catalog = await load_catalog(session, self._catalog)
             item = await service.deliver(session, principal, catalog, message, channel)
         return item is not None and item.grant is None
+
+
+# --- telling streams that a roster changed ----------------------------------------------------
+
+# Beyond this many channels and users in one batch of changes (a bulk import), every stream
+# is told that any roster may have changed instead of working out whose did.
+MAX_NOTICED = 2000
+
+
+class RosterNotifier:
+    """The notices of committed changes, for the bus (``server.realtime.bus.Notifier``).
+
+    - a channel's membership, or a member (their devices, clearance or status), changed: each
+      member's streams get ``{"type":"roster-changed","channel_id":...,"etag":...}``, with
+      the roster's entity tag as ``GET .../roster`` now gives it;
+    - a user left a channel: their streams get ``{"type":"roster-changed","channel_id":...,
+      "member":false}``, and nothing more about that channel;
+    - the catalog (nations, groups) or anything at all changed: every stream gets
+      ``{"type":"roster-changed"}`` (every roster's tag changed; it names no channel).
+
+    One query finds whom a batch concerns; the tags come from the roster-tag cache (a query
+    per channel whose membership changed).
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    def concerns(self, change: Change) -> bool:
+        return change.key in (ANY, CATALOG) or change.key.startswith(
+            ("channel:", "user:", "member:")
+        )
+
+    async def notices(self, changes: Sequence[Change]) -> Sequence[Notice]:
+        found: list[Notice] = []
+        channel_ids: set[str] = set()
+        user_ids: set[str] = set()
+        moved: dict[str, set[str]] = {}  # channel id -> users who joined or left
+        for change in changes:
+            kind, _, rest = change.key.partition(":")
+            if change.key in (ANY, CATALOG):
+                if not found:
+                    found.append(Notice(ANY_ROSTER_CHANGED, None))
+            elif kind == "channel":
+                channel_ids.add(rest)
+            elif kind == "user":
+                user_ids.add(rest)
+            elif kind == "member":
+                channel_id, _, user_id = rest.partition(":")
+                moved.setdefault(channel_id, set()).add(user_id)
+        if not channel_ids and not user_ids:
+            return found
+        if len(channel_ids) + len(user_ids) > MAX_NOTICED:
+            return [Notice(ANY_ROSTER_CHANGED, None)]
+        async with self._sessionmaker() as session:
+            members: dict[str, set[str]] = {}
+            for channel_id, user_id in await repo.memberships_around(
+                session, channel_ids, user_ids
+            ):
+                members.setdefault(channel_id, set()).add(user_id)
+            for channel_id, who in members.items():
+                # The tag is all that is read of the channel: a stand-in with its id will do.
+                tag = await service.roster_tag_of(session, Channel(id=channel_id))
+                found.append(Notice(_frame(channel_id, etag=tag), frozenset(who)))
+        for channel_id, who in moved.items():
+            gone = who - members.get(channel_id, set())
+            if gone:
+                found.append(Notice(_frame(channel_id, member=False), frozenset(gone)))
+        return found
+
+
+def _frame(channel_id: str, **fields: object) -> str:
+    value = {"type": "roster-changed", "channel_id": channel_id, **fields}
+    return json.dumps(value, separators=(",", ":"))

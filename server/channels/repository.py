@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,6 +63,21 @@ async def members(session: AsyncSession, channel_id: str) -> Sequence[User]:
 async def member_ids(session: AsyncSession, channel_id: str) -> frozenset[str]:
     stmt = select(ChannelMember.user_id).where(ChannelMember.channel_id == channel_id)
     return frozenset((await session.execute(stmt)).scalars().all())
+
+
+async def memberships_around(
+    session: AsyncSession, channel_ids: Collection[str], user_ids: Collection[str]
+) -> Sequence[Row[str, str]]:
+    """(channel id, user id) of each member of ``channel_ids`` and of every channel that a user
+    of ``user_ids`` is a member of: whom a change to those channels or users concerns."""
+    theirs = select(ChannelMember.channel_id).where(ChannelMember.user_id.in_(list(user_ids)))
+    stmt = select(ChannelMember.channel_id, ChannelMember.user_id).where(
+        or_(
+            ChannelMember.channel_id.in_(list(channel_ids)),
+            ChannelMember.channel_id.in_(theirs),
+        )
+    )
+    return (await session.execute(stmt)).all()
 
 
 async def get_membership(

@@ -9,17 +9,30 @@ Each connection has a bounded mailbox (bytes and age): a consumer that falls beh
 backlog dropped and is told to ``resync`` from its cursor, instead of growing the server's
 memory. The embedded server uses this in-process bus; several server processes share pushes
 and changes through Redis (a later issue).
+
+Changes (``server.db.changes``) travel on the same mailboxes as small frames, ``Notice``s,
+so that a client learns that a channel's roster changed before it seals to it. Which streams
+a change concerns is the business of a ``Notifier`` the app gives (it may read the
+database: changes are rare); while it works, pushes published meanwhile are held back and
+then routed after its notices, so that a message sent after a change never reaches a stream
+before the notice of that change. The push path itself reads nothing and costs nothing per
+connected device: one test of a flag.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from server.db.changes import Change, ChangeLog
+
+logger = logging.getLogger(__name__)
 
 # Per connection: the most a backlog may hold, and the oldest push it may hold, before the
 # connection is moved to sync by cursor.
@@ -52,6 +65,27 @@ class Push:
         return len(self.head) + len(self.tail) + 1600
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A change frame (JSON text, serialised once) for the open streams of ``users``, or of
+    every open stream when ``users`` is None."""
+
+    frame: str
+    users: frozenset[str] | None
+
+
+class Notifier(Protocol):
+    """Turns committed changes into notices for the streams they concern."""
+
+    def concerns(self, change: Change) -> bool:
+        """Whether ``change`` may need a notice (decided from the change alone, at once)."""
+        ...
+
+    async def notices(self, changes: Sequence[Change]) -> Sequence[Notice]:
+        """The notices for ``changes`` (committed, in order), worked out after the fact."""
+        ...
+
+
 @dataclass(eq=False, slots=True)
 class Connection:
     """One open stream: whose it is, and what waits to be written to it."""
@@ -60,33 +94,37 @@ class Connection:
     user_id: str
     session_id: str
     expires_at: float  # unix time at which the session expires
-    mailbox: deque[tuple[float, Push]] = field(default_factory=deque)
+    # Pushes, and notices as the frame text to write, in the order they were offered.
+    mailbox: deque[tuple[float, Push | str]] = field(default_factory=deque)
     queued_bytes: int = 0
     resync: bool = False
     closing: tuple[int, str] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, push: Push, now: float) -> None:
+    def offer(self, item: Push | str, now: float) -> None:
+        """Queue a push, or a notice's frame. Beyond the bound, the backlog is dropped and the
+        stream told to ``resync``, which also tells the client that any roster it holds may
+        have changed (a notice may have been in what was dropped)."""
         if self.resync or self.closing is not None:
             return  # the client will fetch it by cursor
+        size = _size(item)
         if self.mailbox and (
-            self.queued_bytes + push.size > MAILBOX_BYTES
-            or now - self.mailbox[0][0] > MAILBOX_SECONDS
+            self.queued_bytes + size > MAILBOX_BYTES or now - self.mailbox[0][0] > MAILBOX_SECONDS
         ):
             self.mailbox.clear()
             self.queued_bytes = 0
             self.resync = True
         else:
-            self.mailbox.append((now, push))
-            self.queued_bytes += push.size
+            self.mailbox.append((now, item))
+            self.queued_bytes += size
         self.wake.set()
 
-    def take(self) -> Push | None:
+    def take(self) -> Push | str | None:
         if not self.mailbox:
             return None
-        _, push = self.mailbox.popleft()
-        self.queued_bytes -= push.size
-        return push
+        _, item = self.mailbox.popleft()
+        self.queued_bytes -= _size(item)
+        return item
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
@@ -96,37 +134,134 @@ class Connection:
         self.wake.set()
 
 
+def _size(item: Push | str) -> int:
+    return len(item) if isinstance(item, str) else item.size
+
+
 CLOSE_REVOKED = 4401
+
+# Every roster this stream's client holds may have changed (the catalog or anything changed).
+ANY_ROSTER_CHANGED = '{"type":"roster-changed"}'
 
 
 class InProcessBus:
     def __init__(self, changes: ChangeLog | None = None) -> None:
         self._by_device: dict[str, set[Connection]] = {}
+        self._by_user: dict[str, set[Connection]] = {}
         self.changes = changes or ChangeLog()
         self.changes.listen(self._on_change)
+        self._notifier: Notifier | None = None
+        # Changes waiting for their notices, each with the change log's version it made.
+        self._unnoticed: list[tuple[int, list[Change]]] = []
+        # Pushes published while notices were being worked out, with the change log's version
+        # when each was published: routed once the notices of every change before it are.
+        self._held: deque[tuple[int, float, Push]] = deque()
+        self._noticing: asyncio.Task[None] | None = None
+
+    def notify_with(self, notifier: Notifier) -> None:
+        self._notifier = notifier
+
+    async def aclose(self) -> None:
+        """Stop working out notices (at shutdown); what was held is routed as it is."""
+        task, self._noticing = self._noticing, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._release(None)
+
+    async def settled(self) -> None:
+        """Return once the notices of every change recorded so far are offered."""
+        while (task := self._noticing) is not None:
+            await asyncio.wait({task})
 
     def publish(self, push: Push) -> None:
         now = time.monotonic()
+        if self._noticing is not None:
+            self._held.append((self.changes.version, now, push))
+            return
+        self._route(push, now)
+
+    def _route(self, push: Push, now: float) -> None:
         for device_id in push.recipients:
             for connection in self._by_device.get(device_id, ()):
                 connection.offer(push, now)
 
     def attach(self, connection: Connection) -> None:
         self._by_device.setdefault(connection.device_id, set()).add(connection)
+        self._by_user.setdefault(connection.user_id, set()).add(connection)
 
     def detach(self, connection: Connection) -> None:
-        held = self._by_device.get(connection.device_id)
-        if held is not None:
-            held.discard(connection)
-            if not held:
-                del self._by_device[connection.device_id]
+        for index, key in (
+            (self._by_device, connection.device_id),
+            (self._by_user, connection.user_id),
+        ):
+            held = index.get(key)
+            if held is not None:
+                held.discard(connection)
+                if not held:
+                    del index[key]
 
     def _connections(self) -> Iterator[Connection]:
         for held in self._by_device.values():
             yield from held
 
     def _on_change(self, changes: list[Change]) -> None:
-        """Close, at once, the streams of a revoked session or device or a disabled user."""
+        """Close, at once, the streams of a revoked session or device or a disabled user; and
+        have the notices of the changes worked out, holding back pushes until they are."""
+        notifier = self._notifier
+        if notifier is not None:
+            concerning = [c for c in changes if notifier.concerns(c)]
+            if concerning:
+                self._unnoticed.append((self.changes.version, concerning))
+                if self._noticing is None:
+                    try:
+                        loop = asyncio.get_running_loop()
+                    except RuntimeError:  # committed outside the server's loop: no streams
+                        self._unnoticed.clear()
+                    else:
+                        self._noticing = loop.create_task(self._notice(notifier))
+        self._close(changes)
+
+    async def _notice(self, notifier: Notifier) -> None:
+        """Work out the notices of the changes waiting, a batch at a time, in order; after
+        each batch, route the pushes published before any later change."""
+        try:
+            while self._unnoticed:
+                batch, self._unnoticed = self._unnoticed, []
+                upto = batch[-1][0]
+                try:
+                    notices = await notifier.notices([c for _, found in batch for c in found])
+                except Exception:
+                    # Who is concerned is unknown: every stream is told that any roster may
+                    # have changed, which names no channel (and costs a refetch at worst).
+                    logger.exception("working out the notices of %d changes", len(batch))
+                    notices = [Notice(ANY_ROSTER_CHANGED, None)]
+                now = time.monotonic()
+                for notice in notices:
+                    self._offer(notice, now)
+                self._release(upto)
+        finally:
+            if self._noticing is asyncio.current_task():
+                self._noticing = None
+                self._release(None)
+
+    def _offer(self, notice: Notice, now: float) -> None:
+        if notice.users is None:
+            for connection in list(self._connections()):
+                connection.offer(notice.frame, now)
+            return
+        for user_id in notice.users:
+            for connection in self._by_user.get(user_id, ()):
+                connection.offer(notice.frame, now)
+
+    def _release(self, upto: int | None) -> None:
+        """Route the held pushes published at or before version ``upto`` (None: all)."""
+        while self._held and (upto is None or self._held[0][0] <= upto):
+            _, at, push = self._held.popleft()
+            self._route(push, at)
+
+    def _close(self, changes: list[Change]) -> None:
         closing = {c.key: c.reason for c in changes if c.close}
         if not closing:
             return

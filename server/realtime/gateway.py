@@ -3,8 +3,15 @@
 Protocol (JSON text frames):
 - client, first frame within ``ws_auth_seconds``: ``{"type": "auth", "token": "<session token>"}``
 - server: ``{"type": "ready", "device_id": ...}``, then ``{"type": "message", ...}`` items
-  exactly as ``GET /v1/sync`` returns them, ``{"type": "ping"}`` every half idle period, and
-  ``{"type": "resync"}`` if this connection fell behind (fetch ``/v1/sync`` from your cursor).
+  exactly as ``GET /v1/sync`` returns them, ``{"type": "ping"}`` every half idle period,
+  ``{"type": "resync"}`` if this connection fell behind (fetch ``/v1/sync`` from your cursor,
+  and treat every roster you hold as changed), and ``roster-changed`` notices, in order with
+  the messages (a message sent after a change comes after its notice):
+  ``{"type": "roster-changed", "channel_id": ..., "etag": ...}`` (a channel you are a member
+  of: its membership, a member's devices, clearance or status changed; ``etag`` is its
+  roster's ETag now), ``{"type": "roster-changed", "channel_id": ..., "member": false}`` (you
+  were removed from it) and ``{"type": "roster-changed"}`` (the catalog changed: every
+  roster). The frames are docs/PROTOCOL.md's, §17.7.
 - client: ``{"type": "pong"}`` (or ``{"type": "ping"}``, answered with a pong) at least once per
   ``ws_idle_seconds``; anything else closes the connection (1003); silence closes it (4408).
 - a logout, a revoked device or a disabled account closes the stream at once (4401).
@@ -153,6 +160,7 @@ async def _serve(
         loop = asyncio.get_running_loop()
         interval = settings.ws_idle_seconds / 2
         ping_due = False
+        delivered = websocket.app.state.metrics.delivered_stream
 
         def due() -> None:
             nonlocal ping_due
@@ -169,12 +177,15 @@ async def _serve(
                     await websocket.send_text(_PING)
                     timer = loop.call_later(interval, due)
                     continue
-                push = connection.take()
-                if push is not None:
+                item = connection.take()
+                if item is not None:
                     if time.time() >= connection.expires_at:
                         raise _Closing(CLOSE_UNAUTHENTICATED, "the session expired; log in again")
-                    if await gate.admit(connection, push):
-                        await websocket.send_text(push.frame_for(connection.device_id))
+                    if isinstance(item, str):  # a notice: decided for this user already
+                        await websocket.send_text(item)
+                    elif await gate.admit(connection, item):
+                        await websocket.send_text(item.frame_for(connection.device_id))
+                        delivered.inc()
                     continue
                 if connection.resync:
                     connection.resync = False

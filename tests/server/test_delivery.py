@@ -93,9 +93,11 @@ async def _send(t: Any, recipients: list[Member], banner: str) -> dict[str, Any]
 
 
 def _pushes(connection: Connection) -> list[Push]:
+    """The pushes queued for ``connection`` (notices of changes, also queued, are passed)."""
     found = []
-    while (push := connection.take()) is not None:
-        found.append(push)
+    while (item := connection.take()) is not None:
+        if isinstance(item, Push):
+            found.append(item)
     return found
 
 

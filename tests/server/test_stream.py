@@ -46,6 +46,7 @@ async def _closed(ws: websockets.ClientConnection) -> int | None:
 
 async def test_pushes_reach_only_eligible_devices(world: World, live_url: str) -> None:
     t = await _three(world)
+    await world.app.state.bus.settled()  # the set-up's roster notices are offered already
     sockets = {m.user.username: await _connect(live_url, m) for m in (t.usa, t.gbr, t.fra)}
     audience_id = str(uuid.uuid4())
     sealed, key = envelopes.create_audience(
