@@ -22,12 +22,16 @@ from server.channels.submits import submit_queue
 from server.committees.endpoints import router as committees_router
 from server.db.changes import session_info, track
 from server.db.engine import create_engine, create_sessionmaker
+from server.db.migrate import SchemaMismatch, current_revisions, schema_problem
 from server.devices.endpoints import router as devices_router
 from server.directory.endpoints import router as directory_router
 from server.documents.endpoints import router as documents_router
 from server.documents.storage import BlobStore
 from server.documents.uploads import UploadGate, run_expiry
 from server.errors import install_error_handlers, problem_response
+from server.metrics import Metrics, RequestMetrics
+from server.operations import readiness_checks
+from server.operations import router as operations_router
 from server.ratelimit import RateLimits, RefuseAgain
 from server.realtime.bus import InProcessBus
 from server.realtime.gateway import router as stream_router
@@ -128,10 +132,19 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.effective_database_url)
+        async with engine.connect() as connection:
+            # Never migrated here (attache-server run migrates SQLite, migrate PostgreSQL).
+            problem = schema_problem(await current_revisions(connection))
+        if problem is not None:
+            await engine.dispose()
+            raise SchemaMismatch(problem)
         app.state.engine = engine
         sessionmaker = create_sessionmaker(engine, info=session_info(app.state.bus.changes))
         track(sessionmaker.kw["sync_session_class"], app.state.bus.changes, classify)
         app.state.sessionmaker = sessionmaker
+        app.state.metrics.watch_audit(sessionmaker.kw["sync_session_class"])
+        app.state.metrics.watch(lambda: app.state.bus.subscribers, engine)
+        app.state.readiness = readiness_checks(settings, engine)
         app.state.gate = DeliveryGate(sessionmaker, app.state.bus.changes, app.state.catalog)
         app.state.bus.notify_with(RosterNotifier(sessionmaker))
         app.state.submits = submit_queue(sessionmaker, app.state.bus)
@@ -185,6 +198,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.blobs = BlobStore(settings.data_dir / "blobs")
     app.state.rate_limits = RateLimits.in_memory(settings)
     app.state.uploads = UploadGate(settings.upload_max_concurrent, settings.upload_max_per_device)
+    app.state.metrics = Metrics()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BodyTimeout, seconds=settings.body_read_timeout_seconds)
@@ -193,6 +207,10 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.add_middleware(RefuseAgain)
     app.add_middleware(
         HeaderLimit, max_headers=settings.max_headers, max_bytes=settings.max_header_bytes
+    )
+    # Outermost, so that every answer is timed and counted, refusals included.
+    app.add_middleware(
+        RequestMetrics, metrics=app.state.metrics, access_log=settings.log_format == "json"
     )
 
     @app.get("/healthz", tags=["health"])
@@ -208,4 +226,5 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(releases_router)
     app.include_router(stream_router)
     app.include_router(audit_router)
+    app.include_router(operations_router)
     return app

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from protocol import keys
@@ -20,7 +23,8 @@ from protocol.checkpoint import NoteSigner
 from server import bootstrap
 from server.audit.integrator import integrate, load_signer
 from server.auth.principal import CONSOLE
-from server.db.engine import create_engine, create_sessionmaker
+from server.db import migrate
+from server.db.engine import create_engine, create_sessionmaker, serialise
 from server.devices.service import do_issue_enrolment_code
 from server.directory import repository as repo
 from server.directory import service
@@ -70,7 +74,13 @@ def _run(settings: Settings, work: Callable[[AsyncSession, Catalog], Awaitable[T
 
 
 def _settings() -> Settings:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        # Named by variable, without the value given (a database URL may hold a password).
+        first = exc.errors()[0]
+        name = "ATTACHE_" + "_".join(str(part) for part in first["loc"]).upper()
+        abort(f"{name}: {first['msg'].removeprefix('Value error, ')}")
     try:
         settings.load_catalog()
     except (OSError, CatalogError) as exc:
@@ -90,11 +100,22 @@ def init() -> None:
     _initialise(settings)
 
 
-def _initialise(settings: Settings) -> None:
-    bootstrap.prepare_storage(settings)
+def _initialise(settings: Settings, *, migrate_schema: bool = True) -> None:
+    if migrate_schema:
+        bootstrap.prepare_storage(settings)
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for path in bootstrap.ensure_server_keys(settings):
         terminal.print(f"created server key {path}")
-    creds = _run(settings, lambda s, _: bootstrap.bootstrap_operator(s, settings))
+
+    async def bootstrap_operator(
+        session: AsyncSession, _: Catalog
+    ) -> bootstrap.BootstrapCredentials | None:
+        # Once, whichever of the processes starting together gets here first.
+        await serialise(session, "bootstrap", "operator")
+        return await bootstrap.bootstrap_operator(session, settings)
+
+    creds = _run(settings, bootstrap_operator)
     if creds is not None:
         terminal.print(
             "\nOperator bootstrap credentials (shown once, valid "
@@ -107,13 +128,101 @@ def _initialise(settings: Settings) -> None:
         )
 
 
+@main.command("migrate")
+def migrate_command() -> None:
+    """Bring the database's schema to this version of Attaché (safe to repeat).
+
+    On PostgreSQL, run it once before starting the servers, and again after each upgrade of
+    Attaché: servers never migrate PostgreSQL themselves. On SQLite, 'run' migrates at start.
+    """
+    settings = _settings()
+    before = _schema_revisions(settings)
+    problem = migrate.schema_problem(before)
+    head = migrate.head_revision()
+    if problem is None:
+        terminal.print(f"the database's schema is already at {head}")
+        return
+    if not set(before) <= migrate.known_revisions():
+        abort(problem)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        migrate.upgrade(settings.effective_database_url)
+    except Exception as exc:
+        abort(f"migrating the database at {_shown(settings)} failed: {_reason(exc)}")
+    was = ", ".join(before) if before else "empty"
+    terminal.print(f"the database's schema is now at {head} (it was {was})")
+
+
+def _shown(settings: Settings) -> str:
+    return make_url(settings.effective_database_url).render_as_string(hide_password=True)
+
+
+def _reason(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[0]}" if lines else exc.__class__.__name__
+
+
+def _schema_revisions(settings: Settings) -> tuple[str, ...]:
+    """The revisions the database's schema is at; aborts if it cannot be reached."""
+
+    async def read() -> tuple[str, ...]:
+        engine = create_engine(settings.effective_database_url)
+        try:
+            async with engine.connect() as connection:
+                return await migrate.current_revisions(connection)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(read())
+    except Exception as exc:
+        abort(f"cannot reach the database at {_shown(settings)}: {_reason(exc)}")
+
+
+# The lock a server on SQLite holds for as long as it runs (never closed: the process's end
+# releases it).
+_held: list[int] = []
+
+
+def _serve_alone(settings: Settings) -> None:
+    """Refuse to serve a SQLite database that another server process is serving: each would
+    keep its own view of decisions and its own streams (``several_processes_refusal``)."""
+    database = make_url(settings.effective_database_url).database
+    if not database or database == ":memory:":
+        return
+    path = Path(f"{database}.serving")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        abort(
+            f"another attache-server (pid {holder}) is serving the SQLite database {database}, "
+            "and SQLite is served by one process; stop it first, or move to PostgreSQL"
+        )
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held.append(fd)
+
+
 @main.command()
 @click.option("--host", default=None, help="address to listen on (default 127.0.0.1)")
 @click.option("--port", default=None, type=int, help="port to listen on (default 8600)")
-def run(host: str | None, port: int | None) -> None:
-    """Initialise if needed, then serve the API."""
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 256),
+    help="server processes sharing the port (default ATTACHE_WORKERS, 1)",
+)
+def run(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the API. On SQLite, first create or upgrade the database; on PostgreSQL, its
+    schema must be this version's already (attache-server migrate). Creates missing server
+    keys and, on first start, the operator's bootstrap credentials."""
     import uvicorn
 
+    from server import logs
     from server.app import create_app
 
     settings = _settings()
@@ -121,19 +230,45 @@ def run(host: str | None, port: int | None) -> None:
         settings.host = host
     if port is not None:
         settings.port = port
+    if workers is not None:
+        settings.workers = workers
     if "ATTACHE_GC_FREEZE" not in os.environ:
         settings.gc_freeze = True  # one app for the life of this process
-    _initialise(settings)
+    refusal = settings.several_processes_refusal()
+    if refusal is not None:
+        abort(refusal)
+    if settings.database_backend == "sqlite":
+        _serve_alone(settings)
+        _initialise(settings)
+    else:
+        problem = migrate.schema_problem(_schema_revisions(settings))
+        if problem is not None:
+            abort(problem)
+        _initialise(settings, migrate_schema=False)
     terminal.print(f"Attaché listening on {settings.effective_public_url}")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "log_config": logs.uvicorn_log_config(settings.log_format),
+        # JSON logs have their own access log, by route and without query strings.
+        "access_log": settings.log_format == "text",
         # Frames carry ciphertext, which does not compress: deflating each push for each
         # device cost a fifth of the server's time in the channel benchmark, for nothing.
-        ws_per_message_deflate=False,
+        "ws_per_message_deflate": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Each worker process makes its own app from the environment: what the options above
+    # changed goes there.
+    os.environ.update(
+        ATTACHE_HOST=settings.host,
+        ATTACHE_PORT=str(settings.port),
+        ATTACHE_GC_FREEZE=str(settings.gc_freeze).lower(),
+        ATTACHE_WORKERS=str(settings.workers),
     )
+    uvicorn.run("server.app:create_app", factory=True, workers=settings.workers, **options)
 
 
 # --- nations ---------------------------------------------------------------------------------

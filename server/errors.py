@@ -116,6 +116,14 @@ class TooManyRequests(ServiceError):
         return {"Retry-After": str(self.fields["retry_after"])}
 
 
+class Unavailable(ServiceError):
+    """What the server needs to serve (its database, Redis) cannot be reached now."""
+
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"
+
+
 def problem_response(
     status: int,
     code: str,

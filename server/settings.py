@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from protocol.catalog import Catalog, load_default_catalog
 
@@ -16,8 +19,22 @@ class Settings(BaseSettings):
 
     # Where the embedded server keeps its database and keys; created on first run.
     data_dir: Path = Path("var")
-    # Empty means the embedded SQLite database inside data_dir.
+    # Empty means the embedded SQLite database inside data_dir; else sqlite+aiosqlite:///PATH
+    # or postgresql+asyncpg://USER[:PASSWORD]@HOST[:PORT]/DATABASE (the drivers are implied:
+    # sqlite:/// and postgresql:// are read so).
     database_url: str = ""
+    # Redis, which will carry pushes and changes between server processes (issue 11, coming).
+    # Unset: the in-process bus. Today only /readyz uses it (Redis must answer).
+    redis_url: SecretStr | None = None
+    # Server processes on this machine sharing the port (attache-server run). One on SQLite;
+    # several need PostgreSQL and the Redis bus (``several_processes_refusal``).
+    workers: int = Field(default=1, ge=1, le=256)
+    # "json": one JSON object per log line, for a log collector (server/logs.py); applied by
+    # attache-server run.
+    log_format: Literal["text", "json"] = "text"
+    # The bearer token Prometheus presents to scrape /metrics; unset, /metrics is off
+    # (docs/operations.md says why).
+    metrics_token: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8600, ge=1, le=65535)
     # The origin clients sign into their login proofs, so a proof made for one server cannot
@@ -72,6 +89,65 @@ class Settings(BaseSettings):
     # An unfinished upload with no progress for this long is abandoned: its version and its
     # stored ciphertext are removed, and the removal audited.
     upload_expiry_seconds: float = Field(default=24 * 3600, gt=0, le=30 * 24 * 3600)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("is not a database URL") from None
+        backend, _, driver = url.drivername.partition("+")
+        if backend == "sqlite" and driver in ("", "aiosqlite"):
+            url = url.set(drivername="sqlite+aiosqlite")
+        elif backend in ("postgresql", "postgres") and driver in ("", "asyncpg"):
+            url = url.set(drivername="postgresql+asyncpg")
+        else:
+            raise ValueError(
+                "must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DATABASE"
+            )
+        return url.render_as_string(hide_password=False)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://")):
+            raise ValueError("must be redis://[:PASSWORD@]HOST[:PORT][/DB] (or rediss:// for TLS)")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 24:
+            raise ValueError("must be at least 24 characters (e.g. openssl rand -hex 16)")
+        return value
+
+    @property
+    def database_backend(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.effective_database_url.startswith("sqlite") else "postgresql"
+
+    def several_processes_refusal(self) -> str | None:
+        """Why ``workers`` processes cannot serve this configuration, or None if they can.
+
+        One process's in-memory view (the change log, the delivery decisions kept from it)
+        and its open streams see only what that process commits and publishes: a second
+        process would push nothing to the first one's streams and keep admitting a device
+        removed through the other. Until the Redis bus carries both, one process.
+        """
+        if self.workers == 1:
+            return None
+        if self.database_backend == "sqlite":
+            return (
+                f"ATTACHE_WORKERS is {self.workers}, but a SQLite database is served by one "
+                "process; set ATTACHE_WORKERS=1, or move to PostgreSQL (ATTACHE_DATABASE_URL)"
+            )
+        return (
+            f"ATTACHE_WORKERS is {self.workers}, but several processes need the Redis bus to "
+            "share pushes and changes, which this version does not have yet; set "
+            "ATTACHE_WORKERS=1"
+        )
 
     @property
     def effective_database_url(self) -> str:

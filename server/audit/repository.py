@@ -238,3 +238,10 @@ async def take_closed_refusal(session: AsyncSession, seen: AuditRefusal) -> bool
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def pending_summary(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many events wait to enter the log, and when the oldest of them was written."""
+    stmt = select(func.count(), func.min(AuditEvent.time)).where(AuditEvent.leaf_index.is_(None))
+    count, oldest = (await session.execute(stmt)).one()
+    return int(count), oldest

@@ -141,6 +141,7 @@ async def submit_message(
     )
     if not submitted.created:
         response.status_code = status.HTTP_200_OK
+    request.app.state.metrics.messages_accepted.inc(int(submitted.created))
     return MessageAccepted(
         seq=submitted.message.seq,
         message_id=submitted.message.id,
@@ -153,6 +154,7 @@ async def submit_message(
 @router.get("/channels/{channel}/messages")
 async def channel_messages(
     channel: str,
+    request: Request,
     principal: PrincipalDep,
     session: SessionDep,
     catalog: CatalogDep,
@@ -163,11 +165,13 @@ async def channel_messages(
     items, cursor, more = await service.sync(
         session, principal, catalog, after=after, limit=limit, channel=found
     )
+    request.app.state.metrics.delivered_sync.inc(len(items))
     return SyncRead(items=[DeliveryRead.of(i) for i in items], cursor=cursor, more=more)
 
 
 @router.get("/sync")
 async def sync(
+    request: Request,
     principal: PrincipalDep,
     session: SessionDep,
     catalog: CatalogDep,
@@ -175,6 +179,7 @@ async def sync(
     limit: Limit = 100,
 ) -> SyncRead:
     items, cursor, more = await service.sync(session, principal, catalog, after=after, limit=limit)
+    request.app.state.metrics.delivered_sync.inc(len(items))
     return SyncRead(items=[DeliveryRead.of(i) for i in items], cursor=cursor, more=more)
 
 

@@ -32,7 +32,9 @@ def create_engine(url: str) -> AsyncEngine:
             kwargs["module"] = sqlite.OneTripDBAPI()
     else:
         kwargs["pool_pre_ping"] = True
-    engine = create_async_engine(url, **kwargs)
+    # A failed statement's error leaves out its parameters (tokens' hashes, ciphertext),
+    # since errors reach the logs (server/logs.py).
+    engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -7,6 +7,7 @@ import httpx
 # Public on purpose, each for its reason:
 PUBLIC = {
     ("GET", "/healthz"),  # liveness
+    ("GET", "/readyz"),  # readiness, for load balancers: says only which check failed
     ("POST", "/v1/auth/challenges"),  # the start of login
     ("POST", "/v1/auth/sessions"),  # login: the device signature authenticates
     ("POST", "/v1/devices"),  # enrolment: the one-time code authenticates

@@ -1,0 +1,131 @@
+"""The operator's endpoints: readiness (``/readyz``) and metrics (``/metrics``). Liveness
+(``/healthz``) is in server/app.py.
+
+``/readyz`` answers 200 when what this process needs is reachable (its database; Redis, when
+``ATTACHE_REDIS_URL`` is set) and 503 naming what is not, for a load balancer to stop
+sending it requests. ``/metrics`` is the Prometheus text format, for a scraper holding
+``ATTACHE_METRICS_TOKEN``; without that setting it is off (docs/operations.md says why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
+
+from fastapi import APIRouter, Header, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.audit import repository as audit_repo
+from server.errors import AuthenticationRequired, NotFound, Unavailable
+from server.metrics import Metrics
+from server.settings import Settings
+
+log = logging.getLogger("attache.operations")
+router = APIRouter(tags=["operations"])
+
+# How long a readiness check or the metrics' database read may take before it counts as
+# failed: a load balancer probes often and must not queue probes behind a stuck database.
+CHECK_SECONDS = 2.0
+
+Check = Callable[[], Awaitable[None]]
+
+
+def readiness_checks(settings: Settings, engine: AsyncEngine) -> dict[str, Check]:
+    """What ``/readyz`` checks, by name (the Redis bus, when it comes, may replace "redis")."""
+    checks: dict[str, Check] = {"database": lambda: database_reachable(engine)}
+    if settings.redis_url is not None:
+        url = settings.redis_url.get_secret_value()
+        checks["redis"] = lambda: redis_reachable(url)
+    return checks
+
+
+async def database_reachable(engine: AsyncEngine) -> None:
+    # A round trip on a pooled connection (not a repository's query: it reads no table).
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("SELECT 1")
+
+
+async def redis_reachable(url: str) -> None:
+    """PING, after AUTH if the URL has a password, in Redis's own protocol (RESP): a few
+    bytes, no client library until the Redis bus brings one."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError("only redis:// and rediss:// URLs are checked")
+    commands = []
+    if parts.password is not None:
+        user = [unquote(parts.username)] if parts.username else []
+        commands.append(["AUTH", *user, unquote(parts.password)])
+    commands.append(["PING"])
+    reader, writer = await asyncio.open_connection(
+        parts.hostname or "127.0.0.1", parts.port or 6379, ssl=parts.scheme == "rediss" or None
+    )
+    try:
+        writer.write(b"".join(_resp(command) for command in commands))
+        await writer.drain()
+        for command in commands:
+            answer = await reader.readline()
+            if not answer.startswith(b"+"):
+                raise ConnectionError(f"Redis refused {command[0]}")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def _resp(command: list[str]) -> bytes:
+    encoded = [part.encode() for part in command]
+    return f"*{len(encoded)}\r\n".encode() + b"".join(
+        b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded
+    )
+
+
+async def _passes(name: str, check: Check) -> bool:
+    try:
+        await asyncio.wait_for(check(), CHECK_SECONDS)
+    except Exception as exc:
+        log.warning("readiness: %s unreachable (%s)", name, exc.__class__.__name__)
+        return False
+    return True
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> dict[str, object]:
+    checks: dict[str, Check] = request.app.state.readiness
+    results = await asyncio.gather(*(_passes(name, check) for name, check in checks.items()))
+    states = {name: "ok" if ok else "unreachable" for name, ok in zip(checks, results, strict=True)}
+    failed = [name for name, ok in zip(checks, results, strict=True) if not ok]
+    if failed:
+        raise Unavailable(f"not ready: {', '.join(failed)} unreachable", checks=states)
+    return {"status": "ready", "checks": states}
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    settings: Settings = request.app.state.settings
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise AuthenticationRequired("metrics need the bearer token ATTACHE_METRICS_TOKEN")
+    if settings.metrics_token is None:
+        raise NotFound("metrics are off; set ATTACHE_METRICS_TOKEN to serve them")
+    expected = settings.metrics_token.get_secret_value().encode()
+    if not hmac.compare_digest(presented.encode(), expected):
+        raise AuthenticationRequired("metrics need the bearer token ATTACHE_METRICS_TOKEN")
+    collected: Metrics = request.app.state.metrics
+    try:
+        async with request.app.state.sessionmaker() as session:
+            pending, oldest = await asyncio.wait_for(
+                audit_repo.pending_summary(session), CHECK_SECONDS
+            )
+        collected.audit_backlog(pending, oldest)
+    except Exception as exc:
+        log.warning("metrics: the audit backlog could not be read (%s)", exc.__class__.__name__)
+        collected.audit_backlog(None, None)
+    return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)
