@@ -1153,7 +1153,12 @@ class MessageStream:
         raise ConnectionFailed("the server sent a frame that is not a JSON object")
 
 
+# What a close without a reason means, for the codes a server closes with on its own.
+_CLOSE_MEANINGS = {1001: "the server is going away", 1012: "the server is restarting"}
+
+
 def _closed(exc: ConnectionClosed) -> StreamClosed:
-    reason = exc.rcvd.reason if exc.rcvd is not None and exc.rcvd.reason else "no reason given"
     code = exc.rcvd.code if exc.rcvd is not None else None
+    reason = exc.rcvd.reason if exc.rcvd is not None else ""
+    reason = reason or _CLOSE_MEANINGS.get(code or 0, "no reason given")
     return StreamClosed(f"the server closed the stream: {reason}", code)
