@@ -980,6 +980,8 @@ class Messenger:
                         self.cursor = await self.client.sync_head()
                     else:
                         missed = await self.sync(content_types=content_types)
+                    if not first:
+                        self.roster_changed()  # what the stream said while it was lost
                     if on_status is not None:
                         fresh = sum(1 for m in missed if m.seq not in seen)
                         on_status(StreamStatus(connected=True, resumed=not first, missed=fresh))
