@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -134,7 +134,9 @@ class Metrics:
             if not state.is_insert or getattr(state.statement, "table", None) is not _EVENTS:
                 return
             given = state.parameters
-            rows = given if isinstance(given, list) else [given] if given else []
+            rows: Sequence[Mapping[str, Any]] = (
+                given if isinstance(given, list) else [given] if isinstance(given, Mapping) else []
+            )
             found = [(row["action"], row.get("decision", "allow")) for row in rows]
             state.session.info.setdefault(_AUDITED, []).extend(found)
 
