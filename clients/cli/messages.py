@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -333,10 +334,26 @@ def _who(entry: dict[str, Any]) -> str:
     return f"{entry.get('username') or entry.get('user_id')} ({show(entry.get('nation'))})"
 
 
+def _time(value: str) -> str:
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 @message_group.command("show")
 @click.argument("message_id")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: the server's answer whole, with every id, for scripts",
+)
 @home_option
-def message_show_command(message_id: str, home: Path | None) -> None:
+def message_show_command(message_id: str, fmt: str, home: Path | None) -> None:
     """Who MESSAGE_ID (a message you sent; 'attache read' and 'listen' show ids) was released
     to: each device's user and nation, at the send or by a release; the members it was not
     released to, and the deliveries withheld later, with the reasons the server recorded."""
@@ -345,10 +362,13 @@ def message_show_command(message_id: str, home: Path | None) -> None:
         return await messenger.client.message_recipients(message_id)
 
     found = with_messenger(home, go)
+    if fmt == "json":
+        terminal.json(found)
+        return
     where = "committee" if found["committee"] else "channel"
     terminal.say(
         f"message {found['message_id']}: #{found['seq']} in {where} {found['channel']}, "
-        f"sent {found['sent_at']} as {found['sent_label']}"
+        f"sent {_time(str(found['sent_at']))} as {found['sent_label']}"
     )
     if found["label"] != found["sent_label"]:
         terminal.say(f"released since as {found['label']}")

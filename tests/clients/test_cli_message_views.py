@@ -7,6 +7,7 @@ was released to and who not (``attache message show``, ``GET /v1/messages/{id}/r
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -203,7 +204,7 @@ async def test_release_a_message_from_the_command_line(world: World, live: str) 
     # Before the release: alice sees who has it and who not, with the recorded reasons.
     before = await _ok(p.alice, "message", "show", message_id)
     assert f"message {message_id}: #" in before
-    assert "in channel liaison, sent " in before
+    _line(before, r" in channel liaison, sent \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC as ")
     assert f" as {REL_USA_GBR}\n" in before
     assert "released to 3 device(s):" in before
     for who in ("alice (USA)", "bob (GBR)", "dora (USA)"):
@@ -235,6 +236,15 @@ async def test_only_the_sender_sees_who_a_message_reached(world: World, live: st
     await _ok(p.alice, "send", "--channel", "liaison", "--label", REL_USA_GBR, "the plan")
     read = await _ok(p.bob, "read", "--channel", "liaison")
     message_id = _line(read, rf"id ({ID})$").group(1)
+
+    as_json = json.loads(await _ok(p.alice, "message", "show", message_id, "--format", "json"))
+    assert as_json["message_id"] == message_id
+    assert {r["user_id"] for r in as_json["not_released"]} == {p.chloe.user.id}
+    assert {r["user_id"] for r in as_json["released_to"]} == {
+        p.alice.user.id,
+        p.bob.user.id,
+        p.dora.user.id,
+    }
 
     refused = await _fails(p.bob, "message", "show", message_id)
     assert f"Error: no message '{message_id}' of yours" in refused
