@@ -29,12 +29,15 @@ from clients.sdk.committees import (
 )
 from clients.sdk.keystore import Keystore, KeystoreError, Profile
 from clients.sdk.messaging import (
+    Backoff,
     ExcludedDevice,
     MessageStream,
     MessagingError,
     Messenger,
     ReceivedMessage,
     SentMessage,
+    StreamClosed,
+    StreamStatus,
 )
 from clients.sdk.releases import Releases
 
@@ -43,6 +46,7 @@ __all__ = [
     "AgendaEntry",
     "ApiError",
     "AttacheClient",
+    "Backoff",
     "CommitteeEntry",
     "Committees",
     "ConnectionFailed",
@@ -59,6 +63,8 @@ __all__ = [
     "ReceivedMessage",
     "Releases",
     "SentMessage",
+    "StreamClosed",
+    "StreamStatus",
     "certify_device",
     "change_clearance",
     "check_certifiable",
