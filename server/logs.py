@@ -86,6 +86,8 @@ def uvicorn_log_config(log_format: str) -> dict[str, Any]:
             "sqlalchemy": {"level": "WARNING"},
             "aiosqlite": {"level": "WARNING"},
             "asyncpg": {"level": "WARNING"},
+            # The start-up's schema check would say which dialect it found, every start.
+            "alembic": {"level": "WARNING"},
         },
         "root": {"handlers": ["default"], "level": "INFO"},
     }
