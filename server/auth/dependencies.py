@@ -27,6 +27,20 @@ async def _principal(
     return await access_principal(session, credentials.credentials if credentials else None)
 
 
+def bearer_token(request: Request) -> str | None:
+    """The session token of ``Authorization: Bearer <token>``, as ``HTTPBearer`` reads it,
+    for the route that reads its caller without dependencies (the message submit)."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials:
+        return None
+    return credentials
+
+
+async def check_limit(request: Request, action: str, principal: Principal) -> None:
+    """``limited_per_device`` for a route that reads its caller without dependencies."""
+    await _limits(request).check(action, principal.device.id, scope="device", request=request.scope)
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings

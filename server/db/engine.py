@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -227,11 +228,13 @@ def _columns(model: type) -> tuple[tuple[str, str], ...]:
     return found
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+@contextlib.asynccontextmanager
+async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: the only place that commits or rolls back.
 
-    Used with ``scope="function"`` so the commit happens before the response is sent: a
-    client never sees success for a transaction that then failed to commit.
+    Committed when the block ends, before the response is sent: a client never sees success
+    for a transaction that then failed to commit. A refusal that keeps its changes
+    (``ServiceError.keep_changes``) commits them; anything else raised rolls back.
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
@@ -251,3 +254,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
             for callback in session.info.pop(AFTER_COMMIT, []):
                 callback()
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """``unit_of_work`` as a FastAPI dependency, used with ``scope="function"`` so that it
+    commits before the response is sent."""
+    async with unit_of_work(request) as session:
+        yield session
