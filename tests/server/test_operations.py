@@ -250,7 +250,7 @@ def test_several_processes_are_refused_until_the_redis_bus_exists(
 
 
 def test_several_workers_each_make_their_app_from_the_environment(
-    served: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clean_database: None
+    served: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # What `run` will do once several processes are allowed (the Redis bus).
     monkeypatch.setattr(Settings, "several_processes_refusal", lambda self: None)
