@@ -101,10 +101,9 @@ def init() -> None:
 
 
 def _initialise(settings: Settings, *, migrate_schema: bool = True) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if migrate_schema:
-        bootstrap.prepare_storage(settings)
-    else:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _migrate(settings)
     for path in bootstrap.ensure_server_keys(settings):
         terminal.print(f"created server key {path}")
 
@@ -136,21 +135,30 @@ def migrate_command() -> None:
     Attaché: servers never migrate PostgreSQL themselves. On SQLite, 'run' migrates at start.
     """
     settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    before = _migrate(settings)
+    head = migrate.head_revision()
+    if before is None:
+        terminal.print(f"the database's schema is already at {head}")
+    else:
+        was = ", ".join(before) if before else "empty"
+        terminal.print(f"the database's schema is now at {head} (it was {was})")
+
+
+def _migrate(settings: Settings) -> tuple[str, ...] | None:
+    """Bring the database's schema to this version's; returns the revisions it was at, or
+    None if it was there already. Aborts on a schema newer than this version knows."""
     before = _schema_revisions(settings)
     problem = migrate.schema_problem(before)
-    head = migrate.head_revision()
     if problem is None:
-        terminal.print(f"the database's schema is already at {head}")
-        return
+        return None
     if not set(before) <= migrate.known_revisions():
         abort(problem)
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         migrate.upgrade(settings.effective_database_url)
     except Exception as exc:
         abort(f"migrating the database at {_shown(settings)} failed: {_reason(exc)}")
-    was = ", ".join(before) if before else "empty"
-    terminal.print(f"the database's schema is now at {head} (it was {was})")
+    return before
 
 
 def _shown(settings: Settings) -> str:
@@ -484,10 +492,10 @@ def user_code(username: str) -> None:
 
     code, expires = _run(settings, work)
     terminal.print(f"enrolment code for {username}: {code} (expires {expires})")
-    terminal.print(
-        f"enrol with: attache enroll --server {settings.effective_public_url} "
-        f"--user {username} --code {code}"
-    )
+    # The address the server runs under, as it recorded at start, not this environment's guess.
+    recorded = bootstrap.recorded_origins(settings)
+    server = recorded.public_url if recorded else settings.effective_public_url
+    terminal.print(f"enrol with: attache enroll --server {server} --user {username} --code {code}")
 
 
 # --- audit -----------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Which server a command talks to (issue 10, item 3): a command with no enrolled home yet
 takes ``--server``, then ATTACHE_SERVER, then ATTACHE_PORT on 127.0.0.1, then the default; a
 home that enrolled keeps its server and says so when the environment names another. And the
-operator's `attache-server audit key` names the key by the origin the running server recorded
-in its data directory, whatever the environment it is run in says."""
+operator's `attache-server audit key` (and the enrol command `user code` prints) name the
+origin the running server recorded in its data directory, whatever the environment it is run
+in says."""
 
 from __future__ import annotations
 
@@ -149,6 +150,18 @@ async def test_audit_key_names_the_origin_the_server_runs_under(
     assert same.exit_code == 0, same.output
     assert same.stdout == result.stdout
     assert same.stderr == ""
+
+    # The enrolment command printed with a code names the server's address too.
+    def operator(*args: str) -> Result:
+        return CliRunner().invoke(
+            server_main, list(args), env=env | {"ATTACHE_PORT": "8611"}, catch_exceptions=False
+        )
+
+    added = await asyncio.to_thread(operator, "user", "add", "zed", "--role", "auditor")
+    assert added.exit_code == 0, added.output
+    issued = await asyncio.to_thread(operator, "user", "code", "zed")
+    assert issued.exit_code == 0, issued.output
+    assert f"enrol with: attache enroll --server {live} --user zed --code " in issued.output
 
     # A data directory no server has started with: refused, rather than guessed.
     fresh = tmp_path / "fresh"
