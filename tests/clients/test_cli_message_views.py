@@ -12,14 +12,11 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
-import pytest
 from sqlalchemy import select, update
 
-from clients.sdk import ApiError, Committees, Messenger
+from clients.sdk import Committees, Messenger
 from server.audit.models import AuditEvent
 from server.channels.models import Message
-from server.directory.models import User
 from tests.clients.test_cli_messages import _fails, _invoke, _ok
 from tests.factories import Member, World
 
@@ -264,74 +261,3 @@ async def test_only_the_sender_sees_who_a_message_reached(world: World, live: st
         (p.bob.user.id, "deny", message_id)
     ]
     assert denied[0].reasons == ["only its sender sees who a message was released to"]
-
-
-async def test_the_recipients_endpoint(world: World, http: httpx.AsyncClient) -> None:
-    p = await _liaison(world)
-    am = await _messenger(p.alice)
-    sent = await am.send("liaison", "the plan", label=REL_USA_GBR)
-    # Bob's clearance is lowered after the send: his delivery is withheld, and recorded.
-    async with world.app.state.sessionmaker() as session, session.begin():
-        await session.execute(
-            update(User)
-            .where(User.id == p.bob.user.id)
-            .values(clearance={"policy": "NATO", "level": "CONFIDENTIAL", "categories": {}})
-        )
-    assert (await p.bob.client.sync())["items"] == []
-
-    found = await p.alice.client.message_recipients(sent.message_id)
-    assert (found["message_id"], found["seq"], found["channel"]) == (
-        sent.message_id,
-        sent.seq,
-        "liaison",
-    )
-    assert (found["committee"], found["label"], found["sent_label"]) == (
-        False,
-        REL_USA_GBR,
-        REL_USA_GBR,
-    )
-    released = {(r["username"], r["nation"], r["device_id"]) for r in found["released_to"]}
-    assert released == {
-        ("alice", "USA", p.alice.device_id),
-        ("bob", "GBR", p.bob.device_id),
-        ("dora", "USA", p.dora.device_id),
-    }
-    assert all(r["grant_id"] is None and r["reasons"] == [] for r in found["released_to"])
-    (chloe,) = found["not_released"]
-    assert (chloe["user_id"], chloe["username"], chloe["nation"]) == (
-        p.chloe.user.id,
-        "chloe",
-        "FRA",
-    )
-    assert chloe["reasons"] == ["nationality FRA not in REL TO USA, GBR"]
-    (bob,) = found["withheld"]
-    assert (bob["username"], bob["device_id"]) == ("bob", p.bob.device_id)
-    assert bob["reasons"] == ["clearance NATO CONFIDENTIAL below NATO SECRET"]
-
-    # To anyone else, as to a message that does not exist: a problem, not the record.
-    for member, ref in ((p.dora, sent.message_id), (p.alice, "nothing-here")):
-        response = await http.get(
-            f"/v1/messages/{ref}/recipients",
-            headers={"Authorization": f"Bearer {member.client.token}"},
-        )
-        assert response.status_code == 404
-        assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["detail"] == f"no message '{ref}' of yours"
-    anonymous = await http.get(f"/v1/messages/{sent.message_id}/recipients")
-    assert anonymous.status_code == 401
-
-
-async def test_sync_head_is_the_cursor_of_now(world: World) -> None:
-    p = await _liaison(world)
-    assert await p.chloe.client.sync_head() == 0
-    am = await _messenger(p.alice)
-    await am.send("liaison", "before", label=REL_USA_GBR)
-    head = await p.chloe.client.sync_head()
-    after = await am.send("liaison", "after")
-    page = await p.chloe.client.sync(after=head)
-    assert [item["seq"] for item in page["items"]] == [after.seq]
-    # Not a message of hers, yet the cursor counts it: a sync from it skips nothing of hers.
-    assert head > 0
-    with pytest.raises(ApiError) as refused:
-        await p.chloe.client.message_recipients(after.message_id)
-    assert refused.value.status == 404
