@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 # connection is moved to sync by cursor.
 MAILBOX_BYTES = 1 << 20
 MAILBOX_SECONDS = 10.0
+# The longest pushes wait for the notices of a change (the notifier's query waits for a pooled
+# connection when the database is busy); beyond it every stream is told that any roster may
+# have changed, and the pushes go.
+NOTICE_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +234,16 @@ class InProcessBus:
             while self._unnoticed:
                 batch, self._unnoticed = self._unnoticed, []
                 upto = batch[-1][0]
+                changes = [c for _, found in batch for c in found]
                 try:
-                    notices = await notifier.notices([c for _, found in batch for c in found])
-                except Exception:
+                    notices = await asyncio.wait_for(notifier.notices(changes), NOTICE_SECONDS)
+                except Exception as exc:
                     # Who is concerned is unknown: every stream is told that any roster may
                     # have changed, which names no channel (and costs a refetch at worst).
-                    logger.exception("working out the notices of %d changes", len(batch))
+                    if isinstance(exc, TimeoutError):
+                        logger.warning("the notices of %d changes took too long", len(changes))
+                    else:
+                        logger.exception("working out the notices of %d changes", len(changes))
                     notices = [Notice(ANY_ROSTER_CHANGED, None)]
                 now = time.monotonic()
                 for notice in notices:

@@ -319,6 +319,26 @@ async def test_pushes_wait_only_for_the_notices_of_changes_before_them() -> None
     assert _taken(alice) == [4]
 
 
+async def test_a_notifier_too_slow_lets_the_pushes_go_after_a_notice_to_every_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from server.realtime import bus as bus_module
+
+    monkeypatch.setattr(bus_module, "NOTICE_SECONDS", 0.05)
+    bus = InProcessBus()
+    bus.notify_with(_Gated())  # never released
+    alice = Connection(device_id="d", user_id="u", session_id="s", expires_at=1e12)
+    other = Connection(device_id="e", user_id="v", session_id="t", expires_at=1e12)
+    bus.attach(alice)
+    bus.attach(other)
+    bus.changes.record([Change("channel:a")])
+    bus.publish(_push(1, "d", "u"))
+    assert _taken(alice) == []
+    await asyncio.wait_for(bus.settled(), 5)
+    assert _taken(alice) == [ANY_ROSTER_CHANGED, 1]
+    assert _taken(other) == [ANY_ROSTER_CHANGED]
+
+
 async def test_closing_the_bus_routes_what_it_held() -> None:
     bus = InProcessBus()
     bus.notify_with(_Gated())
