@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from server import logs
+from server import cli, logs
 from server.app import create_app
 from server.audit.integrator import integrate
 from server.cli import main
@@ -98,13 +98,20 @@ class Served:
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch) -> Served:
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     record = Served()
     monkeypatch.setattr(uvicorn, "run", record)
     # What `run` puts in the environment for its worker processes is put back afterwards.
     for name in ("ATTACHE_HOST", "ATTACHE_PORT", "ATTACHE_GC_FREEZE", "ATTACHE_WORKERS"):
         monkeypatch.delenv(name, raising=False)
-    return record
+    yield record
+    _stop_serving()
+
+
+def _stop_serving() -> None:
+    """Let go of the SQLite databases `run` held in this process, as its exit would."""
+    while cli._held:
+        os.close(cli._held.pop())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -219,6 +226,14 @@ def test_sqlite_is_migrated_by_run(served: Served, tmp_path: Path) -> None:
     assert _revisions(url) == (migrate.head_revision(),)
     ((_, options),) = served.calls
     assert options["port"] == 8611
+
+    _stop_serving()
+    _set_revision(url, "9999")  # as if a later Attaché had migrated it
+    for command in ("run", "init", "migrate"):
+        result = _invoke(_env(tmp_path, url), command)
+        assert result.exit_code == 1
+        assert result.output.startswith("Error: the database's schema (9999) is newer than")
+    assert len(served.calls) == 1
 
 
 def test_an_app_refuses_a_database_whose_schema_is_not_its_own(
