@@ -7,8 +7,9 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from protocol import keys
@@ -24,6 +25,8 @@ from server.directory import repository as directory_repo
 from server.directory.models import User
 from server.errors import AuthenticationRequired, Conflict, Expired, NotFound
 from server.settings import Settings
+
+T = TypeVar("T")
 
 _BAD_TOKEN = "the session token is missing, expired or revoked; log in again"
 
@@ -202,13 +205,22 @@ class _Remembered:
         )
 
     async def principal_in(self, session: AsyncSession) -> Principal:
-        # merge(load=False) makes each a clean, persistent instance of this session without a
-        # query, as if it had been read here: later reads in this session return them.
-        user = await session.merge(detached(User, self.user), load=False)
-        device = await session.merge(detached(Device, self.device), load=False)
+        user = await _attach(session, detached(User, self.user))
+        device = await _attach(session, detached(Device, self.device))
         return Principal(
             user=user, device=device, session_id=self.session_id, session_expires_at=self.expires_at
         )
+
+
+async def _attach(session: AsyncSession, instance: T) -> T:
+    """A detached instance made a clean, persistent instance of ``session`` without a query,
+    as if it had been read there: later reads in this session return it. ``add`` does that
+    in place (no copy, no trip through the session's greenlet); where the session already
+    holds that row, ``merge(load=False)`` keeps the one it holds."""
+    if inspect(instance).key in session.identity_map:
+        return await session.merge(instance, load=False)
+    session.add(instance)
+    return instance
 
 
 async def access_session(session: AsyncSession, session_id: str) -> Principal:
