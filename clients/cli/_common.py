@@ -49,9 +49,10 @@ format_option = click.option(
 DEFAULT_SERVER = "http://127.0.0.1:8600"
 
 
-def _named_server(given: str | None) -> tuple[str, str] | None:
+def _named_server(given: str | None, *, strict: bool = True) -> tuple[str, str] | None:
     """The server named by ``--server``, ATTACHE_SERVER or ATTACHE_PORT (on 127.0.0.1), in
-    that order, with where it was named; None when nothing names one."""
+    that order, with where it was named; None when nothing names one. A value that is not an
+    address is refused, or with ``strict=False`` (where it would not be used) taken as none."""
     if given:
         where, address = "--server", given.strip()
     elif os.environ.get("ATTACHE_SERVER", "").strip():
@@ -59,11 +60,15 @@ def _named_server(given: str | None) -> tuple[str, str] | None:
     elif os.environ.get("ATTACHE_PORT", "").strip():
         port = os.environ["ATTACHE_PORT"].strip()
         if not port.isdigit() or not 1 <= int(port) <= 65535:
+            if not strict:
+                return None
             abort(f"ATTACHE_PORT={port!r} is not a port number (1 to 65535)")
         return f"http://127.0.0.1:{int(port)}", "ATTACHE_PORT"
     else:
         return None
     if not address.startswith(("http://", "https://")):
+        if not strict:
+            return None
         abort(f"{where} {address!r}: give the server's address, such as {DEFAULT_SERVER}")
     return address.rstrip("/"), where
 
@@ -84,7 +89,7 @@ def keystore(home: Path | None) -> Keystore:
 def _note_enrolled_server(store: Keystore) -> None:
     """A device keeps using the server it enrolled with (its login proofs are bound to that
     origin); when the environment names another, say so once per command."""
-    named = _named_server(None)
+    named = _named_server(None, strict=False)
     if named is None or not store.has_device():
         return
     try:
@@ -108,7 +113,7 @@ def passphrase(prompt: str, *, env: str, confirm: bool = False) -> str:
     value = os.environ.get(env)
     if value:
         return value
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():
         # getpass would warn and then read the passphrase from the input, which a script
         # means for something else (a message body), or find nothing and abort unexplained.
         abort(f"no passphrase: set {env} (there is no terminal to ask for it on)")

@@ -109,6 +109,12 @@ async def test_an_enrolled_home_keeps_its_server_and_says_so(world: World, live:
     assert listed.stderr.count("Note: this device is enrolled with") == 1
     assert "ATTACHE_SERVER names https://elsewhere.example" in " ".join(listed.stderr.split())
 
+    # A value that is no address, where none is used: no note and no refusal.
+    for env in ({"ATTACHE_PORT": "86OO"}, {"ATTACHE_SERVER": "127.0.0.1:8611"}):
+        quiet = await _invoke(home | env, "whoami")
+        assert quiet.exit_code == 0, quiet.output
+        assert quiet.stderr == ""
+
     # The same server named, or none: no note.
     for env in ({"ATTACHE_PORT": _port(live)}, {"ATTACHE_SERVER": live}, {}):
         quiet = await _invoke(home | env, "whoami")
