@@ -28,8 +28,9 @@ Shapes:
     submit-to-delivered latency, server CPU per message (utime+stime of the uvicorn process
     from the start of the window until deliveries have drained); lost and duplicated per
     listener against a final ``GET /v1/sync`` for each listening device;
-  * idle crowd: server RSS before, with the crowd connected, and after it closed; probe
-    messages to the room with the crowd connected, their submit-to-delivered latency;
+  * idle crowd, each run on a fresh server process: server RSS before, with the crowd
+    connected, and after it closed; probe messages to the room with the crowd connected,
+    their submit-to-delivered latency;
   * client: SDK CPU per send (``time.process_time`` in the sender) with the audience unchanged
     and at an audience change (the Messenger's audience cache cleared), beside raw primitives;
   * many rooms: ``--rooms`` channels of fifty devices, all connected, open-loop senders at
@@ -781,12 +782,7 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
                         "inclusive": inclusive_frames(raw) if raw.exists() else [],
                     }
                     note(f"{kind}: profiled run: " + _run_line(profiled))
-                if all_shapes:
-                    crowds = []
-                    for i in range(args.shape_runs):
-                        crowds.append(idle_crowd(room, args.crowd))
-                        note(f"{kind}: idle crowd run {i + 1}: {_crowd_line(crowds[-1])}")
-                    result["idle_crowd"] = {"runs": crowds}
+                if all_shapes and args.shape_runs:
                     clients = [client_shape(room) for _ in range(args.shape_runs)]
                     result["client"] = {"runs": clients}
                     note(
@@ -804,6 +800,20 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
                 note(f"{kind}: sync check: {result['check']}")
             finally:
                 room.stop()
+        if all_shapes and args.shape_runs:
+            # Each crowd on a server of its own: on a server that had a crowd before, the
+            # allocator's kept pages would make the next crowd look cheaper than it is and its
+            # memory after closing look returned (the earlier report's runs 2 and 3 did).
+            crowds = []
+            for i in range(args.shape_runs):
+                with served(settings, port) as server:
+                    crowd_room = Room(seeded, server, base, not args.no_deflate)
+                    try:
+                        crowds.append(idle_crowd(crowd_room, args.crowd))
+                    finally:
+                        crowd_room.stop()
+                note(f"{kind}: idle crowd run {i + 1}: {_crowd_line(crowds[-1])}")
+            result["idle_crowd"] = {"runs": crowds, "server": "a fresh server process per run"}
         if all_shapes and args.rooms:
             import many_rooms
 
