@@ -228,6 +228,7 @@ def test_the_first_directory_on_another_port(
                "--home", alice)  # fmt: skip
         sh.run("attache", "channel", "add", "liaison", "bob", "--home", alice)
         assert "liaison" in sh.run("attache", "channel", "list", "--home", bob)
+        assert "bob" in sh.run("attache", "channel", "members", "liaison", "--home", alice)
         sh.run("attache", "send", "--channel", "liaison", "--label", REL_USA_GBR,
                "Meeting moved to 14:00", "--home", alice)  # fmt: skip
         sh.run("attache", "send", "--channel", "liaison", "--home", alice, stdin="from a script\n")
@@ -239,6 +240,7 @@ def test_the_first_directory_on_another_port(
         sh.run("attache", "committee", "create", "cell", "--ceiling", "NATO SECRET",
                "--chair", "alice", "--secretary", "bob", "--home", alice)  # fmt: skip
         sh.run("attache", "committee", "add", "cell", "sam", "--home", bob)
+        assert "secretary" in sh.run("attache", "committee", "members", "cell", "--home", sam)
         out = sh.run("attache", "meeting", "schedule", "cell", "--at", "2026-12-01T10:00Z",
                      "--title", "Planning", "--place", "Room 4", "--home", bob)  # fmt: skip
         meeting = _field(r"meeting (\S+) scheduled", out)
@@ -256,6 +258,7 @@ def test_the_first_directory_on_another_port(
         out = sh.run("attache", "doc", "get", version, "--out", str(tmp_path / "got.pdf"),
                      "--home", bob)  # fmt: skip
         assert (tmp_path / "got.pdf").read_bytes() == brief.read_bytes()
+        assert version in sh.run("attache", "doc", "list", "--channel", "cell", "--home", bob)
         sh.run("attache", "release", "request", "--document", version, "--add", "FRA",
                "--reason", "FRA leads the cell", "--home", alice)  # fmt: skip
         assert version in sh.run("attache", "release", "list", "--home", alice)
