@@ -36,7 +36,7 @@ import json
 import random
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,6 +61,8 @@ TEXT = "text/plain; charset=utf-8"
 TEXT_TYPE = "text/plain"  # TEXT's media type, as ``open_item``'s ``content_types`` name it
 # A delivered item carries a body of up to 256 KiB in base64url, plus headers.
 MAX_STREAM_FRAME = 1 << 20
+# Certificates kept verified per Messenger (a few hundred bytes each).
+MAX_VERIFIED_CERTIFICATES = 4096
 # Well inside the server's default ws_idle_seconds (60).
 STREAM_KEEPALIVE = 20.0
 # Close codes after which connecting again cannot help: a frame the server does not accept
@@ -321,6 +323,8 @@ class Messenger:
         # sets one in its home); None: in memory only.
         self.outbox: Outbox | None = None
         self._tofu_tried: set[str] = set()
+        # Certificates verified, by their JSON and the pinned key that verified them.
+        self._verified: OrderedDict[tuple[str, bytes | None], keys.CertificateBody] = OrderedDict()
 
     @classmethod
     async def open(
@@ -720,14 +724,30 @@ class Messenger:
     # --- certificates and pins ---------------------------------------------------------------
 
     async def _verify_certificate(self, value: Any, now: datetime) -> keys.CertificateBody:
+        """The certificate's body, verified against the pins. A certificate verified before
+        under the same pinned key is not verified again (only its validity period is checked
+        again): a roster fetched afresh after a change costs public-key work only for the
+        certificates that are new, and a sender's certificate is verified once, not per
+        message."""
         if value is None:
             raise _Unverifiable("the device has no certificate")
         try:
             certificate = keys.DeviceCertificate.from_json(value)
-            pins = await self._pins_for(certificate.body.get("nation"))
-            return keys.verify_certificate(certificate, pins, now=now)
+            nation = certificate.body.get("nation")
+            pins = await self._pins_for(nation)
+            pinned = pins.get(nation) if isinstance(nation, str) else None
+            key = (json.dumps(value, sort_keys=True), pinned)
+            held = self._verified.get(key)
+            if held is not None and held.issued_at <= now < held.expires_at:
+                self._verified.move_to_end(key)
+                return held
+            body = keys.verify_certificate(certificate, pins, now=now)
         except keys.CertificateError as exc:
             raise _Unverifiable(f"its certificate does not verify: {exc}") from exc
+        self._verified[key] = body
+        while len(self._verified) > MAX_VERIFIED_CERTIFICATES:
+            self._verified.popitem(last=False)
+        return body
 
     async def _pins_for(self, nation: object) -> dict[str, bytes]:
         """The pinned authority keys, first pinning ``nation`` from the server if it is not

@@ -119,3 +119,30 @@ async def test_a_resync_forgets_every_roster(
         for _ in range(2):
             world.app.state.bus._offer(bus.Notice('{"type":"x"}', frozenset({t.bob.user.id})), 0)
         await _until(lambda: channel_id not in t.bm._rosters)
+
+
+async def test_a_roster_fetched_again_verifies_only_new_certificates(
+    world: World, live: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from protocol import keys
+
+    t = await _trio(world)
+    await t.am.send("liaison", "to keep the roster")
+    verified: list[str] = []
+    verify = keys.verify_certificate
+
+    def counted(certificate: keys.DeviceCertificate, *args: Any, **kwargs: Any) -> Any:
+        verified.append(str(certificate.body["device_id"]))
+        return verify(certificate, *args, **kwargs)
+
+    monkeypatch.setattr(keys, "verify_certificate", counted)
+    async with _listening(t.am):
+        await _until(lambda: world.app.state.bus.subscribers == 1)
+        dave = await world.member("dave", "USA")
+        await t.alice.client.add_member("liaison", "dave")
+        await _until(lambda: not t.am._rosters)
+        verified.clear()  # the server's own, when dave's device was certified
+        sent = await t.am.send("liaison", "after, to dave too")
+    assert dave.device_id in sent.released_to
+    # Alice, bob and chloe were verified before: only dave's certificate costs a verification.
+    assert verified == [dave.device_id]
