@@ -17,6 +17,7 @@ from server.audit.schemas import (
     LeavesRead,
 )
 from server.auth.dependencies import PrincipalDep, SessionDep
+from server.directory.service import access_user
 from server.schemas import MAX_JSON_INT, UTCTime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -46,7 +47,7 @@ async def events(
     session: SessionDep,
     since: Annotated[UTCTime | None, Query(description="inclusive; without a zone, UTC")] = None,
     until: Annotated[UTCTime | None, Query(description="exclusive; without a zone, UTC")] = None,
-    actor: Text = None,
+    actor: Annotated[str | None, Query(max_length=512, description="id or username")] = None,
     nation: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
     container: Text = None,
     action: Text = None,
@@ -55,12 +56,15 @@ async def events(
     after: Index = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditEventsRead:
+    # A user is named by id or username here as in every path and body (PROTOCOL.md §17.1);
+    # the log records ids, and a name that names no one is 404, not an empty page.
+    actor_id = None if actor is None else (await access_user(session, actor)).id
     found, cursor = await service.query_events(
         session,
         principal,
         since=since,
         until=until,
-        actor=actor,
+        actor=actor_id,
         nation=nation,
         container=container,
         action=action,
