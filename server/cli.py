@@ -551,3 +551,53 @@ def audit_integrate() -> None:
         terminal.print("nothing to integrate")
     else:
         terminal.print(f"log integrated to {checkpoint.size} leaves")
+
+
+# --- server keys -----------------------------------------------------------------------------
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """The server's own keys (the audit log's signing key): provisioned once, then carried to
+    every machine that serves the same database (docs/deployment.md)."""
+
+
+@keys_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def keys_export(file: Path) -> None:
+    """Write this data directory's server keys into FILE, a new file readable by you alone.
+
+    FILE holds private keys in clear: carry it as you would the keys (an encrypted channel,
+    a medium kept under lock), import it on the other machines, then delete it.
+    """
+    settings = _settings()
+    try:
+        names = bootstrap.export_keys(settings, file)
+    except bootstrap.KeysError as exc:
+        abort(str(exc))
+    terminal.print(
+        f"wrote {', '.join(names)} from {bootstrap.keys_dir(settings)} to {file} (mode 0600); "
+        "import it on each other machine with 'attache-server keys import', then delete it"
+    )
+
+
+@keys_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def keys_import(file: Path) -> None:
+    """Put the server keys of FILE (from 'attache-server keys export') into this data
+    directory, before its first start. Refuses a data directory that holds other keys."""
+    settings = _settings()
+    try:
+        readable = file.stat().st_mode & 0o077
+    except OSError as exc:
+        abort(f"cannot read {file}: {exc.strerror}")
+    if readable:
+        errors.print(f"Note: {file} is readable by other accounts; delete it once imported.")
+    try:
+        placed = bootstrap.import_keys(settings, file)
+    except bootstrap.KeysError as exc:
+        abort(str(exc))
+    directory = bootstrap.keys_dir(settings)
+    for name, now in placed:
+        done = "imported" if now else "already held"
+        terminal.print(f"{name}: {done} in {directory}")
