@@ -10,6 +10,12 @@ Grant
     audience key) is sealed with HPKE to each listed device, with an ``info`` that binds the
     grant, the device and ``hd``.
 
+History grant
+    The same header with ``request_id`` null: the item's key sealed to devices of members who
+    joined after it was sent, whom its label (``previous_label``, the item's own, and
+    ``label``, its label now) already admits. No approval, no widening by the grant itself;
+    ``check_history_labels`` is the recipient's check of its labels.
+
 A recipient opens its envelope, checks the opened key against the signed commitment, and then
 decrypts the item with that key (``envelopes.decrypt_with_item_key`` or
 ``stream.DocumentDecryptor``), whose own signed commitment proves the key is the item's.
@@ -85,6 +91,7 @@ __all__ = [
     "SealedGrant",
     "check_grant_header",
     "check_grant_item",
+    "check_history_labels",
     "check_label_widening",
     "create_grant",
     "grant_header_digest",
@@ -135,12 +142,13 @@ class GrantHeader:
     """The checked content of a grant header (a label version), and its digest ``hd``.
 
     ``previous_label`` and ``label`` are the canonical label JSON as sent; parse them with
-    ``Label.from_canonical`` (``check_label_widening`` does). ``item_id`` is the message id of
+    ``Label.from_canonical`` (``check_label_widening`` does). ``request_id`` is None in a
+    history grant (``is_history``). ``item_id`` is the message id of
     a message, the version id of a document version.
     """
 
     grant_id: str
-    request_id: str
+    request_id: str | None  # None in a history grant
     item_type: str
     item_id: str
     container: str
@@ -153,6 +161,12 @@ class GrantHeader:
     item_key_commitment: str
     created_at: datetime
     header_digest: bytes
+
+    @property
+    def is_history(self) -> bool:
+        """A history grant: no release request, the item's own label unchanged or as a release
+        left it (PROTOCOL.md §16.7)."""
+        return self.request_id is None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -190,12 +204,13 @@ def _label_field(header: Mapping[str, Any], name: str) -> dict[str, Any]:
 def check_grant_header(header: Mapping[str, Any]) -> GrantHeader:
     """Check a grant header's structure (not its signature) and type its fields.
 
-    All of ``GRANT_FIELDS`` and no other; ``grant_id``, ``request_id`` and ``item_id``
-    lower-case UUIDs; ``item_type`` ``"message"`` or ``"document_version"``; both labels JSON
-    objects of at most ``MAX_LABEL_BYTES`` canonical bytes (not checked against a catalog
-    here); ``devices`` a non-empty list of at most ``MAX_GRANT_DEVICES`` ids in strictly
-    ascending order; ``device_keys_digest`` and ``item_key_commitment`` b64u of 32 bytes;
-    ``created_at`` RFC 3339 UTC. Raises EnvelopeError naming the field.
+    All of ``GRANT_FIELDS`` and no other; ``grant_id`` and ``item_id`` lower-case UUIDs;
+    ``request_id`` one too, or null in a history grant; ``item_type`` ``"message"`` or
+    ``"document_version"``; both labels JSON objects of at most ``MAX_LABEL_BYTES`` canonical
+    bytes (not checked against a catalog here); ``devices`` a non-empty list of at most
+    ``MAX_GRANT_DEVICES`` ids in strictly ascending order; ``device_keys_digest`` and
+    ``item_key_commitment`` b64u of 32 bytes; ``created_at`` RFC 3339 UTC. Raises
+    EnvelopeError naming the field.
     """
     kind = "grant"
     _require_fields(header, GRANT_FIELDS, kind, GRANT_TYPE)
@@ -218,7 +233,9 @@ def check_grant_header(header: Mapping[str, Any]) -> GrantHeader:
     _wire_bytes(commitment, "grant header field item_key_commitment", size=DIGEST_SIZE)
     return GrantHeader(
         grant_id=_uuid_field(header, "grant_id", kind),
-        request_id=_uuid_field(header, "request_id", kind),
+        request_id=(
+            None if header["request_id"] is None else _uuid_field(header, "request_id", kind)
+        ),
         item_type=item_type,
         item_id=_uuid_field(header, "item_id", kind),
         container=_id_field(header, "container", kind),
@@ -310,6 +327,24 @@ def check_label_widening(
     return previous, new
 
 
+def check_history_labels(
+    grant: GrantHeader, signed_label: Mapping[str, Any], catalog: Catalog
+) -> Label:
+    """Check a history grant's labels (PROTOCOL.md §16.7): ``previous_label`` is exactly the
+    label the item's sender signed (``signed_label``, its canonical JSON), and ``label`` is
+    that label or one widening only its releasability. Returns ``label`` parsed: the label to
+    show the item under. Raises EnvelopeError."""
+    if not grant.is_history:
+        raise EnvelopeError(f"grant {grant.grant_id} is a release grant, not a history grant")
+    if dict(grant.previous_label) != dict(signed_label):
+        raise EnvelopeError("the history grant names a label other than the one the sender signed")
+    previous = _parse_label(grant.previous_label, "previous_label", catalog)
+    if dict(grant.label) == dict(grant.previous_label):
+        return previous
+    _, label = check_label_widening(previous, grant.label, catalog)
+    return label
+
+
 def check_grant_item(grant: GrantHeader, item_header: Mapping[str, Any]) -> None:
     """Check that a grant names the item whose header is ``item_header``: a message header for
     ``item_type`` ``"message"`` (``item_id`` its ``message_id``), a document version header for
@@ -379,7 +414,7 @@ def create_grant(
     item_key: bytes,
     *,
     grant_id: str,
-    request_id: str,
+    request_id: str | None,
     item_type: str,
     item_id: str,
     container: str,
@@ -397,11 +432,12 @@ def create_grant(
     message, ``stream.document_key(audience_key, header)`` (or ``DocumentEncryptor.item_key``)
     for a document version; never an audience key. ``item_id`` is the message id or the
     document version id. ``grant_id`` is a fresh UUID chosen by the client; ``request_id`` the
-    approved release request's. Labels are Labels or their canonical dicts; ``label`` is the
-    approved one. ``created_at`` must be timezone-aware (truncated to seconds). The caller has
-    already checked each recipient's certificate and eligibility for ``label``. Raises
-    EnvelopeError for a malformed field, a repeated or unusable recipient, or more than
-    ``MAX_GRANT_DEVICES`` recipients.
+    approved release request's, or None for a history grant (then ``previous_label`` is the
+    item's own label and ``label`` its label now, PROTOCOL.md §16.7). Labels are Labels or their
+    canonical dicts; ``label`` is the approved one (or the label now). ``created_at`` must be
+    timezone-aware (truncated to seconds). The caller has already checked each recipient's
+    certificate and eligibility for ``label``. Raises EnvelopeError for a malformed field, a
+    repeated or unusable recipient, or more than ``MAX_GRANT_DEVICES`` recipients.
     """
     item_key = _key_bytes(item_key, ITEM_KEY_SIZE, "an item key")
     if len(recipients) > MAX_GRANT_DEVICES:

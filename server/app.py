@@ -29,6 +29,7 @@ from server.documents.endpoints import router as documents_router
 from server.documents.storage import BlobStore
 from server.documents.uploads import UploadGate, run_expiry
 from server.errors import install_error_handlers, problem_response
+from server.grants.endpoints import router as grants_router
 from server.metrics import Metrics, RequestMetrics
 from server.operations import readiness_checks
 from server.operations import router as operations_router
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(committees_router)
     app.include_router(documents_router)
     app.include_router(releases_router)
+    app.include_router(grants_router)
     app.include_router(stream_router)
     app.include_router(audit_router)
     app.include_router(operations_router)

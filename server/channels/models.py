@@ -26,6 +26,8 @@ class Channel(Base):
     # The label picker: banners offered to members, and the default when a sender names none.
     labels: Mapped[list[str]] = mapped_column(JSONType, default=list)
     default_label: Mapped[str] = mapped_column(String(512))
+    # How far back a member who joins later is given past items by a history grant.
+    history_days: Mapped[int] = mapped_column(Integer, default=90, server_default="90")
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

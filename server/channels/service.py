@@ -1009,13 +1009,16 @@ async def access_sent_message(
 async def recipients(session: AsyncSession, message: Message, channel: Channel) -> Recipients:
     """Who ``message`` was released to and who not, as the server recorded each decision in
     the audit log: the submit's (the devices sealed to, and every member refused with the
-    reasons), each release grant's (the devices it admitted) and each withholding at delivery.
-    Nothing is decided again: this is the record."""
-    grants = {g.request_id: g for g in await release_repo.grants_for(session, message.id)}
+    reasons), each release grant's (the devices it admitted), each history grant's (members
+    who joined later, given it under its label) and each withholding at delivery. Nothing is
+    decided again: this is the record."""
+    found = await release_repo.grants_for(session, message.id)
+    grants = {g.request_id: g for g in found if g.request_id is not None}
+    shared = {g.id: g for g in found if g.request_id is None}
     events = await audit_repo.events_about(
         session,
         [message.id, *grants],
-        ["message.submit", "release.grant", "message.withhold"],
+        ["message.submit", "release.grant", "history.grant", "message.withhold"],
     )
     released: list[Recipient] = []
     refused: dict[str, Recipient] = {}
@@ -1055,9 +1058,14 @@ async def recipients(session: AsyncSession, message: Message, channel: Channel) 
                     at=event.time,
                     reasons=tuple(entry.get("reasons", ())),
                 )
-        elif event.action == "release.grant" and event.object_id in grants:
-            grant = grants[event.object_id]
-            for entry in details.get("released_to", []):
+        elif event.action in ("release.grant", "history.grant"):
+            if event.action == "release.grant" and event.object_id in grants:
+                grant, entries = grants[event.object_id], details.get("released_to", [])
+            elif event.action == "history.grant" and details.get("grant_id") in shared:
+                grant, entries = shared[details["grant_id"]], details.get("granted_to", [])
+            else:
+                continue
+            for entry in entries:
                 released.append(
                     Recipient(
                         user_id=entry.get("user_id"),
@@ -1078,8 +1086,7 @@ async def recipients(session: AsyncSession, message: Message, channel: Channel) 
     def named(found: list[Recipient]) -> list[Recipient]:
         return [dataclasses.replace(r, username=names.get(str(r.user_id))) for r in found]
 
-    latest = list(grants.values())
-    latest.sort(key=lambda g: g.created_at)
+    latest = sorted(found, key=lambda g: g.created_at)
     return Recipients(
         message=message,
         channel=channel,

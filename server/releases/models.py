@@ -42,12 +42,14 @@ class ReleaseRequest(Base):
 
 
 class ItemGrant(Base):
-    """An approved item's key sealed to the devices its wider label newly admits."""
+    """An item's key sealed to further devices: those an approved wider label newly admits (a
+    release grant), or members who joined later whom its label admits (a history grant)."""
 
     __tablename__ = "item_grants"
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)  # the client's grant_id
-    request_id: Mapped[str] = mapped_column(ForeignKey("release_requests.id"), unique=True)
+    # None for a history grant (PROTOCOL.md §16.7): no request, the item's label unchanged.
+    request_id: Mapped[str | None] = mapped_column(ForeignKey("release_requests.id"), unique=True)
     item_type: Mapped[str] = mapped_column(String(32))
     item_id: Mapped[str] = mapped_column(String(64), index=True)
     channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id"))

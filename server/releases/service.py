@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,7 +54,8 @@ ITEM_TYPES = (MESSAGE, DOCUMENT_VERSION)
 @dataclass(frozen=True)
 class Item:
     """A releasable item as the server knows it: where it lives, its label now (the last
-    granted label version, else its own), and the devices that hold its key."""
+    granted label version, else its own), and the devices that hold its key; its own label
+    (as its sender signed it) and when it was stored."""
 
     item_type: str
     item_id: str
@@ -62,6 +64,8 @@ class Item:
     banner: str
     audience_id: str
     holders: frozenset[str]
+    own_label: dict[str, Any]
+    created_at: datetime
 
 
 async def load_item(session: AsyncSession, item_type: str, item_id: str) -> Item | None:
@@ -69,11 +73,12 @@ async def load_item(session: AsyncSession, item_type: str, item_id: str) -> Item
         message = await channel_repo.get_message(session, item_id)
         if message is None:
             return None
-        channel_id, label, banner, audience_id = (
+        channel_id, label, banner, audience_id, created_at = (
             message.channel_id,
             message.label,
             message.label_banner,
             message.audience_id,
+            message.created_at,
         )
     elif item_type == DOCUMENT_VERSION:
         version = await document_repo.get_version(session, item_id)
@@ -81,26 +86,30 @@ async def load_item(session: AsyncSession, item_type: str, item_id: str) -> Item
             return None
         document = await document_repo.get_document(session, version.document_id)
         assert document is not None
-        channel_id, label, banner, audience_id = (
+        channel_id, label, banner, audience_id, created_at = (
             document.channel_id,
             version.label,
             version.label_banner,
             version.audience_id,
+            version.created_at,
         )
     else:
         return None
     channel = await channel_repo.get_channel(session, channel_id)
     assert channel is not None
+    own_label = label
     granted = await repo.grants_for(session, item_id)
     if granted:
         label, banner = granted[-1].label, granted[-1].label_banner
     holders = await channel_repo.audience_device_ids(
         session, audience_id
     ) | await repo.granted_device_ids(session, item_id)
-    return Item(item_type, item_id, channel, label, banner, audience_id, holders)
+    return Item(
+        item_type, item_id, channel, label, banner, audience_id, holders, own_label, created_at
+    )
 
 
-async def _access_item(
+async def access_item(
     session: AsyncSession,
     principal: Principal,
     catalog: Catalog,
@@ -178,7 +187,7 @@ async def do_request_release(
 ) -> ReleaseRequest:
     """Ask the originator nation to release an item the caller may read to ``add`` too.
     A refused request is audited (and kept)."""
-    item = await _access_item(
+    item = await access_item(
         session, principal, catalog, item_type, item_id, action="release.request"
     )
     label = Label.from_canonical(item.label, catalog)
@@ -318,7 +327,7 @@ async def do_grant(
     keys the server knows for them."""
     if request.status != APPROVED:
         raise Conflict(f"the request is {request.status}, not approved", state=request.status)
-    item = await _access_item(
+    item = await access_item(
         session, principal, catalog, request.item_type, request.item_id, action="release.grant"
     )
     try:
@@ -441,7 +450,7 @@ async def access_request_to_grant(
     request = await repo.get_request(session, request_id, lock=True)
     if request is None:
         raise NotFound(f"no release request {request_id!r} for you")
-    await _access_item(
+    await access_item(
         session, principal, catalog, request.item_type, request.item_id, action="release.grant"
     )
     return request

@@ -634,7 +634,8 @@ def test_commitments_are_context_separated(world: World) -> None:
         ("version", True, "version"),
         ("grant_id", "not-a-uuid", "grant_id"),
         ("grant_id", str(uuid.uuid4()).upper(), "grant_id"),
-        ("request_id", None, "request_id"),
+        ("request_id", 7, "request_id"),
+        ("request_id", "not-a-uuid", "request_id"),
         ("item_id", 7, "item_id"),
         ("item_type", "audience", "item_type"),
         ("item_type", None, "item_type"),
@@ -757,3 +758,64 @@ def test_labels_in_the_header_are_the_canonical_labels(world: World) -> None:
     header = check_grant_header(world.message_grant.header)
     assert Label.from_canonical(header.previous_label, CATALOG) == LABEL
     assert Label.from_canonical(header.label, CATALOG) == WIDER
+
+
+# ---------------------------------------------------------------------------------------------
+# History grants (PROTOCOL.md §16.7)
+
+
+def _history(world: World, **fields: Any) -> SealedGrant:
+    values: dict[str, Any] = {"request_id": None, "previous_label": LABEL, "label": LABEL}
+    return _grant(
+        world.grantor,
+        world.message_key,
+        [world.fra1],
+        item_type="message",
+        item_id=world.message.header["message_id"],
+        **(values | fields),
+    )
+
+
+def test_a_history_grant_opens_the_item_under_its_own_label(world: World) -> None:
+    sealed = _history(world)
+    header = check_grant_header(sealed.header)
+    assert header.is_history
+    assert sealed.header["request_id"] is None
+    key = open_grant(
+        world.fra1.keys,
+        world.fra1.device_id,
+        sealed.header,
+        sealed.signature,
+        sealed.envelopes[world.fra1.device_id],
+        world.grantor.signing_key,
+    )
+    assert decrypt_with_item_key(world.message, key, world.sender.signing_key) == PLAINTEXT
+    assert grants.check_history_labels(header, world.message.header["label"], CATALOG) == LABEL
+
+
+def test_a_history_grant_may_carry_the_label_a_release_left(world: World) -> None:
+    header = check_grant_header(_history(world, label=WIDER).header)
+    assert grants.check_history_labels(header, world.message.header["label"], CATALOG) == WIDER
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"previous_label": WIDER, "label": WIDER}, "other than the one the sender signed"),
+        (
+            {"label": parse_label("NATO SECRET//REL TO USA", CATALOG, originator="GBR")},
+            "narrows",
+        ),
+        (
+            {"label": parse_label("NATO CONFIDENTIAL//REL TO USA, GBR", CATALOG, originator="GBR")},
+            "changes level",
+        ),
+        ({"request_id": str(uuid.uuid4()), "label": WIDER}, "release grant"),
+    ],
+)
+def test_a_history_grant_cannot_change_the_label(
+    world: World, fields: dict[str, Any], match: str
+) -> None:
+    header = check_grant_header(_history(world, **fields).header)
+    with pytest.raises(EnvelopeError, match=match):
+        grants.check_history_labels(header, world.message.header["label"], CATALOG)
