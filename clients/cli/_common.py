@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -192,3 +192,24 @@ def with_messenger(home: Path | None, action: Callable[[Messenger], Awaitable[T]
 
 def show(value: Any) -> str:
     return "-" if value in (None, "", []) else str(value)
+
+
+# People are named by username on the command line and on screen; the server's answers and the
+# audit log carry user ids. Every option that names a user takes either (the server accepts
+# both, PROTOCOL.md §17.1), and an unknown one is the server's 404, "unknown user 'x'".
+
+
+async def usernames(client: AttacheClient) -> dict[str, str]:
+    """Every user's username by id, from one read of the directory (any signed-in user may
+    read it): to show the people that an answer names by id."""
+    return {u["id"]: u["username"] for u in await client.users()}
+
+
+def name_of(names: Mapping[str, str], user_id: str | None) -> str | None:
+    """The username of ``user_id``; None for none, or one the directory does not know."""
+    return None if user_id is None else names.get(user_id)
+
+
+async def username(client: AttacheClient, user: str) -> str:
+    """The username of ``user``, given by username or id; ApiError 404 if there is none."""
+    return str((await client.user(user))["username"])

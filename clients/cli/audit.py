@@ -9,7 +9,16 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from clients.cli._common import format_option, home_option, keystore, run, show, with_client
+from clients.cli._common import (
+    format_option,
+    home_option,
+    keystore,
+    name_of,
+    run,
+    show,
+    usernames,
+    with_client,
+)
 from clients.cli.terminal import Column, abort, terminal
 from clients.sdk import AttacheClient, connect
 from clients.sdk.audit import VerifyReport, prove_event, verify_log
@@ -24,28 +33,36 @@ def _label(event: Mapping[str, Any]) -> str:
     return show((event.get("label") or {}).get("banner"))
 
 
+def _object(entry: Mapping[str, Any]) -> str:
+    """``type:id``; a user by name (``user:alice``), as the entry's ``object_username`` says."""
+    kind, ident = entry["event"]["object"]["type"], entry["event"]["object"]["id"]
+    return f"{kind}:{entry.get('object_username') or ident}"
+
+
 # The CSV's columns; the table shows those of TABLE. The id is what 'attache audit prove'
-# takes; the leaf is the event's index in the log.
+# takes; the leaf is the event's index in the log. People by name; their ids in actor_id
+# and in the JSON.
 FIELDS: tuple[Column, ...] = (
     ("id", lambda e: str(e["id"])),
     ("leaf", lambda e: show(e.get("leaf_index"))),
     ("time", lambda e: e["event"]["time"]),
     ("action", lambda e: e["event"]["action"]),
     ("decision", lambda e: e["event"]["decision"]),
-    ("actor", lambda e: show(e["event"]["actor"]["user"])),
+    ("actor", lambda e: show(e.get("actor_username") or e["event"]["actor"]["user"])),
+    ("actor_id", lambda e: show(e["event"]["actor"]["user"])),
     ("actor_nation", lambda e: show(e["event"]["actor"]["nation"])),
-    ("object", lambda e: f"{e['event']['object']['type']}:{e['event']['object']['id']}"),
+    ("object", _object),
     ("subject_nation", lambda e: show(e["event"].get("subject_nation"))),
     ("label", lambda e: _label(e["event"])),
     ("reasons", lambda e: "; ".join(e["event"].get("reasons") or []) or "-"),
 )
-TABLE = ("id", "time", "action", "decision", "actor_nation", "object", "label", "reasons")
+TABLE = ("id", "time", "action", "decision", "actor", "actor_nation", "object", "label", "reasons")
 
 
 @audit.command("log")
 @click.option("--since", default=None, help="ISO 8601 time, inclusive; UTC unless it has a zone")
 @click.option("--until", default=None, help="ISO 8601 time, exclusive; UTC unless it has a zone")
-@click.option("--actor", default=None, help="actor user id")
+@click.option("--actor", default=None, help="the actor: a username (or a user id)")
 @click.option("--nation", default=None, help="actor or subject nation")
 @click.option("--container", default=None, help="channel id")
 @click.option(
@@ -72,8 +89,10 @@ def log(
     home: Path | None,
 ) -> None:
     """List audit events, filtered; --format json or csv to export. JSON gives each event as
-    {"id", "leaf_index", "event"}: the id for 'attache audit prove', the leaf's index in the
-    log, and the event exactly as the log commits to it."""
+    {"id", "leaf_index", "event", "actor_username", "object_username"}: the id for 'attache
+    audit prove', the leaf's index in the log, the event exactly as the log commits to it
+    (people by user id), and the usernames of its actor and of a user it is about (else
+    null)."""
     params = {
         "since": since,
         "until": until,
@@ -99,11 +118,23 @@ def log(
             if len(page["events"]) < asked:
                 break
             after = page["cursor"]
-        return found
+        names = await usernames(client) if found else {}
+        return [_named(entry, names) for entry in found]
 
     entries = with_client(home, go)
     columns = FIELDS if fmt != "table" else tuple(c for c in FIELDS if c[0] in TABLE)
     terminal.listing(fmt, entries, columns)
+
+
+def _named(entry: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """The entry with the usernames of the people its event names by id."""
+    event = entry["event"]
+    about = event["object"]["id"] if event["object"]["type"] == "user" else None
+    return {
+        **entry,
+        "actor_username": name_of(names, event["actor"]["user"]),
+        "object_username": name_of(names, about),
+    }
 
 
 @audit.command("verify")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from clients.cli._common import format_option, home_option, show, with_client
+from clients.cli._common import format_option, home_option, show, username, with_client
 from clients.cli.terminal import Column, terminal
 from clients.sdk import AttacheClient
 
@@ -95,13 +95,16 @@ def members(name: str, fmt: str, home: Path | None) -> None:
 @click.argument("user")
 @home_option
 def add(name: str, user: str, home: Path | None) -> None:
-    """Add USER to channel NAME (they must be cleared for its ceiling)."""
+    """Add USER (a username or a user id) to channel NAME (they must be cleared for its ceiling)."""
 
     async def go(client: AttacheClient) -> dict[str, Any]:
         return await client.add_member(name, user)
 
     found = with_client(home, go)
-    terminal.say(f"{user} added to {found['name']}; members: {_members(found)}")
+    added = next(
+        (m["username"] for m in found["members"] if user in (m["user_id"], m["username"])), user
+    )
+    terminal.say(f"{added} added to {found['name']}; members: {_members(found)}")
 
 
 @channel.command("remove")
@@ -109,13 +112,15 @@ def add(name: str, user: str, home: Path | None) -> None:
 @click.argument("user")
 @home_option
 def remove(name: str, user: str, home: Path | None) -> None:
-    """Remove USER from channel NAME (yourself, or anyone if you created it).
+    """Remove USER (a username or a user id) from channel NAME (yourself, or anyone if you
+    created it).
 
     Messages sent after this are never sealed to their devices.
     """
 
-    async def go(client: AttacheClient) -> None:
-        await client.remove_member(name, user)
+    async def go(client: AttacheClient) -> str:
+        removed = await username(client, user)
+        await client.remove_member(name, removed)
+        return removed
 
-    with_client(home, go)
-    terminal.say(f"{user} removed from {name}")
+    terminal.say(f"{with_client(home, go)} removed from {name}")

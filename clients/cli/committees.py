@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from clients.cli._common import format_option, home_option, show, with_client
+from clients.cli._common import format_option, home_option, show, username, with_client
 from clients.cli.channels import MEMBER_COLUMNS
 from clients.cli.terminal import Column, terminal
 from clients.sdk import AttacheClient
@@ -123,13 +123,17 @@ def show_committee(name: str, home: Path | None) -> None:
 @click.argument("user")
 @home_option
 def add(name: str, user: str, home: Path | None) -> None:
-    """Add USER to committee NAME (chair or secretary; USER must be cleared for its ceiling)."""
+    """Add USER (a username or a user id) to committee NAME (chair or secretary; USER must be
+    cleared for its ceiling)."""
 
     async def go(client: AttacheClient) -> dict[str, Any]:
         return await client.add_committee_member(name, user)
 
     found = with_client(home, go)
-    terminal.say(f"{user} added to {found['name']}; members: {_members(found)}")
+    added = next(
+        (m["username"] for m in found["members"] if user in (m["user_id"], m["username"])), user
+    )
+    terminal.say(f"{added} added to {found['name']}; members: {_members(found)}")
 
 
 @committee.command("remove")
@@ -137,10 +141,12 @@ def add(name: str, user: str, home: Path | None) -> None:
 @click.argument("user")
 @home_option
 def remove(name: str, user: str, home: Path | None) -> None:
-    """Remove USER from committee NAME (yourself, or anyone if you are chair or secretary)."""
+    """Remove USER (a username or a user id) from committee NAME (yourself, or anyone if you
+    are chair or secretary)."""
 
-    async def go(client: AttacheClient) -> None:
-        await client.remove_committee_member(name, user)
+    async def go(client: AttacheClient) -> str:
+        removed = await username(client, user)
+        await client.remove_committee_member(name, removed)
+        return removed
 
-    with_client(home, go)
-    terminal.say(f"{user} removed from {name}")
+    terminal.say(f"{with_client(home, go)} removed from {name}")

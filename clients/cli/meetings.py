@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from clients.cli._common import format_option, home_option, with_client, with_messenger
+from clients.cli._common import format_option, home_option, username, with_client, with_messenger
 from clients.cli.terminal import Column, abort, terminal
 from clients.sdk import AttacheClient, CommitteeEntry, Committees, MeetingAgenda, Messenger
 from protocol.committees import STATUSES
@@ -246,7 +246,7 @@ def minutes(meeting_id: str, text: str, label: str | None, home: Path | None) ->
 @meeting.command("action")
 @click.argument("meeting_id")
 @click.argument("text")
-@click.option("--owner", required=True, help="the owner's username")
+@click.option("--owner", required=True, help="the owner: a username (or a user id)")
 @click.option("--due", default=None, help="due date, YYYY-MM-DD")
 @label_option
 @home_option
@@ -266,13 +266,17 @@ def action(
         except ValueError:
             abort(f"--due {due!r}: give a date like 2026-12-15")
 
-    async def go(messenger: Messenger) -> dict[str, Any]:
-        return await Committees(messenger).add_action_item(
-            meeting_id, text, owner, due_date, label=label
+    async def go(messenger: Messenger) -> tuple[str, dict[str, Any]]:
+        # The item names its owner by username (docs/committees.md): one the directory knows,
+        # since the server cannot check inside the encrypted item.
+        name = await username(messenger.client, owner)
+        made = await Committees(messenger).add_action_item(
+            meeting_id, text, name, due_date, label=label
         )
+        return name, made
 
-    found = with_messenger(home, go)
-    terminal.say(f"action item {found['id']} recorded for {owner}")
+    name, found = with_messenger(home, go)
+    terminal.say(f"action item {found['id']} recorded for {name}")
 
 
 @meeting.command("action-update")

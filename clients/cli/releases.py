@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from clients.cli._common import format_option, home_option, show, with_messenger
+from clients.cli._common import format_option, home_option, name_of, show, usernames, with_messenger
 from clients.cli.terminal import Column, abort, terminal
 from clients.sdk import Messenger
 from clients.sdk.releases import Releases
@@ -65,17 +65,28 @@ def request_command(
 @format_option
 @home_option
 def list_command(status: str | None, fmt: str, home: Path | None) -> None:
-    """Your requests and, for a disclosure officer, those about your nation's items."""
+    """Your requests and, for a disclosure officer, those about your nation's items. People
+    by name; JSON also has their ids (requested_by, decided_by)."""
 
     async def go(messenger: Messenger) -> list[dict[str, Any]]:
-        return await Releases(messenger).list(status)
+        found = await Releases(messenger).list(status)
+        names = await usernames(messenger.client) if found else {}
+        return [
+            {
+                **r,
+                "requested_by_username": name_of(names, r["requested_by"]),
+                "decided_by_username": name_of(names, r["decided_by"]),
+            }
+            for r in found
+        ]
 
     columns: tuple[Column, ...] = (
         ("id", lambda r: r["id"]),
         ("item", lambda r: _item(dict(r))),
         ("label", lambda r: f"{r['label']} → {r['requested_label']}"),
-        ("requester", lambda r: r["requested_by"]),
+        ("requester", lambda r: show(r["requested_by_username"] or r["requested_by"])),
         ("status", lambda r: r["status"]),
+        ("decided by", lambda r: show(r["decided_by_username"] or r["decided_by"])),
         ("reason", lambda r: show(r["reason"])),
     )
     terminal.listing(fmt, with_messenger(home, go), columns)

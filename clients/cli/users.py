@@ -84,13 +84,14 @@ def add(
 @click.argument("username")
 @home_option
 def code(username: str, home: Path | None) -> None:
-    """Issue a one-time enrolment code for USERNAME; give it to them out of band."""
+    """Issue a one-time enrolment code for USERNAME (or a user id); give it to them out of
+    band."""
 
     async def go(client: AttacheClient) -> dict[str, Any]:
         return await client.issue_enrolment_code(username)
 
     issued = with_client(home, go)
-    terminal.say(f"enrolment code for {username}: {issued['code']}")
+    terminal.say(f"enrolment code for {issued['username']}: {issued['code']}")
     terminal.say(f"  expires {issued['expires_at']}; it works once")
 
 
@@ -100,7 +101,8 @@ def code(username: str, home: Path | None) -> None:
 @click.option("--nation", required=True, help="your nation, whose authority key is held here")
 @home_option
 def clear(username: str, clearance: str, nation: str, home: Path | None) -> None:
-    """Set USERNAME's CLEARANCE, re-certifying their active devices with your authority key."""
+    """Set USERNAME's (or a user id's) CLEARANCE, re-certifying their active devices with your
+    authority key."""
     code_ = nation.upper()
     store = keystore(home)
     secret = authority_passphrase(code_)

@@ -175,24 +175,24 @@ class AttacheClient:
 
     async def user(self, user: str) -> dict[str, Any]:
         """A user by id or username."""
-        return dict(await self.request("GET", f"/v1/users/{user}"))
+        return dict(await self.request("GET", f"/v1/users/{_segment(user)}"))
 
     async def create_user(self, **fields: Any) -> dict[str, Any]:
         return dict(await self.request("POST", "/v1/users", json=fields))
 
     async def update_user(self, user: str, **fields: Any) -> dict[str, Any]:
-        return dict(await self.request("PATCH", f"/v1/users/{user}", json=fields))
+        return dict(await self.request("PATCH", f"/v1/users/{_segment(user)}", json=fields))
 
     async def set_clearance(
         self, user: str, clearance: str, certificates: list[dict[str, Any]]
     ) -> dict[str, Any]:
         body = {"clearance": clearance, "certificates": certificates}
-        return dict(await self.request("PUT", f"/v1/users/{user}/clearance", json=body))
+        return dict(await self.request("PUT", f"/v1/users/{_segment(user)}/clearance", json=body))
 
     # --- devices -----------------------------------------------------------------------------
 
     async def issue_enrolment_code(self, user: str) -> dict[str, Any]:
-        return dict(await self.request("POST", f"/v1/users/{user}/enrolment-codes"))
+        return dict(await self.request("POST", f"/v1/users/{_segment(user)}/enrolment-codes"))
 
     async def enrol(
         self, *, username: str, code: str, name: str, device_keys: keys.DeviceKeys

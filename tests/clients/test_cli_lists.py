@@ -179,7 +179,10 @@ async def test_every_list_in_json_csv_and_a_whole_table(
     async with world.app.state.sessionmaker() as session, session.begin():
         await integrate(session, world.app.state.audit_signer)
     events, rows, table = await _formats(audrey, "audit", "log", "--action", "channel.create")
-    assert [set(e) for e in events] == [{"id", "leaf_index", "event"}] * 2
+    assert [set(e) for e in events] == [
+        {"id", "leaf_index", "event", "actor_username", "object_username"}
+    ] * 2
+    assert [e["actor_username"] for e in events] == ["alice", "alice"]
     assert [e["event"]["action"] for e in events] == ["channel.create"] * 2
     assert all(isinstance(e["id"], int) and isinstance(e["leaf_index"], int) for e in events)
     assert [(r["id"], r["leaf"]) for r in rows] == [
