@@ -27,6 +27,7 @@ from clients.sdk.committees import (
     Committees,
     MeetingAgenda,
 )
+from clients.sdk.history import History, Shared, Waiting
 from clients.sdk.keystore import Keystore, KeystoreError, Profile
 from clients.sdk.messaging import (
     Backoff,
@@ -52,6 +53,7 @@ __all__ = [
     "ConnectionFailed",
     "Enrolment",
     "ExcludedDevice",
+    "History",
     "Keystore",
     "KeystoreError",
     "MeetingAgenda",
@@ -63,8 +65,10 @@ __all__ = [
     "ReceivedMessage",
     "Releases",
     "SentMessage",
+    "Shared",
     "StreamClosed",
     "StreamStatus",
+    "Waiting",
     "certify_device",
     "change_clearance",
     "check_certifiable",

@@ -511,6 +511,23 @@ class AttacheClient:
         path = f"/v1/releases/{_segment(request_id)}/grant"
         return dict(await self.request("POST", path, json={"grant": grant}))
 
+    async def history(self, channel: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """A page of a channel's history window (PROTOCOL.md §17.9.1): ``due`` (items this
+        device holds that members eligible now lack) and ``waiting`` (items this device's user
+        may read but holds no key to), with ``cursor`` and ``more``."""
+        path = f"/v1/channels/{_segment(channel)}/history"
+        return dict(await self.request("GET", path, params={"after": after, "limit": limit}))
+
+    async def grant_history(self, channel: str, grant: dict[str, Any]) -> dict[str, Any]:
+        """Submit a history grant (``SealedGrant.to_json()`` with ``request_id`` null)."""
+        path = f"/v1/channels/{_segment(channel)}/history"
+        return dict(await self.request("POST", path, json={"grant": grant}))
+
+    async def set_history_window(self, channel: str, days: int) -> dict[str, Any]:
+        """How many days back a history grant reaches in ``channel`` (its creator only)."""
+        path = f"/v1/channels/{_segment(channel)}/history-window"
+        return dict(await self.request("PUT", path, json={"days": days}))
+
 
 def _segment(value: str) -> str:
     """One URL path segment: a name typed by a user must not reach another route."""

@@ -37,7 +37,14 @@ import random
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
@@ -136,6 +143,9 @@ class ReceivedMessage:
     # its releasability; ``banner`` and ``label`` are then the granted ones), else None.
     released_by: str | None = None
     original_banner: str | None = None  # the label the sender signed, when released by a grant
+    # The username of the member whose client gave this device the key by a history grant (it
+    # joined after the message was sent; PROTOCOL.md §16.7), else None.
+    shared_by: str | None = None
 
 
 @dataclass
@@ -210,6 +220,7 @@ class _Released:
     label: Label
     banner: str
     grantor: str
+    history: bool = False  # a history grant: shared with a later member, not released
 
 
 class _Unverifiable(Exception):
@@ -325,6 +336,14 @@ class Messenger:
         self._tofu_tried: set[str] = set()
         # Certificates verified, by their JSON and the pinned key that verified them.
         self._verified: OrderedDict[tuple[str, bytes | None], keys.CertificateBody] = OrderedDict()
+        # Called with a channel id when its roster changed (a member joined, a clearance was
+        # raised), to give newcomers the past items they may read: ``History(m).share``, which
+        # ``share_history_on_roster_changes`` sets. Runs in the background while this
+        # Messenger's stream is read; what each run did or met goes to ``on_history``.
+        self.history_sharer: Callable[[str], Awaitable[Any]] | None = None
+        self.on_history: Callable[[str, Any], None] | None = None
+        self._sharing: dict[str, asyncio.Task[None]] = {}
+        self._share_again: set[str] = set()
 
     @classmethod
     async def open(
@@ -383,6 +402,10 @@ class Messenger:
         await self.aclose()
 
     async def aclose(self) -> None:
+        for task in self._sharing.values():
+            task.cancel()
+        await asyncio.gather(*self._sharing.values(), return_exceptions=True)
+        self._sharing.clear()
         if self._owns_client:
             await self.client.aclose()
 
@@ -630,6 +653,8 @@ class Messenger:
         if channel_id is None:
             self._rosters.clear()
             return
+        if member:
+            self._share_history(channel_id)
         held = self._rosters.get(channel_id)
         if held is not None and (etag is None or held.etag != etag or not member):
             del self._rosters[channel_id]
@@ -637,6 +662,31 @@ class Messenger:
             self._audiences.pop(channel_id, None)
             for ref in [r for r, info in self._channels.items() if info.get("id") == channel_id]:
                 del self._channels[ref]
+
+    def _share_history(self, channel_id: str) -> None:
+        """Run ``history_sharer`` for ``channel_id`` in the background: once at a time per
+        channel, and once more after if the roster changed again meanwhile."""
+        if self.history_sharer is None:
+            return
+        running = self._sharing.get(channel_id)
+        if running is not None and not running.done():
+            self._share_again.add(channel_id)
+            return
+        self._sharing[channel_id] = asyncio.get_running_loop().create_task(
+            self._run_share(channel_id)
+        )
+
+    async def _run_share(self, channel_id: str) -> None:
+        while self.history_sharer is not None:
+            self._share_again.discard(channel_id)
+            try:
+                outcome: Any = await self.history_sharer(channel_id)
+            except (ApiError, ConnectionFailed, MessagingError) as exc:
+                outcome = exc  # another member's client may share instead; said, not raised
+            if self.on_history is not None:
+                self.on_history(channel_id, outcome)
+            if channel_id not in self._share_again:
+                return
 
     async def _check_roster(
         self, roster: Sequence[Mapping[str, Any]]
@@ -917,8 +967,9 @@ class Messenger:
             "sent_at": header.sent_at,
             "content_type": header.content_type,
             "reply_to": header.reply_to,
-            "released_by": released.grantor if released else None,
-            "original_banner": signed_banner if released else None,
+            "released_by": released.grantor if released and not released.history else None,
+            "original_banner": signed_banner if released and banner != signed_banner else None,
+            "shared_by": released.grantor if released and released.history else None,
         }
 
     async def _open_grant(
@@ -952,6 +1003,10 @@ class Messenger:
             grantor.device_keys.signing_key,
         )
         grants.check_grant_item(header, item_header)
+        if header.is_history:
+            label = grants.check_history_labels(header, item_label, self.catalog)
+            banner = render_label(label, self.catalog)
+            return _Released(item_key, label, banner, grantor.username, history=True)
         if dict(header.previous_label) != dict(item_label):
             raise _Unverifiable("the grant widens a label other than the one the sender signed")
         _, wider = grants.check_label_widening(header.previous_label, header.label, self.catalog)

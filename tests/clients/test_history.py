@@ -1,0 +1,72 @@
+"""History grants from the SDK (PROTOCOL.md §16.7): a member who joins later sees what waits
+for a key, a member's client that holds the keys shares exactly what the label admits (on its
+own decision, from verified certificates), the newcomer's client opens it and says who shared
+it, and a listening client shares when its stream says the roster changed."""
+
+from __future__ import annotations
+
+from clients.sdk import Messenger
+from clients.sdk.history import History
+from tests.clients.test_messaging import _messenger, _trio, _until
+from tests.clients.test_roster_notices import _listening
+from tests.factories import World
+
+REL_USA_GBR = "NATO SECRET//REL TO USA, GBR"
+REL_USA = "NATO SECRET//REL TO USA"
+
+
+async def test_a_later_member_waits_then_reads_what_the_label_admits(world: World) -> None:
+    t = await _trio(world)
+    shared = await t.am.send("liaison", "Meeting moved to 14:00", label=REL_USA_GBR)
+    usa_only = await t.am.send("liaison", "For US eyes", label=REL_USA)
+    dave = await world.member("dave", "USA")
+    gary = await world.member("gary", "GBR")
+    await t.alice.client.add_member("liaison", "dave")
+    await t.alice.client.add_member("liaison", "gary")
+    dm, gm = await _messenger(dave), await _messenger(gary)
+    assert await dm.read("liaison") == []
+    waiting = await History(dm).waiting("liaison")
+    assert [(w.item_id, w.label) for w in waiting] == [
+        (shared.message_id, REL_USA_GBR),
+        (usa_only.message_id, REL_USA),
+    ]
+    assert [w.item_id for w in await History(gm).waiting("liaison")] == [shared.message_id]
+    # Bob (GBR) holds only the first; his client shares it with both newcomers.
+    (by_bob,) = await History(t.bm).share("liaison")
+    assert by_bob.problem is None
+    assert by_bob.created
+    assert set(by_bob.devices) == {dave.device_id, gary.device_id}
+    # Alice holds both: the first is shared already, the second goes to dave alone.
+    (by_alice,) = await History(t.am).share("liaison")
+    assert (by_alice.item_id, by_alice.devices) == (usa_only.message_id, (dave.device_id,))
+    assert await History(t.am).share("liaison") == []  # nothing left to share
+    read = await dm.read("liaison")
+    assert [(m.text, m.banner, m.shared_by, m.verified) for m in read] == [
+        ("Meeting moved to 14:00", REL_USA_GBR, "bob", True),
+        ("For US eyes", REL_USA, "alice", True),
+    ]
+    assert all(m.released_by is None and m.original_banner is None for m in read)
+    assert await History(dm).waiting("liaison") == []
+    # Gary (GBR) never gets the REL TO USA message: the server would refuse it, and no client
+    # seals it to him.
+    assert [m.text for m in await gm.read("liaison")] == ["Meeting moved to 14:00"]
+
+
+async def test_a_listening_member_shares_when_the_roster_changes(world: World, live: str) -> None:
+    t = await _trio(world)
+    sent = await t.am.send("liaison", "Before dave joined", label=REL_USA)
+    History(t.am).share_on_roster_changes()
+    outcomes: list[object] = []
+    t.am.on_history = lambda channel_id, outcome: outcomes.append(outcome)
+    async with _listening(t.am):
+        await _until(lambda: world.app.state.bus.subscribers == 1)
+        dave = await world.member("dave", "USA")
+        await t.alice.client.add_member("liaison", "dave")
+        await _until(lambda: any(outcomes))
+    dm: Messenger = await _messenger(dave)
+    (message,) = await dm.read("liaison")
+    assert (message.message_id, message.text, message.shared_by) == (
+        sent.message_id,
+        "Before dave joined",
+        "alice",
+    )
