@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, or_, select
+from sqlalchemy import Row, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -176,9 +176,13 @@ async def get_message(session: AsyncSession, message_id: str) -> Message | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+# Built once: each batch of submits runs it, and building the IN clause anew cost more than
+# running it (SQLAlchemy's cache then still keys it).
+_MESSAGES_BY_ID = select(Message).where(Message.id.in_(bindparam("ids", expanding=True)))
+
+
 async def get_messages(session: AsyncSession, message_ids: Sequence[str]) -> Sequence[Message]:
-    stmt = select(Message).where(Message.id.in_(message_ids))
-    return (await session.execute(stmt)).scalars().all()
+    return (await session.execute(_MESSAGES_BY_ID, {"ids": list(message_ids)})).scalars().all()
 
 
 async def get_message_by_seq(session: AsyncSession, seq: int) -> Message | None:
