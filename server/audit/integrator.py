@@ -2,9 +2,20 @@
 
 Each run, in one transaction: take the events not yet in the log (oldest first), hash their
 leaf bytes, store each leaf and every new perfect subtree hash, and sign a checkpoint for the
-new size. One process integrates at a time (an advisory lock on PostgreSQL). Appending an event
-stays a plain insert in the action's own transaction, so the log is never messaging's
-bottleneck; integration delay is the price, measured in bench/.
+new size. Appending an event stays a plain insert in the action's own transaction, so the log
+is never messaging's bottleneck; integration delay is the price, measured in bench/.
+
+One process integrates at a time. Every server process runs ``run_integrator``; on PostgreSQL
+each run first tries a transaction-scoped advisory lock and, if another process holds it,
+skips this round rather than queue a pooled connection behind it. The lock lives exactly as
+long as the integrating transaction, so nothing is left to expire when its process dies: a
+process killed on this machine closes its connection and PostgreSQL rolls back, releasing the
+lock, at once; a machine that vanishes from the network is let go of when its transaction
+has been idle, or a statement has run, for ``HOLD_SECONDS``. The next process's round then
+takes over, from the tree as the last committed run left it: a run that did not commit left
+nothing, so there is no gap, and leaves and checkpoints are keyed by index and size, so two
+runs can never both commit the same place (no fork). tests/server/test_multiprocess.py kills
+an integrating server with SIGKILL to show it.
 """
 
 from __future__ import annotations
@@ -12,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +44,10 @@ log = logging.getLogger("attache.audit")
 T = TypeVar("T")
 
 BATCH = 10_000
+# Longest a run may wait on one statement or between two before PostgreSQL ends it (and so
+# frees the lock): far above a run's real work (a 10,000-event batch takes well under a
+# second), short enough that a vanished holder is replaced within a minute.
+HOLD_SECONDS = 30
 
 
 def load_signer(path: Path, origin: str) -> notes.NoteSigner:
@@ -80,13 +97,15 @@ class NodeCache:
 
 
 async def integrate(
-    session: AsyncSession, signer: notes.NoteSigner, *, batch: int = BATCH
+    session: AsyncSession, signer: notes.NoteSigner, *, batch: int = BATCH, locked: bool = False
 ) -> AuditCheckpoint | None:
     """Append pending events to the log and sign a checkpoint; None when nothing was pending.
 
-    Precondition: called inside a transaction that the caller commits.
+    Precondition: called inside a transaction that the caller commits; waits for the
+    integrator's lock unless ``locked`` says this transaction holds it already.
     """
-    await repo.lock_integrator(session)
+    if not locked:
+        await repo.lock_integrator(session)
     events = await repo.pending_events(session, batch)
     if not events:
         return None
@@ -125,14 +144,18 @@ async def run_integrator(
     interval: float,
     stop: asyncio.Event,
 ) -> None:
-    """Integrate every ``interval`` seconds until ``stop`` is set; a failed run is logged and
-    retried, since the events wait safely in their table."""
+    """Integrate every ``interval`` seconds until ``stop`` is set, in the rounds no other
+    process integrates; a failed run is logged and retried, since the events wait safely in
+    their table."""
+    # Who holds the lock, as PostgreSQL shows it (pg_stat_activity.application_name).
+    holder = f"attache-integrator {os.getpid()}@{socket.gethostname()}"
     while not stop.is_set():
         try:
             async with sessionmaker() as session, session.begin():
-                # Counts of closed refusal windows first, so that this run integrates them.
-                await log_closed_refusals(session)
-                await integrate(session, signer)
+                if await repo.claim_integrator(session, holder, HOLD_SECONDS):
+                    # Counts of closed refusal windows first, so that this run integrates them.
+                    await log_closed_refusals(session)
+                    await integrate(session, signer, locked=True)
         except Exception:
             log.exception("audit integration failed; will retry")
         with contextlib.suppress(TimeoutError):

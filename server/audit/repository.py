@@ -16,9 +16,31 @@ from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNod
 
 async def lock_integrator(session: AsyncSession) -> None:
     """One integrator at a time across processes: a PostgreSQL transaction-scoped advisory
-    lock (SQLite already serialises writers)."""
+    lock, waited for (SQLite already serialises writers)."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('attache-audit'))"))
+
+
+async def claim_integrator(session: AsyncSession, holder: str, bound_seconds: int) -> bool:
+    """Take the integrator's lock if no other transaction holds it, without waiting; on
+    PostgreSQL also name this transaction ``holder`` (pg_stat_activity.application_name) and
+    bound its statements and its idle moments to ``bound_seconds``, so that a holder whose
+    process or machine is gone lets go within that time. True on SQLite."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    try_lock = "SELECT pg_try_advisory_xact_lock(hashtext('attache-audit'))"
+    taken = await session.scalar(text(try_lock))
+    if not taken:
+        return False
+    await session.execute(
+        text(
+            "SELECT set_config('application_name', :holder, true),"
+            " set_config('statement_timeout', :bound, true),"
+            " set_config('idle_in_transaction_session_timeout', :bound, true)"
+        ),
+        {"holder": holder[:63], "bound": f"{int(bound_seconds)}s"},
+    )
+    return True
 
 
 async def pending_events(session: AsyncSession, limit: int) -> Sequence[Row[int, str]]:

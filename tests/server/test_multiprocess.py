@@ -1,0 +1,380 @@
+"""Two server processes on one machine, one PostgreSQL database and one data directory
+(issue 11, items 3 and 4), started as `attache-server run` starts them, each on its own port
+behind a stand-in for a load balancer (``Via``: every client calls the one public origin).
+
+- Item 4: the two processes, started at once in a new data directory, make one audit key
+  (the same key and checkpoints signed by it from both), and a document uploaded through
+  either is downloaded through the other (the blob store is the shared data directory).
+- Item 3: the process that integrates the audit log is killed with SIGKILL in the middle of
+  a run while events are being written through both; the other takes over within a few
+  seconds, and the log has no gap and no fork: every event has exactly one leaf, every stored
+  checkpoint is signed by the one key over the root of its prefix, and the auditor's
+  verification (clients.sdk.audit.verify_log, what `attache audit verify` runs) passes and
+  proves the new checkpoint consistent with the one it verified before the kill.
+
+PostgreSQL only: SQLite is served by one process (``several_processes_refusal``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from clients.sdk import AttacheClient, ConnectionFailed
+from clients.sdk.audit import AuditState, verify_log
+from clients.sdk.documents import Documents
+from protocol import checkpoint as notes
+from protocol import merkle
+from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf
+from server.db import migrate
+from server.db.engine import create_engine, create_sessionmaker
+from server.settings import Settings
+from tests.clients.test_messaging import _messenger, _trio
+from tests.conftest import _postgres_database
+from tests.factories import World
+
+# The one address clients know, as behind a load balancer; the servers' ATTACHE_PUBLIC_URL.
+ORIGIN = "http://attache.test"
+SERVER = Path(sys.executable).parent / "attache-server"
+# "A few seconds": from the integrator's death to every event then written being in a
+# checkpoint signed by the other process, which looks every second.
+HANDOVER_SECONDS = 5.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Via(httpx.AsyncBaseTransport):
+    """Sends every request for ORIGIN to one server process's port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self.port)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class Server:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def client(self, token: str | None = None) -> AttacheClient:
+        return AttacheClient(ORIGIN, token=token, transport=Via(self.port))
+
+
+def _start(database_url: str, data_dir: Path, log: Path) -> Server:
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ATTACHE_")}
+    env |= {
+        "ATTACHE_DATABASE_URL": database_url,
+        "ATTACHE_DATA_DIR": str(data_dir),
+        "ATTACHE_PUBLIC_URL": ORIGIN,
+        "ATTACHE_AUDIT_INTEGRATE_SECONDS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(SERVER), "run", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return Server(port, process, log)
+
+
+def _wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"the server stopped at start:\n{server.log.read_text()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"http://127.0.0.1:{server.port}/readyz").status_code == 200:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"the server did not start:\n{server.log.read_text()}")
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A migrated PostgreSQL database of this test's own (as `attache-server migrate` does)."""
+    for url in _postgres_database():
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def servers(database_url: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    """Two `attache-server run` processes started at once, one new data directory."""
+    data_dir = tmp_path / "var"
+    pair = (
+        _start(database_url, data_dir, tmp_path / "a.log"),
+        _start(database_url, data_dir, tmp_path / "b.log"),
+    )
+    try:
+        for server in pair:
+            _wait_ready(server)
+        yield pair
+    finally:
+        for server in pair:
+            if server.process.poll() is None:
+                server.process.terminate()
+        for server in pair:
+            server.process.wait(timeout=30)
+        for server in pair:
+            assert "Traceback" not in server.log.read_text(), server.log.read_text()
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    made = create_engine(database_url)
+    yield made
+    await made.dispose()
+
+
+@pytest.fixture
+async def world(
+    servers: tuple[Server, Server], engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> AsyncIterator[World]:
+    """Factories that write the directory as the console does, and reach the API through the
+    first server."""
+    settings = Settings(data_dir=tmp_path / "console", database_url=database_url, public_url=ORIGIN)
+    state = SimpleNamespace(
+        sessionmaker=create_sessionmaker(engine),
+        catalog=settings.load_catalog(),
+        settings=settings,
+    )
+    w = World(SimpleNamespace(state=state), Via(servers[0].port), tmp_path / "homes", ORIGIN)
+    try:
+        yield w
+    finally:
+        await w.close()
+
+
+# --- item 4: one data directory, one key, every blob from both -------------------------------
+
+
+async def test_two_processes_share_one_audit_key_and_every_blob(
+    servers: tuple[Server, Server], world: World, tmp_path: Path
+) -> None:
+    a, b = servers
+    keys = (tmp_path / "var" / "keys").iterdir()
+    assert [path.name for path in keys] == ["audit-ed25519.pem"]
+
+    t = await _trio(world)  # alice, bob and chloe, signed in through a
+    async with a.client() as from_a, b.client() as from_b:
+        key_a = await from_a.request("GET", "/v1/audit/key")
+        key_b = await from_b.request("GET", "/v1/audit/key")
+    assert key_a == key_b
+    verifier = notes.NoteVerifier.from_vkey(key_a["vkey"])
+
+    # A version uploaded through each process, downloaded through the other.
+    content = {name: os.urandom(150_000 + n) for n, name in enumerate(("one.bin", "two.bin"))}
+    for name in content:
+        (tmp_path / name).write_bytes(content[name])
+    via_b = {m.user.username: b.client(m.client.token) for m in (t.alice, t.bob)}
+    try:
+        alice_b = await _messenger(t.alice, via_b["alice"])
+        bob_b = await _messenger(t.bob, via_b["bob"])
+        first = await Documents(t.am).put("liaison", tmp_path / "one.bin")
+        second = await Documents(alice_b).put("liaison", tmp_path / "two.bin")
+        got = await Documents(bob_b).get(first["id"], tmp_path / "bob" / "one.bin")
+        assert got.path.read_bytes() == content["one.bin"]
+        got = await Documents(t.bm).get(second["id"], tmp_path / "bob" / "two.bin")
+        assert got.path.read_bytes() == content["two.bin"]
+
+        # Each process serves checkpoints that the one key verifies.
+        await _wait_integrated(world)
+        for client in (t.bob.client, via_b["bob"]):
+            latest = await client.request("GET", "/v1/audit/checkpoint")
+            notes.open_note(latest["note"], [verifier])
+    finally:
+        for client in via_b.values():
+            await client.aclose()
+    await _check_log(world, verifier)
+
+
+# --- item 3: the integrator killed mid-run, replaced without a gap or a fork -----------------
+
+
+async def test_a_killed_integrator_is_replaced_without_a_gap_or_a_fork(
+    servers: tuple[Server, Server], world: World, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    auditor = await world.member("audrey", None, roles=("auditor",))
+    clients = {server.pid: server.client(auditor.client.token) for server in servers}
+    alive = dict(clients)
+    written = 0
+    stop = asyncio.Event()
+
+    async def write_events() -> None:
+        """Audit events through both processes, without pause: each read of the log is one."""
+        nonlocal written
+        while not stop.is_set():
+            for pid, client in list(alive.items()):
+                try:
+                    await client.request("GET", "/v1/audit/events", params={"limit": 1})
+                    written += 1
+                except ConnectionFailed:
+                    alive.pop(pid, None)  # the load balancer stops sending it requests
+
+    writer = asyncio.create_task(write_events())
+    try:
+        await _wait_integrated(world, everything=False)
+        home = tmp_path / "auditor"
+        before = await verify_log(auditor.client, home)
+        assert before.ok, before.problems
+
+        # Catch the integrator in the middle of a run: hold the events waiting to be
+        # integrated (as a slow statement would), so that the run that took the lock has
+        # written their leaves and waits to mark them. Then kill its process.
+        async with engine.connect() as holder:
+            pending = await holder.execute(
+                text("SELECT id FROM audit_events WHERE leaf_index IS NULL FOR UPDATE")
+            )
+            assert pending.all(), "the writer keeps events waiting"
+            victim = await _integrating_process(engine)
+            assert victim in clients, victim
+            killed_at = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            await asyncio.to_thread(next(s for s in servers if s.pid == victim).process.wait)
+            await holder.rollback()
+        async with world.app.state.sessionmaker() as session:
+            last_id = await session.scalar(select(func.max(AuditEvent.id)))
+
+        # The survivor's next rounds integrate everything written up to the kill.
+        while True:
+            async with world.app.state.sessionmaker() as session:
+                behind = await session.scalar(
+                    select(func.count())
+                    .select_from(AuditEvent)
+                    .where(AuditEvent.id <= last_id, AuditEvent.leaf_index.is_(None))
+                )
+            if not behind:
+                break
+            assert time.monotonic() - killed_at < HANDOVER_SECONDS, f"{behind} not integrated"
+            await asyncio.sleep(0.05)
+        handover = time.monotonic() - killed_at
+        written_at_kill = written
+        while written < written_at_kill + 20:  # and events go on being written and integrated
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await writer
+    await _wait_integrated(world)
+    survivor = next(client for pid, client in clients.items() if pid != victim)
+    try:
+        after = await verify_log(survivor, home)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    assert after.ok, after.problems
+    assert after.previous_size == before.size < after.size
+    pinned = AuditState(home, ORIGIN).vkey()
+    assert pinned is not None
+    verifier = notes.NoteVerifier.from_vkey(pinned)
+    await _check_log(world, verifier)
+    print(f"handover in {handover:.2f} s")
+
+
+async def _integrating_process(engine: AsyncEngine) -> int:
+    """The pid of the server process whose integrator holds the lock and waits mid-run."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        async with engine.connect() as connection:
+            names = (
+                await connection.execute(
+                    text(
+                        "SELECT application_name FROM pg_stat_activity"
+                        " WHERE application_name LIKE 'attache-integrator %'"
+                        " AND wait_event_type = 'Lock'"
+                    )
+                )
+            ).scalars()
+            for name in names:
+                found = re.fullmatch(r"attache-integrator (\d+)@.*", name)
+                assert found is not None, name
+                return int(found[1])
+        await asyncio.sleep(0.05)
+    pytest.fail("no integrator was caught in the middle of a run")
+
+
+async def _wait_integrated(world: World, *, everything: bool = True) -> None:
+    """Until every event written so far is in the log (or, while a writer keeps writing, until
+    some are)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        async with world.app.state.sessionmaker() as session:
+            pending = await session.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.leaf_index.is_(None))
+            )
+            integrated = await session.scalar(select(func.count()).select_from(AuditLeaf))
+        if integrated and not (everything and pending):
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail("the audit log is not integrated")
+
+
+async def _check_log(world: World, verifier: notes.NoteVerifier) -> None:
+    """No gap and no fork in what the database holds: leaves 0..n-1, one per event and each
+    the hash of its event's body; every checkpoint signed with the one key, over the root of
+    the leaves below its size. Called once nothing writes any more."""
+    await _wait_integrated(world)
+    async with world.app.state.sessionmaker() as session:
+        leaves = (
+            await session.execute(
+                select(AuditLeaf.index, AuditLeaf.leaf_hash, AuditEvent.body, AuditEvent.leaf_index)
+                .join(AuditEvent, AuditEvent.id == AuditLeaf.event_id)
+                .order_by(AuditLeaf.index)
+            )
+        ).all()
+        events = await session.scalar(select(func.count()).select_from(AuditEvent))
+        checkpoints = (
+            (await session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.size)))
+            .scalars()
+            .all()
+        )
+    assert [leaf.index for leaf in leaves] == list(range(events))
+    for leaf in leaves:
+        assert leaf.leaf_index == leaf.index
+        assert bytes(leaf.leaf_hash) == merkle.leaf_hash(leaf.body.encode("utf-8"))
+    assert checkpoints
+    builder = merkle.RootBuilder()
+    hashes = iter(bytes(leaf.leaf_hash) for leaf in leaves)
+    for stored in checkpoints:
+        while builder.size < stored.size:
+            builder.add(next(hashes))
+        body, _ = notes.open_note(stored.note, [verifier])
+        signed = notes.Checkpoint.parse(body)
+        assert (signed.size, signed.root) == (stored.size, bytes(stored.root))
+        assert signed.root == builder.root()
+    assert checkpoints[-1].size == events
