@@ -10,6 +10,7 @@ from clients.cli.channels import channel
 from clients.cli.committees import committee
 from clients.cli.devices import device
 from clients.cli.documents import doc
+from clients.cli.history import history_window_command, share_history_command
 from clients.cli.meetings import meeting
 from clients.cli.messages import listen_command, message_group, read_command, send_command
 from clients.cli.releases import release
@@ -30,6 +31,8 @@ main.add_command(logout_command)
 main.add_command(whoami_command)
 main.add_command(user)
 main.add_command(device)
+channel.add_command(share_history_command)
+channel.add_command(history_window_command)
 main.add_command(channel)
 main.add_command(committee)
 main.add_command(meeting)

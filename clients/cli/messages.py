@@ -13,15 +13,19 @@ from typing import Any
 import click
 
 from clients.cli._common import home_option, show, with_messenger
+from clients.cli.history import say_waiting
 from clients.cli.terminal import abort, printable, terminal
 from clients.sdk import (
     ApiError,
     AttacheClient,
     ConnectionFailed,
+    History,
     MessagingError,
     Messenger,
     ReceivedMessage,
     SentMessage,
+    Shared,
+    Waiting,
 )
 from clients.sdk.messaging import TEXT_TYPE, StreamStatus, Unanswered
 from clients.sdk.outbox import Outbox, OutboxError
@@ -99,6 +103,9 @@ def show_message(message: ReceivedMessage, where: str | None = None) -> bool:
             terminal.say(
                 f"released to you by {message.released_by} (sent as {message.original_banner})"
             )
+        if message.shared_by is not None:
+            sent_as = f", sent as {message.original_banner}" if message.original_banner else ""
+            terminal.say(f"shared with you by {message.shared_by} when you joined{sent_as}")
         for line in lines:
             terminal.say(line)
     else:
@@ -229,16 +236,25 @@ def _unverified(failed: int, total: int) -> None:
 @home_option
 def read_command(channel: str, after: int, home: Path | None) -> None:
     """Show the messages of a channel that were released to you, each verified: text, and a
-    committee's meetings, agenda items, minutes and action items. Exits with status 1 when any
-    could not be verified."""
+    committee's meetings, agenda items, minutes and action items. Messages sent before you
+    joined that you may read are listed as waiting for a key from a member until a member's
+    client shares them. Exits with status 1 when any could not be verified."""
 
-    async def go(messenger: Messenger) -> list[ReceivedMessage]:
-        return await messenger.read(channel, after=after, content_types=SHOWN_TYPES)
+    async def go(messenger: Messenger) -> tuple[list[ReceivedMessage], list[Waiting]]:
+        messages = await messenger.read(channel, after=after, content_types=SHOWN_TYPES)
+        waiting = [w for w in await History(messenger).waiting(channel) if w.seq > after]
+        return messages, waiting
 
-    messages = with_messenger(home, go)
-    if not messages:
+    messages, waiting = with_messenger(home, go)
+    if not messages and not waiting:
         terminal.say(f"no messages for you in {channel}")
-    failed = sum(not show_message(message) for message in messages)
+    failed = 0
+    shown: list[ReceivedMessage | Waiting] = [*messages, *waiting]
+    for item in sorted(shown, key=lambda found: found.seq):
+        if isinstance(item, Waiting):
+            say_waiting(item)
+        else:
+            failed += not show_message(item)
     _unverified(failed, len(messages))
 
 
@@ -256,6 +272,9 @@ class _Places:
             self._looked_for.add(channel_id)
             with contextlib.suppress(ApiError, ConnectionFailed):
                 await self.load()
+        return self._names.get(channel_id, f"channel {channel_id}")
+
+    def known(self, channel_id: str) -> str:
         return self._names.get(channel_id, f"channel {channel_id}")
 
     async def load(self) -> None:
@@ -283,6 +302,21 @@ def _say_status(username: str, status: StreamStatus) -> None:
         )
 
 
+def _say_history(where: str, outcome: object) -> None:
+    """What sharing past messages with members who joined later did, on standard error."""
+    if isinstance(outcome, list):
+        shared = [s for s in outcome if isinstance(s, Shared) and s.created]
+        if shared:
+            terminal.err.print(
+                printable(
+                    f"shared {len(shared)} earlier message(s) in {where} with members who "
+                    "joined later"
+                )
+            )
+    elif isinstance(outcome, Exception):
+        terminal.err.print(printable(f"could not share earlier messages in {where}: {outcome}"))
+
+
 @click.command("listen")
 @click.option(
     "--count",
@@ -301,6 +335,12 @@ def listen_command(count: int | None, home: Path | None) -> None:
     async def go(messenger: Messenger) -> tuple[int, int]:
         places = _Places(messenger.client)
         await places.load()
+        # Members who join a channel of ours are given the past messages we hold that their
+        # labels admit, in the background, as the stream says that a roster changed.
+        History(messenger).share_on_roster_changes()
+        messenger.on_history = lambda channel_id, outcome: _say_history(
+            places.known(channel_id), outcome
+        )
         shown = failed = 0
         live = messenger.follow(
             content_types=SHOWN_TYPES,
