@@ -261,7 +261,9 @@ def test_the_first_directory_on_another_port(
         assert version in sh.run("attache", "doc", "list", "--channel", "cell", "--home", bob)
         sh.run("attache", "release", "request", "--document", version, "--add", "FRA",
                "--reason", "FRA leads the cell", "--home", alice)  # fmt: skip
-        assert version in sh.run("attache", "release", "list", "--home", alice)
+        listed = sh.run("attache", "release", "list", "--home", alice)
+        assert version in listed
+        assert " alice " in listed  # the requester by name (issue 10, item 6)
 
         # Auditing: the key the operator prints is named by the server's own origin.
         sh.run("attache-server", "user", "add", "audrey", "--role", "auditor")
@@ -275,6 +277,9 @@ def test_the_first_directory_on_another_port(
         out = sh.run("attache", "audit", "verify", "--vkey", vkey, "--home", audrey)
         assert "audit log verified" in out
         assert "channel.create" in sh.run("attache", "audit", "log", "--home", audrey)
+        by_alice = sh.run("attache", "audit", "log", "--actor", "alice", "--home", audrey)
+        assert "channel.create" in by_alice
+        assert " alice " in by_alice
         sh.run("attache", "audit", "log", "--decision", "deny", "--home", audrey)
         csv = sh.run("attache", "audit", "log", "--format", "csv", "--home", audrey)
         first = _field(r"\n(\d+),", csv)
