@@ -25,8 +25,8 @@ from typing import Any
 
 from clients.sdk._client import ApiError
 from clients.sdk.messaging import MessagingError, Messenger, _Unverifiable, _Verified
-from clients.sdk.releases import Releases
-from protocol import envelopes, grants
+from clients.sdk.releases import ITEM_TYPES, MESSAGE, Releases
+from protocol import envelopes, grants, stream
 from protocol.labels import Label, LabelError
 from protocol.policy import Container
 
@@ -37,11 +37,12 @@ class Shared:
     when the server already held this grant, and ``problem`` when it was not shared."""
 
     item_id: str
-    seq: int
+    seq: int  # 0 for a document version
     label: str
     devices: tuple[str, ...] = ()
     created: bool = False
     problem: str | None = None
+    item_type: str = "message"  # or "document_version"
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,10 @@ class Waiting:
     shared it so far."""
 
     item_id: str
-    seq: int
+    seq: int  # 0 for a document version
     label: str  # as the server claims it: nothing verifies it until the key comes
     sent_at: str
+    item_type: str = "message"  # or "document_version"
 
 
 class History:
@@ -60,22 +62,30 @@ class History:
         self.m = messenger
 
     async def waiting(self, channel: str) -> list[Waiting]:
-        """The items of ``channel``'s history window that wait for a key from a member."""
+        """The items of ``channel``'s history window (messages and document versions) that
+        wait for a key from a member."""
         found: list[Waiting] = []
         async for page in self._pages(channel):
             found += [
-                Waiting(str(w["item_id"]), int(w["seq"]), str(w["label"]), str(w["sent_at"]))
+                Waiting(
+                    str(w["item_id"]),
+                    int(w["seq"]),
+                    str(w["label"]),
+                    str(w["sent_at"]),
+                    str(w["item_type"]),
+                )
                 for w in page["waiting"]
-                if w.get("item_type") == "message"
+                if w.get("item_type") in ITEM_TYPES
             ]
         return found
 
     async def share(self, channel: str) -> list[Shared]:
         """Give every device that the server finds due, and that this client verifies and
-        decides eligible too, the past messages of ``channel`` that this device holds."""
+        decides eligible too, the past messages and document versions of ``channel`` that
+        this device holds."""
         due: list[Mapping[str, Any]] = []
         async for page in self._pages(channel):
-            due += [d for d in page["due"] if d.get("item_type") == "message"]
+            due += [d for d in page["due"] if d.get("item_type") in ITEM_TYPES]
         if not due:
             return []
         info = await self.m.client.channel(channel)
@@ -84,8 +94,11 @@ class History:
         roster = await self.m.client.roster(channel_id)
         verified, _ = await self.m._check_roster(roster)
         container = Container(channel_id, ceiling, frozenset(str(e["user_id"]) for e in roster))
+        messages = [d for d in due if d["item_type"] == MESSAGE]
         items = await self._held(
-            channel_id, {str(d["item_id"]) for d in due}, min(int(d["seq"]) for d in due)
+            channel_id,
+            {str(d["item_id"]) for d in messages},
+            min((int(d["seq"]) for d in messages), default=1),
         )
         return [await self._share_one(channel_id, d, items, verified, container) for d in due]
 
@@ -127,19 +140,33 @@ class History:
         verified: list[_Verified],
         container: Container,
     ) -> Shared:
+        item_type = str(due["item_type"])
         item_id, seq, banner = str(due["item_id"]), int(due["seq"]), str(due["label"])
-        item = items.get(item_id)
-        if item is None:
-            return Shared(item_id, seq, banner, problem="this device no longer holds it")
-        header = item["message"]["header"]
+
+        def failed(problem: str) -> Shared:
+            return Shared(item_id, seq, banner, problem=problem, item_type=item_type)
+
         try:
-            item_key = await self._item_key(item)
+            if item_type == MESSAGE:
+                item = items.get(item_id)
+                if item is None:
+                    return failed("this device no longer holds it")
+                signed_label = item["message"]["header"]["label"]
+                item_key = await self._item_key(item)
+            else:
+                signed_label, item_key = await self._document_key(item_id)
             label = Label.from_canonical(due["label_canonical"], self.m.catalog)
-            if dict(due["label_canonical"]) != dict(header["label"]):
+            if dict(due["label_canonical"]) != dict(signed_label):
                 # Its label now is one a release widened: only its releasability may differ.
-                grants.check_label_widening(header["label"], label, self.m.catalog)
-        except (_Unverifiable, LabelError, envelopes.EnvelopeError, KeyError) as exc:
-            return Shared(item_id, seq, banner, problem=f"cannot share it: {exc}")
+                grants.check_label_widening(signed_label, label, self.m.catalog)
+        except (
+            _Unverifiable,
+            LabelError,
+            envelopes.EnvelopeError,
+            stream.DocumentError,
+            KeyError,
+        ) as exc:
+            return failed(f"cannot share it: {exc}")
         wanted = {str(d) for d in due["devices"]}
         try:
             eligible = self.m._eligible(verified, label, container)
@@ -147,18 +174,18 @@ class History:
             eligible = []
         to = [d for d in eligible if d.device_id in wanted]
         if not to:
-            return Shared(item_id, seq, banner, problem="no device due that this client verifies")
+            return failed("no device due that this client verifies")
         sealed = grants.create_grant(
             self.m._device_keys,
             item_key,
             grant_id=str(uuid.uuid4()),
             request_id=None,
-            item_type="message",
+            item_type=item_type,
             item_id=item_id,
             container=channel_id,
             grantor_user=self.m.user_id,
             grantor_device=self.m.device_id,
-            previous_label=header["label"],
+            previous_label=signed_label,
             label=due["label_canonical"],
             recipients=[envelopes.Recipient(d.device_id, d.certificate.device_keys) for d in to],
             created_at=datetime.now(UTC),
@@ -167,11 +194,25 @@ class History:
             answer = await self.m.client.grant_history(channel_id, sealed.to_json())
         except ApiError as exc:
             if exc.status in (403, 409, 422):
-                return Shared(item_id, seq, banner, problem=exc.detail)
+                return failed(exc.detail)
             raise
-        return Shared(
-            item_id, seq, banner, tuple(answer["devices"]), created=bool(answer["created"])
+        devices = tuple(answer["devices"])
+        return Shared(item_id, seq, banner, devices, bool(answer["created"]), None, item_type)
+
+    async def _document_key(self, version_id: str) -> tuple[dict[str, Any], bytes]:
+        """A document version's signed label and the key this device holds, proven the
+        version's by its sender's signed trailer and key commitment."""
+        releases = Releases(self.m)
+        access = await self.m.client.open_document_version(version_id)
+        version = access["version"]
+        header = version["header"]
+        signing_key = await releases._sender_key(access.get("sender_certificate"), header)
+        item_key = await releases._item_key(
+            header, access["audience"], access.get("grant"), signing_key, stream.document_key
         )
+        trailer = stream.SealedDocumentTrailer.from_json(version["trailer"])
+        stream.DocumentDecryptor(header, trailer, item_key, signing_key)
+        return dict(header["label"]), item_key
 
     async def _item_key(self, item: Mapping[str, Any]) -> bytes:
         """The message key this device holds, proven the message's by decrypting it."""

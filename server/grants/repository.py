@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.channels.models import AudienceEnvelope, Channel, Message
+from server.documents.models import COMPLETE, Document, DocumentVersion
 from server.releases.models import GrantEnvelope, ItemGrant
 
 
@@ -32,6 +33,25 @@ async def messages_since(
         select(Message)
         .where(Message.channel_id == channel_id, Message.seq > after, Message.created_at >= since)
         .order_by(Message.seq)
+        .limit(limit)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def versions_since(
+    session: AsyncSession, channel_id: str, since: datetime, limit: int
+) -> Sequence[DocumentVersion]:
+    """The channel's complete document versions begun at or after ``since``, newest first, at
+    most ``limit``."""
+    stmt = (
+        select(DocumentVersion)
+        .join(Document, Document.id == DocumentVersion.document_id)
+        .where(
+            Document.channel_id == channel_id,
+            DocumentVersion.status == COMPLETE,
+            DocumentVersion.created_at >= since,
+        )
+        .order_by(DocumentVersion.created_at.desc())
         .limit(limit)
     )
     return (await session.execute(stmt)).scalars().all()

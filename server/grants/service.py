@@ -37,6 +37,8 @@ from server.releases.service import Item, access_item
 
 ACTION = "history.grant"
 MAX_HISTORY_DAYS = 3650
+# Document versions are listed on a history's first page, the newest this many at most.
+MAX_HISTORY_VERSIONS = 500
 
 
 @dataclass(frozen=True)
@@ -80,36 +82,50 @@ async def history(
     after: int,
     limit: int,
 ) -> History:
-    """A page of the channel's messages within its history window after ``after``: those this
+    """A page of the channel's messages within its history window after ``after`` (and, on
+    the first page, its complete document versions within it, with ``seq`` 0): those this
     device holds that devices eligible now lack (``due``), and those this device's user is
     eligible for now but lacks (``waiting``). Each label is decided once per page."""
     days = await repo.history_days(session, channel.id)
-    messages = await repo.messages_since(
-        session, channel.id, utcnow() - timedelta(days=days), after, limit
+    since = utcnow() - timedelta(days=days)
+    messages = await repo.messages_since(session, channel.id, since, after, limit)
+    versions = (
+        await repo.versions_since(session, channel.id, since, MAX_HISTORY_VERSIONS)
+        if after == 0
+        else []
     )
-    ids = [m.id for m in messages]
-    audiences = await repo.audience_devices(session, sorted({m.audience_id for m in messages}))
+    items = [
+        *(
+            ("document_version", v.id, 0, v.audience_id, v.label, v.label_banner, v.created_at)
+            for v in reversed(versions)
+        ),
+        *(
+            ("message", m.id, m.seq, m.audience_id, m.label, m.label_banner, m.created_at)
+            for m in messages
+        ),
+    ]
+    ids = [i[1] for i in items]
+    audiences = await repo.audience_devices(session, sorted({i[3] for i in items}))
     granted = await repo.granted_devices(session, ids)
     latest = {i: g[-1] for i, g in (await release_repo.grants_for_items(session, ids)).items()}
     decided: dict[str, Eligibility] = {}
     due: list[Due] = []
     waiting: list[Waiting] = []
     me = principal.device.id
-    for message in messages:
-        label_json, banner = message.label, message.label_banner
-        if message.id in latest:
-            label_json, banner = latest[message.id].label, latest[message.id].label_banner
+    for item_type, item_id, seq, audience_id, label_json, banner, created_at in items:
+        if item_id in latest:
+            label_json, banner = latest[item_id].label, latest[item_id].label_banner
         key = json.dumps(label_json, sort_keys=True)
         if key not in decided:
             label = Label.from_canonical(label_json, catalog)
             decided[key] = await eligibility(session, channel, label, catalog)
         eligible = decided[key].eligible
-        holders = audiences[message.audience_id] | granted[message.id]
+        holders = audiences[audience_id] | granted[item_id]
         if me in holders:
             if lacking := sorted(set(eligible) - holders):
-                due.append(Due("message", message.id, message.seq, banner, label_json, lacking))
+                due.append(Due(item_type, item_id, seq, banner, label_json, lacking))
         elif me in eligible:
-            waiting.append(Waiting("message", message.id, message.seq, banner, message.created_at))
+            waiting.append(Waiting(item_type, item_id, seq, banner, created_at))
     cursor = messages[-1].seq if messages else after
     return History(days, due, waiting, cursor, len(messages) == limit)
 

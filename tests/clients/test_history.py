@@ -5,8 +5,13 @@ it, and a listening client shares when its stream says the roster changed."""
 
 from __future__ import annotations
 
-from clients.sdk import Messenger
-from clients.sdk.history import History
+import os
+from pathlib import Path
+
+import pytest
+
+from clients.sdk import ApiError, History, Messenger
+from clients.sdk.documents import Documents
 from tests.clients.test_messaging import _messenger, _trio, _until
 from tests.clients.test_roster_notices import _listening
 from tests.factories import World
@@ -70,3 +75,31 @@ async def test_a_listening_member_shares_when_the_roster_changes(world: World, l
         "Before dave joined",
         "alice",
     )
+
+
+async def test_a_document_shared_before_a_member_joined(world: World, tmp_path: Path) -> None:
+    t = await _trio(world)
+    source = tmp_path / "brief.bin"
+    source.write_bytes(os.urandom(70_000))
+    version = await Documents(t.am).put("liaison", source, label=REL_USA_GBR)
+    dave = await world.member("dave", "USA")
+    await t.alice.client.add_member("liaison", "dave")
+    dm = await _messenger(dave)
+    (waiting,) = await History(dm).waiting("liaison")
+    assert (waiting.item_type, waiting.item_id, waiting.label) == (
+        "document_version",
+        version["id"],
+        REL_USA_GBR,
+    )
+    with pytest.raises(ApiError):
+        await Documents(dm).get(version["id"], tmp_path / "too-early.bin")
+    (shared,) = await History(t.bm).share("liaison")
+    assert (shared.item_type, shared.devices, shared.created) == (
+        "document_version",
+        (dave.device_id,),
+        True,
+    )
+    opened = await Documents(dm).get(version["id"], tmp_path / "got.bin")
+    assert (tmp_path / "got.bin").read_bytes() == source.read_bytes()
+    assert opened.banner == REL_USA_GBR
+    assert await History(dm).waiting("liaison") == []
