@@ -196,7 +196,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.settings = settings
     app.state.catalog = catalog or settings.load_catalog()
     app.state.bus = InProcessBus()
-    app.state.blobs = BlobStore(settings.data_dir / "blobs")
+    app.state.blobs = BlobStore(settings.effective_blob_dir)
     app.state.rate_limits = RateLimits.in_memory(settings)
     app.state.uploads = UploadGate(settings.upload_max_concurrent, settings.upload_max_per_device)
     app.state.metrics = Metrics()

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
 
     # Where the embedded server keeps its database and keys; created on first run.
     data_dir: Path = Path("var")
+    # Where document ciphertext goes; empty means data_dir/blobs. Every server process must
+    # reach the same directory: across machines, a shared filesystem (docs/deployment.md).
+    blob_dir: Path | None = None
     # Empty means the embedded SQLite database inside data_dir; else sqlite+aiosqlite:///PATH
     # or postgresql+asyncpg://USER[:PASSWORD]@HOST[:PORT]/DATABASE (the drivers are implied:
     # sqlite:/// and postgresql:// are read so).
@@ -110,6 +113,11 @@ class Settings(BaseSettings):
             )
         return url.render_as_string(hide_password=False)
 
+    @field_validator("blob_dir", mode="before")
+    @classmethod
+    def _blob_dir(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("redis_url")
     @classmethod
     def _redis(cls, value: SecretStr | None) -> SecretStr | None:
@@ -148,6 +156,10 @@ class Settings(BaseSettings):
             "share pushes and changes, which this version does not have yet; set "
             "ATTACHE_WORKERS=1"
         )
+
+    @property
+    def effective_blob_dir(self) -> Path:
+        return self.blob_dir if self.blob_dir is not None else self.data_dir / "blobs"
 
     @property
     def effective_database_url(self) -> str:

@@ -9,8 +9,8 @@ and audited, every time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from server.db.base import utcnow
 from server.directory import repository as directory_repo
 from server.documents import repository as repo
 from server.documents.models import COMPLETE, UPLOADING, Document, DocumentVersion
-from server.documents.storage import BlobStore, BlobTooLarge
+from server.documents.storage import BlobBusy, BlobStore, BlobTooLarge
 from server.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, RequestTimeout
 from server.releases import repository as release_repo
 from server.releases.models import ItemGrant
@@ -197,8 +197,12 @@ async def do_receive_content(
     async with _unit_of_work(sessionmaker) as session:
         principal = await access_principal(session, token)
         await access_upload(session, principal, version_id, lock=False)
-    with gate.admit(principal.device.id, version_id, retry_after):
-        # Read again once admitted: no other stream of this version runs in this process now.
+    with (
+        gate.admit(principal.device.id, version_id, retry_after),
+        _sole_writer(store, version_id, retry_after),
+    ):
+        # Read again once admitted: no other stream of this version runs now, in this process
+        # or another sharing the blob store.
         async with _unit_of_work(sessionmaker) as session:
             version = await access_upload(session, principal, version_id, lock=False)
         version.received = stands_at(store, version)
@@ -252,6 +256,21 @@ async def do_receive_content(
             received=version.received,
         )
     return version
+
+
+@contextmanager
+def _sole_writer(store: BlobStore, version_id: str, retry_after: int) -> Iterator[None]:
+    """The blob for this stream alone, across server processes; else 409 as ``UploadGate``
+    answers within one."""
+    try:
+        with store.writing(version_id):
+            yield
+    except BlobBusy:
+        raise Conflict(
+            "an upload of this version is in progress; try again once it has ended",
+            version_id=version_id,
+            retry_after=retry_after,
+        ) from None
 
 
 async def _record_progress(

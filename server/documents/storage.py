@@ -1,5 +1,11 @@
 """The blob store: document ciphertext on disk, written and read in bounded memory.
 
+One directory that every server process reaches (on one machine, the data directory's
+``blobs/``; across machines, a shared filesystem: docs/deployment.md, which also says what an
+object store would need). One writer per blob across all of them: ``writing`` holds an
+exclusive ``flock`` on the blob's file, which other processes (on this machine, or on others
+through NFS's locks) see.
+
 Blobs are opaque. An unfinished blob's whole encrypted chunks are what its upload has
 received: each piece is synced as it lands, and the database's ``received`` follows behind
 (server/documents/service.py takes the larger). A write past the expected size is refused,
@@ -10,8 +16,10 @@ overlaps a partial chunk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,9 +42,30 @@ class BlobTooLarge(Exception):
     """More bytes arrived than the version's ciphertext size."""
 
 
+class BlobBusy(Exception):
+    """Another stream, in this process or another, is writing the blob."""
+
+
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @contextlib.contextmanager
+    def writing(self, blob_id: str) -> Iterator[None]:
+        """Hold the blob for one writer while the block runs, across every process sharing
+        this store; raises BlobBusy at once if another holds it. The lock goes with the file
+        descriptor, so a writer that dies lets go with it."""
+        path = self.path(blob_id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BlobBusy(blob_id) from None
+            yield
+        finally:
+            os.close(fd)
 
     def path(self, blob_id: str) -> Path:
         safe = "".join(ch for ch in blob_id if ch.isalnum() or ch == "-")

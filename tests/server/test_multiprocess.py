@@ -48,6 +48,7 @@ from server.settings import Settings
 from tests.clients.test_messaging import _messenger, _trio
 from tests.conftest import _postgres_database
 from tests.factories import World
+from tests.server.test_documents_uploads import _pending, _problem, _stall
 
 # The one address clients know, as behind a load balancer; the servers' ATTACHE_PUBLIC_URL.
 ORIGIN = "http://attache.test"
@@ -92,12 +93,13 @@ class Server:
         return AttacheClient(ORIGIN, token=token, transport=Via(self.port))
 
 
-def _start(database_url: str, data_dir: Path, log: Path) -> Server:
+def _start(database_url: str, data_dir: Path, blob_dir: Path, log: Path) -> Server:
     port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("ATTACHE_")}
     env |= {
         "ATTACHE_DATABASE_URL": database_url,
         "ATTACHE_DATA_DIR": str(data_dir),
+        "ATTACHE_BLOB_DIR": str(blob_dir),
         "ATTACHE_PUBLIC_URL": ORIGIN,
         "ATTACHE_AUDIT_INTEGRATE_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
@@ -135,11 +137,12 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture
 def servers(database_url: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
-    """Two `attache-server run` processes started at once, one new data directory."""
-    data_dir = tmp_path / "var"
+    """Two `attache-server run` processes started at once, one new data directory, and the
+    blobs in a directory of their own (as a shared filesystem would be mounted)."""
+    data_dir, blob_dir = tmp_path / "var", tmp_path / "shared" / "blobs"
     pair = (
-        _start(database_url, data_dir, tmp_path / "a.log"),
-        _start(database_url, data_dir, tmp_path / "b.log"),
+        _start(database_url, data_dir, blob_dir, tmp_path / "a.log"),
+        _start(database_url, data_dir, blob_dir, tmp_path / "b.log"),
     )
     try:
         for server in pair:
@@ -212,6 +215,34 @@ async def test_two_processes_share_one_audit_key_and_every_blob(
         assert got.path.read_bytes() == content["one.bin"]
         got = await Documents(t.bm).get(second["id"], tmp_path / "bob" / "two.bin")
         assert got.path.read_bytes() == content["two.bin"]
+        stored = {path.name for path in (tmp_path / "shared" / "blobs").rglob("*-*")}
+        assert stored == {first["id"], second["id"]}
+        assert not (tmp_path / "var" / "blobs").exists()
+
+        # One writer per blob across the processes: a version streaming through a is refused
+        # through b (409, as a second stream within one process is), and taken once it ends.
+        (pending,) = await _pending(t, t.alice, 1)
+        stalled = await _stall(f"http://127.0.0.1:{a.port}", t.alice, pending)
+        again = await _stall(f"http://127.0.0.1:{b.port}", t.alice, pending, sent=0)
+        try:
+            status, headers, body = await again.response()
+            _problem(status, headers, body, 409)
+            assert body["retry_after"] >= 1
+        finally:
+            again.close()
+            stalled.close()
+        headers = {"Authorization": f"Bearer {t.alice.client.token}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{b.port}") as http:
+            for _ in range(100):
+                put = await http.put(
+                    f"/v1/uploads/{pending.id}/content",
+                    content=pending.ciphertext,
+                    headers=headers,
+                )
+                if put.status_code != 409:
+                    break
+                await asyncio.sleep(0.1)
+        assert put.status_code == 200, put.text
 
         # Each process serves checkpoints that the one key verifies.
         await _wait_integrated(world)
