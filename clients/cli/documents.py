@@ -18,8 +18,8 @@ from rich.progress import (
 )
 
 from clients.cli._common import format_option, home_option, show, with_messenger
-from clients.cli.terminal import Column, abort, terminal
-from clients.sdk import Messenger
+from clients.cli.terminal import Column, abort, printable, terminal
+from clients.sdk import History, Messenger, Waiting
 from clients.sdk.documents import Documents, OpenedDocument
 from clients.sdk.documents import Progress as ProgressFn
 
@@ -132,10 +132,22 @@ DOCUMENT_COLUMNS: tuple[Column, ...] = (
 
 
 def _versions(channel: str, home: Path | None) -> list[dict[str, Any]]:
-    async def go(messenger: Messenger) -> list[dict[str, Any]]:
-        return await Documents(messenger).versions(channel)
+    async def go(messenger: Messenger) -> tuple[list[dict[str, Any]], list[Waiting]]:
+        waiting = await History(messenger).waiting(channel)
+        found = await Documents(messenger).versions(channel)
+        return found, [w for w in waiting if w.item_type == "document_version"]
 
-    return with_messenger(home, go)
+    found, waiting = with_messenger(home, go)
+    # Versions shared before you joined that you may open, until a member's client shares
+    # their keys: on standard error, so that a table, CSV or JSON stays the versions you hold.
+    for item in waiting:
+        terminal.err.print(
+            printable(
+                f"version {item.item_id} ({item.label}, as the server says): waiting for a key "
+                "from a member"
+            )
+        )
+    return found
 
 
 @doc.command("versions")

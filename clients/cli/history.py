@@ -16,12 +16,17 @@ def say_shared(channel: str, shared: list[Shared]) -> None:
     if not shared:
         terminal.say(f"nothing to share in {channel}: every member it may reach holds it already")
     for item in shared:
+        what = (
+            f"#{item.seq}  id {item.item_id}"
+            if item.item_type == "message"
+            else f"document version {item.item_id}"
+        )
         if item.problem is not None:
-            terminal.say(f"#{item.seq}  id {item.item_id}  not shared: {item.problem}")
+            terminal.say(f"{what}  not shared: {item.problem}")
         elif item.created:
             terminal.say(
-                f"#{item.seq}  id {item.item_id}  {item.label}: shared with "
-                f"{len(item.devices)} device(s) of members who joined later"
+                f"{what}  {item.label}: shared with {len(item.devices)} device(s) of members "
+                "who joined later"
             )
 
 
@@ -41,8 +46,9 @@ def say_waiting(item: Waiting, where: str | None = None) -> None:
 @click.argument("name", metavar="CHANNEL")
 @home_option
 def share_history_command(name: str, home: Path | None) -> None:
-    """Give the members who joined CHANNEL later (or were cleared higher) the past messages
-    you hold that their own labels admit, within the channel's history window. Your client
+    """Give the members who joined CHANNEL (or committee) later, or were cleared higher, the
+    past messages and document versions you hold that their own labels admit, within the
+    channel's history window. Your client
     checks each member's certificate and decides each label itself; the server checks again
     and records every grant. `attache listen` does this by itself when members join."""
 

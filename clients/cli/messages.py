@@ -242,7 +242,11 @@ def read_command(channel: str, after: int, home: Path | None) -> None:
 
     async def go(messenger: Messenger) -> tuple[list[ReceivedMessage], list[Waiting]]:
         messages = await messenger.read(channel, after=after, content_types=SHOWN_TYPES)
-        waiting = [w for w in await History(messenger).waiting(channel) if w.seq > after]
+        waiting = [
+            w
+            for w in await History(messenger).waiting(channel)
+            if w.item_type == "message" and w.seq > after
+        ]
         return messages, waiting
 
     messages, waiting = with_messenger(home, go)
