@@ -152,6 +152,7 @@ class InProcessBus:
     def __init__(self, changes: ChangeLog | None = None) -> None:
         self._by_device: dict[str, set[Connection]] = {}
         self._by_user: dict[str, set[Connection]] = {}
+        self._by_session: dict[str, set[Connection]] = {}
         self.changes = changes or ChangeLog()
         self.changes.listen(self._on_change)
         self._notifier: Notifier | None = None
@@ -166,7 +167,12 @@ class InProcessBus:
         self._notifier = notifier
 
     async def aclose(self) -> None:
-        """Stop working out notices (at shutdown); what was held is routed as it is."""
+        """Stop working out notices (at shutdown); what was held is routed as it is.
+
+        The notifier is let go: it holds the app's sessionmaker, whose session class the
+        change log's listener is registered on, and keeping it from here would keep the app
+        alive for as long as the process (the tests start many)."""
+        self._notifier = None
         task, self._noticing = self._noticing, None
         if task is not None:
             task.cancel()
@@ -194,11 +200,13 @@ class InProcessBus:
     def attach(self, connection: Connection) -> None:
         self._by_device.setdefault(connection.device_id, set()).add(connection)
         self._by_user.setdefault(connection.user_id, set()).add(connection)
+        self._by_session.setdefault(connection.session_id, set()).add(connection)
 
     def detach(self, connection: Connection) -> None:
         for index, key in (
             (self._by_device, connection.device_id),
             (self._by_user, connection.user_id),
+            (self._by_session, connection.session_id),
         ):
             held = index.get(key)
             if held is not None:
@@ -270,18 +278,21 @@ class InProcessBus:
             self._route(push, at)
 
     def _close(self, changes: list[Change]) -> None:
+        """Close the streams of each closing change's session, device or user, found by
+        index (a logout costs nothing per connected device); a stream closed by several
+        says why as its session, else its device, else its user."""
         closing = {c.key: c.reason for c in changes if c.close}
         if not closing:
             return
-        for connection in list(self._connections()):
-            for key in (
-                f"session:{connection.session_id}",
-                f"device:{connection.device_id}",
-                f"user:{connection.user_id}",
-            ):
-                if key in closing:
-                    connection.close(CLOSE_REVOKED, closing[key])
-                    break
+        for kind, index in (
+            ("session:", self._by_session),
+            ("device:", self._by_device),
+            ("user:", self._by_user),
+        ):
+            for key, reason in closing.items():
+                if key.startswith(kind):
+                    for connection in list(index.get(key.removeprefix(kind), ())):
+                        connection.close(CLOSE_REVOKED, reason)
 
     @property
     def subscribers(self) -> int:
