@@ -41,6 +41,7 @@ from clients.sdk.audit import AuditState, verify_log
 from clients.sdk.documents import Documents
 from protocol import checkpoint as notes
 from protocol import merkle
+from server.audit import repository as repo
 from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf
 from server.db import migrate
 from server.db.engine import create_engine, create_sessionmaker
@@ -335,6 +336,35 @@ async def test_a_killed_integrator_is_replaced_without_a_gap_or_a_fork(
     verifier = notes.NoteVerifier.from_vkey(pinned)
     await _check_log(world, verifier)
     print(f"handover in {handover:.2f} s")
+
+
+async def test_a_round_skips_at_once_while_another_process_integrates(
+    engine: AsyncEngine,
+) -> None:
+    """The lock is tried, never waited for: a process finds it taken and leaves at once
+    (holding no pooled connection behind the integrator); once free, the round that takes it
+    names itself and bounds its statements and idle moments."""
+    sessions = create_sessionmaker(engine)
+    async with engine.connect() as other:
+        await other.execute(text("SELECT pg_advisory_xact_lock(hashtext('attache-audit'))"))
+        async with sessions() as session, session.begin():
+            started = time.monotonic()
+            assert not await repo.claim_integrator(session, "attache-integrator 1@here", 30)
+            assert time.monotonic() - started < 1
+        await other.rollback()
+    async with sessions() as session, session.begin():
+        assert await repo.claim_integrator(session, "attache-integrator 1@here", 30)
+        shown = await session.execute(
+            text(
+                "SELECT current_setting('application_name'),"
+                " current_setting('statement_timeout'),"
+                " current_setting('idle_in_transaction_session_timeout')"
+            )
+        )
+        assert shown.one() == ("attache-integrator 1@here", "30s", "30s")
+    async with sessions() as session, session.begin():  # for that transaction only
+        shown = await session.execute(text("SELECT current_setting('statement_timeout')"))
+        assert shown.scalar_one() == "0"
 
 
 async def _integrating_process(engine: AsyncEngine) -> int:
