@@ -144,7 +144,11 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         track(sessionmaker.kw["sync_session_class"], app.state.bus.changes, classify)
         app.state.sessionmaker = sessionmaker
         app.state.metrics.watch_audit(sessionmaker.kw["sync_session_class"])
-        app.state.metrics.watch(lambda: app.state.bus.subscribers, engine)
+        # The bus, not the app: the metrics' audit listener is registered on this app's
+        # session class, which SQLAlchemy keeps while anything reachable from there holds the
+        # app (its sessionmaker holds the class), so a closure over the app kept every app.
+        bus = app.state.bus
+        app.state.metrics.watch(lambda: bus.subscribers, engine)
         app.state.readiness = readiness_checks(settings, engine)
         app.state.gate = DeliveryGate(sessionmaker, app.state.bus.changes, app.state.catalog)
         app.state.bus.notify_with(RosterNotifier(sessionmaker))
