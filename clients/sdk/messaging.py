@@ -63,6 +63,7 @@ from protocol.labels import Clearance, Label, LabelError, parse_label, render_la
 from protocol.policy import Container, Subject, decide
 
 MAX_AUDIENCE_MESSAGES = 100
+HISTORY_JITTER = 1.0  # seconds: see Messenger.history_jitter
 MAX_AUDIENCE_AGE = timedelta(days=1)
 TEXT = "text/plain; charset=utf-8"
 TEXT_TYPE = "text/plain"  # TEXT's media type, as ``open_item``'s ``content_types`` name it
@@ -342,6 +343,10 @@ class Messenger:
         # Messenger's stream is read; what each run did or met goes to ``on_history``.
         self.history_sharer: Callable[[str], Awaitable[Any]] | None = None
         self.on_history: Callable[[str, Any], None] | None = None
+        # Every online member's client hears the same frame: each waits a random moment up to
+        # this many seconds first, so that most find the first one's grant made and nothing
+        # left due, rather than all sealing the same items and all but one being refused.
+        self.history_jitter = HISTORY_JITTER
         self._sharing: dict[str, asyncio.Task[None]] = {}
         self._share_again: set[str] = set()
 
@@ -679,6 +684,7 @@ class Messenger:
     async def _run_share(self, channel_id: str) -> None:
         while self.history_sharer is not None:
             self._share_again.discard(channel_id)
+            await asyncio.sleep(random.uniform(0, self.history_jitter))
             try:
                 outcome: Any = await self.history_sharer(channel_id)
             except (ApiError, ConnectionFailed, MessagingError) as exc:

@@ -18,6 +18,7 @@ from clients.sdk import ApiError
 from protocol import envelopes, grants, keys
 from server.audit.models import AuditEvent
 from server.channels.models import Message
+from server.directory.models import User
 from server.releases.models import ItemGrant
 from tests.factories import Member, World
 from tests.race import Call, assert_no_server_error, describe, race_same
@@ -277,3 +278,33 @@ async def test_one_history_grant_sent_eight_times_at_once_is_stored_once(
         assert (await session.execute(select(func.count()).select_from(ItemGrant))).scalar() == 1
     assert [e.decision for e in await _events(world)] == ["allow"]
     assert len((await w.dave.client.sync())["items"]) == 1
+
+
+async def test_a_member_cleared_higher_is_given_what_was_sent_meanwhile(world: World) -> None:
+    t = await _three(world)
+    # Bob (GBR) is cleared NATO CONFIDENTIAL while alice sends: he is not in the audience.
+    await _clear(world, t.gbr.user.id, "CONFIDENTIAL")
+    audience, key, audience_id = await _audience(t.usa, t.id, [t.usa])
+    await t.usa.client.create_audience("liaison", audience)
+    message = _message(t.usa, t.id, audience_id, key, REL_USA_GBR)
+    await t.usa.client.submit_message("liaison", message)
+    assert (await _history(t.usa))["due"] == []
+    sealed = _history_grant(t.usa, message, key, [t.gbr], t.id)
+    with pytest.raises(ApiError) as low:
+        await _post(t.usa, sealed)
+    assert low.value.status == 403
+    assert "clearance NATO CONFIDENTIAL below NATO SECRET" in low.value.detail
+    # Cleared NATO SECRET again: the message is due to him, and the grant goes.
+    await _clear(world, t.gbr.user.id, "SECRET")
+    assert [i["devices"] for i in (await _history(t.usa))["due"]] == [[t.gbr.device_id]]
+    assert (await _post(t.usa, _history_grant(t.usa, message, key, [t.gbr], t.id)))["created"]
+    (item,) = (await t.gbr.client.sync())["items"]
+    assert item["grant"]["header"]["request_id"] is None
+    assert [e.decision for e in await _events(world)] == ["deny", "allow"]
+
+
+async def _clear(world: World, user_id: str, level: str) -> None:
+    async with world.app.state.sessionmaker() as session, session.begin():
+        user = await session.get(User, user_id)
+        assert user is not None
+        user.clearance = {"policy": "NATO", "level": level, "categories": {}}
