@@ -30,6 +30,15 @@ def keys_dir(settings: Settings) -> Path:
     return settings.data_dir / "keys"
 
 
+def _make_keys_dir(settings: Settings) -> Path:
+    """The keys directory, made if missing: it and a new data directory private (mkdir's
+    ``mode`` covers the last directory alone)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = keys_dir(settings)
+    directory.mkdir(exist_ok=True, mode=0o700)
+    return directory
+
+
 def ensure_server_keys(settings: Settings) -> list[Path]:
     """Create the server's own keys if missing; returns the files this call created.
 
@@ -39,8 +48,7 @@ def ensure_server_keys(settings: Settings) -> list[Path]:
     placed (``_place``): every process then loads that one, and none ever reads a file half
     written.
     """
-    directory = keys_dir(settings)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = _make_keys_dir(settings)
     created = []
     audit_key = directory / AUDIT_KEY_FILE
     if not audit_key.exists():
@@ -161,8 +169,7 @@ def import_keys(settings: Settings, source: Path) -> list[tuple[str, bool]]:
     would see checkpoints they cannot verify.
     """
     keys = read_export(source)
-    directory = keys_dir(settings)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = _make_keys_dir(settings)
 
     def differs(name: str) -> bool:
         try:

@@ -109,6 +109,7 @@ def test_keys_are_exported_and_imported_without_showing_them(tmp_path: Path) -> 
     assert _audit_key(second).read_bytes() == key
     assert stat.S_IMODE(_audit_key(second).stat().st_mode) == 0o600
     assert stat.S_IMODE((second / "keys").stat().st_mode) == 0o700
+    assert stat.S_IMODE(second.stat().st_mode) == 0o700
     # A server started on the second machine keeps the imported key.
     assert bootstrap.ensure_server_keys(Settings(data_dir=second)) == []
     again = _cli(second, "keys", "import", str(carried))
