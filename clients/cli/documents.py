@@ -108,6 +108,8 @@ def get(version_id: str, out: Path | None, home: Path | None) -> None:
         f"{opened.path}: {opened.filename}, version {opened.number}, {opened.size} bytes, "
         f"from {opened.sender} ({opened.sender_nation}), verified"
     )
+    if opened.shared_by is not None:
+        terminal.say(f"shared with you by {opened.shared_by} when you joined")
     terminal.say(opened.banner)
 
 

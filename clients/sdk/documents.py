@@ -55,6 +55,9 @@ class OpenedDocument:
     sender_nation: str
     released_by: str | None = None  # the grantor's username, when a grant released it here
     original_banner: str | None = None  # the label the sender signed, when released by a grant
+    # The member whose client gave this device the key by a history grant (it joined after the
+    # version was shared; PROTOCOL.md §16.7), else None.
+    shared_by: str | None = None
 
 
 def _read_file(path: Path) -> Iterator[bytes]:
@@ -426,9 +429,14 @@ class Documents:
             signing_key = body.device_keys.signing_key
             grant = access.get("grant")
             released_by: str | None = None
+            shared_by: str | None = None
             if grant is not None:
                 released = await self.m._open_grant(grant, version["header"], header.label)
-                banner, released_by = released.banner, released.grantor
+                banner = released.banner
+                if released.history:
+                    shared_by = released.grantor
+                else:
+                    released_by = released.grantor
                 if access.get("label") != banner:
                     raise _Unverifiable(
                         f"the label shown is not the one {released.grantor} released it as"
@@ -488,5 +496,6 @@ class Documents:
             sender=body.username,
             sender_nation=body.nationality,
             released_by=released_by,
-            original_banner=signed_banner if released_by is not None else None,
+            original_banner=signed_banner if banner != signed_banner else None,
+            shared_by=shared_by,
         )

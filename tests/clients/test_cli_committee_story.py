@@ -87,6 +87,7 @@ async def test_the_four_nation_committee_story(world: World, live: str, tmp_path
     assert f"id {message}  {REL_USA_GBR}: shared with 1 device(s)" in shared
     got = await _ok(dave, "doc", "get", version, "--out", str(tmp_path / "got.pdf"))
     assert "verified" in got
+    assert "shared with you by alice when you joined" in got
     assert (tmp_path / "got.pdf").read_bytes() == source.read_bytes()
     read = await _ok(dave, "read", "--channel", "nato-liaison")
     assert "Source report" in read

@@ -102,4 +102,5 @@ async def test_a_document_shared_before_a_member_joined(world: World, tmp_path: 
     opened = await Documents(dm).get(version["id"], tmp_path / "got.bin")
     assert (tmp_path / "got.bin").read_bytes() == source.read_bytes()
     assert opened.banner == REL_USA_GBR
+    assert (opened.shared_by, opened.released_by, opened.original_banner) == ("bob", None, None)
     assert await History(dm).waiting("liaison") == []
