@@ -345,6 +345,8 @@ def listen_command(count: int | None, home: Path | None) -> None:
         messenger.on_history = lambda channel_id, outcome: _say_history(
             places.known(channel_id), outcome
         )
+        # Members may have joined while we were away: we heard no notice of it.
+        messenger.share_history_soon()
         shown = failed = 0
         live = messenger.follow(
             content_types=SHOWN_TYPES,

@@ -657,9 +657,10 @@ class Messenger:
         and its audience."""
         if channel_id is None:
             self._rosters.clear()
+            self.share_history_soon()  # any channel's roster may have changed
             return
         if member:
-            self._share_history(channel_id)
+            self.share_history_soon(channel_id)
         held = self._rosters.get(channel_id)
         if held is not None and (etag is None or held.etag != etag or not member):
             del self._rosters[channel_id]
@@ -668,18 +669,35 @@ class Messenger:
             for ref in [r for r, info in self._channels.items() if info.get("id") == channel_id]:
                 del self._channels[ref]
 
-    def _share_history(self, channel_id: str) -> None:
-        """Run ``history_sharer`` for ``channel_id`` in the background: once at a time per
-        channel, and once more after if the roster changed again meanwhile."""
+    def share_history_soon(self, channel_id: str | None = None) -> None:
+        """Run ``history_sharer`` for ``channel_id`` (None: for every channel of this user) in
+        the background, if one is set: once at a time per channel, and once more after if the
+        roster changed again meanwhile. The stream's roster notices call this; a client that
+        was offline calls it when it comes back, since it heard nothing meanwhile."""
         if self.history_sharer is None:
             return
-        running = self._sharing.get(channel_id)
+        key = channel_id or "*"
+        running = self._sharing.get(key)
         if running is not None and not running.done():
-            self._share_again.add(channel_id)
+            self._share_again.add(key)
             return
-        self._sharing[channel_id] = asyncio.get_running_loop().create_task(
-            self._run_share(channel_id)
-        )
+        work = self._run_share(channel_id) if channel_id else self._share_everywhere()
+        self._sharing[key] = asyncio.get_running_loop().create_task(work)
+
+    async def _share_everywhere(self) -> None:
+        while True:
+            self._share_again.discard("*")
+            await asyncio.sleep(random.uniform(0, self.history_jitter))
+            try:
+                found = await self.client.channels()
+            except (ApiError, ConnectionFailed) as exc:
+                if self.on_history is not None:
+                    self.on_history("*", exc)
+                return
+            for channel in found:
+                self.share_history_soon(str(channel["id"]))
+            if "*" not in self._share_again:
+                return
 
     async def _run_share(self, channel_id: str) -> None:
         while self.history_sharer is not None:

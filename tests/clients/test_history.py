@@ -104,3 +104,25 @@ async def test_a_document_shared_before_a_member_joined(world: World, tmp_path: 
     assert opened.banner == REL_USA_GBR
     assert (opened.shared_by, opened.released_by, opened.original_banner) == ("bob", None, None)
     assert await History(dm).waiting("liaison") == []
+
+
+async def test_a_client_back_online_shares_in_every_channel(world: World) -> None:
+    t = await _trio(world)
+    await t.alice.client.create_channel("cell", "NATO SECRET")
+    first = await t.am.send("liaison", "Sent in liaison", label=REL_USA)
+    second = await t.am.send("cell", "Sent in cell", label=REL_USA)
+    dave = await world.member("dave", "USA")
+    for channel in ("liaison", "cell"):
+        await t.alice.client.add_member(channel, "dave")
+    # Alice's client was not listening when dave joined; it comes back and shares everywhere.
+    History(t.am).share_on_roster_changes()
+    t.am.history_jitter = 0
+    outcomes: dict[str, object] = {}
+    t.am.on_history = outcomes.__setitem__
+    t.am.share_history_soon()
+    await _until(lambda: len(outcomes) == 2)
+    dm = await _messenger(dave)
+    assert [m.message_id for m in await dm.read("liaison")] == [first.message_id]
+    assert [m.message_id for m in await dm.read("cell")] == [second.message_id]
+    await t.am.aclose()  # no background work outlives the Messenger
+    assert t.am._sharing == {}
