@@ -21,7 +21,7 @@ from server.channels.models import Message
 from server.directory.models import User
 from server.releases.models import ItemGrant
 from tests.factories import Member, World
-from tests.race import Call, assert_no_server_error, describe, race_same
+from tests.race import Call, assert_no_server_error, describe, race, race_same
 from tests.server.test_channels import REL_USA_GBR, Three, _audience, _message, _three
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -308,3 +308,29 @@ async def _clear(world: World, user_id: str, level: str) -> None:
         user = await session.get(User, user_id)
         assert user is not None
         user.clearance = {"policy": "NATO", "level": level, "categories": {}}
+
+
+async def test_two_members_sharing_at_once_store_one_grant(world: World, live_url: str) -> None:
+    w = await _later(world)
+    t = w.t
+    calls = [
+        Call(
+            "POST",
+            "/v1/channels/liaison/history",
+            json={"grant": _history_grant(member, w.shared, w.shared_key, [w.dave], t.id)},
+            headers={"Authorization": f"Bearer {member.client.token}"},
+        )
+        for member in (t.usa, t.gbr)
+    ]
+    responses = await race(live_url, [calls[0]] * 4 + [calls[1]] * 4)
+    assert_no_server_error(responses)
+    created = [r for r in responses if r.status_code == 201]
+    assert len(created) == 1, describe(responses)
+    winner = responses.index(created[0]) // 4
+    statuses = [r.status_code for r in responses]
+    mine, theirs = statuses[4 * winner : 4 * winner + 4], statuses[4 - 4 * winner : 8 - 4 * winner]
+    assert sorted(mine) == [200, 200, 200, 201], describe(responses)
+    assert theirs == [409] * 4, describe(responses)
+    async with world.app.state.sessionmaker() as session:
+        assert (await session.execute(select(func.count()).select_from(ItemGrant))).scalar() == 1
+    assert [e.decision for e in await _events(world)] == ["allow"]
