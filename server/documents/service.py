@@ -397,32 +397,38 @@ async def do_expire_uploads(
         if not idle:
             return removed
         for version in idle:
-            async with _unit_of_work(sessionmaker) as session:
-                if not await repo.delete_if_idle(session, version.id, before):
-                    passed.add(version.id)
-                    continue
-                sender = await directory_repo.get_user(session, version.sender_user_id)
-                audit.record(
-                    session,
-                    actor=EXPIRY,
-                    action="document.upload_expired",
-                    object_type="document_version",
-                    object_id=version.id,
-                    subject_nation=sender.nationality if sender else None,
-                    label=version.label,
-                    label_banner=version.label_banner,
-                    details={
-                        "document_id": version.document_id,
-                        "number": version.number,
-                        "sender_device_id": version.sender_device_id,
-                        "received": version.received,
-                        "ciphertext_size": version.ciphertext_size,
-                        "idle_since": version.progressed_at.isoformat(),
-                        "expiry_seconds": expiry_seconds,
-                    },
-                )
-            store.delete(version.id)
-            removed.append(version.id)
+            # Held while it goes, so that no stream of it starts meanwhile; one streaming
+            # through another process (which ``busy`` cannot know of) holds it: kept.
+            try:
+                with store.writing(version.id, create=False):
+                    async with _unit_of_work(sessionmaker) as session:
+                        if not await repo.delete_if_idle(session, version.id, before):
+                            passed.add(version.id)
+                            continue
+                        sender = await directory_repo.get_user(session, version.sender_user_id)
+                        audit.record(
+                            session,
+                            actor=EXPIRY,
+                            action="document.upload_expired",
+                            object_type="document_version",
+                            object_id=version.id,
+                            subject_nation=sender.nationality if sender else None,
+                            label=version.label,
+                            label_banner=version.label_banner,
+                            details={
+                                "document_id": version.document_id,
+                                "number": version.number,
+                                "sender_device_id": version.sender_device_id,
+                                "received": version.received,
+                                "ciphertext_size": version.ciphertext_size,
+                                "idle_since": version.progressed_at.isoformat(),
+                                "expiry_seconds": expiry_seconds,
+                            },
+                        )
+                    store.delete(version.id)
+                    removed.append(version.id)
+            except BlobBusy:
+                passed.add(version.id)
 
 
 async def _channel_of(session: AsyncSession, version: DocumentVersion) -> Channel:

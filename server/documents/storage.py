@@ -51,11 +51,15 @@ class BlobStore:
         self.root = root
 
     @contextlib.contextmanager
-    def writing(self, blob_id: str) -> Iterator[None]:
+    def writing(self, blob_id: str, *, create: bool = True) -> Iterator[None]:
         """Hold the blob for one writer while the block runs, across every process sharing
         this store; raises BlobBusy at once if another holds it. The lock goes with the file
-        descriptor, so a writer that dies lets go with it."""
+        descriptor, so a writer that dies lets go with it. Without ``create``, a blob not
+        stored yet is not made to lock it (no one writes it)."""
         path = self.path(blob_id)
+        if not create and not path.exists():
+            yield
+            return
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

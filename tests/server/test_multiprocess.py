@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -44,7 +45,10 @@ from protocol import merkle
 from server.audit import repository as repo
 from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf
 from server.db import migrate
+from server.db.base import utcnow
 from server.db.engine import create_engine, create_sessionmaker
+from server.documents.service import do_expire_uploads
+from server.documents.storage import BlobBusy, BlobStore
 from server.settings import Settings
 from tests.clients.test_messaging import _messenger, _trio
 from tests.conftest import _postgres_database
@@ -223,12 +227,23 @@ async def test_two_processes_share_one_audit_key_and_every_blob(
         # One writer per blob across the processes: a version streaming through a is refused
         # through b (409, as a second stream within one process is), and taken once it ends.
         (pending,) = await _pending(t, t.alice, 1)
+        blobs = BlobStore(tmp_path / "shared" / "blobs")
         stalled = await _stall(f"http://127.0.0.1:{a.port}", t.alice, pending)
+        await _held_by_a_stream(blobs, pending.id)
         again = await _stall(f"http://127.0.0.1:{b.port}", t.alice, pending, sent=0)
         try:
             status, headers, body = await again.response()
             _problem(status, headers, body, 409)
             assert body["retry_after"] >= 1
+            # Nor does another process's expiry take it from under the stream, idle as it
+            # may look (the stream's own process knows it streams; no other does).
+            removed = await do_expire_uploads(
+                world.app.state.sessionmaker,
+                blobs,
+                1,
+                now=utcnow() + timedelta(days=2),
+            )
+            assert removed == []
         finally:
             again.close()
             stalled.close()
@@ -254,6 +269,18 @@ async def test_two_processes_share_one_audit_key_and_every_blob(
         for client in via_b.values():
             await client.aclose()
     await _check_log(world, verifier)
+
+
+async def _held_by_a_stream(blobs: BlobStore, blob_id: str) -> None:
+    """Until a server process streams into the blob (holds its lock)."""
+    for _ in range(300):
+        try:
+            with blobs.writing(blob_id, create=False):
+                pass
+        except BlobBusy:
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail("the upload did not begin")
 
 
 # --- item 3: the integrator killed mid-run, replaced without a gap or a fork -----------------
