@@ -394,6 +394,25 @@ async def test_a_round_skips_at_once_while_another_process_integrates(
         assert shown.scalar_one() == "0"
 
 
+async def test_a_holder_gone_silent_lets_go_within_its_bound(engine: AsyncEngine) -> None:
+    """A machine that vanishes leaves its connection open and silent, mid-transaction:
+    PostgreSQL ends that transaction once it has been idle for the bound (30 s in the
+    server, 1 s here), and the lock with it."""
+    sessions = create_sessionmaker(engine)
+    vanished = sessions()
+    assert await repo.claim_integrator(vanished, "attache-integrator 1@gone", 1)
+    started = time.monotonic()
+    while True:
+        async with sessions() as session, session.begin():
+            if await repo.claim_integrator(session, "attache-integrator 2@here", 30):
+                break
+        assert time.monotonic() - started < 10
+        await asyncio.sleep(0.1)
+    assert 0.9 < time.monotonic() - started
+    await (await vanished.connection()).invalidate()
+    await vanished.close()
+
+
 async def _integrating_process(engine: AsyncEngine) -> int:
     """The pid of the server process whose integrator holds the lock and waits mid-run."""
     deadline = time.monotonic() + 10
