@@ -4,13 +4,17 @@ behind a stand-in for a load balancer (``Via``: every client calls the one publi
 
 - Item 4: the two processes, started at once in a new data directory, make one audit key
   (the same key and checkpoints signed by it from both), and a document uploaded through
-  either is downloaded through the other (the blob store is the shared data directory).
+  either is downloaded through the other (the blob store is a directory both reach,
+  ATTACHE_BLOB_DIR); a version streaming through one is refused a second stream through the
+  other (409) and is not expired from under it by a third process.
 - Item 3: the process that integrates the audit log is killed with SIGKILL in the middle of
   a run while events are being written through both; the other takes over within a few
   seconds, and the log has no gap and no fork: every event has exactly one leaf, every stored
   checkpoint is signed by the one key over the root of its prefix, and the auditor's
   verification (clients.sdk.audit.verify_log, what `attache audit verify` runs) passes and
-  proves the new checkpoint consistent with the one it verified before the kill.
+  proves the new checkpoint consistent with the one it verified before the kill. And the
+  lock alone: a round that finds it taken leaves at once, and a holder gone silent
+  mid-transaction (a vanished machine) loses it after its idle bound.
 
 PostgreSQL only: SQLite is served by one process (``several_processes_refusal``).
 """
