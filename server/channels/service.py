@@ -41,9 +41,9 @@ from server.channels.models import (
     ChannelMember,
     Message,
 )
-from server.db.base import column_values, detached
+from server.db.base import column_values, detached, utcnow
 from server.db.changes import changes_of, kept
-from server.db.engine import serialise
+from server.db.engine import serialise, stage
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
 from server.directory.service import access_user
@@ -692,8 +692,8 @@ async def submit_message_in(
     412, before anything is decided: a sender that had not yet seen a change is never taken
     for a spill attempt.
 
-    Adds the message and its audit event to ``session`` without flushing, so that the
-    messages of a batch are written together; raises before adding anything unless its
+    Stages the message and its audit event in ``session``, so that the messages of a
+    batch are written together; raises before adding anything unless its
     refusal keeps its changes (the deny event).
     """
     if existing is not None:
@@ -740,11 +740,13 @@ async def submit_message_in(
         header=dict(message.header),
         body=message.body,
         signature=message.signature,
+        created_at=utcnow(),
     )
-    session.add(row)
+    # Staged, not added: the batch's messages and events go in one INSERT per table, not
+    # through the unit of work (server.db.engine.stage).
+    stage(session, row)
     released = sorted(now.eligible)
-    audit.record(
-        session,
+    event = audit.event(
         actor=principal.actor,
         action="message.submit",
         object_type="message",
@@ -754,6 +756,7 @@ async def submit_message_in(
         label_banner=banner,
         details={"channel_id": channel.id, "audience_id": audience.id, **release.details()},
     )
+    stage(session, event)
     return Submitted(
         row,
         created=True,
