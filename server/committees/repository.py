@@ -17,6 +17,7 @@ from server.committees.models import (
     Committee,
     Meeting,
 )
+from server.releases.models import GrantEnvelope, ItemGrant
 
 
 async def get_committee(session: AsyncSession, committee_id: str) -> Committee | None:
@@ -138,17 +139,21 @@ async def is_linked(session: AsyncSession, message_id: str) -> bool:
 async def messages_held_by_device(
     session: AsyncSession, device_id: str, message_ids: Collection[str]
 ) -> Sequence[Message]:
-    """Those of ``message_ids`` whose audience holds an envelope for ``device_id``."""
+    """Those of ``message_ids`` whose audience holds an envelope for ``device_id``, or a grant
+    of which does (a release, or a history grant to a member who joined later)."""
     if not message_ids:
         return []
-    stmt = (
-        select(Message)
-        .join(
-            AudienceEnvelope,
-            (AudienceEnvelope.audience_id == Message.audience_id)
-            & (AudienceEnvelope.device_id == device_id),
-        )
-        .where(Message.id.in_(list(message_ids)))
+    in_audience = select(AudienceEnvelope.audience_id).where(
+        AudienceEnvelope.device_id == device_id
+    )
+    granted = (
+        select(ItemGrant.item_id)
+        .join(GrantEnvelope, GrantEnvelope.grant_id == ItemGrant.id)
+        .where(GrantEnvelope.device_id == device_id, ItemGrant.item_type == "message")
+    )
+    stmt = select(Message).where(
+        Message.id.in_(list(message_ids)),
+        Message.audience_id.in_(in_audience) | Message.id.in_(granted),
     )
     return (await session.execute(stmt)).scalars().all()
 

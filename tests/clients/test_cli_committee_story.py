@@ -77,6 +77,7 @@ async def test_the_four_nation_committee_story(world: World, live: str, tmp_path
     assert f"version {version} ({REL_USA_GBR}, as the server says): waiting for a key" in (
         versions.output
     )
+    assert meeting not in await _ok(dave, "meeting", "list", "nato-liaison")
     early = await _invoke(dave, "doc", "get", version, "--out", str(tmp_path / "early.pdf"))
     assert early.exit_code == 1
     assert "Traceback" not in early.output
@@ -89,6 +90,9 @@ async def test_the_four_nation_committee_story(world: World, live: str, tmp_path
     assert "verified" in got
     assert "shared with you by alice when you joined" in got
     assert (tmp_path / "got.pdf").read_bytes() == source.read_bytes()
+    agenda = await _ok(dave, "meeting", "agenda", meeting)
+    assert "Quarterly review" in agenda
+    assert f"  {REL_USA_GBR}\n  Sources\n" in agenda
     read = await _ok(dave, "read", "--channel", "nato-liaison")
     assert "Source report" in read
     assert "shared with you by alice when you joined" in read
