@@ -420,7 +420,11 @@ def message_show_command(message_id: str, fmt: str, home: Path | None) -> None:
         terminal.say(f"released since as {found['label']}")
     terminal.say(f"released to {len(found['released_to'])} device(s):")
     for entry in found["released_to"]:
-        how = "by a release" if entry.get("grant_id") else "at the send"
+        how = "at the send"
+        if entry.get("shared"):
+            how = "shared when they joined"
+        elif entry.get("grant_id"):
+            how = "by a release"
         terminal.say(
             f"  {_who(entry)}  device {entry.get('device_id')}, {how}, as {entry.get('label')}"
         )

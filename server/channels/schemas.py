@@ -189,6 +189,9 @@ class RecipientRead(ReadModel):
     device_id: str | None
     label: str | None = Field(description="the label it was released under")
     grant_id: str | None = Field(description="the release grant that gave it; none: the send")
+    shared: bool = Field(
+        default=False, description="the grant was a history grant to a member who joined later"
+    )
     reasons: list[str] = Field(description="why not, as the decision recorded them")
     at: datetime
 
@@ -201,6 +204,7 @@ class RecipientRead(ReadModel):
             device_id=found.device_id,
             label=found.label,
             grant_id=found.grant_id,
+            shared=found.shared,
             reasons=list(found.reasons),
             at=found.at,
         )

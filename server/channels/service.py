@@ -963,6 +963,7 @@ class Recipient:
     label: str | None = None
     grant_id: str | None = None
     reasons: tuple[str, ...] = ()
+    shared: bool = False  # given by a history grant (a member who joined later), not a release
 
 
 @dataclass(frozen=True)
@@ -1078,6 +1079,7 @@ async def recipients(session: AsyncSession, message: Message, channel: Channel) 
                         device_id=entry.get("device_id"),
                         label=grant.label_banner,
                         grant_id=grant.id,
+                        shared=grant.request_id is None,
                     )
                 )
     holders = {r.user_id for r in released}

@@ -98,6 +98,11 @@ async def test_the_four_nation_committee_story(world: World, live: str, tmp_path
     assert "shared with you by alice when you joined" in read
     assert "waiting for a key" not in read
 
+    shown = await _ok(bob, "message", "show", message)
+    assert re.search(
+        r"dave \(USA\)  device \S+, shared when they joined, as " + re.escape(REL_USA_GBR), shown
+    ), shown
+
     # The message is released to a further nation: FRA.
     assert "Source report" not in await _ok(chloe, "read", "--channel", "nato-liaison")
     out = await _ok(
@@ -112,3 +117,7 @@ async def test_the_four_nation_committee_story(world: World, live: str, tmp_path
     assert REL_USA_GBR_FRA in released
     assert "released to you by alice" in released
     assert "Source report" not in await _ok(dieter, "read", "--channel", "nato-liaison")
+    shown = await _ok(bob, "message", "show", message)
+    assert re.search(
+        r"chloe \(FRA\)  device \S+, by a release, as " + re.escape(REL_USA_GBR_FRA), shown
+    ), shown

@@ -163,8 +163,9 @@ async def test_a_member_who_joined_later_is_given_what_the_label_admits(world: W
     }
     # The sender sees who it was shared with, and by which grant.
     view = await t.usa.client.request("GET", f"/v1/messages/{shared_id}/recipients")
-    shared_with = {r["username"]: r["grant_id"] for r in view["released_to"] if r["grant_id"]}
+    shared_with = {r["username"]: r["grant_id"] for r in view["released_to"] if r["shared"]}
     assert shared_with == {"dave": granted["grant_id"], "gary": granted["grant_id"]}
+    assert not any(r["grant_id"] for r in view["released_to"] if not r["shared"])
     # What is left due: the second message to dave.
     assert [(i["item_id"], i["devices"]) for i in (await _history(t.usa))["due"]] == [
         (usa_id, [w.dave.device_id])
