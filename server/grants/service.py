@@ -10,7 +10,6 @@ tables, where delivery already finds them.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from protocol import envelopes, grants, keys
+from protocol import envelopes, grants
 from protocol.catalog import Catalog
 from protocol.labels import Label
 from server.audit import log as audit
@@ -32,8 +31,8 @@ from server.db.engine import serialise
 from server.errors import Conflict, InvalidInput, PermissionDenied
 from server.grants import repository as repo
 from server.releases import repository as release_repo
-from server.releases.models import GrantEnvelope, ItemGrant
-from server.releases.service import Item, access_item
+from server.releases.models import ItemGrant
+from server.releases.service import Item, access_item, check_sealed_to, store_grant
 
 ACTION = "history.grant"
 MAX_HISTORY_DAYS = 3650
@@ -214,33 +213,18 @@ async def do_history_grant(
             f"{len(holding)} device(s) hold the item already: another member shared it first",
             devices=holding,
         )
-    devices = await _devices_of(session, item.channel)
-    recipients = [
-        envelopes.Recipient(
-            d, keys.DevicePublicKeys(devices[d].signing_key, devices[d].encryption_key)
-        )
-        for d in listed
-    ]
-    if not hmac.compare_digest(envelopes.device_keys_digest(recipients), header.device_keys_digest):
-        raise InvalidInput(
-            "the grant was sealed to keys other than these devices' keys", field="grant"
-        )
-    row = ItemGrant(
-        id=header.grant_id,
+    check_sealed_to(await _devices_of(session, item.channel), header)
+    row = await store_grant(
+        session,
+        principal,
+        grant,
+        header,
         request_id=None,
         item_type=item.item_type,
         item_id=item.item_id,
         channel_id=item.channel.id,
-        grantor_device_id=principal.device.id,
         label=item.label,
-        label_banner=item.banner,
-        header=dict(grant.header),
-        signature=grant.signature,
-    )
-    session.add(row)
-    await session.flush()
-    session.add_all(
-        GrantEnvelope(grant_id=row.id, device_id=d, envelope=e) for d, e in grant.envelopes.items()
+        banner=item.banner,
     )
     audit.record(
         session,

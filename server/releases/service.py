@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from server.channels import repository as channel_repo
 from server.channels.models import Channel
 from server.channels.service import Refused, container_of, eligibility, roster, subject_of
 from server.db.base import utcnow
+from server.devices.models import Device
 from server.documents import repository as document_repo
 from server.documents.models import COMPLETE
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -394,32 +396,18 @@ async def do_grant(
             devices=sorted(due - listed),
         )
     devices = {device.id: device for device, _ in await roster(session, item.channel)}
-    recipients = [
-        envelopes.Recipient(
-            d, keys.DevicePublicKeys(devices[d].signing_key, devices[d].encryption_key)
-        )
-        for d in header.devices
-    ]
-    if not hmac.compare_digest(envelopes.device_keys_digest(recipients), header.device_keys_digest):
-        raise InvalidInput(
-            "the grant was sealed to keys other than these devices' keys", field="grant"
-        )
-    row = ItemGrant(
-        id=header.grant_id,
+    check_sealed_to(devices, header)
+    row = await store_grant(
+        session,
+        principal,
+        grant,
+        header,
         request_id=request.id,
         item_type=request.item_type,
         item_id=request.item_id,
         channel_id=item.channel.id,
-        grantor_device_id=principal.device.id,
         label=request.requested_label,
-        label_banner=request.requested_banner,
-        header=dict(grant.header),
-        signature=grant.signature,
-    )
-    session.add(row)
-    await session.flush()
-    session.add_all(
-        GrantEnvelope(grant_id=row.id, device_id=d, envelope=e) for d, e in grant.envelopes.items()
+        banner=request.requested_banner,
     )
     request.status = GRANTED
     audit.record(
@@ -454,3 +442,53 @@ async def access_request_to_grant(
         session, principal, catalog, request.item_type, request.item_id, action="release.grant"
     )
     return request
+
+
+def check_sealed_to(devices: Mapping[str, Device], header: grants.GrantHeader) -> None:
+    """Refuse a grant whose keys digest is not that of its devices' keys on record: it was
+    sealed to other keys than those devices hold."""
+    recipients = [
+        envelopes.Recipient(
+            d, keys.DevicePublicKeys(devices[d].signing_key, devices[d].encryption_key)
+        )
+        for d in header.devices
+    ]
+    if not hmac.compare_digest(envelopes.device_keys_digest(recipients), header.device_keys_digest):
+        raise InvalidInput(
+            "the grant was sealed to keys other than these devices' keys", field="grant"
+        )
+
+
+async def store_grant(
+    session: AsyncSession,
+    principal: Principal,
+    grant: grants.SealedGrant,
+    header: grants.GrantHeader,
+    *,
+    request_id: str | None,
+    item_type: str,
+    item_id: str,
+    channel_id: str,
+    label: dict[str, Any],
+    banner: str,
+) -> ItemGrant:
+    """Store a checked grant (a release's, or a history grant with no request) and its
+    envelopes, one per device."""
+    row = ItemGrant(
+        id=header.grant_id,
+        request_id=request_id,
+        item_type=item_type,
+        item_id=item_id,
+        channel_id=channel_id,
+        grantor_device_id=principal.device.id,
+        label=label,
+        label_banner=banner,
+        header=dict(grant.header),
+        signature=grant.signature,
+    )
+    session.add(row)
+    await session.flush()
+    session.add_all(
+        GrantEnvelope(grant_id=row.id, device_id=d, envelope=e) for d, e in grant.envelopes.items()
+    )
+    return row
