@@ -152,9 +152,10 @@ class History:
                 if item is None:
                     return failed("this device no longer holds it")
                 signed_label = item["message"]["header"]["label"]
-                item_key = await self._item_key(item)
+                item_key = (await Releases(self.m)._message_key(item)).item_key
             else:
-                signed_label, item_key = await self._document_key(item_id)
+                proven = await Releases(self.m)._document_key(item_id)
+                signed_label, item_key = dict(proven.header["label"]), proven.item_key
             label = Label.from_canonical(due["label_canonical"], self.m.catalog)
             if dict(due["label_canonical"]) != dict(signed_label):
                 # Its label now is one a release widened: only its releasability may differ.
@@ -198,30 +199,3 @@ class History:
             raise
         devices = tuple(answer["devices"])
         return Shared(item_id, seq, banner, devices, bool(answer["created"]), None, item_type)
-
-    async def _document_key(self, version_id: str) -> tuple[dict[str, Any], bytes]:
-        """A document version's signed label and the key this device holds, proven the
-        version's by its sender's signed trailer and key commitment."""
-        releases = Releases(self.m)
-        access = await self.m.client.open_document_version(version_id)
-        version = access["version"]
-        header = version["header"]
-        signing_key = await releases._sender_key(access.get("sender_certificate"), header)
-        item_key = await releases._item_key(
-            header, access["audience"], access.get("grant"), signing_key, stream.document_key
-        )
-        trailer = stream.SealedDocumentTrailer.from_json(version["trailer"])
-        stream.DocumentDecryptor(header, trailer, item_key, signing_key)
-        return dict(header["label"]), item_key
-
-    async def _item_key(self, item: Mapping[str, Any]) -> bytes:
-        """The message key this device holds, proven the message's by decrypting it."""
-        releases = Releases(self.m)
-        header = item["message"]["header"]
-        signing_key = await releases._sender_key(item.get("sender_certificate"), header)
-        item_key = await releases._item_key(
-            header, item["audience"], item.get("grant"), signing_key, envelopes.message_key
-        )
-        sealed = envelopes.SealedMessage.from_json(item["message"])
-        envelopes.decrypt_with_item_key(sealed, item_key, signing_key)
-        return item_key

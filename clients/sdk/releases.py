@@ -33,6 +33,16 @@ ITEM_TYPES = (MESSAGE, DOCUMENT_VERSION)
 
 
 @dataclass(frozen=True)
+class _ProvenKey:
+    """The key this device holds to an item, proven the item's by its sender's signature and
+    key commitment, with the item's signed header and the audience it came through."""
+
+    header: Mapping[str, Any]
+    audience: Mapping[str, Any]
+    item_key: bytes
+
+
+@dataclass(frozen=True)
 class _HeldItem:
     """An item this device holds: its key, checked against the sender's signed commitment,
     and the devices its audience already gave it to."""
@@ -171,28 +181,20 @@ class Releases:
         key: bytes = derive(audience_key, item_header)
         return key
 
-    async def _message(self, channel_id: str, message_id: str) -> _HeldItem:
-        after = 0
-        while True:
-            page = await self.m.client.channel_messages(channel_id, after=after)
-            for item in page["items"]:
-                header = item["message"]["header"]
-                if header.get("message_id") != message_id:
-                    continue
-                signing_key = await self._sender_key(item.get("sender_certificate"), header)
-                item_key = await self._item_key(
-                    header, item["audience"], item.get("grant"), signing_key, envelopes.message_key
-                )
-                # The sender's signature and key commitment prove the key is the message's.
-                sealed = envelopes.SealedMessage.from_json(item["message"])
-                envelopes.decrypt_with_item_key(sealed, item_key, signing_key)
-                audience = envelopes.check_audience_header(item["audience"]["header"])
-                return _HeldItem(item_key, frozenset(audience.devices))
-            after = int(page["cursor"])
-            if not page["more"]:
-                raise MessagingError(f"this device holds no message {message_id}")
+    async def _message_key(self, item: Mapping[str, Any]) -> _ProvenKey:
+        """The key of a delivered message (an item of a channel's message pages)."""
+        header = item["message"]["header"]
+        signing_key = await self._sender_key(item.get("sender_certificate"), header)
+        item_key = await self._item_key(
+            header, item["audience"], item.get("grant"), signing_key, envelopes.message_key
+        )
+        # The sender's signature and key commitment prove the key is the message's.
+        sealed = envelopes.SealedMessage.from_json(item["message"])
+        envelopes.decrypt_with_item_key(sealed, item_key, signing_key)
+        return _ProvenKey(header, item["audience"], item_key)
 
-    async def _document(self, version_id: str) -> _HeldItem:
+    async def _document_key(self, version_id: str) -> _ProvenKey:
+        """The key of a document version, fetched with its header from the server."""
         access = await self.m.client.open_document_version(version_id)
         version = access["version"]
         header = version["header"]
@@ -203,5 +205,23 @@ class Releases:
         # The sender's signed trailer and key commitment prove the key is the version's.
         trailer = stream.SealedDocumentTrailer.from_json(version["trailer"])
         stream.DocumentDecryptor(header, trailer, item_key, signing_key)
-        audience = envelopes.check_audience_header(access["audience"]["header"])
-        return _HeldItem(item_key, frozenset(audience.devices))
+        return _ProvenKey(header, access["audience"], item_key)
+
+    @staticmethod
+    def _held(proven: _ProvenKey) -> _HeldItem:
+        audience = envelopes.check_audience_header(proven.audience["header"])
+        return _HeldItem(proven.item_key, frozenset(audience.devices))
+
+    async def _message(self, channel_id: str, message_id: str) -> _HeldItem:
+        after = 0
+        while True:
+            page = await self.m.client.channel_messages(channel_id, after=after)
+            for item in page["items"]:
+                if item["message"]["header"].get("message_id") == message_id:
+                    return self._held(await self._message_key(item))
+            after = int(page["cursor"])
+            if not page["more"]:
+                raise MessagingError(f"this device holds no message {message_id}")
+
+    async def _document(self, version_id: str) -> _HeldItem:
+        return self._held(await self._document_key(version_id))
