@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from clients.sdk import AttacheClient, Keystore, certify_device, enroll
+from clients.sdk import AttacheClient, Keystore, Messenger, certify_device, enroll
 from protocol import keys
 from server.auth.principal import CONSOLE
 from server.devices.service import do_issue_enrolment_code
@@ -144,3 +144,33 @@ class World:
         if nation is not None and "security_officer" in roles:
             self.officers.setdefault(nation, member)
         return member
+
+
+async def messenger(member: Member) -> Messenger:
+    """A Messenger over ``member``'s signed-in client (which stays the world's to close)."""
+    return await Messenger.from_client(
+        member.client, member.keystore, member.device_keys, owns_client=False
+    )
+
+
+@dataclass
+class Liaison:
+    """The channel "liaison" (NATO SECRET), made by alice, with its three other members."""
+
+    alice: Member  # USA, the sender
+    bob: Member  # GBR
+    chloe: Member  # FRA
+    dora: Member  # USA, a disclosure officer
+
+
+async def liaison(world: World) -> Liaison:
+    for nation in ("USA", "GBR", "FRA"):
+        await world.nation(nation)
+    alice = await world.member("alice", "USA")
+    bob = await world.member("bob", "GBR")
+    chloe = await world.member("chloe", "FRA")
+    dora = await world.member("dora", "USA", roles=("officer", "disclosure_officer"))
+    await alice.client.create_channel("liaison", "NATO SECRET")
+    for name in ("bob", "chloe", "dora"):
+        await alice.client.add_member("liaison", name)
+    return Liaison(alice, bob, chloe, dora)

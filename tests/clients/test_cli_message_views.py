@@ -18,17 +18,11 @@ from clients.sdk import Committees, Messenger
 from server.audit.models import AuditEvent
 from server.channels.models import Message
 from tests.clients.test_cli_messages import _fails, _invoke, _ok
-from tests.factories import Member, World
+from tests.factories import Member, World, liaison, messenger
 
 REL_USA_GBR = "NATO SECRET//REL TO USA, GBR"
 REL_USA_GBR_FRA = "NATO SECRET//REL TO USA, GBR, FRA"
 ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-async def _messenger(member: Member) -> Messenger:
-    return await Messenger.from_client(
-        member.client, member.keystore, member.device_keys, owns_client=False
-    )
 
 
 @dataclass
@@ -46,7 +40,7 @@ async def _cell(world: World) -> Cell:
     alice = await world.member("alice", "USA")
     bob = await world.member("bob", "GBR")
     chloe = await world.member("chloe", "FRA")
-    am, bm = await _messenger(alice), await _messenger(bob)
+    am, bm = await messenger(alice), await messenger(bob)
     await Committees(am).create_committee("cell", "NATO SECRET", chair="alice", secretary="bob")
     await bob.client.add_committee_member("cell", "chloe")
     return Cell(alice, bob, chloe, am, bm)
@@ -164,27 +158,6 @@ async def test_listen_on_a_committee_shows_its_content_and_where(world: World, l
 # --- item 2: a message can be released from the CLI --------------------------------------------
 
 
-@dataclass
-class Liaison:
-    alice: Member  # USA, the sender
-    bob: Member  # GBR
-    chloe: Member  # FRA
-    dora: Member  # USA, a disclosure officer
-
-
-async def _liaison(world: World) -> Liaison:
-    for nation in ("USA", "GBR", "FRA"):
-        await world.nation(nation)
-    alice = await world.member("alice", "USA")
-    bob = await world.member("bob", "GBR")
-    chloe = await world.member("chloe", "FRA")
-    dora = await world.member("dora", "USA", roles=("officer", "disclosure_officer"))
-    await alice.client.create_channel("liaison", "NATO SECRET")
-    for name in ("bob", "chloe", "dora"):
-        await alice.client.add_member("liaison", name)
-    return Liaison(alice, bob, chloe, dora)
-
-
 def _line(out: str, pattern: str) -> re.Match[str]:
     found = re.search(pattern, out, re.M)
     assert found is not None, (pattern, out)
@@ -192,7 +165,7 @@ def _line(out: str, pattern: str) -> re.Match[str]:
 
 
 async def test_release_a_message_from_the_command_line(world: World, live: str) -> None:
-    p = await _liaison(world)
+    p = await liaison(world)
     await _ok(p.alice, "send", "--channel", "liaison", "--label", REL_USA_GBR, "the plan")
     # Bob finds the message's id where he reads it, and asks for it to be released to FRA.
     read = await _ok(p.bob, "read", "--channel", "liaison")
@@ -229,7 +202,7 @@ async def test_release_a_message_from_the_command_line(world: World, live: str) 
 
 
 async def test_only_the_sender_sees_who_a_message_reached(world: World, live: str) -> None:
-    p = await _liaison(world)
+    p = await liaison(world)
     await _ok(p.alice, "send", "--channel", "liaison", "--label", REL_USA_GBR, "the plan")
     read = await _ok(p.bob, "read", "--channel", "liaison")
     message_id = _line(read, rf"id ({ID})$").group(1)

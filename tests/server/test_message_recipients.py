@@ -5,8 +5,6 @@ is audited. ``GET /v1/sync/head``: the cursor of now."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import httpx
 import pytest
 from sqlalchemy import select, update
@@ -15,38 +13,16 @@ from clients.sdk import ApiError, Messenger, Releases
 from server.audit.models import AuditEvent
 from server.directory.models import User
 from server.releases.models import ItemGrant
-from tests.factories import Member, World
+from tests.factories import Liaison, World, liaison, messenger
 
 REL_USA_GBR = "NATO SECRET//REL TO USA, GBR"
 REL_USA_GBR_FRA = "NATO SECRET//REL TO USA, GBR, FRA"
 
 
-@dataclass
-class Liaison:
-    alice: Member  # USA, the sender
-    bob: Member  # GBR
-    chloe: Member  # FRA
-    dora: Member  # USA, a disclosure officer
-    am: Messenger
-
-
-async def _messenger(member: Member) -> Messenger:
-    return await Messenger.from_client(
-        member.client, member.keystore, member.device_keys, owns_client=False
-    )
-
-
-async def _liaison(world: World) -> Liaison:
-    for nation in ("USA", "GBR", "FRA"):
-        await world.nation(nation)
-    alice = await world.member("alice", "USA")
-    bob = await world.member("bob", "GBR")
-    chloe = await world.member("chloe", "FRA")
-    dora = await world.member("dora", "USA", roles=("officer", "disclosure_officer"))
-    await alice.client.create_channel("liaison", "NATO SECRET")
-    for name in ("bob", "chloe", "dora"):
-        await alice.client.add_member("liaison", name)
-    return Liaison(alice, bob, chloe, dora, await _messenger(alice))
+async def _liaison(world: World) -> tuple[Liaison, Messenger]:
+    """The liaison channel, and the Messenger its sender alice sends with."""
+    p = await liaison(world)
+    return p, await messenger(p.alice)
 
 
 def _people(found: list[dict[str, object]]) -> set[tuple[object, ...]]:
@@ -54,8 +30,8 @@ def _people(found: list[dict[str, object]]) -> set[tuple[object, ...]]:
 
 
 async def test_the_sender_sees_who_it_reached_and_who_not(world: World) -> None:
-    p = await _liaison(world)
-    sent = await p.am.send("liaison", "the plan", label=REL_USA_GBR)
+    p, am = await _liaison(world)
+    sent = await am.send("liaison", "the plan", label=REL_USA_GBR)
     # Bob's clearance is lowered after the send: his delivery is withheld, and recorded.
     async with world.app.state.sessionmaker() as session, session.begin():
         await session.execute(
@@ -94,9 +70,9 @@ async def test_the_sender_sees_who_it_reached_and_who_not(world: World) -> None:
 
 
 async def test_a_release_is_shown_as_one(world: World) -> None:
-    p = await _liaison(world)
-    sent = await p.am.send("liaison", "the plan", label=REL_USA_GBR)
-    bm, dm = await _messenger(p.bob), await _messenger(p.dora)
+    p, am = await _liaison(world)
+    sent = await am.send("liaison", "the plan", label=REL_USA_GBR)
+    bm, dm = await messenger(p.bob), await messenger(p.dora)
     request = await Releases(bm).request("message", sent.message_id, ["FRA"], "FRA leads")
     await Releases(dm).approve(request["id"], "agreed")
     await Releases(bm).grant(request["id"])
@@ -113,8 +89,8 @@ async def test_a_release_is_shown_as_one(world: World) -> None:
 
 
 async def test_to_anyone_else_it_does_not_exist(world: World, http: httpx.AsyncClient) -> None:
-    p = await _liaison(world)
-    sent = await p.am.send("liaison", "the plan", label=REL_USA_GBR)
+    p, am = await _liaison(world)
+    sent = await am.send("liaison", "the plan", label=REL_USA_GBR)
     # A member who holds it, one who does not, and the sender asking for an unknown id.
     for member, ref in (
         (p.bob, sent.message_id),
@@ -167,12 +143,12 @@ async def test_to_anyone_else_it_does_not_exist(world: World, http: httpx.AsyncC
 
 
 async def test_sync_head_is_the_cursor_of_now(world: World) -> None:
-    p = await _liaison(world)
+    p, am = await _liaison(world)
     assert await p.chloe.client.sync_head() == 0
-    await p.am.send("liaison", "before", label=REL_USA_GBR)
+    await am.send("liaison", "before", label=REL_USA_GBR)
     head = await p.chloe.client.sync_head()
     assert head > 0  # a message not for her counts: a sync from it skips nothing of hers
-    after = await p.am.send("liaison", "after")
+    after = await am.send("liaison", "after")
     page = await p.chloe.client.sync(after=head)
     assert [item["seq"] for item in page["items"]] == [after.seq]
     assert await p.chloe.client.sync_head() == after.seq
