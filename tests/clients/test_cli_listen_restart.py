@@ -8,66 +8,28 @@ and nothing from before it started."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 
 from clients.sdk import AttacheClient, Messenger
 from server.settings import Settings
+from tests.clients.server_process import free_port, serve, wait_until_up
 from tests.factories import PASSPHRASE, Member, World
 
 REL_USA_GBR = "NATO SECRET//REL TO USA, GBR"
 WAIT = 60.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def origin() -> str:
     """The address the server process serves, and the one the homes record (login proofs are
     bound to it): a free port, not bound by the test, so that each server process can."""
-    return f"http://127.0.0.1:{_free_port()}"
-
-
-def _serve(settings: Settings, origin: str) -> subprocess.Popen[bytes]:
-    """A server process on the test app's database and data directory, at ``origin``."""
-    port = origin.rsplit(":", 1)[1]
-    env = {
-        **os.environ,
-        "ATTACHE_DATA_DIR": str(settings.data_dir),
-        "ATTACHE_DATABASE_URL": settings.effective_database_url,
-        "ATTACHE_PUBLIC_URL": origin,
-        "ATTACHE_PORT": port,
-    }
-    command = [sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory"]
-    return subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", port, "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _wait_until_up(origin: str, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        assert process.poll() is None, "the server process stopped"
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{origin}/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError("the server process did not start")
+    return f"http://127.0.0.1:{free_port()}"
 
 
 class _Output:
@@ -141,11 +103,11 @@ async def test_listen_survives_server_restarts(
     local = await _messenger(alice, alice.client)
     await local.send("liaison", "old news", label=REL_USA_GBR)
 
-    server = _serve(settings, origin)
+    server = serve(settings, origin)
     remote = AttacheClient(origin, token=alice.client.token)
     listener: asyncio.subprocess.Process | None = None
     try:
-        await asyncio.to_thread(_wait_until_up, origin, server)
+        await asyncio.to_thread(wait_until_up, origin, server)
         listener = await _listen(bob, count=4)
         assert listener.stdout is not None
         assert listener.stderr is not None
@@ -161,8 +123,8 @@ async def test_listen_survives_server_restarts(
             await asyncio.to_thread(_stop, server, how)
             await err.expect(r"; connecting again in \d+\.\d s$", since)
             await local.send("liaison", f"while it was down {n}", label=REL_USA_GBR)
-            server = _serve(settings, origin)
-            await asyncio.to_thread(_wait_until_up, origin, server)
+            server = serve(settings, origin)
+            await asyncio.to_thread(wait_until_up, origin, server)
             await err.expect(r"^connected again; 1 message\(s\) sent meanwhile follow$", since)
             await out.expect(rf"^while it was down {n}$")
             await over_the_wire.send("liaison", f"live {n}", label=REL_USA_GBR)

@@ -4,12 +4,8 @@ devices, verified before the plaintext is kept."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -27,6 +23,7 @@ from protocol.labels import parse_label
 from server.audit.models import AuditEvent
 from server.documents.models import DocumentVersion
 from server.settings import Settings
+from tests.clients.server_process import free_port, serve, wait_until_up
 from tests.clients.test_cli_messages import _ok as _cli_ok
 from tests.clients.test_messaging import Trio, _messenger, _trio
 from tests.server.test_channels import CATALOG, _audience
@@ -273,39 +270,6 @@ async def _many(n: int) -> Any:
 # --- crashes: the same version resumes (issue 9, item 7) -------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _server_process(settings: Settings, port: int) -> subprocess.Popen[bytes]:
-    """A server of its own, on the same database and blob store as the test app."""
-    env = {
-        **os.environ,
-        "ATTACHE_DATA_DIR": str(settings.data_dir),
-        "ATTACHE_DATABASE_URL": settings.effective_database_url,
-        "ATTACHE_PORT": str(port),
-    }
-    command = [sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory"]
-    return subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        assert process.poll() is None, "the server process stopped"
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError("the server process did not start")
-
-
 class _Offsets:
     """Records the offset of every upload attempt a client makes."""
 
@@ -328,12 +292,11 @@ async def test_an_upload_survives_a_server_crash(
     what was stored, within one chunk, and the same version resumes to completion."""
     t = await _trio(world)
     source = _file(tmp_path, "big", 40 * stream.CHUNK_SIZE)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = _server_process(settings, port)
+    url = f"http://127.0.0.1:{free_port()}"
+    process = serve(settings, url)
     auth = {"Authorization": f"Bearer {t.alice.client.token}"}
     try:
-        await asyncio.to_thread(_wait_until_up, url, process)
+        await asyncio.to_thread(wait_until_up, url, process)
         remote = AttacheClient(url, token=t.alice.client.token)
         offsets = _Offsets(remote, monkeypatch)
         recorded: dict[str, int] = {}

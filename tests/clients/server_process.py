@@ -1,0 +1,52 @@
+"""A server of its own for a test: uvicorn in another process, on the test app's database and
+data directory, so that the test can stop or kill it (a restart, a crash) and start it again
+while its clients carry on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+from server.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(settings: Settings, origin: str) -> subprocess.Popen[bytes]:
+    """A server process on ``settings``' database and data directory, at ``origin``
+    (``http://127.0.0.1:PORT``, which is also its public URL)."""
+    port = origin.rsplit(":", 1)[1]
+    env = {
+        **os.environ,
+        "ATTACHE_DATA_DIR": str(settings.data_dir),
+        "ATTACHE_DATABASE_URL": settings.effective_database_url,
+        "ATTACHE_PUBLIC_URL": origin,
+        "ATTACHE_PORT": port,
+    }
+    command = [sys.executable, "-m", "uvicorn", "server.app:create_app", "--factory"]
+    return subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", port, "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_until_up(origin: str, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        assert process.poll() is None, "the server process stopped"
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{origin}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError("the server process did not start")
