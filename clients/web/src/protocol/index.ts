@@ -1,0 +1,7 @@
+/** Protocol v1 in the page: the same bytes as protocol/ in Python. */
+export * from "./bytes.js";
+export * from "./canonical.js";
+export * from "./envelopes.js";
+export * from "./keys.js";
+export * from "./primitives.js";
+export * from "./stream.js";
