@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format unit clean
+.PHONY: run test lint format unit clean web web-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,36 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint unit
+test: lint unit web-check
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis $(WEB)/node_modules
+
+# The browser client (issue 12): TypeScript in clients/web/, built by esbuild into
+# server/web/static/, which is committed so that `make run` needs only Python. `make web`
+# rebuilds it from source; `web-check` (part of `make test`, needs Node.js 20 and npm) type-checks
+# it, runs its tests against tests/protocol/vectors/ and checks the committed build is byte for
+# byte what the source builds.
+WEB       := clients/web
+WEB_STAMP := $(WEB)/node_modules/.installed
+
+$(WEB_STAMP): $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+web: $(WEB_STAMP)
+	cd $(WEB) && npm run --silent build
+
+web-check: $(WEB_STAMP)
+	cd $(WEB) && npm run --silent typecheck && npm run --silent test
+	@fresh=$$(mktemp -d) && trap 'rm -rf "$$fresh"' EXIT && \
+		(cd $(WEB) && node build.mjs "$$fresh") && \
+		diff -r -q "$$fresh" server/web/static || \
+		{ echo "server/web/static/ is not what clients/web/ builds: run make web, commit both"; exit 1; }
 
 # Seed a three-nation demo (USA, GBR, FRA; channel liaison) into the server `make run` started.
 # The server: ATTACHE_SERVER, else 127.0.0.1 on ATTACHE_PORT (what `make run` serves on), else

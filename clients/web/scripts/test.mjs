@@ -24,7 +24,7 @@ try {
     logLevel: "warning",
   });
   const files = readdirSync(out).filter((name) => name.endsWith(".test.mjs")).map((name) => join(out, name));
-  const result = spawnSync(process.execPath, ["--test", ...files], {
+  const result = spawnSync(process.execPath, ["--test", "--test-reporter=spec", ...files], {
     stdio: "inherit",
     env: { ...process.env, ATTACHE_ROOT: resolve(web, "..", "..") },
   });
