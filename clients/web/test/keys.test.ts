@@ -13,7 +13,12 @@ import {
   signRegistration,
   verifyCertificate,
 } from "../src/protocol/keys.js";
-import { ed25519PublicKey, ed25519Sign, xwingPublicKey } from "../src/protocol/primitives.js";
+import {
+  ed25519PublicKey,
+  ed25519Sign,
+  isUsableEncryptionKey,
+  xwingPublicKey,
+} from "../src/protocol/primitives.js";
 import { h, sha256Hex, vector } from "./vectors.js";
 
 const V = vector("keys.json");
@@ -106,4 +111,19 @@ test("a certificate that does not verify is refused, saying why", async () => {
       String(reason),
     );
   }
+});
+
+test("an encryption key that pyca/cryptography would refuse is refused here too", async () => {
+  const good = (await device()).publicKeys.encryptionKey;
+  assert.ok(isUsableEncryptionKey(good));
+  // An ML-KEM-768 coefficient of 4095, above q = 3329: FIPS 203's encapsulation key check.
+  const overModulus = Uint8Array.from(good);
+  overModulus[0] = 0xff;
+  overModulus[1]! |= 0x0f;
+  assert.equal(isUsableEncryptionKey(overModulus), false);
+  // An X25519 part of low order (here the point 0): every shared secret would be zero.
+  const lowOrder = Uint8Array.from(good);
+  lowOrder.fill(0, 1184);
+  assert.equal(isUsableEncryptionKey(lowOrder), false);
+  assert.equal(isUsableEncryptionKey(good.subarray(1)), false);
 });
