@@ -73,11 +73,11 @@ def _file(name: str) -> FileResponse:
     return FileResponse(path, media_type=_MEDIA_TYPES[path.suffix], headers=SECURITY_HEADERS)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 async def page() -> FileResponse:
     return _file("index.html")
 
 
-@router.get("/static/{name}")
+@router.api_route("/static/{name}", methods=["GET", "HEAD"])
 async def static_file(name: str) -> FileResponse:
     return _file(name)
