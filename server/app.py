@@ -36,6 +36,7 @@ from server.operations import router as operations_router
 from server.ratelimit import RateLimits, RefuseAgain
 from server.realtime.bus import InProcessBus
 from server.realtime.gateway import router as stream_router
+from server.realtime.redis_bus import RedisBus, channel_name
 from server.releases.endpoints import router as releases_router
 from server.settings import Settings, get_settings
 from server.timeouts import BodyTimeout
@@ -148,10 +149,12 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         # session class, which SQLAlchemy keeps while anything reachable from there holds the
         # app (its sessionmaker holds the class), so a closure over the app kept every app.
         bus = app.state.bus
-        app.state.metrics.watch(lambda: bus.subscribers, engine)
-        app.state.readiness = readiness_checks(settings, engine)
+        app.state.metrics.watch(bus, engine)
+        app.state.readiness = readiness_checks(engine, bus)
         app.state.gate = DeliveryGate(sessionmaker, app.state.bus.changes, app.state.catalog)
         app.state.bus.notify_with(RosterNotifier(sessionmaker))
+        # Before the first request: a peer's change heard from here on reaches every cache.
+        await bus.start()
         app.state.submits = submit_queue(sessionmaker, app.state.bus)
         ensure_server_keys(settings)
         record_origins(settings)
@@ -199,7 +202,13 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     )
     app.state.settings = settings
     app.state.catalog = catalog or settings.load_catalog()
-    app.state.bus = InProcessBus()
+    app.state.bus = (
+        InProcessBus()
+        if settings.redis_url is None
+        else RedisBus(
+            settings.redis_url.get_secret_value(), channel_name(settings.effective_audit_origin)
+        )
+    )
     app.state.blobs = BlobStore(settings.effective_blob_dir)
     app.state.rate_limits = RateLimits.in_memory(settings)
     app.state.uploads = UploadGate(settings.upload_max_concurrent, settings.upload_max_per_device)

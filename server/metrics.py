@@ -22,9 +22,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -57,6 +57,16 @@ class Tally:
         self.value += amount
 
 
+class BusState(Protocol):
+    """What the scrape reads of the bus (``server.realtime``)."""
+
+    @property
+    def subscribers(self) -> int: ...
+
+    lag_seconds: float
+    misses: int
+
+
 class Metrics:
     """One app's metrics and the registry that serves them."""
 
@@ -78,15 +88,15 @@ class Metrics:
         self.responses: dict[tuple[str, str, int], Tally] = {}
         self._timers: dict[tuple[str, str], Any] = {}
         # Read at scrape time; set by the app's lifespan (``watch``).
-        self.streams: Callable[[], int] = lambda: 0
+        self.bus: BusState | None = None
         self.engine: AsyncEngine | None = None
         # Set by the scrape itself, which reads the database first (``audit_backlog``).
         self.audit_pending: float = math.nan
         self.audit_delay: float = math.nan
         self.registry.register(_Collector(self))
 
-    def watch(self, streams: Callable[[], int], engine: AsyncEngine) -> None:
-        self.streams = streams
+    def watch(self, bus: BusState, engine: AsyncEngine) -> None:
+        self.bus = bus
         self.engine = engine
 
     def audit_backlog(self, pending: int | None, oldest: datetime | None) -> None:
@@ -198,10 +208,23 @@ class _Collector(Collector):
         for (method, route, status), tally in sorted(m.responses.items()):
             responses.add_metric([method, route, str(status)], tally.value)
         yield responses
+        bus = m.bus
         yield GaugeMetricFamily(
             "attache_streams_connected",
             "Websocket streams open and authenticated on this process",
-            value=m.streams(),
+            value=bus.subscribers if bus is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "attache_bus_lag_seconds",
+            "From a peer process's publishing to this process's hearing it, for the last "
+            "message heard over the Redis bus (NaN: none yet, or no Redis bus)",
+            value=bus.lag_seconds if bus is not None else math.nan,
+        )
+        yield _counter(
+            "attache_bus_rebuilds",
+            "Times this process missed bus traffic (Redis away, a message lost) and rebuilt: "
+            "caches dropped, streams sent to reconnect and sync",
+            bus.misses if bus is not None else 0,
         )
         yield GaugeMetricFamily(
             "attache_audit_integration_delay_seconds",

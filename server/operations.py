@@ -1,8 +1,8 @@
 """The operator's endpoints: readiness (``/readyz``) and metrics (``/metrics``). Liveness
 (``/healthz``) is in server/app.py.
 
-``/readyz`` answers 200 when what this process needs is reachable (its database; Redis, when
-``ATTACHE_REDIS_URL`` is set) and 503 naming what is not, for a load balancer to stop
+``/readyz`` answers 200 when what this process needs is reachable (its database; the Redis
+bus, when ``ATTACHE_REDIS_URL`` is set) and 503 naming what is not, for a load balancer to stop
 sending it requests. ``/metrics`` is the Prometheus text format, for a scraper holding
 ``ATTACHE_METRICS_TOKEN``; without that setting it is off (docs/operations.md says why).
 """
@@ -10,12 +10,10 @@ sending it requests. ``/metrics`` is the Prometheus text format, for a scraper h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
-from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Header, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.audit import repository as audit_repo
 from server.errors import AuthenticationRequired, NotFound, Unavailable
 from server.metrics import Metrics
+from server.realtime.bus import InProcessBus
+from server.realtime.redis_bus import RedisBus
 from server.settings import Settings
 
 log = logging.getLogger("attache.operations")
@@ -36,12 +36,12 @@ CHECK_SECONDS = 2.0
 Check = Callable[[], Awaitable[None]]
 
 
-def readiness_checks(settings: Settings, engine: AsyncEngine) -> dict[str, Check]:
-    """What ``/readyz`` checks, by name (the Redis bus, when it comes, may replace "redis")."""
+def readiness_checks(engine: AsyncEngine, bus: InProcessBus) -> dict[str, Check]:
+    """What ``/readyz`` checks, by name: the database, and the Redis bus when there is one
+    (subscribed, and Redis answers)."""
     checks: dict[str, Check] = {"database": lambda: database_reachable(engine)}
-    if settings.redis_url is not None:
-        url = settings.redis_url.get_secret_value()
-        checks["redis"] = lambda: redis_reachable(url)
+    if isinstance(bus, RedisBus):
+        checks["redis"] = bus.check
     return checks
 
 
@@ -49,40 +49,6 @@ async def database_reachable(engine: AsyncEngine) -> None:
     # A round trip on a pooled connection (not a repository's query: it reads no table).
     async with engine.connect() as connection:
         await connection.exec_driver_sql("SELECT 1")
-
-
-async def redis_reachable(url: str) -> None:
-    """PING, after AUTH if the URL has a password, in Redis's own protocol (RESP): a few
-    bytes, no client library until the Redis bus brings one."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError("only redis:// and rediss:// URLs are checked")
-    commands = []
-    if parts.password is not None:
-        user = [unquote(parts.username)] if parts.username else []
-        commands.append(["AUTH", *user, unquote(parts.password)])
-    commands.append(["PING"])
-    reader, writer = await asyncio.open_connection(
-        parts.hostname or "127.0.0.1", parts.port or 6379, ssl=parts.scheme == "rediss" or None
-    )
-    try:
-        writer.write(b"".join(_resp(command) for command in commands))
-        await writer.drain()
-        for command in commands:
-            answer = await reader.readline()
-            if not answer.startswith(b"+"):
-                raise ConnectionError(f"Redis refused {command[0]}")
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
-def _resp(command: list[str]) -> bytes:
-    encoded = [part.encode() for part in command]
-    return f"*{len(encoded)}\r\n".encode() + b"".join(
-        b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded
-    )
 
 
 async def _passes(name: str, check: Check) -> bool:

@@ -26,8 +26,8 @@ class Settings(BaseSettings):
     # or postgresql+asyncpg://USER[:PASSWORD]@HOST[:PORT]/DATABASE (the drivers are implied:
     # sqlite:/// and postgresql:// are read so).
     database_url: str = ""
-    # Redis, which will carry pushes and changes between server processes (issue 11, coming).
-    # Unset: the in-process bus. Today only /readyz uses it (Redis must answer).
+    # Redis, which carries pushes and changes between server processes (the bus,
+    # server/realtime/redis_bus.py). Unset: the in-process bus, for one process.
     redis_url: SecretStr | None = None
     # Server processes on this machine sharing the port (attache-server run). One on SQLite;
     # several need PostgreSQL and the Redis bus (``several_processes_refusal``).
@@ -140,9 +140,10 @@ class Settings(BaseSettings):
         """Why ``workers`` processes cannot serve this configuration, or None if they can.
 
         One process's in-memory view (the change log, the delivery decisions kept from it)
-        and its open streams see only what that process commits and publishes: a second
-        process would push nothing to the first one's streams and keep admitting a device
-        removed through the other. Until the Redis bus carries both, one process.
+        and its open streams see only what that process commits and publishes, unless the
+        Redis bus carries both between processes: without it a second process would push
+        nothing to the first one's streams and keep admitting a device removed through the
+        other. And a SQLite database is written by one process.
         """
         if self.workers == 1:
             return None
@@ -151,11 +152,13 @@ class Settings(BaseSettings):
                 f"ATTACHE_WORKERS is {self.workers}, but a SQLite database is served by one "
                 "process; set ATTACHE_WORKERS=1, or move to PostgreSQL (ATTACHE_DATABASE_URL)"
             )
-        return (
-            f"ATTACHE_WORKERS is {self.workers}, but several processes need the Redis bus to "
-            "share pushes and changes, which this version does not have yet; set "
-            "ATTACHE_WORKERS=1"
-        )
+        if self.redis_url is None:
+            return (
+                f"ATTACHE_WORKERS is {self.workers}, but several processes need the Redis bus "
+                "to share pushes and changes; set ATTACHE_REDIS_URL (redis://HOST:PORT/DB), "
+                "or ATTACHE_WORKERS=1"
+            )
+        return None
 
     @property
     def effective_blob_dir(self) -> Path:

@@ -16,14 +16,24 @@ The log is fed from SQLAlchemy's own unit of work (``track``), after commit, so 
 service has to remember to announce its changes, and a rolled-back transaction announces
 nothing. Changes made by another process (``attache-server`` at the console, a second server)
 are not seen here: the console only adds nations, groups and users, which cannot make an
-admitted delivery forbidden; several processes share changes over Redis (a later issue).
+admitted delivery forbidden.
+
+Several server processes share their changes over the bus (``server.realtime.redis_bus``):
+each transaction's changes are numbered by the process that committed them (its ``origin``
+and a ``seq`` counting its own), and a peer ``apply``s them to its own log, so that its caches
+and its streams hear of them too. Versions are this process's own; what one process decided
+is carried to another as its *frontier* (for each origin, the last of its changes the decider
+had applied), which the other turns into a version of its own log (``version_before``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
+import time
+from bisect import bisect_right
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -39,6 +49,10 @@ CATALOG = "catalog"
 # Enough for bursts of changes between a submit and its pushes; an older version is treated
 # as "anything may have changed", which is always safe.
 RETAINED = 4096
+# An origin heard from no more for this long is forgotten: its changes are older than any
+# decision still travelling (the bus refuses pushes older than a minute), and a process gone
+# or restarted (a new origin) must not stay in every frontier for ever.
+SILENT_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,23 +70,56 @@ Classifier = Callable[[object, str], Iterable[Change]]
 the changes it makes to decisions (none for most rows)."""
 
 
+Exporter = Callable[[int, list[Change]], None]
+"""Hears each transaction committed here, with its ``seq``: the bus sends it to the peers."""
+
+
 @dataclass
 class ChangeLog:
     version: int = 0
+    # This process's name among its peers: random, so that a restarted process is a new one.
+    origin: str = field(default_factory=lambda: secrets.token_hex(8))
     _recent: deque[tuple[int, frozenset[str]]] = field(
         default_factory=lambda: deque(maxlen=RETAINED)
     )
     _listeners: list[Callable[[list[Change]], None]] = field(default_factory=list)
+    _exporters: list[Exporter] = field(default_factory=list)
+    _committed: int = 0  # the seq of the last transaction committed here
+    # For each origin (this process's among them), its changes applied here, retained as
+    # (seq, version): both increase along each deque.
+    _applied: dict[str, deque[tuple[int, int]]] = field(default_factory=dict)
+    _heard: dict[str, float] = field(default_factory=dict)  # origin -> monotonic time
 
     def record(self, changes: list[Change]) -> int:
-        """Apply one committed transaction's changes; returns the new version."""
+        """Apply one transaction's changes committed here; returns the new version."""
         if not changes:
             return self.version
+        self._committed += 1
+        version = self.apply(self.origin, self._committed, changes)
+        for exporter in list(self._exporters):
+            exporter(self._committed, changes)
+        return version
+
+    def apply(self, origin: str, seq: int, changes: list[Change]) -> int:
+        """Apply one transaction's changes, committed by ``origin`` as its ``seq``-th (a peer's,
+        from the bus, or this process's own from ``record``); returns the new version."""
         self.version += 1
         self._recent.append((self.version, frozenset(c.key for c in changes)))
+        now = time.monotonic()
+        applied = self._applied.get(origin)
+        if applied is None:
+            self._forget_silent_origins(now)
+            applied = self._applied[origin] = deque(maxlen=RETAINED)
+        applied.append((seq, self.version))
+        self._heard[origin] = now
         for listener in list(self._listeners):
             listener(changes)
         return self.version
+
+    def _forget_silent_origins(self, now: float) -> None:
+        """Drop the origins silent for ``SILENT_SECONDS`` (processes gone or restarted)."""
+        for origin in [o for o, heard in self._heard.items() if now - heard > SILENT_SECONDS]:
+            del self._applied[origin], self._heard[origin]
 
     def changed_since(self, version: int, keys: Iterable[str]) -> bool:
         """Whether any change after ``version`` touched one of ``keys`` (or anything)."""
@@ -89,8 +136,44 @@ class ChangeLog:
                 return True
         return False
 
+    def frontier(self, version: int) -> dict[str, int]:
+        """For each origin, the ``seq`` of the last of its changes applied here at or before
+        ``version``: what a decision read at ``version`` had seen, in terms a peer can use.
+        An origin whose changes then are no longer retained is left out (a peer then takes
+        every change of it as unseen, which is safe)."""
+        seen: dict[str, int] = {}
+        for origin, applied in self._applied.items():
+            at = bisect_right(applied, version, key=lambda entry: entry[1])
+            if at:
+                seen[origin] = applied[at - 1][0]
+        return seen
+
+    def version_before(self, frontier: Mapping[str, int]) -> int:
+        """A version of this log such that every change applied here after it may be one
+        that a peer's decision with ``frontier`` had not seen, and none before it is: that
+        decision holds here while nothing it depends on changed since this version. When
+        that cannot be told (a change between what the peer saw and what is retained here
+        is missing), a version older than anything retained: every check then fails safe."""
+        before = self.version
+        now = time.monotonic()
+        for origin, applied in self._applied.items():
+            seen = frontier.get(origin, 0)
+            if applied[-1][0] <= seen:
+                continue  # every change of this origin applied here, the peer had seen
+            if not seen and now - self._heard[origin] > SILENT_SECONDS / 2:
+                continue  # silent long before any decision still travelling was read
+            at = bisect_right(applied, seen, key=lambda entry: entry[0])
+            seq, version = applied[at]
+            if seq != seen + 1:
+                return -1  # the first change the peer had not seen is not here
+            before = min(before, version - 1)
+        return before
+
     def listen(self, listener: Callable[[list[Change]], None]) -> None:
         self._listeners.append(listener)
+
+    def export(self, exporter: Exporter) -> None:
+        self._exporters.append(exporter)
 
 
 _PENDING = "attache.changes.pending"

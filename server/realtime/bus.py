@@ -8,7 +8,7 @@ message does not depend on how many devices are connected elsewhere.
 Each connection has a bounded mailbox (bytes and age): a consumer that falls behind has its
 backlog dropped and is told to ``resync`` from its cursor, instead of growing the server's
 memory. The embedded server uses this in-process bus; several server processes share pushes
-and changes through Redis (a later issue).
+and changes through Redis (``server.realtime.redis_bus``, which extends this one).
 
 Changes (``server.db.changes``) travel on the same mailboxes as small frames, ``Notice``s,
 so that a client learns that a channel's roster changed before it seals to it. Which streams
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -162,6 +163,12 @@ class InProcessBus:
         # when each was published: routed once the notices of every change before it are.
         self._held: deque[tuple[int, float, Push]] = deque()
         self._noticing: asyncio.Task[None] | None = None
+        # What /metrics reads of a bus between processes (none here).
+        self.lag_seconds = math.nan
+        self.misses = 0
+
+    async def start(self) -> None:
+        """Nothing to reach: one process's bus."""
 
     def notify_with(self, notifier: Notifier) -> None:
         self._notifier = notifier

@@ -7,6 +7,10 @@ behind a stand-in for a load balancer (``Via``: every client calls the one publi
   either is downloaded through the other (the blob store is a directory both reach,
   ATTACHE_BLOB_DIR); a version streaming through one is refused a second stream through the
   other (409) and is not expired from under it by a third process.
+- Item 2: a message submitted through one process is delivered live to a stream held by the
+  other; a member removed through one stops getting the channel's messages on a stream held
+  by the other at once (its roster notice arrives there, and the other's own decisions use
+  the new membership), and a logout through one closes the stream held by the other.
 - Item 3: the process that integrates the audit log is killed with SIGKILL in the middle of
   a run while events are being written through both; the other takes over within a few
   seconds, and the log has no gap and no fork: every event has exactly one leaf, every stored
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -38,6 +43,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+import websockets
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -54,7 +60,8 @@ from server.db.engine import create_engine, create_sessionmaker
 from server.documents.service import do_expire_uploads
 from server.documents.storage import BlobBusy, BlobStore
 from server.settings import Settings
-from tests.clients.test_messaging import _messenger, _trio
+from tests.clients.test_messaging import _messenger, _trio, _until
+from tests.clients.test_roster_notices import _listening
 from tests.conftest import _postgres_database
 from tests.factories import World
 from tests.server.test_documents_uploads import _pending, _problem, _stall
@@ -62,6 +69,7 @@ from tests.server.test_documents_uploads import _pending, _problem, _stall
 # The one address clients know, as behind a load balancer; the servers' ATTACHE_PUBLIC_URL.
 ORIGIN = "http://attache.test"
 SERVER = Path(sys.executable).parent / "attache-server"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 # "A few seconds": from the integrator's death to every event then written being in a
 # checkpoint signed by the other process, which looks every second.
 HANDOVER_SECONDS = 5.0
@@ -111,6 +119,9 @@ def _start(database_url: str, data_dir: Path, blob_dir: Path, log: Path) -> Serv
         "ATTACHE_BLOB_DIR": str(blob_dir),
         "ATTACHE_PUBLIC_URL": ORIGIN,
         "ATTACHE_AUDIT_INTEGRATE_SECONDS": "1",
+        # The machine's Redis: the bus between the two (its channel is named after the
+        # audit origin, which the two share).
+        "ATTACHE_REDIS_URL": REDIS_URL,
         "PYTHONUNBUFFERED": "1",
     }
     with log.open("wb") as out:
@@ -285,6 +296,56 @@ async def _held_by_a_stream(blobs: BlobStore, blob_id: str) -> None:
             return
         await asyncio.sleep(0.02)
     pytest.fail("the upload did not begin")
+
+
+# --- item 2: the bus between them ----------------------------------------------------------
+
+
+async def test_a_message_a_removal_and_a_logout_through_one_reach_a_stream_on_the_other(
+    servers: tuple[Server, Server], world: World
+) -> None:
+    _, b = servers
+    t = await _trio(world)  # alice, bob and chloe, signed in through a
+    first = await t.am.send("liaison", "before anyone listens")
+    channel_id = str(first.channel_id)
+    via_b = {m.user.username: b.client(m.client.token) for m in (t.bob, t.chloe)}
+    try:
+        bob_b = await _messenger(t.bob, via_b["bob"])
+        chloe_b = await _messenger(t.chloe, via_b["chloe"])
+        for messenger in (bob_b, chloe_b):
+            messenger.stream_url = f"ws://127.0.0.1:{b.port}/v1/stream"
+        await chloe_b.send("liaison", "chloe, through b")  # her roster, kept on b's side
+        assert channel_id in chloe_b._rosters
+        async with _listening(bob_b) as bob_got, _listening(chloe_b) as chloe_got:
+            # Submitted through a, delivered live by b.
+            await t.am.send("liaison", "through a, live on b")
+            await _until(lambda: [m.text for m in bob_got] == ["through a, live on b"])
+            await _until(lambda: [m.text for m in chloe_got] == ["through a, live on b"])
+
+            # Chloe removed through a: her stream on b hears it at once...
+            await t.alice.client.remove_member("liaison", "chloe")
+            await _until(lambda: channel_id not in chloe_b._rosters)
+            # ...and b decides with the new membership: bob, sending through b, is given a
+            # roster without her, and nothing more of the channel reaches her stream.
+            after = await bob_b.send("liaison", "through b, after the removal")
+            assert t.chloe.device_id not in after.released_to
+            await t.am.send("liaison", "through a, after the removal")
+            await _until(lambda: len(bob_got) == 3)
+            await asyncio.sleep(0.5)  # time enough for a stray push to arrive
+            assert [m.text for m in chloe_got] == ["through a, live on b"]
+
+        # A logout through a closes the stream bob holds on b, at once.
+        async with websockets.connect(f"ws://127.0.0.1:{b.port}/v1/stream") as stream:
+            await stream.send(json.dumps({"type": "auth", "token": t.bob.client.token}))
+            assert json.loads(await stream.recv())["type"] == "ready"
+            await t.bob.client.logout()
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(stream.recv(), 5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4401
+    finally:
+        for client in via_b.values():
+            await client.aclose()
 
 
 # --- item 3: the integrator killed mid-run, replaced without a gap or a fork -----------------

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import logging.config
+import math
 import os
 import subprocess
 import sys
@@ -249,7 +250,7 @@ def test_an_app_refuses_a_database_whose_schema_is_not_its_own(
         asyncio.run(start())
 
 
-def test_several_processes_are_refused_until_the_redis_bus_exists(
+def test_several_processes_are_refused_without_postgresql_and_the_redis_bus(
     served: Served, database_url: str, tmp_path: Path, clean_database: None
 ) -> None:
     env = _env(tmp_path, database_url, ATTACHE_WORKERS="3")
@@ -265,12 +266,11 @@ def test_several_processes_are_refused_until_the_redis_bus_exists(
 
 
 def test_several_workers_each_make_their_app_from_the_environment(
-    served: Served, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    served: Served, tmp_path: Path
 ) -> None:
-    # What `run` will do once several processes are allowed (the Redis bus).
-    monkeypatch.setattr(Settings, "several_processes_refusal", lambda self: None)
+    # PostgreSQL and the Redis bus: several processes are served.
     for url in _postgres_database():
-        env = _env(tmp_path, url)
+        env = _env(tmp_path, url, ATTACHE_REDIS_URL="redis://127.0.0.1:6379/0")
         assert _invoke(env, "migrate").exit_code == 0
         result = _invoke(env, "run", "--workers", "3", "--port", "8612")
         assert result.exit_code == 0, result.output
@@ -352,6 +352,7 @@ async def test_readiness_checks_redis_when_it_is_configured(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=TEST_ORIGIN) as http,
     ):
         answer = await http.get("/readyz")
+        assert app.state.bus.listening is ready  # the bus itself: subscribed or not
     assert answer.status_code == (200 if ready else 503)
     state = "ok" if ready else "unreachable"
     assert answer.json()["checks"] == {"database": "ok", "redis": state}
@@ -407,6 +408,9 @@ async def test_messages_deliveries_and_withholdings_are_counted(
         assert json.loads(await asyncio.wait_for(stream.recv(), 5))["type"] == "message"
         samples = await _scrape(http)
         assert _value(samples, "attache_streams_connected") == 1
+        # One process, no Redis bus: nothing heard from peers, nothing missed.
+        assert math.isnan(samples[("attache_bus_lag_seconds", ())])
+        assert samples[("attache_bus_rebuilds_total", ())] == 0
         for _ in range(100):  # counted just after the frame is written
             if _value(samples, "attache_deliveries_total", via="stream") == 1:
                 break
