@@ -40,6 +40,7 @@ from server.realtime.redis_bus import RedisBus, channel_name
 from server.releases.endpoints import router as releases_router
 from server.settings import Settings, get_settings
 from server.timeouts import BodyTimeout
+from server.web.endpoints import router as web_router
 
 
 class BodySizeLimit:
@@ -242,4 +243,5 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.include_router(stream_router)
     app.include_router(audit_router)
     app.include_router(operations_router)
+    app.include_router(web_router)
     return app
