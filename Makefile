@@ -37,9 +37,10 @@ clean:
 
 # The browser client (issue 12): TypeScript in clients/web/, built by esbuild into
 # server/web/static/, which is committed so that `make run` needs only Python. `make web`
-# rebuilds it from source; `web-check` (part of `make test`, needs Node.js 20 and npm) type-checks
-# it, runs its tests (against tests/protocol/vectors/, and Python's protocol/ opening what it
-# seals) and checks the committed build is byte for byte what the source builds.
+# rebuilds it from source. `web-check` (part of `make test`; needs Node.js 20 and npm)
+# type-checks it, checks its formatting (Prettier: `cd clients/web && npm run format` applies
+# it), runs its tests (against tests/protocol/vectors/, and Python's protocol/ opening what it
+# seals) and checks that the committed build is byte for byte what the source builds.
 WEB       := clients/web
 WEB_STAMP := $(WEB)/node_modules/.installed
 
@@ -51,7 +52,8 @@ web: $(WEB_STAMP)
 	cd $(WEB) && npm run --silent build
 
 web-check: $(WEB_STAMP) $(STAMP)
-	cd $(WEB) && npm run --silent typecheck && ATTACHE_PYTHON=$(abspath $(BIN))/python npm run --silent test
+	cd $(WEB) && npm run --silent typecheck && npm run --silent lint
+	cd $(WEB) && ATTACHE_PYTHON=$(abspath $(BIN))/python npm run --silent test
 	@fresh=$$(mktemp -d) && trap 'rm -rf "$$fresh"' EXIT && \
 		(cd $(WEB) && node build.mjs "$$fresh") && \
 		diff -r -q "$$fresh" server/web/static || \

@@ -23,7 +23,9 @@ try {
     target: "node20",
     logLevel: "warning",
   });
-  const files = readdirSync(out).filter((name) => name.endsWith(".test.mjs")).map((name) => join(out, name));
+  const files = readdirSync(out)
+    .filter((name) => name.endsWith(".test.mjs"))
+    .map((name) => join(out, name));
   const result = spawnSync(process.execPath, ["--test", "--test-reporter=spec", ...files], {
     stdio: "inherit",
     env: { ...process.env, ATTACHE_ROOT: resolve(web, "..", "..") },

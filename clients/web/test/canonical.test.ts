@@ -20,7 +20,12 @@ test("the context strings are protocol/canonical.py's, one for one", () => {
 });
 
 test("RFC 8785: sorted keys by UTF-16 unit, no whitespace, shortest numbers", () => {
-  const encoded = canonical.canonicalJson({ b: [1, 2.5, "é\u0007"], a: null, "\u20ac": true, "\ud83d\ude00": 1e-7 });
+  const encoded = canonical.canonicalJson({
+    b: [1, 2.5, "é\u0007"],
+    a: null,
+    "\u20ac": true,
+    "\ud83d\ude00": 1e-7,
+  });
   assert.equal(fromUtf8(encoded), '{"a":null,"b":[1,2.5,"é\\u0007"],"€":true,"😀":1e-7}');
 });
 

@@ -33,8 +33,14 @@ async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Uint8Array[]>
   return out;
 }
 
-async function encryptVector(): Promise<{ chunks: Uint8Array[]; trailer: unknown; itemKey: Uint8Array }> {
-  const keys = await DeviceKeys.fromPrivateBytes(concat(h(V.sender.signing_seed), h(V.sender.xwing_seed)));
+async function encryptVector(): Promise<{
+  chunks: Uint8Array[];
+  trailer: unknown;
+  itemKey: Uint8Array;
+}> {
+  const keys = await DeviceKeys.fromPrivateBytes(
+    concat(h(V.sender.signing_seed), h(V.sender.xwing_seed)),
+  );
   const encryptor = await DocumentEncryptor.create(keys, h(V.audience_key_hex), V.header);
   const chunks = await collect(encryptor.encryptChunks(pieces(plaintext(), 4096)));
   return { chunks, trailer: encryptor.finish(), itemKey: encryptor.itemKey };
@@ -73,19 +79,37 @@ test("the ciphertext decrypts from pieces of any size, with the item or the audi
   const { chunks } = await encryptVector();
   const ciphertext = concat(...chunks);
   for (const size of [1000, 65552, 7, ciphertext.length]) {
-    const decryptor = await DocumentDecryptor.create(V.header, V.trailer, h(V.document_key_hex), senderKey());
+    const decryptor = await DocumentDecryptor.create(
+      V.header,
+      V.trailer,
+      h(V.document_key_hex),
+      senderKey(),
+    );
     const out = await collect(decryptor.decryptChunks(pieces(ciphertext, size)));
     assert.equal(sha256Hex(concat(...out)), V.plaintext.sha256, `pieces of ${size}`);
   }
-  const decryptor = await DocumentDecryptor.withAudienceKey(V.header, V.trailer, h(V.audience_key_hex), senderKey());
-  assert.equal(sha256Hex(concat(...(await collect(decryptor.decryptChunks(chunks))))), V.plaintext.sha256);
+  const decryptor = await DocumentDecryptor.withAudienceKey(
+    V.header,
+    V.trailer,
+    h(V.audience_key_hex),
+    senderKey(),
+  );
+  assert.equal(
+    sha256Hex(concat(...(await collect(decryptor.decryptChunks(chunks))))),
+    V.plaintext.sha256,
+  );
 });
 
 test("truncation, reordering, duplication, extra bytes and a wrong key are caught", async () => {
   const { chunks } = await encryptVector();
   const [a, b, c] = chunks as [Uint8Array, Uint8Array, Uint8Array];
   const open = async (parts: Uint8Array[]) => {
-    const decryptor = await DocumentDecryptor.create(V.header, V.trailer, h(V.document_key_hex), senderKey());
+    const decryptor = await DocumentDecryptor.create(
+      V.header,
+      V.trailer,
+      h(V.document_key_hex),
+      senderKey(),
+    );
     return collect(decryptor.decryptChunks(parts));
   };
   await assert.rejects(open([a, b]), /ended after 131104 of 150048 bytes/);
@@ -100,11 +124,21 @@ test("truncation, reordering, duplication, extra bytes and a wrong key are caugh
     /not encrypted under this key/,
   );
   await assert.rejects(
-    DocumentDecryptor.create({ ...V.header, filename: "other.pdf" }, V.trailer, h(V.document_key_hex), senderKey()),
+    DocumentDecryptor.create(
+      { ...V.header, filename: "other.pdf" },
+      V.trailer,
+      h(V.document_key_hex),
+      senderKey(),
+    ),
     /document signature is not valid/,
   );
   await assert.rejects(
-    DocumentDecryptor.create({ ...V.header, filename: "../etc/passwd" }, V.trailer, h(V.document_key_hex), senderKey()),
+    DocumentDecryptor.create(
+      { ...V.header, filename: "../etc/passwd" },
+      V.trailer,
+      h(V.document_key_hex),
+      senderKey(),
+    ),
     /plain name, not a path/,
   );
   const otherHash = { ...V.trailer, content_hash: b64uEncode(new Uint8Array(32)) };
@@ -115,11 +149,21 @@ test("truncation, reordering, duplication, extra bytes and a wrong key are caugh
 });
 
 test("an empty document is one empty final chunk, and round-trips", async () => {
-  const keys = await DeviceKeys.fromPrivateBytes(concat(h(V.sender.signing_seed), h(V.sender.xwing_seed)));
+  const keys = await DeviceKeys.fromPrivateBytes(
+    concat(h(V.sender.signing_seed), h(V.sender.xwing_seed)),
+  );
   const header = { ...V.header, size: 0 };
   const encryptor = await DocumentEncryptor.create(keys, h(V.audience_key_hex), header);
   const chunks = await collect(encryptor.encryptChunks([]));
-  assert.deepEqual(chunks.map((chunk) => chunk.length), [16]);
-  const decryptor = await DocumentDecryptor.create(header, encryptor.finish(), encryptor.itemKey, senderKey());
+  assert.deepEqual(
+    chunks.map((chunk) => chunk.length),
+    [16],
+  );
+  const decryptor = await DocumentDecryptor.create(
+    header,
+    encryptor.finish(),
+    encryptor.itemKey,
+    senderKey(),
+  );
   assert.deepEqual(await collect(decryptor.decryptChunks(chunks)), [new Uint8Array(0)]);
 });

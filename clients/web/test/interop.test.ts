@@ -56,7 +56,10 @@ test(
       device_id: V.recipient.device_id,
       device_private_hex: toHex(recipient.toPrivateBytes()),
       sender_signing_key_hex: V.sender.signing_public_key,
-      audience: { ...sealed, envelopes: { [V.recipient.device_id]: sealed.envelopes[V.recipient.device_id]! } },
+      audience: {
+        ...sealed,
+        envelopes: { [V.recipient.device_id]: sealed.envelopes[V.recipient.device_id]! },
+      },
       message,
       document: { header, trailer: encryptor.finish(), ciphertext: b64uEncode(concat(...chunks)) },
     };

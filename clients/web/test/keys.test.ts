@@ -61,7 +61,10 @@ test("device and authority keys, key id and fingerprints", async () => {
   assert.equal(toHex(authority), V.authority_public_key);
   assert.equal(authorityKeyId(authority), V.authority_key_id);
   assert.equal(fingerprint(authority), V.authority_fingerprint);
-  assert.deepEqual((await DeviceKeys.fromPrivateBytes(keys.toPrivateBytes())).publicKeys, keys.publicKeys);
+  assert.deepEqual(
+    (await DeviceKeys.fromPrivateBytes(keys.toPrivateBytes())).publicKeys,
+    keys.publicKeys,
+  );
 });
 
 test("registration and login signatures", async () => {
@@ -93,12 +96,32 @@ test("a certificate that does not verify is refused, saying why", async () => {
   const good = certificate(keys, h(V.authority_seed));
   const cases: [unknown, Map<string, Uint8Array>, Date, RegExp][] = [
     // Another nation's key, or a forger's, is not the pinned one.
-    [good, new Map([["FRA", h(V.authority_public_key)]]), now, /no enrolment authority key is pinned for nation GBR/],
+    [
+      good,
+      new Map([["FRA", h(V.authority_public_key)]]),
+      now,
+      /no enrolment authority key is pinned for nation GBR/,
+    ],
     [certificate(keys, new Uint8Array(32).fill(7)), pinned, now, /names authority key/],
     // The body changed after signing.
-    [{ ...good, body: { ...good.body, nationality: "GBR", username: "m.jones" } }, pinned, now, /signature is not valid/],
-    [{ ...good, body: { ...good.body, nation: "FRA", nationality: "FRA" } }, pinned, now, /no enrolment authority key is pinned for nation FRA/],
-    [{ ...good, body: { ...good.body, nationality: "FRA" } }, pinned, now, /vouches only for its own people/],
+    [
+      { ...good, body: { ...good.body, nationality: "GBR", username: "m.jones" } },
+      pinned,
+      now,
+      /signature is not valid/,
+    ],
+    [
+      { ...good, body: { ...good.body, nation: "FRA", nationality: "FRA" } },
+      pinned,
+      now,
+      /no enrolment authority key is pinned for nation FRA/,
+    ],
+    [
+      { ...good, body: { ...good.body, nationality: "FRA" } },
+      pinned,
+      now,
+      /vouches only for its own people/,
+    ],
     [{ ...good, body: { ...good.body, extra: 1 } }, pinned, now, /unknown fields extra/],
     [{ ...good, body: { ...good.body, username: "a\u202eb" } }, pinned, now, /control or format/],
     [good, pinned, new Date("2027-01-01T00:00:00Z"), /expired at 2027-01-01T00:00:00Z/],
@@ -106,7 +129,12 @@ test("a certificate that does not verify is refused, saying why", async () => {
   ];
   for (const [value, keysPinned, when, reason] of cases) {
     assert.throws(
-      () => verifyCertificate({ body: (value as typeof good).body, signature: (value as typeof good).signature }, keysPinned, { now: when }),
+      () =>
+        verifyCertificate(
+          { body: (value as typeof good).body, signature: (value as typeof good).signature },
+          keysPinned,
+          { now: when },
+        ),
       (error: unknown) => error instanceof CertificateError && reason.test(error.message),
       String(reason),
     );

@@ -75,7 +75,12 @@ test("both recorded envelopes open to the audience key", async () => {
     const deviceId = V[name].device_id;
     const info = envelopeInfo(AUDIENCE.inputs.audience_id, deviceId, h(AUDIENCE.header_digest_hex));
     assert.equal(toHex(info), AUDIENCE.envelope_info_hex[deviceId]);
-    const key = await openAudienceEnvelope(await device(name), deviceId, AUDIENCE.sealed, senderKey());
+    const key = await openAudienceEnvelope(
+      await device(name),
+      deviceId,
+      AUDIENCE.sealed,
+      senderKey(),
+    );
     assert.equal(toHex(key), AUDIENCE.audience_key_hex);
   }
 });
@@ -124,30 +129,57 @@ test("the message: header digest, key, body and signature, byte for byte", async
 
 test("the recorded message opens with the audience key and with its item key", async () => {
   const recipient = await device("recipient");
-  const audienceKey = await openAudienceEnvelope(recipient, V.recipient.device_id, AUDIENCE.sealed, senderKey());
+  const audienceKey = await openAudienceEnvelope(
+    recipient,
+    V.recipient.device_id,
+    AUDIENCE.sealed,
+    senderKey(),
+  );
   const plaintext = await decryptMessage(MESSAGE.sealed, audienceKey, senderKey());
   assert.equal(fromUtf8(plaintext), MESSAGE.plaintext_utf8);
   const itemKey = h(MESSAGE.message_key_hex);
-  assert.equal(fromUtf8(await decryptWithItemKey(MESSAGE.sealed, itemKey, senderKey())), MESSAGE.plaintext_utf8);
+  assert.equal(
+    fromUtf8(await decryptWithItemKey(MESSAGE.sealed, itemKey, senderKey())),
+    MESSAGE.plaintext_utf8,
+  );
 });
 
 test("a changed label, header, body or key breaks the signature or decryption", async () => {
   const audienceKey = h(AUDIENCE.audience_key_hex);
   const sealed = MESSAGE.sealed;
   const header = sealed.header;
-  const relabelled = { ...sealed, header: { ...header, label: { ...header.label, rel_to: ["USA", "GBR", "FRA"] } } };
-  await assert.rejects(decryptMessage(relabelled, audienceKey, senderKey()), /message signature is not valid/);
+  const relabelled = {
+    ...sealed,
+    header: { ...header, label: { ...header.label, rel_to: ["USA", "GBR", "FRA"] } },
+  };
+  await assert.rejects(
+    decryptMessage(relabelled, audienceKey, senderKey()),
+    /message signature is not valid/,
+  );
   const body = b64uDecode(sealed.body);
   body[body.length - 1]! ^= 1;
   await assert.rejects(
     decryptMessage({ ...sealed, body: b64uEncode(body) }, audienceKey, senderKey()),
     /message signature is not valid/,
   );
-  await assert.rejects(decryptMessage(sealed, audienceKey, h(V.recipient.signing_public_key)), /not valid/);
-  await assert.rejects(decryptMessage(sealed, new Uint8Array(32), senderKey()), /not encrypted under this key/);
-  await assert.rejects(decryptMessage({ ...sealed, extra: 1 } as never, audienceKey, senderKey()), EnvelopeError);
   await assert.rejects(
-    decryptMessage({ ...sealed, header: { ...header, reply_to: "not-a-uuid" } }, audienceKey, senderKey()),
+    decryptMessage(sealed, audienceKey, h(V.recipient.signing_public_key)),
+    /not valid/,
+  );
+  await assert.rejects(
+    decryptMessage(sealed, new Uint8Array(32), senderKey()),
+    /not encrypted under this key/,
+  );
+  await assert.rejects(
+    decryptMessage({ ...sealed, extra: 1 } as never, audienceKey, senderKey()),
+    EnvelopeError,
+  );
+  await assert.rejects(
+    decryptMessage(
+      { ...sealed, header: { ...header, reply_to: "not-a-uuid" } },
+      audienceKey,
+      senderKey(),
+    ),
     /reply_to must be a lower-case hyphenated UUID/,
   );
 });
@@ -171,5 +203,8 @@ test("an audience made here opens here, and a message sealed here opens", async 
     message_id: "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
   };
   const message = await encryptMessage(sender, audienceKey, header, utf8("Bonjour, <b>world</b>"));
-  assert.equal(fromUtf8(await decryptMessage(message, opened, senderKey())), "Bonjour, <b>world</b>");
+  assert.equal(
+    fromUtf8(await decryptMessage(message, opened, senderKey())),
+    "Bonjour, <b>world</b>",
+  );
 });

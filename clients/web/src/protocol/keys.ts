@@ -47,7 +47,12 @@ export function parseUtcTime(text: unknown): Date {
     throw new Error(`not an RFC 3339 UTC time of the form YYYY-MM-DDTHH:MM:SSZ: ${String(text)}`);
   }
   const [year, month, day, hour, minute, second] = match.slice(1).map(Number) as [
-    number, number, number, number, number, number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
   ];
   const moment = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
   // Date.UTC rolls 2026-02-30 over into March; the wire form must name a real moment.
@@ -161,11 +166,15 @@ export function signRegistration(
   );
 }
 
-export function loginPayload(fields: {
+/** What a device signs to log in; the server builds the same from the challenge it issued. */
+export interface LoginPayload {
   device_id: string;
   challenge: string;
   server_origin: string;
-}): Record<string, string> {
+}
+
+/** The login statement, checked: the challenge is b64u of 32 bytes, the rest non-empty. */
+export function loginPayload(fields: LoginPayload): LoginPayload {
   b64uDecodeSized(fields.challenge, LOGIN_CHALLENGE_SIZE, "challenge");
   if (!fields.device_id || !fields.server_origin) {
     throw new Error("device_id and server_origin must be non-empty");
@@ -177,8 +186,9 @@ export function loginPayload(fields: {
   };
 }
 
-export function signLogin(keys: DeviceKeys, payload: Record<string, string>): Uint8Array {
-  return keys.sign(signingInput(CTX_LOGIN, loginPayload(payload as never)));
+/** Ed25519 over signingInput(CTX_LOGIN, payload). */
+export function signLogin(keys: DeviceKeys, payload: LoginPayload): Uint8Array {
+  return keys.sign(signingInput(CTX_LOGIN, { ...loginPayload(payload) }));
 }
 
 // --- device certificates -------------------------------------------------------------------------
@@ -272,7 +282,8 @@ function parseCertificateBody(body: unknown): CertificateBody {
   }
   const present = new Set(Object.keys(body));
   const missing = [...CERTIFICATE_FIELDS].filter((name) => !present.has(name)).sort();
-  if (missing.length > 0) throw new CertificateError(`certificate body lacks ${missing.join(", ")}`);
+  if (missing.length > 0)
+    throw new CertificateError(`certificate body lacks ${missing.join(", ")}`);
   const unknown = [...present].filter((name) => !CERTIFICATE_FIELDS.has(name)).sort();
   if (unknown.length > 0) {
     throw new CertificateError(`certificate body has unknown fields ${unknown.join(", ")}`);

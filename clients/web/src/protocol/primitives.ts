@@ -169,10 +169,7 @@ export async function hpkeSeal(
 ): Promise<Uint8Array> {
   if (!isUsableEncryptionKey(publicKey)) throw new Error("the encryption key is unusable");
   const recipientPublicKey = await xwing.deserializePublicKey(own(publicKey));
-  const { ct, enc } = await suite.seal(
-    { recipientPublicKey, info: own(info) },
-    own(plaintext),
-  );
+  const { ct, enc } = await suite.seal({ recipientPublicKey, info: own(info) }, own(plaintext));
   const out = new Uint8Array(enc.byteLength + ct.byteLength);
   out.set(new Uint8Array(enc), 0);
   out.set(new Uint8Array(ct), enc.byteLength);

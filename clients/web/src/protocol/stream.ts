@@ -109,7 +109,9 @@ export interface DocumentHeader {
 function intField(header: JsonObject, name: string, low: number, high: number): number {
   const value = header[name];
   if (typeof value !== "number" || !Number.isInteger(value) || value < low || value > high) {
-    throw new DocumentError(`document header field ${name} must be an integer from ${low} to ${high}`);
+    throw new DocumentError(
+      `document header field ${name} must be an integer from ${low} to ${high}`,
+    );
   }
   return value;
 }
@@ -201,7 +203,9 @@ function signingInput(hd: Uint8Array, commitment: Uint8Array, contentHash: Uint8
 
 /** SHA-256(CTX_DOCUMENT_CONTENT || 0x00 || ct_0 || ct_1 || ...), computed incrementally. */
 export class ContentHasher {
-  private readonly hash = sha256.create().update(withContext(CTX_DOCUMENT_CONTENT, new Uint8Array()));
+  private readonly hash = sha256
+    .create()
+    .update(withContext(CTX_DOCUMENT_CONTENT, new Uint8Array()));
   length = 0;
 
   update(data: Uint8Array): void {
@@ -229,8 +233,13 @@ interface Trailer {
 
 function parseTrailer(trailer: unknown): Trailer {
   return asDocumentError(() => {
-    if (!isObject(trailer) || Object.keys(trailer).sort().join() !== "commitment,content_hash,signature") {
-      throw new DocumentError("a document trailer has exactly commitment, content_hash and signature");
+    if (
+      !isObject(trailer) ||
+      Object.keys(trailer).sort().join() !== "commitment,content_hash,signature"
+    ) {
+      throw new DocumentError(
+        "a document trailer has exactly commitment, content_hash and signature",
+      );
     }
     return {
       commitment: wireBytes(trailer.commitment, "document key commitment", 32),
@@ -364,7 +373,12 @@ export class DocumentEncryptor {
       if (chunk.length !== plaintextChunkSize(size, index)) {
         throw new DocumentError(`the plaintext ended before the ${size} bytes the header states`);
       }
-      const sealed = await aesGcmEncrypt(this.key, chunkNonce(index, index === count - 1), chunk, aad);
+      const sealed = await aesGcmEncrypt(
+        this.key,
+        chunkNonce(index, index === count - 1),
+        chunk,
+        aad,
+      );
       this.hasher.update(sealed);
       index += 1;
       yield sealed;
@@ -414,7 +428,9 @@ export class DocumentDecryptor {
     const parsed = parseTrailer(trailer);
     verifyTrailer(checked, parsed, senderSigningKey);
     if (!equalBytes(parsed.commitment, keyCommitment(itemKey))) {
-      throw new DocumentError(`document version ${checked.versionId} was not encrypted under this key`);
+      throw new DocumentError(
+        `document version ${checked.versionId} was not encrypted under this key`,
+      );
     }
     return new DocumentDecryptor(checked, parsed, await aesGcmKey(itemKey));
   }
