@@ -2,8 +2,9 @@
 real server processes, `make run` and `make demo` from the Makefile, the two CLIs.
 
 The demo runs as the README has it (`make run`, the embedded SQLite database in ./var); the
-first directory, channels, committees and auditing run against a server on each database. In
-both, only ATTACHE_PORT says where the server is: no command is given --server.
+first directory, channels, committees and auditing run against `attache-server run` on SQLite,
+the README's database. In both, only ATTACHE_PORT says where the server is: no command is
+given --server.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.test_end_to_end import _field
 
@@ -159,6 +161,11 @@ def test_the_demo_on_another_port(tmp_path: Path) -> None:
         assert "hello" not in attache("chloe", "read", "--channel", "liaison")
 
 
+# On SQLite alone: what this story adds is the README's commands in real processes finding the
+# server by ATTACHE_PORT, which no database changes. The same commands on PostgreSQL run in
+# tests/clients (the CLI in process, on both databases: test_cli_committee_story, test_cli_names,
+# test_cli_lists, test_cli_audit) and, as real processes, in test_end_to_end on both databases.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_first_directory_on_another_port(
     tmp_path: Path, database_url: str, clean_database: None
 ) -> None:
