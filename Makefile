@@ -68,13 +68,16 @@ demo: $(STAMP)
 
 # Channel delivery benchmark (issue 8): writes bench/results/channel.json and channel.md.
 # `bench` is the quick profile (one run of each shape, an idle crowd of 1,000, one room on
-# SQLite and PostgreSQL, many rooms (20 channels of 50) in rate steps of 5 s); `bench-full` runs
+# every set-up, many rooms (20 channels of 50) in rate steps of 5 s); `bench-full` runs
 # every shape three times with a crowd of 5,000 and rate steps of 8 s.
 .PHONY: bench bench-full
+# One room also on PostgreSQL + Redis with one and with two server processes (the machine's
+# Redis at 127.0.0.1:6379); bench-full runs every shape on every set-up.
+SETUPS := sqlite,postgresql,postgresql+redis,postgresql+redis:2
 bench: $(STAMP)
 	$(BIN)/python bench/bench_channel.py --runs 1 --shape-runs 1 --crowd 1000 --profile \
-		--rooms 20 --rooms-seconds 5
+		--rooms 20 --rooms-seconds 5 --database $(SETUPS)
 
 bench-full: $(STAMP)
 	$(BIN)/python bench/bench_channel.py --runs 3 --shape-runs 3 --crowd 5000 --profile \
-		--rooms 20 --rooms-seconds 8
+		--rooms 20 --rooms-seconds 8 --database $(SETUPS) --all-shapes

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -40,6 +41,21 @@ def unbind_rate_limits() -> str:
     return RATE_LIMITS_NOTE
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's workers, and what they start)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return found
+
+
 def spread(values: list[float]) -> dict[str, float]:
     """The median of ``values`` with the minimum and maximum."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
@@ -47,7 +63,10 @@ def spread(values: list[float]) -> dict[str, float]:
 
 @contextlib.contextmanager
 def served(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """The database and keys served by a real uvicorn, one process, on ``port``."""
+    """The database and keys served by a real uvicorn on ``port``: ``settings.workers``
+    processes sharing it (as `attache-server run` with ATTACHE_WORKERS), joined by the Redis
+    bus when ``settings.redis_url`` is set. With several, the process returned is uvicorn's
+    supervisor and the servers are its children (``process_tree``)."""
     env = {
         **os.environ,
         "ATTACHE_DATA_DIR": str(settings.data_dir),
@@ -55,8 +74,10 @@ def served(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
         "ATTACHE_PUBLIC_URL": settings.effective_public_url,
         "ATTACHE_GC_FREEZE": "true",  # as `attache-server run` serves it
     }
+    if settings.redis_url is not None:
+        env["ATTACHE_REDIS_URL"] = settings.redis_url.get_secret_value()
     command = [sys.executable, "-m", "uvicorn", "--factory", "server.app:create_app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(settings.workers)]
     # As `attache-server run` serves it: no per-message deflate (ciphertext does not compress).
     command += ["--ws-per-message-deflate", "false"]
     process = subprocess.Popen([*command, "--log-level", "warning"], env=env)
@@ -70,6 +91,16 @@ def served(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
             time.sleep(0.1)
         else:
             raise RuntimeError("the server did not start")
+        if settings.workers > 1:
+            # The first worker answers before the others have started: wait for them all,
+            # subscribed to the bus (each answers /readyz once it is).
+            for _ in range(300):
+                if len(process_tree(process.pid)) > settings.workers:
+                    break
+                time.sleep(0.1)
+            for _ in range(10 * settings.workers):
+                httpx.get(f"{settings.effective_public_url}/readyz").raise_for_status()
+            time.sleep(1.0)
         yield process
     finally:
         process.terminate()

@@ -2,9 +2,10 @@
 
 Run: ``.venv/bin/python bench/bench_channel.py [--runs N] [--seconds S] [--crowd N]
 [--rooms N] [--rooms-seconds S] [--database sqlite,postgresql] [--profile]``. ``make bench`` is
-the quick profile (one run of each shape, the idle crowd at 1,000, one room on SQLite and
-PostgreSQL, many rooms in steps of 5 s); ``make bench-full`` runs every shape three times with
-the idle crowd at 5,000. Writes ``bench/results/channel.json`` and ``channel.md``; every
+the quick profile (one run of each shape, the idle crowd at 1,000, one room on SQLite,
+PostgreSQL, and PostgreSQL + Redis with one and with two server processes, many rooms in steps
+of 5 s); ``make bench-full`` runs every shape three times, on every set-up, with the idle crowd
+at 5,000. Writes ``bench/results/channel.json`` and ``channel.md``; every
 repeated figure is the median of its runs with the minimum and maximum. Not part of the test
 suite, and never a timed test.
 
@@ -16,8 +17,9 @@ cleared NATO SECRET, each with an enrolled and certified device and a session, a
 sessions the idle crowd shares. The bench's own key stores use the cheapest KDF parameters
 (``KdfParams.for_tests()``): an unlock at the default settings would cost ~0.35 s per process.
 
-Then one uvicorn process serves that database, and separate processes (this script with
-``--role``) load it over loopback:
+Then uvicorn serves that database (one process; with ``postgresql+redis:N``, N processes
+sharing the port and joined by the Redis bus, their CPU summed and profiled together), and
+separate processes (this script with ``--role``) load it over loopback:
   * listeners: 49 member devices on ``/v1/stream``, lean: each frame is parsed as JSON and
     (seq, time.time()) recorded; nothing is decrypted or verified; pings are answered;
   * senders: five processes using the real SDK, ``Messenger.send(room, text, label=...)``;
@@ -62,8 +64,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from _common import served, spread, unbind_rate_limits
+from _common import process_tree, served, spread, unbind_rate_limits
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from pydantic import SecretStr
 from websockets.asyncio.client import connect as ws_connect
 
 from clients.sdk import AttacheClient, Keystore, Messenger, certify_device, enroll
@@ -112,41 +115,55 @@ def latency(values: list[float]) -> dict[str, float]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds (from /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+def _process_cpu(pid: int) -> float:
+    """utime + stime of one process, in seconds (from /proc/<pid>/stat; 0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a server, in seconds: its process and, with several workers, theirs."""
+    return sum(_process_cpu(p) for p in process_tree(pid))
+
+
 def thread_cpu(pid: int) -> Counter[str]:
-    """CPU seconds of a process's main thread (the event loop) and of its other threads (the
-    database driver's: aiosqlite runs one thread per connection)."""
+    """CPU seconds of a server's main threads (the event loops) and of its other threads (the
+    database driver's: aiosqlite runs one thread per connection), over its processes."""
     found: Counter[str] = Counter()
-    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            text = stat.read_text()
-            name = "event loop" if stat.parent.name == str(pid) else "other threads"
-            fields = text.rpartition(")")[2].split()
-            found[name] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for process in process_tree(pid):
+        for stat in Path(f"/proc/{process}/task").glob("*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                text = stat.read_text()
+                name = "event loop" if stat.parent.name == str(process) else "other threads"
+                fields = text.rpartition(")")[2].split()
+                found[name] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return found
 
 
-def postgres_cpu() -> float:
-    """CPU seconds of every PostgreSQL process on this machine (0 when unreadable)."""
+def postgres_cpu(name: str = "postgres") -> float:
+    """CPU seconds of every process called ``name`` on this machine (PostgreSQL's by
+    default; 0 when unreadable)."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             text = stat.read_text()
-            if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
-                total += cpu_seconds(int(stat.parent.name))
+            if text[text.index("(") + 1 : text.rindex(")")] == name:
+                total += _process_cpu(int(stat.parent.name))
     return total
 
 
 def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """Resident memory of a server, over its processes."""
+    total = 0
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{process}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
 
 
 def per_op(fn: Any, n: int, batches: int = 7) -> dict[str, float]:
@@ -265,7 +282,7 @@ def database(kind: str, base: Path) -> Iterator[str]:
 
     from server.db import migrate
 
-    if kind == "sqlite":
+    if kind.startswith("sqlite"):
         url = f"sqlite+aiosqlite:///{base / 'bench.db'}"
         migrate.upgrade(url)
         yield url
@@ -547,6 +564,7 @@ class Room:
 def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[str, Any]:
     server = room.server.pid
     cpu0, pg0, threads0 = cpu_seconds(server), postgres_cpu(), thread_cpu(server)
+    redis0 = postgres_cpu("redis-server")
     spy = None
     if profile is not None:
         spy = subprocess.Popen(
@@ -558,6 +576,7 @@ def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[st
                 "250",
                 "--pid",
                 str(server),
+                "--subprocesses",  # every worker, when there are several
                 "--format",
                 "raw",
                 "-o",
@@ -575,6 +594,7 @@ def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[st
     records = [r for sender in room.senders for r in sender.answer()["records"]]
     end = max(r["end"] for r in records)
     cpu1, pg1, threads1 = room.drain(), postgres_cpu(), thread_cpu(server)
+    redis1 = postgres_cpu("redis-server")
     threads1.subtract(threads0)
     if spy is not None:
         spy.wait(timeout=120)
@@ -594,6 +614,7 @@ def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[st
         "server_cpu_s": cpu1 - cpu0,
         "server_cpu_per_message_s": (cpu1 - cpu0) / len(records),
         "postgres_cpu_per_message_s": (pg1 - pg0) / len(records),
+        "redis_cpu_per_message_s": (redis1 - redis0) / len(records),
         "sender_cpu_per_send_s": statistics.median(r["cpu"] for r in records),
         "server_threads_cpu_per_message_s": {
             name: cpu / len(records) for name, cpu in threads1.most_common() if cpu > 0
@@ -749,6 +770,22 @@ def inclusive_frames(raw: Path, count: int = 30) -> list[dict[str, Any]]:
 # --- a database --------------------------------------------------------------------------------
 
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _served_by(kind: str) -> tuple[int, SecretStr | None]:
+    """What a kind of set-up names besides its database: ``postgresql+redis`` is one process
+    with the Redis bus, ``postgresql+redis:2`` two processes sharing the port (uvicorn's
+    workers, as ATTACHE_WORKERS=2) joined by it."""
+    _, _, bus = kind.partition("+")
+    if not bus:
+        return 1, None
+    name, _, count = bus.partition(":")
+    if name != "redis":
+        raise SystemExit(f"unknown set-up {kind!r}: say sqlite, postgresql, postgresql+redis[:N]")
+    return int(count or 1), SecretStr(REDIS_URL)
+
+
 def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dict[str, Any]:
     from server.settings import Settings
 
@@ -757,8 +794,13 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
+        workers, redis_url = _served_by(kind)
         settings = Settings(
-            data_dir=base / "var", database_url=url, public_url=f"http://127.0.0.1:{port}"
+            data_dir=base / "var",
+            database_url=url,
+            public_url=f"http://127.0.0.1:{port}",
+            workers=workers,
+            redis_url=redis_url,
         )
         started = time.perf_counter()
         seeded = asyncio.run(seed(settings, base / "homes"))
@@ -829,6 +871,7 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "deliveries_per_s",
         "server_cpu_per_message_s",
         "postgres_cpu_per_message_s",
+        "redis_cpu_per_message_s",
         "sender_cpu_per_send_s",
     )
     summary = {k: spread([r[k] for r in runs]) for k in keys_}
@@ -982,6 +1025,26 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {g['goal']}{extra} | {g['measured']:,.2f} {g['unit']} | "
             f"{g['bound']:,} {g['unit']} | {verdict} |"
         )
+    out += [
+        "",
+        "## One room, set-up by set-up",
+        "",
+        "`postgresql+redis`: one server process with the Redis bus; `postgresql+redis:2`: two "
+        "processes sharing the port (uvicorn's workers, as ATTACHE_WORKERS=2), joined by it. "
+        "Server CPU is every server process's.",
+        "",
+        "| set-up | accepted/s | deliveries/s | submit-to-delivered p50 / p99, ms | "
+        "server CPU per message, V |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, d in r["databases"].items():
+        s = d["one_room"]["summary"]
+        out.append(
+            f"| {kind} | {s['accepted_per_s']['median']:.1f} | "
+            f"{s['deliveries_per_s']['median']:.0f} | "
+            f"{s['delivered_ms_p50']['median']:.1f} / {s['delivered_ms_p99']['median']:.1f} | "
+            f"{s['server_cpu_per_message_s']['median'] / v:.0f} |"
+        )
     for kind, d in r["databases"].items():
         s = d["one_room"]["summary"]
         out += [
@@ -1026,12 +1089,20 @@ def markdown(r: dict[str, Any]) -> str:
                 ", ".join(f"{k}: {n}" for k, n in d["stream_frames"].items()) or "none",
             ),
         ]
-        if kind == "postgresql":
+        if kind.startswith("postgresql"):
             rows.insert(
                 8,
                 (
                     "PostgreSQL processes' CPU per message, ms",
                     _fmt(s["postgres_cpu_per_message_s"], 1e3, 2),
+                ),
+            )
+        if "+redis" in kind:
+            rows.insert(
+                9,
+                (
+                    "Redis's CPU per message, ms",
+                    _fmt(s["redis_cpu_per_message_s"], 1e3, 2),
                 ),
             )
         out += [f"| {a} | {b} |" for a, b in rows]
@@ -1131,7 +1202,12 @@ def main() -> None:
     parser.add_argument(
         "--database",
         default="sqlite,postgresql",
-        help="comma-separated; every shape runs on the first, one room on all",
+        help="comma-separated set-ups: sqlite, postgresql, postgresql+redis (one process "
+        "with the Redis bus), postgresql+redis:N (N processes sharing the port, joined by "
+        "it); every shape runs on the first, one room on all (--all-shapes: every shape on all)",
+    )
+    parser.add_argument(
+        "--all-shapes", action="store_true", help="every shape on every set-up, not the first"
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the server (one room)")
     parser.add_argument("--profile-raw", help="keep py-spy's raw samples (collapsed stacks) here")
@@ -1161,7 +1237,9 @@ def main() -> None:
     note(f"V = {before['ed25519_verify']['median'] * 1e6:.1f} µs")
     kinds = args.database.split(",")
     rate_limits = unbind_rate_limits()
-    databases = {kind: bench_database(kind, args, kind == kinds[0]) for kind in kinds}
+    databases = {
+        kind: bench_database(kind, args, args.all_shapes or kind == kinds[0]) for kind in kinds
+    }
     after = primitives()
     measured = {k: spread([before[k]["median"], after[k]["median"]]) for k in before}
     v = measured["ed25519_verify"]["median"]
