@@ -90,6 +90,13 @@ def _field(pattern: str, text: str) -> str:
     return match.group(1)
 
 
+# On PostgreSQL alone, the database of a deployment: the same story's commands run as real
+# processes on SQLite in test_readme_port (the README's first directory), and what it asserts
+# of the server (the refusals, the re-certification, the auditor's scope) is tested on both
+# databases in process (tests/server/test_cli.py, test_clearance_authority.py, test_devices.py,
+# test_audit.py; tests/clients/test_cli_small_things.py). A second database would add ~45 s of
+# process start-ups and no check that those do not make.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_operator_security_officers_and_a_user(
     tmp_path: Path, server: tuple[str, Shell, str]
 ) -> None:
