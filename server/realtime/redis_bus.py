@@ -46,6 +46,7 @@ import logging
 import math
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as redis
@@ -182,6 +183,9 @@ class RedisBus(InProcessBus):
                 except (RedisError, OSError) as exc:
                     logger.warning("publishing on the bus failed (%s)", exc.__class__.__name__)
                     await self._hello(publisher)
+                except Exception:  # a bug here must not stop this process publishing
+                    logger.exception("publishing on the bus")
+                    await self._hello(publisher)
 
     async def _hello(self, publisher: redis.Redis) -> None:
         """Until Redis takes it, a message with nothing but this process's count."""
@@ -211,7 +215,10 @@ class RedisBus(InProcessBus):
                     if message is None:
                         continue
                     if message["type"] == "message":
-                        self._receive(message["data"])
+                        try:
+                            self._receive(message["data"])
+                        except Exception:  # a bug here must not leave the process deaf
+                            logger.exception("handling a message from the bus")
                     elif message["type"] == "subscribe":
                         # Also after the client reconnected by itself. From here on nothing
                         # is missed; what came before, when it was away, is rebuilt.
@@ -237,32 +244,37 @@ class RedisBus(InProcessBus):
     def _receive(self, data: bytes) -> None:
         try:
             message = json.loads(data)
-            origin, count, kind, sent = message["o"], message["n"], message["k"], message["t"]
-        except (ValueError, KeyError, TypeError):
+            origin, count, kind = str(message["o"]), int(message["n"]), message["k"]
+            if origin == self._origin:
+                return  # our own, heard back
+            lag = max(time.time() - float(message["t"]), 0.0)
+            if kind == "c":
+                seq = int(message["s"])
+                changes = [Change(str(k), bool(c), str(r)) for k, c, r in message["c"]]
+            elif kind == "p":
+                frontier = {str(o): int(s) for o, s in message["f"].items()}
+                push = Push(
+                    seq=int(message["q"]),
+                    channel_id=str(message["ch"]),
+                    version=-1,  # decided below, once the message is known to be whole
+                    recipients=dict(message["r"]),
+                    envelopes=dict(message["e"]),
+                    head=str(message["h"]),
+                    tail=str(message["tl"]),
+                )
+        except (ValueError, KeyError, TypeError, AttributeError):
             logger.warning("a message on the bus that is not Attaché's was ignored")
             return
-        if origin == self._origin:
-            return  # our own, heard back
         last = self._heard.get(origin)
         self._heard[origin] = count
         if last is not None and count != last + 1:
             self._missed(f"{count - last - 1} messages from a peer went astray")
-        lag = max(time.time() - sent, 0.0)
         self.lag_seconds = lag
         if kind == "c":
-            changes = [Change(key, close, reason) for key, close, reason in message["c"]]
-            self.changes.apply(origin, message["s"], changes)
+            self.changes.apply(origin, seq, changes)
         elif kind == "p":
-            version = -1 if lag > STALE_PUSH_SECONDS else self.changes.version_before(message["f"])
-            push = Push(
-                seq=message["q"],
-                channel_id=message["ch"],
-                version=version,
-                recipients=message["r"],
-                envelopes=message["e"],
-                head=message["h"],
-                tail=message["tl"],
-            )
+            if lag <= STALE_PUSH_SECONDS:
+                push = replace(push, version=self.changes.version_before(frontier))
             InProcessBus.publish(self, push)
 
     def _missed(self, why: str) -> None:

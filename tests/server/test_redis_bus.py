@@ -229,11 +229,17 @@ async def test_what_is_not_the_bus_is_ignored() -> None:
         try:
             await client.publish(b._channel, b"not json")
             await client.publish(b._channel, json.dumps({"k": "c"}))
+            # Whole in form, wrong inside: neither counted nor applied.
+            wrong = {"o": "peer", "n": 1, "t": time.time(), "k": "c", "s": 1, "c": 5}
+            await client.publish(b._channel, json.dumps(wrong))
+            wrong = {"o": "peer", "n": 1, "t": time.time(), "k": "p", "f": [], "q": "x"}
+            await client.publish(b._channel, json.dumps(wrong))
         finally:
             await client.aclose()
         a.changes.record([Change("user:u1")])
-        await _until(lambda: b.changes.version == 1)
+        await _until(lambda: b.changes.version == 1)  # still listening, and nothing else
         assert b.misses == 0
+        assert "peer" not in b._heard
 
 
 # --- Redis restarted -------------------------------------------------------------------------
