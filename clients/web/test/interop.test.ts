@@ -1,6 +1,7 @@
 /**
- * The other direction from the vectors: what the page seals (fresh HPKE envelopes, a message
- * and a document under fresh random keys and nonces) opens with the Python protocol/ code.
+ * The other direction from the vectors: what the page seals (fresh HPKE envelopes, a message,
+ * a document and a passphrase-sealed secret, under fresh keys, salts and nonces) opens with the
+ * Python protocol/ code, and a secret Python sealed opens here.
  * Needs the project's Python: `make web-check` names it in ATTACHE_PYTHON.
  */
 import assert from "node:assert/strict";
@@ -10,9 +11,10 @@ import { test } from "node:test";
 
 import { sha256 } from "@noble/hashes/sha2.js";
 
-import { b64uEncode, concat, toHex, utf8 } from "../src/protocol/bytes.js";
+import { b64uEncode, concat, fromUtf8, toHex, utf8 } from "../src/protocol/bytes.js";
 import { createAudience, encryptMessage } from "../src/protocol/envelopes.js";
 import { DeviceKeys } from "../src/protocol/keys.js";
+import { KDF_MINIMUM, openSecret, sealSecret } from "../src/protocol/secrets.js";
 import { DocumentEncryptor } from "../src/protocol/stream.js";
 import { ROOT, h, vector } from "./vectors.js";
 
@@ -21,7 +23,7 @@ const D = vector("document_v1.json");
 const PYTHON = process.env.ATTACHE_PYTHON;
 
 test(
-  "Python opens an audience, a message and a document sealed here",
+  "Python opens an audience, a message, a document and a sealed secret made here, and the page opens a secret Python sealed",
   { skip: PYTHON === undefined ? "ATTACHE_PYTHON is not set (make web-check sets it)" : false },
   async () => {
     const keys = async (name: "sender" | "recipient") =>
@@ -52,7 +54,14 @@ test(
     const encryptor = await DocumentEncryptor.create(sender, audienceKey, header);
     const chunks: Uint8Array[] = [];
     for await (const chunk of encryptor.encryptChunks([content])) chunks.push(chunk);
+    const passphrase = "pass phrase, \u00e9tat-major";
+    const purpose = "device-keys";
+    const secretBlob = await sealSecret(passphrase, recipient.toPrivateBytes(), {
+      purpose,
+      params: KDF_MINIMUM,
+    });
     const input = {
+      secret: { passphrase, purpose, blob: fromUtf8(secretBlob) },
       device_id: V.recipient.device_id,
       device_private_hex: toHex(recipient.toPrivateBytes()),
       sender_signing_key_hex: V.sender.signing_public_key,
@@ -73,5 +82,8 @@ test(
     const opened = JSON.parse(result.stdout);
     assert.equal(opened.message, text);
     assert.equal(opened.document_sha256, toHex(sha256(content)));
+    assert.equal(opened.secret_hex, toHex(recipient.toPrivateBytes()));
+    const reversed = await openSecret(passphrase, utf8(opened.sealed_reversed), { purpose });
+    assert.deepEqual(reversed, recipient.toPrivateBytes().reverse());
   },
 );

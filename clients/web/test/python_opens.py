@@ -1,7 +1,8 @@
 """Opens, with the Python protocol/ code, what the web client's interop test sealed in TypeScript.
 
 Reads one JSON object on standard input (an audience, a message and a document version sealed
-by clients/web, and the recipient device's private keys) and prints what it decrypted. Run by
+by clients/web, the recipient device's private keys, and a secret sealed under a passphrase)
+and prints what it decrypted, with a secret Python sealed for the page to open. Run by
 test/interop.test.ts with the project's virtual environment; not a pytest module.
 """
 
@@ -12,7 +13,7 @@ import json
 import sys
 
 from protocol import envelopes
-from protocol.keys import DeviceKeys, b64u_decode
+from protocol.keys import DeviceKeys, KdfParams, b64u_decode, open_secret, seal_secret
 from protocol.stream import DocumentDecryptor, SealedDocumentTrailer
 
 
@@ -41,7 +42,20 @@ def main() -> None:
     )
     content = b"".join(decryptor.decrypt_chunks([b64u_decode(document["ciphertext"])]))
     decryptor.finish()
-    json.dump({"message": text, "document_sha256": hashlib.sha256(content).hexdigest()}, sys.stdout)
+    secret = data["secret"]
+    opened = open_secret(secret["passphrase"], secret["blob"].encode(), purpose=secret["purpose"])
+    sealed = seal_secret(
+        secret["passphrase"], opened[::-1], purpose=secret["purpose"], params=KdfParams.for_tests()
+    )
+    json.dump(
+        {
+            "message": text,
+            "document_sha256": hashlib.sha256(content).hexdigest(),
+            "secret_hex": opened.hex(),
+            "sealed_reversed": sealed.decode(),
+        },
+        sys.stdout,
+    )
 
 
 if __name__ == "__main__":

@@ -5,3 +5,4 @@ export * from "./envelopes.js";
 export * from "./keys.js";
 export * from "./primitives.js";
 export * from "./stream.js";
+export * from "./secrets.js";
