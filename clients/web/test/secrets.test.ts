@@ -79,6 +79,10 @@ test("a wrong passphrase, another purpose or a change to the blob is refused", a
 
 test("KDF parameters outside the accepted range are refused before any work", async () => {
   const blob = await seal();
+  // What deriving the key costs here, to tell a refusal that derived none from one that did.
+  let started = performance.now();
+  await openSecret(PASSPHRASE, blob, { purpose: "device-keys" });
+  const derivation = performance.now() - started;
   for (const [name, value] of [
     ["memory_kib", 1024],
     ["memory_kib", 4 * 1024 * 1024],
@@ -86,7 +90,7 @@ test("KDF parameters outside the accepted range are refused before any work", as
     ["lanes", 64],
     ["lanes", true],
   ] as const) {
-    const started = performance.now();
+    started = performance.now();
     await assert.rejects(
       openSecret(
         PASSPHRASE,
@@ -95,7 +99,7 @@ test("KDF parameters outside the accepted range are refused before any work", as
       ),
       refused(new RegExp(`^Argon2id ${name}=\\S+ is outside the accepted range`)),
     );
-    assert.ok(performance.now() - started < 20, "refused without deriving a key");
+    assert.ok(performance.now() - started < derivation / 2, "refused without deriving a key");
   }
 });
 
