@@ -62,12 +62,16 @@ def test_processes_racing_in_a_new_data_directory_make_one_key(tmp_path: Path) -
         assert time.monotonic() < deadline, "the racers did not start"
         assert all(racer.poll() is None for racer in racers)
         time.sleep(0.05)
+    heard: list[list[str]] = [[] for _ in racers]
     for round in range(ROUNDS):
         (tmp_path / f"go{round}").touch()
-        time.sleep(0.2)
+        # The next round's gun only once every racer has said what it got in this one.
+        for racer, lines_so_far in zip(racers, heard, strict=True):
+            assert racer.stdout is not None
+            lines_so_far.append(racer.stdout.readline())
     answers = [racer.communicate(timeout=60) for racer in racers]
     assert all(racer.returncode == 0 for racer in racers), [err for _, err in answers]
-    lines = [out.splitlines() for out, _ in answers]
+    lines = [[*before, *out.splitlines()] for before, (out, _) in zip(heard, answers, strict=True)]
     for round in range(ROUNDS):
         made, vkeys = zip(*(said[round].split() for said in lines), strict=True)
         # One racer placed its key; every one of them loaded that one.
