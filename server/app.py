@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         app.state.metrics.watch(bus, engine)
         app.state.readiness = readiness_checks(engine, bus)
         app.state.gate = DeliveryGate(sessionmaker, app.state.bus.changes, app.state.catalog)
-        app.state.bus.notify_with(RosterNotifier(sessionmaker))
+        app.state.bus.notify_with(RosterNotifier(sessionmaker, app.state.catalog))
         # Before the first request: a peer's change heard from here on reaches every cache.
         await bus.start()
         app.state.submits = submit_queue(sessionmaker, app.state.bus)

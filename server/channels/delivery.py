@@ -173,8 +173,9 @@ class RosterNotifier:
     per channel whose membership changed).
     """
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog) -> None:
         self._sessionmaker = sessionmaker
+        self._catalog = catalog
 
     def concerns(self, change: Change) -> bool:
         return change.key in (ANY, CATALOG) or change.key.startswith(
@@ -203,6 +204,7 @@ class RosterNotifier:
         if len(channel_ids) + len(user_ids) > MAX_NOTICED:
             return [Notice(ANY_ROSTER_CHANGED, None)]
         async with self._sessionmaker() as session:
+            catalog = await load_catalog(session, self._catalog)
             members: dict[str, set[str]] = {}
             for channel_id, user_id in await repo.memberships_around(
                 session, channel_ids, user_ids
@@ -210,7 +212,7 @@ class RosterNotifier:
                 members.setdefault(channel_id, set()).add(user_id)
             for channel_id, who in members.items():
                 # The tag is all that is read of the channel: a stand-in with its id will do.
-                tag = await service.roster_tag_of(session, Channel(id=channel_id))
+                tag = await service.roster_tag_of(session, Channel(id=channel_id), catalog)
                 found.append(Notice(_frame(channel_id, etag=tag), frozenset(who)))
         for channel_id, who in moved.items():
             gone = who - members.get(channel_id, set())

@@ -94,7 +94,8 @@ async def get_roster(
     """Members' active devices with their certificates. Send the ``ETag`` of the roster you
     hold as ``If-None-Match``: 304 means it still holds."""
     found = await service.access_channel(session, principal, channel)
-    tag = await service.roster_tag_of(session, found)
+    catalog = await load_catalog(session, request.app.state.catalog)
+    tag = await service.roster_tag_of(session, found, catalog)
     if request.headers.get("if-none-match") == tag:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": tag})
     entries = [RosterDevice.of(d, u) for d, u in await service.roster(session, found)]

@@ -8,9 +8,9 @@ would give one to a device that is not eligible for the message's label.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import json
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,7 +42,7 @@ from server.channels.models import (
     Message,
 )
 from server.db.base import column_values, detached, utcnow
-from server.db.changes import changes_of, kept
+from server.db.changes import kept
 from server.db.engine import serialise, stage
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import User
@@ -339,24 +339,49 @@ async def roster(session: AsyncSession, channel: Channel) -> Sequence[tuple[Devi
     return await repo.active_member_devices(session, channel.id)
 
 
-_EPOCH = secrets.token_hex(4)  # tags from another process or an earlier run never match
+async def roster_tag_of(session: AsyncSession, channel: Channel, catalog: Catalog) -> str:
+    """An entity tag for ``channel``'s roster, so that a sender who holds the roster
+    revalidates it with no work on either side (``If-None-Match``, ``If-Match``).
 
-
-async def roster_tag_of(session: AsyncSession, channel: Channel) -> str:
-    """An entity tag for ``channel``'s roster: it changes whenever a membership, a member or one
-    of their devices does, so that a sender who holds the roster revalidates it with no work
-    on either side (``If-None-Match``)."""
-    log = changes_of(session)
+    A digest of what the roster is made of: its members, each member's clearance and status,
+    their active devices with their keys and certificates, and the catalog's version (its
+    nations and groups). So it changes whenever any of these does, and every server process
+    gives the same tag for the same roster: behind a load balancer, a roster fetched from one
+    process and a submit made through another agree (a tag made of a process's own change-log
+    version would have been refused by every other process, 412 after 412). Kept until the
+    change log says that something it is made of changed."""
     tags = kept(session, "roster-tags", 4096)
-    if log is None or tags is None:
-        return f'"{_EPOCH}-{secrets.token_hex(8)}"'  # no change log: never revalidates
-    tag: str | None = tags.get(channel.id)
+    tag: str | None = tags.get((channel.id, catalog.version)) if tags is not None else None
     if tag is None:
-        version = log.version
+        version = tags.log.version if tags is not None else 0
         members = await members_of(session, channel.id)
-        tag = f'"{_EPOCH}-{version}"'
-        tags.put(channel.id, version, _roster_depends(channel.id, members), tag)
+        devices = await roster(session, channel)
+        tag = _roster_digest(catalog, members, devices)
+        if tags is not None:
+            depends = _roster_depends(channel.id, members)
+            tags.put((channel.id, catalog.version), version, depends, tag)
     return tag
+
+
+def _roster_digest(
+    catalog: Catalog, members: frozenset[str], devices: Sequence[tuple[Device, User]]
+) -> str:
+    users = {user.id: user for _, user in devices}
+    content = {
+        "catalog": catalog.version,
+        "members": sorted(members),
+        "users": {
+            user_id: [user.clearance, user.active, user.nationality, user.username]
+            for user_id, user in sorted(users.items())
+        },
+        "devices": [
+            [d.id, d.user_id, d.signing_key.hex(), d.encryption_key.hex(), d.certificate]
+            for d, _ in sorted(devices, key=lambda pair: pair[0].id)
+        ],
+    }
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    # An entity tag, not a security check: what a sender may seal to is decided at submit.
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
 
 
 def _roster_depends(channel_id: str, members: frozenset[str]) -> frozenset[str]:
@@ -708,7 +733,7 @@ async def submit_message_in(
                 f"message id {header.message_id} is already used", message_id=header.message_id
             )
         return Submitted(existing, created=False, released_to=[])
-    if roster_tag is not None and roster_tag != await roster_tag_of(session, channel):
+    if roster_tag is not None and roster_tag != await roster_tag_of(session, channel, catalog):
         # The sender sealed to a roster that has changed since: nothing it could mean is
         # decided here, so nothing is refused or audited; it fetches the roster and retries.
         raise RosterChanged(

@@ -8,9 +8,11 @@ behind a stand-in for a load balancer (``Via``: every client calls the one publi
   ATTACHE_BLOB_DIR); a version streaming through one is refused a second stream through the
   other (409) and is not expired from under it by a third process.
 - Item 2: a message submitted through one process is delivered live to a stream held by the
-  other; a member removed through one stops getting the channel's messages on a stream held
-  by the other at once (its roster notice arrives there, and the other's own decisions use
-  the new membership), and a logout through one closes the stream held by the other.
+  other; one submit sent many times at once through both is stored and delivered once (and
+  the roster's tag from one is current at the other); a member removed through one stops
+  getting the channel's messages on a stream held by the other at once (its roster notice
+  arrives there, and the other's own decisions use the new membership); and a logout
+  through one closes the stream held by the other.
 - Item 3: the process that integrates the audit log is killed with SIGKILL in the middle of
   a run while events are being written through both; the other takes over within a few
   seconds, and the log has no gap and no fork: every event has exactly one leaf, every stored
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -304,7 +307,7 @@ async def _held_by_a_stream(blobs: BlobStore, blob_id: str) -> None:
 async def test_a_message_a_removal_and_a_logout_through_one_reach_a_stream_on_the_other(
     servers: tuple[Server, Server], world: World
 ) -> None:
-    _, b = servers
+    a, b = servers
     t = await _trio(world)  # alice, bob and chloe, signed in through a
     first = await t.am.send("liaison", "before anyone listens")
     channel_id = str(first.channel_id)
@@ -331,7 +334,35 @@ async def test_a_message_a_removal_and_a_logout_through_one_reach_a_stream_on_th
             assert t.chloe.device_id not in after.released_to
             await t.am.send("liaison", "through a, after the removal")
             await _until(lambda: len(bob_got) == 3)
-            await asyncio.sleep(0.5)  # time enough for a stray push to arrive
+
+            # One submit sent ten times at once through each process, sealed for the roster
+            # alice fetched through a (its tag in If-Match, which b must take as its own):
+            # stored once, every answer naming it, delivered once.
+            answers: list[dict[str, Any]] = []
+            submit = t.am.client.submit_message
+
+            async def through_both(channel: str, sealed: dict[str, Any], **kw: Any) -> Any:
+                async with (
+                    a.client(t.alice.client.token) as on_a,
+                    b.client(t.alice.client.token) as on_b,
+                ):
+                    found = await asyncio.gather(
+                        *(c.submit_message(channel, sealed, **kw) for c in (on_a, on_b) * 10)
+                    )
+                answers.extend(found)
+                return found[0]
+
+            t.am.client.submit_message = through_both  # type: ignore[method-assign]
+            try:
+                once = await t.am.send("liaison", "once, however often it is sent")
+            finally:
+                t.am.client.submit_message = submit  # type: ignore[method-assign]
+            assert len(answers) == 20
+            assert {answer["seq"] for answer in answers} == {once.seq}
+            await _until(lambda: len(bob_got) == 4)
+            await asyncio.sleep(0.5)  # time enough for a stray or repeated push to arrive
+            assert [m.text for m in bob_got].count("once, however often it is sent") == 1
+            assert len(bob_got) == 4
             assert [m.text for m in chloe_got] == ["through a, live on b"]
 
         # A logout through a closes the stream bob holds on b, at once.

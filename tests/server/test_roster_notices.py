@@ -13,13 +13,17 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 
+from server.app import create_app
 from server.channels.delivery import RosterNotifier
 from server.db.changes import Change
-from server.directory.models import User
+from server.directory.models import PartnerGroup, PartnerGroupMember, User
 from server.realtime.bus import ANY_ROSTER_CHANGED, Connection, InProcessBus, Notice, Push
+from server.settings import Settings
+from tests.conftest import TEST_ORIGIN
 from tests.factories import Member, World
 from tests.server.test_channels import REL_USA_GBR, Three, _audience, _message, _three
 from tests.server.test_stream import _connect as _connect_once
@@ -401,3 +405,61 @@ async def test_many_membership_changes_at_once_while_messages_flow(
         # Each ends removed, and is told so last; it never saw a message.
         assert {f["type"] for f in got} == {"roster-changed"}, member.user.username
         assert got[-1] == {"type": "roster-changed", "channel_id": t.id, "member": False}
+
+
+# --- the tag itself ----------------------------------------------------------------------------
+
+
+async def test_the_roster_tag_is_its_content_the_same_in_every_process(
+    world: World, settings: Settings
+) -> None:
+    """Another server process on the same database (a new app here, with nothing kept) gives
+    a roster the same tag, so that a roster fetched from one process and a submit made
+    through another agree; every change to what the roster is made of gives a new tag, and
+    the same content the same tag again."""
+    t = await _three(world)
+
+    async def tag_in_another_process() -> str:
+        other = create_app(settings)
+        async with (
+            other.router.lifespan_context(other),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=other), base_url=TEST_ORIGIN
+            ) as http,
+        ):
+            headers = {"Authorization": f"Bearer {t.usa.client.token}"}
+            answer = await http.get("/v1/channels/liaison/roster", headers=headers)
+        assert answer.status_code == 200
+        return str(answer.headers["etag"])
+
+    first = await _tag(t.usa)
+    assert await tag_in_another_process() == first
+    seen = {first}
+
+    async def changed() -> None:
+        tag = await _tag(t.usa)
+        assert tag not in seen
+        assert await tag_in_another_process() == tag
+        seen.add(tag)
+
+    await t.usa.client.remove_member("liaison", "chloe")
+    await changed()
+    await t.usa.client.add_member("liaison", "chloe")
+    assert await _tag(t.usa) == first  # the same roster as before: the same tag
+    async with world.app.state.sessionmaker() as session, session.begin():
+        user = await session.get(User, t.gbr.user.id)
+        assert user is not None
+        user.clearance = {"policy": "NATO", "level": "CONFIDENTIAL", "categories": {}}
+    await changed()
+    await world.nation("DEU")  # a nation the catalog already lists: the catalog is the same
+    assert await _tag(t.usa) in seen
+    async with world.app.state.sessionmaker() as session, session.begin():
+        session.add(PartnerGroup(name="LIAISON"))  # a partner group: the catalog changed
+        await session.flush()
+        session.add(PartnerGroupMember(group_name="LIAISON", nation_code="USA"))
+    await changed()
+    member = await world.enrolled(await world.user("fred", "GBR"))
+    await t.usa.client.add_member("liaison", "fred")
+    await changed()
+    await member.client.revoke_device(member.device_id, "lost")
+    await changed()
