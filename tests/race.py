@@ -44,7 +44,13 @@ async def race(
     that drops a connection under a race is as broken as one that answers 500.
     """
     limits = httpx.Limits(max_connections=1)
-    clients = [httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) for _ in calls]
+    # One TLS context for all: each client would otherwise load the CA bundle itself (~35 ms,
+    # 0.8 s for a race of 24), for plain HTTP to the loopback.
+    tls = httpx.create_ssl_context()
+    clients = [
+        httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, verify=tls)
+        for _ in calls
+    ]
     try:
         # Open every connection first (a cheap request on each), so the start is fair.
         await asyncio.gather(*(client.get("/healthz") for client in clients))
