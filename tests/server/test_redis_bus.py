@@ -227,13 +227,13 @@ async def test_what_is_not_the_bus_is_ignored() -> None:
     async with _buses() as (a, b):
         client = redis.from_url(REDIS_URL)
         try:
-            await client.publish(b._channel, b"not json")
+            await client.publish(b._channel, b"not the bus's")
             await client.publish(b._channel, json.dumps({"k": "c"}))
             # Whole in form, wrong inside: neither counted nor applied.
-            wrong = {"o": "peer", "n": 1, "t": time.time(), "k": "c", "s": 1, "c": 5}
-            await client.publish(b._channel, json.dumps(wrong))
-            wrong = {"o": "peer", "n": 1, "t": time.time(), "k": "p", "f": [], "q": "x"}
-            await client.publish(b._channel, json.dumps(wrong))
+            now = time.time()
+            await client.publish(b._channel, f'peer 1 {now} c\n{{"s":1,"c":5}}')
+            await client.publish(b._channel, f'peer 1 {now} p\n{{"f":[],"q":"x"}}\nhead\ntail')
+            await client.publish(b._channel, f"peer 1 {now} z\n{{}}")
         finally:
             await client.aclose()
         a.changes.record([Change("user:u1")])
