@@ -30,7 +30,10 @@ dropped and was taken up again (Redis restarted, a network blip), has missed som
 the database, and the peers learn of it, so that a decision they made before it is checked
 again here), and closes every stream it holds with 1012, so that each client reconnects,
 is authenticated afresh against the database, and resumes from its cursor. Messages are in
-the database; only their live copies were missed.
+the database; only their live copies were missed. A process killed between committing a
+change and publishing it leaves no skipped count: every process says it is alive each
+second, and a peer silent for five seconds without having said goodbye (a graceful stop
+publishes what is queued, then a goodbye) is taken for dead, and its peers rebuild too.
 
 A peer's change takes effect here once it arrives: the bus's lag (``attache_bus_lag_seconds``
 on ``/metrics``, a millisecond or so on one machine). docs/deployment.md says what that
@@ -71,6 +74,13 @@ OUTBOX_BYTES = 64 << 20
 # Redis answers a health-check PING at least this often on the subscription, so that a
 # connection silently gone (a vanished network) is noticed.
 HEALTH_SECONDS = 5
+# Every process says it is alive this often; a peer heard from no more for PEER_SILENT_SECONDS
+# without having said goodbye died (SIGKILL, a crash, a vanished machine), perhaps between
+# committing a change and publishing it, which no count can show: a rebuild.
+HEARTBEAT_SECONDS = 1.0
+PEER_SILENT_SECONDS = 5.0
+# At a graceful stop, how long what is queued may take to go out before the goodbye.
+FLUSH_SECONDS = 2.0
 
 
 def channel_name(audit_origin: str) -> str:
@@ -93,6 +103,8 @@ class RedisBus(InProcessBus):
         self._outbox_bytes = 0
         self._pending = asyncio.Event()
         self._heard: dict[str, int] = {}  # peer origin -> the count of its last message
+        self._alive: dict[str, float] = {}  # peer origin -> when last heard (monotonic)
+        self._sending = False
         self._tasks: list[asyncio.Task[None]] = []
         self._publisher: redis.Redis | None = None
         self._tried = asyncio.Event()  # the first subscription was attempted
@@ -111,6 +123,7 @@ class RedisBus(InProcessBus):
         self._tasks = [
             asyncio.create_task(self._listen(), name="bus-listen"),
             asyncio.create_task(self._send(), name="bus-send"),
+            asyncio.create_task(self._beat(), name="bus-heartbeat"),
         ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._tried.wait(), START_SECONDS)
@@ -118,6 +131,13 @@ class RedisBus(InProcessBus):
             logger.warning("Redis is unreachable: this process waits for it, unready")
 
     async def aclose(self) -> None:
+        """Stop: what is queued goes out (a change committed just before must reach the
+        peers: nothing else would tell them), then a goodbye, so that they do not take the
+        silence for a death."""
+        if self._tasks and self.listening:
+            self._queue("b", "{}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flushed(), FLUSH_SECONDS)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -167,6 +187,29 @@ class RedisBus(InProcessBus):
         self._outbox_bytes += len(data)
         self._pending.set()
 
+    async def _flushed(self) -> None:
+        while self._outbox or self._sending:
+            await asyncio.sleep(0.005)
+
+    async def _beat(self) -> None:
+        """Say this process is alive; find the peers that are not."""
+        ticked = time.monotonic()
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            if self.listening:
+                self._queue("h", "{}")
+            now, ticked, before = time.monotonic(), time.monotonic(), ticked
+            if now - before > 2 * HEARTBEAT_SECONDS:
+                # This process was the one stalled (its loop blocked): the peers' heartbeats
+                # wait unread in the socket. A fresh window for each, not a rebuild.
+                self._alive = dict.fromkeys(self._alive, now)
+                continue
+            for origin, heard in list(self._alive.items()):
+                if now - heard > PEER_SILENT_SECONDS:
+                    del self._alive[origin]
+                    self._heard.pop(origin, None)
+                    self._missed("a peer fell silent without saying goodbye")
+
     async def _send(self) -> None:
         """Publish what waits, in order, pipelined. On failure what was taken is lost (its
         counts spent): once Redis answers again a ``hello`` shows the peers the skip."""
@@ -179,6 +222,7 @@ class RedisBus(InProcessBus):
                 batch = list(self._outbox)
                 self._outbox.clear()
                 self._outbox_bytes = 0
+                self._sending = True
                 try:
                     async with publisher.pipeline(transaction=False) as pipe:
                         for data in batch:
@@ -190,6 +234,8 @@ class RedisBus(InProcessBus):
                 except Exception:  # a bug here must not stop this process publishing
                     logger.exception("publishing on the bus")
                     await self._hello(publisher)
+                finally:
+                    self._sending = False
 
     async def _hello(self, publisher: redis.Redis) -> None:
         """Until Redis takes it, a message with nothing but this process's count."""
@@ -270,13 +316,18 @@ class RedisBus(InProcessBus):
                     head=head,
                     tail=tail,
                 )
-            elif kind != "h":
+            elif kind not in ("h", "b"):
                 raise ValueError(kind)
         except (ValueError, KeyError, TypeError, AttributeError):
             logger.warning("a message on the bus that is not Attaché's was ignored")
             return
+        if kind == "b":  # a peer stopping: its silence from now on is no death
+            self._heard.pop(origin, None)
+            self._alive.pop(origin, None)
+            return
         last = self._heard.get(origin)
         self._heard[origin] = count
+        self._alive[origin] = time.monotonic()
         if last is not None and count != last + 1:
             self._missed(f"{count - last - 1} messages from a peer went astray")
         self.lag_seconds = lag

@@ -242,6 +242,37 @@ async def test_what_is_not_the_bus_is_ignored() -> None:
         assert "peer" not in b._heard
 
 
+async def test_a_change_committed_just_before_a_graceful_stop_still_reaches_the_peers() -> None:
+    async with _buses() as (a, b):
+        held = _connection("d2", session="s2")
+        b.attach(held)
+        a.changes.record([Change("session:s2", close=True, reason="the session ended")])
+        await a.aclose()  # at once: the change is still queued
+        await _until(lambda: held.closing is not None)
+        assert held.closing == (4401, "the session ended")
+        await asyncio.sleep(0.2)
+        assert b.misses == 0  # a goodbye: no rebuild
+        assert a._origin not in b._alive
+
+
+async def test_a_peer_that_dies_silent_is_a_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process killed between committing a change and publishing it leaves no skipped count
+    behind: its silence is all there is to go on."""
+    monkeypatch.setattr(redis_bus, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(redis_bus, "PEER_SILENT_SECONDS", 0.5)
+    async with _buses() as (a, b):
+        held = _connection("d2")
+        b.attach(held)
+        await _until(lambda: a._origin in b._alive)
+        await asyncio.sleep(0.6)
+        assert b.misses == 0  # alive: its heartbeats keep it so
+        for task in a._tasks:  # killed: no goodbye, nothing more
+            task.cancel()
+        await _until(lambda: b.misses == 1, seconds=3)
+        assert held.closing == (CLOSE_RECONNECT, redis_bus.RECONNECT_REASON)
+        assert a._origin not in b._alive
+
+
 # --- Redis restarted -------------------------------------------------------------------------
 
 
