@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from protocol import canonical, enrolment, envelopes
+from protocol import canonical, coalition, enrolment, envelopes
 from protocol.catalog import load_default_catalog
 from protocol.keys import DeviceKeys, parse_utc_time
 from protocol.labels import Label, parse_label
@@ -300,8 +300,16 @@ def test_implementation_reproduces_every_deterministic_value() -> None:
 
 def test_context_strings_are_the_documented_ones() -> None:
     defined = {name: value for name, value in vars(canonical).items() if name.startswith("CTX_")}
+    # Contexts defined beside the one module that uses them, outside canonical.py.
     defined["CTX_ENROLMENT_CODE"] = enrolment.CTX_ENROLMENT_CODE
-    assert defined == CONTEXTS | {"CTX_ENROLMENT_CODE": "attache/v1/enrolment-code"}
+    defined["CTX_COALITION_POLICY"] = coalition.CTX_COALITION_POLICY
+    defined["CTX_COALITION_POLICY_SIGNATURE"] = coalition.CTX_COALITION_POLICY_SIGNATURE
+    assert defined == CONTEXTS | {
+        "CTX_ENROLMENT_CODE": "attache/v1/enrolment-code",
+        "CTX_COALITION_POLICY": "attache/v1/coalition-policy",
+        "CTX_COALITION_POLICY_SIGNATURE": "attache/v1/coalition-policy-signature",
+    }
+    assert len(set(defined.values())) == len(defined)
     documented = set(re.findall(r"`(attache/v1/[a-z-]+)`", PROTOCOL_MD))
     assert documented == set(defined.values())
 
