@@ -17,13 +17,16 @@ from starlette.exceptions import HTTPException
 
 STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
 
-#: Scripts, styles and connections from this origin only: no inline script or style, no eval,
+#: Scripts, styles and connections from this origin only: no inline script or style, no eval
+#: (WebAssembly may be compiled: 'wasm-unsafe-eval', for Argon2id),
 #: no third-party origin, no plugins, no framing; DOM sinks such as innerHTML refuse strings
 #: (Trusted Types with no policy), so text from the server can only ever be set as text.
 CONTENT_SECURITY_POLICY: Final = "; ".join(
     [
         "default-src 'none'",
-        "script-src 'self'",
+        # 'wasm-unsafe-eval' lets the page compile WebAssembly (hash-wasm's Argon2id, which
+        # seals the device keys); it does not allow eval or any other JavaScript from strings.
+        "script-src 'self' 'wasm-unsafe-eval'",
         "style-src 'self'",
         "img-src 'self'",
         "font-src 'self'",

@@ -6,3 +6,4 @@ export * from "./keys.js";
 export * from "./primitives.js";
 export * from "./stream.js";
 export * from "./secrets.js";
+export * from "./enrolment.js";

@@ -1,0 +1,72 @@
+/**
+ * The Attaché API from the page: JSON over fetch to this page's own origin (the policy's
+ * connect-src allows no other), errors as the server's RFC 9457 problem details. The session
+ * token lives in this object alone, in memory: never in storage, a cookie or a URL, so closing
+ * or reloading the page ends it.
+ */
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly problem: Record<string, unknown>,
+  ) {
+    const detail = problem.detail ?? problem.title;
+    super(typeof detail === "string" && detail ? detail : `the server answered HTTP ${status}`);
+  }
+}
+
+export class ConnectionFailed extends Error {}
+
+export type Fetch = (input: string, init: RequestInit) => Promise<Response>;
+
+export class Api {
+  #token: string | null = null;
+
+  /** `origin`: the server (this page's origin in the browser); `fetcher`: for tests. */
+  constructor(
+    readonly origin: string,
+    private readonly fetcher: Fetch = (input, init) => fetch(input, init),
+  ) {}
+
+  get signedIn(): boolean {
+    return this.#token !== null;
+  }
+
+  setToken(token: string | null): void {
+    this.#token = token;
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (this.#token !== null) headers.Authorization = `Bearer ${this.#token}`;
+    let response: Response;
+    try {
+      response = await this.fetcher(`${this.origin}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? null : JSON.stringify(body),
+        credentials: "omit",
+        cache: "no-store",
+        referrerPolicy: "no-referrer",
+      });
+    } catch (error) {
+      throw new ConnectionFailed(`cannot reach the server at ${this.origin}: ${String(error)}`);
+    }
+    if (!response.ok) {
+      let problem: unknown;
+      try {
+        problem = await response.json();
+      } catch {
+        problem = { detail: `the server answered HTTP ${response.status}` };
+      }
+      const record =
+        typeof problem === "object" && problem !== null && !Array.isArray(problem)
+          ? (problem as Record<string, unknown>)
+          : { detail: String(problem) };
+      throw new ApiError(response.status, record);
+    }
+    if (response.status === 204) return undefined as T;
+    return (await response.json()) as T;
+  }
+}

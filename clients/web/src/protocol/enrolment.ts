@@ -1,0 +1,16 @@
+/**
+ * One-time enrolment codes, as protocol/enrolment.py: case, spaces, tabs and dashes are
+ * ignored, and a device's registration proof names the code's digest (never the code).
+ */
+import { utf8 } from "./bytes.js";
+import { digest } from "./canonical.js";
+
+export const CTX_ENROLMENT_CODE = "attache/v1/enrolment-code";
+
+export function normaliseCode(code: string): string {
+  return [...code.toUpperCase()].filter((char) => !" -\t".includes(char)).join("");
+}
+
+export function codeDigest(code: string): Uint8Array {
+  return digest(CTX_ENROLMENT_CODE, utf8(normaliseCode(code)));
+}
