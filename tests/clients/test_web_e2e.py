@@ -1,0 +1,329 @@
+"""The browser client in a real Chromium (Debian's, driven by Playwright) against a real
+`attache-server run`: a user enrols the page with a one-time code from their security officer,
+who compares the fingerprint the page shows and certifies the device; the page refuses a
+certificate that does not verify against the authority key it pinned, refuses a wrong
+passphrase, then unlocks, signs in and lists the user's channels, setting text from the server
+as text, with no Content-Security-Policy violation reported.
+
+Screenshots go to ``ATTACHE_SCREENS`` when set (``ATTACHE_SCREENS=docs/screens`` refreshes the
+README's), else to the test's temporary directory. Without Chromium the test is skipped, except
+under CI, where it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from playwright.sync_api import Page, Route, expect, sync_playwright
+
+from clients.sdk import AttacheClient, Keystore, certify_device, connect, enroll
+from protocol import keys
+from server.auth.principal import CONSOLE
+from server.db.engine import create_engine, create_sessionmaker
+from server.devices.service import do_issue_enrolment_code
+from server.directory import service as directory
+from server.settings import Settings
+from tests.clients.server_process import free_port
+from tests.conftest import IN_CI
+
+T = TypeVar("T")
+BIN = Path(sys.executable).parent
+PASSPHRASE = "alice's browser passphrase"
+OFFICER_PASSPHRASE = "sam's device passphrase"
+HOSTILE = '<img src=x onerror="window.__pwned = 1">'
+# Collects every policy violation the page reports (an init script runs before the page's own).
+WATCH_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__violations.push(`${event.violatedDirective}: ${event.blockedURI}`);
+});
+"""
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's Chromium: checked before the server starts, so a skip costs nothing."""
+    path = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
+    if path is None:
+        message = "Debian's chromium is not installed (apt-get install chromium; .ci/run does)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@dataclass
+class Server:
+    origin: str
+    settings: Settings
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """`attache-server run` on SQLite of its own, as `make run` starts it."""
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        data_dir=tmp_path / "var",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'attache.db'}",
+        port=port,
+    )
+    env = {
+        **os.environ,
+        "ATTACHE_DATA_DIR": str(settings.data_dir),
+        "ATTACHE_DATABASE_URL": settings.effective_database_url,
+        "ATTACHE_PORT": str(port),
+        "NO_COLOR": "1",
+    }
+    log = (tmp_path / "server.log").open("w+")
+    process = subprocess.Popen(
+        [str(BIN / "attache-server"), "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{origin}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, Path(log.name).read_text()
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        yield Server(origin, settings)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@dataclass
+class Officer:
+    """USA's security officer: their authority key, and their own certified device."""
+
+    authority: keys.AuthorityKey
+    keystore: Keystore
+
+
+async def _directory(server: Server, authority: keys.AuthorityKey) -> str:
+    """What the operator does (as `attache-server nation add` and `user add`, directly in the
+    database): USA with its officer's authority key and its first security officer, sam.
+    Returns sam's enrolment code."""
+    engine = create_engine(server.settings.effective_database_url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            catalog = await directory.load_catalog(session, server.settings.load_catalog())
+            await directory.do_create_nation(
+                session,
+                CONSOLE,
+                catalog,
+                code="USA",
+                name="United States",
+                authority_key=authority.public_bytes(),
+            )
+            catalog = await directory.load_catalog(session, server.settings.load_catalog())
+            sam = await directory.do_create_user(
+                session,
+                CONSOLE,
+                catalog,
+                username="sam",
+                nationality="USA",
+                clearance="NATO SECRET",
+                roles=["officer", "security_officer"],
+            )
+            return (await do_issue_enrolment_code(session, CONSOLE, server.settings, sam)).code
+    finally:
+        await engine.dispose()
+
+
+async def _officer_sets_up(server: Server, home: Path) -> tuple[Officer, str]:
+    """The officer enrols their own device (certified at once), adds alice, makes the channels
+    she will see and issues her one-time enrolment code."""
+    authority = keys.AuthorityKey.generate()
+    code = await _directory(server, authority)
+    store = Keystore(home, kdf=keys.KdfParams.for_tests())
+    await enroll(
+        server.origin,
+        username="sam",
+        code=code,
+        device_name="sam-laptop",
+        passphrase=OFFICER_PASSPHRASE,
+        keystore=store,
+        authority=("USA", authority),
+    )
+    async with await connect(store, passphrase=OFFICER_PASSPHRASE) as client:
+        await client.create_user(
+            username="alice", nationality="USA", clearance="NATO SECRET", roles=["officer"]
+        )
+        await client.create_channel("liaison", "NATO SECRET")
+        await client.add_member("liaison", "alice")
+        await client.create_channel("planning", "NATO CONFIDENTIAL")
+        await client.add_member("planning", "alice")
+        issued = await client.issue_enrolment_code("alice")
+    return Officer(authority, store), str(issued["code"])
+
+
+async def _officer_certifies(officer: Officer, fingerprint: str) -> dict[str, Any]:
+    """The officer finds alice's pending device, compares its fingerprint with the one the
+    page showed them, and certifies it."""
+    client: AttacheClient
+    async with await connect(officer.keystore, passphrase=OFFICER_PASSPHRASE) as client:
+        pending = [d for d in await client.devices(status="pending") if d["username"] == "alice"]
+        assert len(pending) == 1
+        assert pending[0]["fingerprint"] == fingerprint
+        return await certify_device(client, "USA", officer.authority, pending[0])
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run an SDK coroutine to its end: in a thread of its own, since Playwright's sync API
+    keeps an event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
+def _screens(tmp_path: Path) -> Path:
+    screens = Path(os.environ.get("ATTACHE_SCREENS") or tmp_path / "screens")
+    screens.mkdir(parents=True, exist_ok=True)
+    return screens
+
+
+def _tampered_certificate(route: Route) -> None:
+    """The device as the server shows it, its certificate naming another user: the signature
+    no longer holds, as when a server forges one."""
+    response = route.fetch()
+    device = response.json()
+    assert device["certificate"]["body"]["username"] == "alice"
+    device["certificate"]["body"]["username"] = "mallory"
+    route.fulfill(response=response, body=json.dumps(device))
+
+
+def _hostile_channels(route: Route) -> None:
+    response = route.fetch()
+    channels = response.json()
+    channels[0]["name"] = HOSTILE
+    channels[0]["ceiling"] = HOSTILE
+    route.fulfill(response=response, body=json.dumps(channels))
+
+
+def _no_violations(page: Page) -> None:
+    """The page ran under its policy: nothing blocked, nothing reported."""
+    assert page.evaluate("() => window.__violations") == []
+
+
+def _unlock(page: Page, passphrase: str) -> None:
+    page.get_by_label("Passphrase", exact=True).fill(passphrase)
+    page.get_by_role("button", name="Unlock").click()
+
+
+def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
+    chromium: str, server: Server, tmp_path: Path
+) -> None:
+    officer, code = _run(_officer_sets_up(server, tmp_path / "sam"))
+    screens = _screens(tmp_path)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 900, "height": 760})
+            context.add_init_script(WATCH_VIOLATIONS)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            sent: list[str] = []
+            page.on("request", lambda request: sent.append(request.url))
+            page.goto(server.origin)
+
+            # Enrolment: the keys are made in the page; the code comes from the officer.
+            expect(page.locator("#status")).to_contain_text("enrol it with the code")
+            page.get_by_label("Username").fill("alice")
+            page.get_by_label("Enrolment code").fill(code.lower())
+            page.get_by_label("A name for this device").fill("alice-browser")
+            page.get_by_label("Passphrase (protects this device's keys)").fill(PASSPHRASE)
+            page.get_by_label("The same passphrase again").fill(PASSPHRASE)
+            page.screenshot(path=screens / "web-enrol.png", full_page=True)
+            page.get_by_role("button", name="Enrol").click()
+            expect(page.locator("#status")).to_contain_text("awaits certification", timeout=30_000)
+            fingerprint = page.locator("#fingerprint").inner_text()
+            assert len(fingerprint.split()) == 10
+            expect(page.locator("#pins")).to_contain_text("USA: ")
+            page.screenshot(path=screens / "web-enrolled.png", full_page=True)
+
+            # Before the officer certifies, the server refuses to sign the device in, and
+            # the page says why.
+            _unlock(page, PASSPHRASE)
+            expect(page.locator("#problem")).to_contain_text("awaits certification")
+
+            device = _run(_officer_certifies(officer, fingerprint))
+            assert device["status"] == "active"
+
+            # The device is kept (sealed, in IndexedDB) across a reload.
+            _no_violations(page)
+            page.reload()
+            expect(page.locator("#status")).to_contain_text("Unlock this device")
+            expect(page.locator("#fingerprint")).to_have_text(fingerprint)
+
+            # A wrong passphrase opens nothing, and nothing is sent.
+            sent.clear()
+            _unlock(page, "not the passphrase")
+            expect(page.locator("#problem")).to_contain_text("Wrong passphrase")
+            assert [url for url in sent if "/v1/" in url] == []
+
+            # A certificate that does not verify against the pinned USA key is refused.
+            page.route(f"**/v1/devices/{device['id']}", _tampered_certificate)
+            _unlock(page, PASSPHRASE)
+            expect(page.locator("#problem")).to_contain_text("does not verify")
+            expect(page.locator("#home")).to_be_hidden()
+            page.unroute(f"**/v1/devices/{device['id']}")
+
+            _unlock(page, PASSPHRASE)
+            channels = page.locator("#channels li")
+            expect(channels).to_have_count(2)
+            expect(page.locator("#whoami")).to_contain_text(
+                "Signed in as alice (USA, cleared NATO SECRET)"
+            )
+            expect(channels.filter(has_text="liaison")).to_contain_text("NATO SECRET")
+            expect(channels.filter(has_text="planning")).to_contain_text("NATO CONFIDENTIAL")
+            page.screenshot(path=screens / "web-channels.png", full_page=True)
+
+            # The token lives in memory only: nothing in any storage the page can write, and
+            # a reload asks for the passphrase again.
+            stored = page.evaluate(
+                "() => [localStorage.length, sessionStorage.length, document.cookie]"
+            )
+            assert stored == [0, 0, ""]
+            _no_violations(page)
+            page.reload()
+            expect(page.locator("#status")).to_contain_text("Unlock this device")
+            expect(page.locator("#home")).to_be_hidden()
+
+            # Text from the server is set as text: a hostile channel name stays a string.
+            page.route("**/v1/channels", _hostile_channels)
+            _unlock(page, PASSPHRASE)
+            expect(page.locator("#channels .channel-name").first).to_have_text(HOSTILE)
+            assert page.locator("#app img").count() == 0
+            assert page.evaluate("() => window.__pwned") is None
+
+            # Signing out ends the session and locks the keys again.
+            page.get_by_role("button", name="Sign out").click()
+            expect(page.locator("#status")).to_contain_text("Signed out")
+            expect(page.locator("#unlock")).to_be_visible()
+
+            _no_violations(page)
+            assert errors == []
+        finally:
+            browser.close()
