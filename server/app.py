@@ -19,6 +19,7 @@ from server.bootstrap import AUDIT_KEY_FILE, ensure_server_keys, keys_dir, recor
 from server.channels.delivery import DeliveryGate, RosterNotifier, classify
 from server.channels.endpoints import router as channels_router
 from server.channels.submits import submit_queue
+from server.coalition.endpoints import router as coalition_router
 from server.committees.endpoints import router as committees_router
 from server.db.changes import session_info, track
 from server.db.engine import create_engine, create_sessionmaker
@@ -234,6 +235,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
 
     app.include_router(auth_router)
     app.include_router(directory_router)
+    app.include_router(coalition_router)
     app.include_router(devices_router)
     app.include_router(channels_router)
     app.include_router(committees_router)

@@ -20,9 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from protocol import keys
 from protocol.catalog import Catalog, CatalogError
 from protocol.checkpoint import NoteSigner
+from protocol.coalition import SignedPolicy
 from server import bootstrap
 from server.audit.integrator import integrate, load_signer
 from server.auth.principal import CONSOLE
+from server.coalition import service as coalition
 from server.db import migrate
 from server.db.engine import create_engine, create_sessionmaker, serialise
 from server.devices.service import do_issue_enrolment_code
@@ -359,6 +361,66 @@ def group_list() -> None:
     for v in views:
         table.add_row(v.name, v.source, ", ".join(v.members))
     terminal.print(table)
+
+
+# --- coalition policy ------------------------------------------------------------------------
+
+
+@main.group()
+def policy() -> None:
+    """The coalition policy: nations, their authority keys, groups and catalog, signed."""
+
+
+@policy.command("publish")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def policy_publish(file: Path) -> None:
+    """Publish the signed policy version in FILE, once its chain checks.
+
+    The first version published must be a founding one, signed by every nation it lists; each
+    later one must follow the latest and carry its threshold of that version's nations'
+    signatures (docs/PROTOCOL.md §18).
+    """
+    settings = _settings()
+    try:
+        text = file.read_bytes()
+    except OSError as exc:
+        abort(f"cannot read {file}: {exc.strerror or exc}")
+    signed = _parse_policy(text)
+    published = _run(settings, lambda s, _: coalition.do_publish_policy(s, CONSOLE, signed))
+    terminal.print(
+        f"policy version {published.policy.policy_version} of {published.policy.coalition} "
+        f"published, digest {published.policy.digest_b64u}, "
+        f"signed by {', '.join(published.signers)}"
+    )
+
+
+def _parse_policy(text: bytes) -> SignedPolicy:
+    try:
+        return coalition.parse_signed_policy(text)
+    except ServiceError as exc:
+        abort(exc.detail)
+
+
+@policy.command("show")
+@click.argument("version", type=click.IntRange(1, 2**53 - 1), required=False)
+def policy_show(version: int | None) -> None:
+    """Show the latest published policy version, or VERSION."""
+    document = _run(_settings(), lambda s, _: coalition.access_policy(s, version))
+    shown = _parse_policy(document.encode("utf-8"))
+    current = shown.policy
+    terminal.print(
+        f"coalition {current.coalition}, policy version {current.policy_version}, "
+        f"digest {current.digest_b64u}\n"
+        f"threshold {current.threshold} of {len(current.nations)} nations; catalog "
+        f"{current.catalog().version}; signed by "
+        + ", ".join(sorted({s.nation for s in shown.signatures}))
+    )
+    table = Table("nation", "name", "authority key ids")
+    for code, entry in sorted(current.nations.items()):
+        table.add_row(code, entry.name, ", ".join(sorted(entry.authority_keys)))
+    terminal.print(table)
+    for name, members in sorted(current.groups.items()):
+        terminal.print(f"group {name}: {', '.join(members)}")
 
 
 # --- offices ---------------------------------------------------------------------------------

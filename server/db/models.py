@@ -10,6 +10,7 @@ from server.channels.models import (
     Delivery,
     Message,
 )
+from server.coalition.models import CoalitionPolicyVersion
 from server.committees.models import (
     ActionItem,
     ActionItemUpdate,
@@ -33,6 +34,7 @@ __all__ = [
     "Base",
     "Channel",
     "ChannelMember",
+    "CoalitionPolicyVersion",
     "Committee",
     "Delivery",
     "Device",

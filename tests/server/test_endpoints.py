@@ -13,6 +13,8 @@ PUBLIC = {
     ("POST", "/v1/devices"),  # enrolment: the one-time code authenticates
     ("PUT", "/v1/devices/{device_id}/certificate"),  # the nation authority's signature does
     ("GET", "/v1/nations"),  # authority public keys, pinned by devices being enrolled
+    ("GET", "/v1/policy"),  # the signed coalition policy, pinned by devices being enrolled
+    ("GET", "/v1/policy/{policy_version}"),  # and its earlier versions, to verify the chain
     ("GET", "/v1/audit/key"),  # the audit log's verifier key, pinned by auditors
 }
 
