@@ -43,6 +43,9 @@ T = TypeVar("T")
 BIN = Path(sys.executable).parent
 PASSPHRASE = "alice's browser passphrase"
 OFFICER_PASSPHRASE = "sam's device passphrase"
+# Milliseconds to wait for what follows a key derivation: Argon2id at the CLI's cost (64 MiB,
+# 3 passes) in the page takes about a second here, more on a loaded machine.
+SLOW = 30_000
 HOSTILE = '<img src=x onerror="window.__pwned = 1">'
 # Collects every policy violation the page reports (an init script runs before the page's own).
 WATCH_VIOLATIONS = """
@@ -257,7 +260,7 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             page.get_by_label("The same passphrase again").fill(PASSPHRASE)
             page.screenshot(path=screens / "web-enrol.png", full_page=True)
             page.get_by_role("button", name="Enrol").click()
-            expect(page.locator("#status")).to_contain_text("awaits certification", timeout=30_000)
+            expect(page.locator("#status")).to_contain_text("awaits certification", timeout=SLOW)
             fingerprint = page.locator("#fingerprint").inner_text()
             assert len(fingerprint.split()) == 10
             expect(page.locator("#pins")).to_contain_text("USA: ")
@@ -266,7 +269,7 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             # Before the officer certifies, the server refuses to sign the device in, and
             # the page says why.
             _unlock(page, PASSPHRASE)
-            expect(page.locator("#problem")).to_contain_text("awaits certification")
+            expect(page.locator("#problem")).to_contain_text("awaits certification", timeout=SLOW)
 
             device = _run(_officer_certifies(officer, fingerprint))
             assert device["status"] == "active"
@@ -280,19 +283,19 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             # A wrong passphrase opens nothing, and nothing is sent.
             sent.clear()
             _unlock(page, "not the passphrase")
-            expect(page.locator("#problem")).to_contain_text("Wrong passphrase")
+            expect(page.locator("#problem")).to_contain_text("Wrong passphrase", timeout=SLOW)
             assert [url for url in sent if "/v1/" in url] == []
 
             # A certificate that does not verify against the pinned USA key is refused.
             page.route(f"**/v1/devices/{device['id']}", _tampered_certificate)
             _unlock(page, PASSPHRASE)
-            expect(page.locator("#problem")).to_contain_text("does not verify")
+            expect(page.locator("#problem")).to_contain_text("does not verify", timeout=SLOW)
             expect(page.locator("#home")).to_be_hidden()
             page.unroute(f"**/v1/devices/{device['id']}")
 
             _unlock(page, PASSPHRASE)
             channels = page.locator("#channels li")
-            expect(channels).to_have_count(2)
+            expect(channels).to_have_count(2, timeout=SLOW)
             expect(page.locator("#whoami")).to_contain_text(
                 "Signed in as alice (USA, cleared NATO SECRET)"
             )
@@ -314,7 +317,9 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             # Text from the server is set as text: a hostile channel name stays a string.
             page.route("**/v1/channels", _hostile_channels)
             _unlock(page, PASSPHRASE)
-            expect(page.locator("#channels .channel-name").first).to_have_text(HOSTILE)
+            expect(page.locator("#channels .channel-name").first).to_have_text(
+                HOSTILE, timeout=SLOW
+            )
             assert page.locator("#app img").count() == 0
             assert page.evaluate("() => window.__pwned") is None
 
