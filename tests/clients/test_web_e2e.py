@@ -264,6 +264,8 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             fingerprint = page.locator("#fingerprint").inner_text()
             assert len(fingerprint.split()) == 10
             expect(page.locator("#pins")).to_contain_text("USA: ")
+            # Keyboard users land where they go on: the passphrase that unlocks.
+            expect(page.locator("#unlock-passphrase")).to_be_focused()
             page.screenshot(path=screens / "web-enrolled.png", full_page=True)
 
             # Before the officer certifies, the server refuses to sign the device in, and
@@ -299,6 +301,7 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             expect(page.locator("#whoami")).to_contain_text(
                 "Signed in as alice (USA, cleared NATO SECRET)"
             )
+            expect(page.locator("#home-title")).to_be_focused()
             expect(channels.filter(has_text="liaison")).to_contain_text("NATO SECRET")
             expect(channels.filter(has_text="planning")).to_contain_text("NATO CONFIDENTIAL")
             page.screenshot(path=screens / "web-channels.png", full_page=True)

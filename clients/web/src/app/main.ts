@@ -142,6 +142,7 @@ async function showHome(current: Session): Promise<void> {
     );
   }
   show("home");
+  byId("home-title").focus();
   say(`Signed in. ${channels.length} channel${channels.length === 1 ? "" : "s"}.`);
 }
 
@@ -166,6 +167,7 @@ function wire(): void {
       void navigator.storage?.persist?.().catch(() => false);
       showDevice(enrolled.record, enrolled.device.status);
       show("device", "unlock");
+      field(byId<HTMLFormElement>("unlock"), "passphrase").focus();
       say(
         enrolled.device.status === "pending"
           ? "Enrolled: this device awaits certification by your security officer."
@@ -194,6 +196,7 @@ function wire(): void {
     session = null;
     void signOut(api).then(() => {
       show("device", "unlock");
+      field(byId<HTMLFormElement>("unlock"), "passphrase").focus();
       say("Signed out. The keys are locked again.");
     });
   });
@@ -218,10 +221,12 @@ async function start(): Promise<void> {
   }
   if (record === null) {
     show("enrol");
+    byId("enrol-username").focus();
     say("This browser has no device yet: enrol it with the code from your security officer.");
   } else {
     showDevice(record, null);
     show("device", "unlock");
+    byId("unlock-passphrase").focus();
     say("Unlock this device with its passphrase.");
   }
 }
