@@ -372,21 +372,28 @@ def policy() -> None:
 
 
 @policy.command("publish")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def policy_publish(file: Path) -> None:
-    """Publish the signed policy version in FILE, once its chain checks.
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--proposal", metavar="DIGEST", help="publish this stored proposal instead")
+def policy_publish(file: Path | None, proposal: str | None) -> None:
+    """Publish the signed policy version in FILE (or a stored proposal), once its chain checks.
 
     The first version published must be a founding one, signed by every nation it lists; each
     later one must follow the latest and carry its threshold of that version's nations'
     signatures (docs/PROTOCOL.md §18).
     """
     settings = _settings()
-    try:
-        text = file.read_bytes()
-    except OSError as exc:
-        abort(f"cannot read {file}: {exc.strerror or exc}")
-    signed = _parse_policy(text)
-    published = _run(settings, lambda s, _: coalition.do_publish_policy(s, CONSOLE, signed))
+    if (file is None) == (proposal is None):
+        abort("give either FILE or --proposal DIGEST")
+    if proposal is not None:
+        published = _run(settings, lambda s, _: coalition.do_publish_proposal(s, CONSOLE, proposal))
+    else:
+        assert file is not None
+        try:
+            text = file.read_bytes()
+        except OSError as exc:
+            abort(f"cannot read {file}: {exc.strerror or exc}")
+        signed = _parse_policy(text)
+        published = _run(settings, lambda s, _: coalition.do_publish_policy(s, CONSOLE, signed))
     terminal.print(
         f"policy version {published.policy.policy_version} of {published.policy.coalition} "
         f"published, digest {published.policy.digest_b64u}, "

@@ -2,17 +2,51 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response, status
 
-from server.auth.dependencies import SessionDep
+from server.auth.dependencies import PrincipalDep, SessionDep
 from server.coalition import service
+from server.coalition.schemas import ProposalRead
 
 router = APIRouter(prefix="/v1", tags=["coalition"])
 
-# The signed policy as stored: the RFC 8785 bytes that were verified when it was published.
+# The signed policy as stored: the RFC 8785 bytes that were verified when it was stored.
 _DOCUMENT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}}, "description": "a signed policy"}
 }
+# Read as bytes and parsed by protocol/coalition.py, which refuses duplicate keys.
+_SIGNED_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+        "description": 'a signed policy, {"policy": {...}, "signatures": [...]}',
+    }
+}
+Digest = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{43}$")]
+
+
+# Declared before /policy/{policy_version}, which would otherwise take "proposals".
+@router.post("/policy/proposals", openapi_extra=_SIGNED_BODY)
+async def propose_policy(
+    request: Request, response: Response, principal: PrincipalDep, session: SessionDep
+) -> ProposalRead:
+    """Propose the next policy version, or add signatures to a proposal of the same one."""
+    signed = service.parse_signed_policy(await request.body())
+    proposal, created = await service.do_propose_policy(session, principal, signed)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return ProposalRead.of(proposal)
+
+
+@router.get("/policy/proposals")
+async def list_proposals(_: PrincipalDep, session: SessionDep) -> list[ProposalRead]:
+    return [ProposalRead.of(p) for p in await service.list_proposals(session)]
+
+
+@router.get("/policy/proposals/{digest}", response_class=Response, responses=_DOCUMENT)
+async def get_proposal(digest: Digest, _: PrincipalDep, session: SessionDep) -> Response:
+    """A proposal with the signatures collected so far."""
+    row = await service.access_proposal(session, digest)
+    return Response(row.document, media_type="application/json")
 
 
 # Both public on purpose, as GET /v1/nations: a device being enrolled has no session yet, and

@@ -27,3 +27,21 @@ class CoalitionPolicyVersion(Base):
     # 1 MiB, served as stored.
     document: Mapped[str] = mapped_column(Text)
     published_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CoalitionPolicyProposal(Base):
+    """A proposed next version and the signatures collected for it so far.
+
+    Every signature stored was verified against the version published when it came in; a
+    proposal whose ``policy_version`` no longer follows the latest is stale, kept as history.
+    """
+
+    __tablename__ = "coalition_policy_proposals"
+
+    # b64u of the proposed version's policy digest: one proposal per exact document.
+    digest: Mapped[str] = mapped_column(String(43), primary_key=True)
+    policy_version: Mapped[int] = mapped_column(Integer, index=True)
+    # RFC 8785 JSON of the signed policy with every signature collected.
+    document: Mapped[str] = mapped_column(Text)
+    proposed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

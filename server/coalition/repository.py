@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.coalition.models import CoalitionPolicyVersion
+from server.coalition.models import CoalitionPolicyProposal, CoalitionPolicyVersion
 
 
 async def latest(session: AsyncSession) -> CoalitionPolicyVersion | None:
@@ -19,3 +21,18 @@ async def latest(session: AsyncSession) -> CoalitionPolicyVersion | None:
 
 async def get(session: AsyncSession, policy_version: int) -> CoalitionPolicyVersion | None:
     return await session.get(CoalitionPolicyVersion, policy_version)
+
+
+async def get_proposal(session: AsyncSession, digest: str) -> CoalitionPolicyProposal | None:
+    return await session.get(CoalitionPolicyProposal, digest)
+
+
+async def list_proposals(
+    session: AsyncSession, policy_version: int
+) -> Sequence[CoalitionPolicyProposal]:
+    stmt = (
+        select(CoalitionPolicyProposal)
+        .where(CoalitionPolicyProposal.policy_version == policy_version)
+        .order_by(CoalitionPolicyProposal.proposed_at, CoalitionPolicyProposal.digest)
+    )
+    return (await session.execute(stmt)).scalars().all()

@@ -6,6 +6,7 @@ Every publication and every refusal writes its audit event in the same transacti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,15 +15,18 @@ from protocol.coalition import (
     CoalitionPolicy,
     PolicyError,
     SignedPolicy,
+    check_successor,
+    signing_nations,
     verify_founding,
     verify_successor,
 )
 from server.audit import log as audit
-from server.auth.principal import Caller, check_operator
+from server.auth.principal import ROLE_SECURITY_OFFICER, Caller, check_operator
 from server.coalition import repository as repo
-from server.coalition.models import CoalitionPolicyVersion
+from server.coalition.models import CoalitionPolicyProposal, CoalitionPolicyVersion
+from server.db.base import utcnow
 from server.db.engine import serialise
-from server.errors import Conflict, InvalidInput, NotFound
+from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 
 @dataclass(frozen=True)
@@ -128,3 +132,135 @@ async def do_publish_policy(
     )
     await session.flush()
     return Published(row=row, policy=policy, signers=signers)
+
+
+# --- proposals ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposed next version, its signatures so far, and the threshold it needs."""
+
+    signed: SignedPolicy
+    signers: tuple[str, ...]
+    threshold: int
+    proposed_at: datetime
+    updated_at: datetime
+
+    @property
+    def ready(self) -> bool:
+        return len(self.signers) >= self.threshold
+
+
+def check_governs_policy(caller: Caller) -> None:
+    """Security officers (who hold their nation's authority key) and operators."""
+    if not (caller.is_operator or caller.has_role(ROLE_SECURITY_OFFICER)):
+        raise PermissionDenied("only a security officer or an operator may propose a policy")
+
+
+def _proposal(row: CoalitionPolicyProposal, threshold: int) -> Proposal:
+    signed = SignedPolicy.from_json(row.document)
+    signers = tuple(sorted({entry.nation for entry in signed.signatures}))
+    return Proposal(signed, signers, threshold, row.proposed_at, row.updated_at)
+
+
+async def _published_or_conflict(session: AsyncSession) -> CoalitionPolicy:
+    current = await latest_policy(session)
+    if current is None:
+        raise Conflict(
+            "no coalition policy is published yet: the operator publishes the founding version, "
+            "signed by every founding nation (attache-server policy publish)"
+        )
+    return current
+
+
+async def do_propose_policy(
+    session: AsyncSession, caller: Caller, signed: SignedPolicy
+) -> tuple[Proposal, bool]:
+    """Store ``signed`` as a proposed next version, or add the signatures it carries to the
+    stored proposal of the same version (same digest); returns it and whether it is new.
+    A security officer or an operator.
+
+    The proposal must follow the latest published version, and every signature it carries
+    must count under that version (PROTOCOL.md §18.3): the server keeps only signatures that
+    would count at publication. A nation that has signed already keeps its first signature.
+    A refusal is audited (deny) and changes nothing else.
+    """
+    check_governs_policy(caller)
+    await serialise(session, "coalition-policy")
+    current = await _published_or_conflict(session)
+    policy = signed.policy
+    details = {"digest": policy.digest_b64u, "policy_version": policy.policy_version}
+    try:
+        check_successor(current, policy)
+        signing_nations(current, signed)
+    except PolicyError as exc:
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="policy.propose",
+            object_type="policy",
+            object_id=str(policy.policy_version),
+            decision=audit.DENY,
+            reasons=[str(exc)],
+            details=details,
+        )
+        raise InvalidInput(
+            f"proposed policy version {policy.policy_version} is refused: {exc}",
+            field="policy",
+            keep_changes=True,
+        ) from exc
+    row = await repo.get_proposal(session, policy.digest_b64u)
+    created = row is None
+    kept = () if row is None else SignedPolicy.from_json(row.document).signatures
+    have = {entry.nation for entry in kept}
+    added = [entry for entry in signed.signatures if entry.nation not in have]
+    merged = SignedPolicy(policy, (*kept, *added))
+    document = canonical_json(merged.to_json()).decode("utf-8")
+    if row is None:
+        row = CoalitionPolicyProposal(
+            digest=policy.digest_b64u, policy_version=policy.policy_version, document=document
+        )
+        session.add(row)
+    elif added:
+        row.document = document
+        row.updated_at = utcnow()
+    if created or added:
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="policy.propose" if created else "policy.sign",
+            object_type="policy",
+            object_id=str(policy.policy_version),
+            details={
+                **details,
+                "signed_by": sorted(entry.nation for entry in added),
+                "signers": sorted({entry.nation for entry in merged.signatures}),
+                "threshold": current.threshold,
+            },
+        )
+    await session.flush()
+    return _proposal(row, current.threshold), created
+
+
+async def list_proposals(session: AsyncSession) -> list[Proposal]:
+    """The proposals for the version after the latest published one (none before the first)."""
+    current = await latest_policy(session)
+    if current is None:
+        return []
+    rows = await repo.list_proposals(session, current.policy_version + 1)
+    return [_proposal(row, current.threshold) for row in rows]
+
+
+async def access_proposal(session: AsyncSession, digest: str) -> CoalitionPolicyProposal:
+    row = await repo.get_proposal(session, digest)
+    if row is None:
+        raise NotFound(f"no proposal {digest}", digest=digest)
+    return row
+
+
+async def do_publish_proposal(session: AsyncSession, caller: Caller, digest: str) -> Published:
+    """Publish the stored proposal ``digest`` with its signatures, as ``do_publish_policy``."""
+    check_operator(caller)
+    row = await access_proposal(session, digest)
+    return await do_publish_policy(session, caller, SignedPolicy.from_json(row.document))

@@ -10,7 +10,7 @@ from server.channels.models import (
     Delivery,
     Message,
 )
-from server.coalition.models import CoalitionPolicyVersion
+from server.coalition.models import CoalitionPolicyProposal, CoalitionPolicyVersion
 from server.committees.models import (
     ActionItem,
     ActionItemUpdate,
@@ -34,6 +34,7 @@ __all__ = [
     "Base",
     "Channel",
     "ChannelMember",
+    "CoalitionPolicyProposal",
     "CoalitionPolicyVersion",
     "Committee",
     "Delivery",

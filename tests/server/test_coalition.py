@@ -29,6 +29,7 @@ from server.cli import main
 from server.coalition import service
 from server.db.engine import create_engine, create_sessionmaker
 from server.errors import Conflict, InvalidInput, PermissionDenied
+from tests.factories import Member, World
 
 TOML = (Path(__file__).resolve().parents[2] / "protocol" / "catalogs" / "default.toml").read_text(
     encoding="utf-8"
@@ -177,6 +178,125 @@ async def test_only_an_operator_publishes(app: object, database_url: str) -> Non
         await engine.dispose()
 
 
+# --- proposals ---------------------------------------------------------------------------------
+
+
+async def _call(
+    world: World, member: Member | None, method: str, path: str, body: Any = None
+) -> httpx.Response:
+    headers = {} if member is None else {"Authorization": f"Bearer {member.client.token}"}
+    content = None if body is None else json.dumps(body).encode()
+    async with httpx.AsyncClient(
+        transport=world.transport, base_url=world.origin, headers=headers
+    ) as client:
+        return await client.request(method, path, content=content)
+
+
+async def test_proposals_collect_signatures_until_published(
+    world: World, database_url: str
+) -> None:
+    await world.nation("USA")
+    sofia = await world.member("sofia", "USA", roles=("security_officer",))
+    alice = await world.member("alice", "USA")
+    path = "/v1/policy/proposals"
+
+    before = await _call(world, sofia, "POST", path, signed(V2, "USA").to_json())
+    assert before.status_code == 409, before.text
+    assert "attache-server policy publish" in before.json()["detail"]
+    await _publish(database_url, signed(V1, "USA", "GBR", "FRA"))
+
+    assert (await _call(world, None, "POST", path, signed(V2).to_json())).status_code == 401
+    refused = await _call(world, alice, "POST", path, signed(V2, "USA").to_json())
+    assert refused.status_code == 403
+    assert "only a security officer or an operator" in refused.json()["detail"]
+
+    # Proposed unsigned, then signed by one nation, then another: each call keeps what came
+    # before; a nation signing again adds nothing.
+    first = await _call(world, sofia, "POST", path, signed(V2).to_json())
+    assert first.status_code == 201, first.text
+    assert first.json() | {"proposed_at": None, "updated_at": None} == {
+        "digest": V2.digest_b64u,
+        "policy_version": 2,
+        "signers": [],
+        "threshold": 2,
+        "ready": False,
+        "proposed_at": None,
+        "updated_at": None,
+    }
+    usa = await _call(world, sofia, "POST", path, signed(V2, "USA").to_json())
+    assert usa.status_code == 200
+    assert (usa.json()["signers"], usa.json()["ready"]) == (["USA"], False)
+    again = await _call(world, sofia, "POST", path, signed(V2, "USA").to_json())
+    assert again.json()["signers"] == ["USA"]
+    fra = await _call(world, sofia, "POST", path, signed(V2, "FRA").to_json())
+    assert (fra.json()["signers"], fra.json()["ready"]) == (["FRA", "USA"], True)
+
+    # What would not count is refused, and nothing of it is kept.
+    for document, reason in (
+        (signed(ZZZ, "ZZZ"), "ZZZ, which is not a nation of version 1"),
+        (signed(successor(V2), "USA"), "version 3 does not follow version 1"),
+        (signed(V1, "USA"), "version 1 does not follow version 1"),
+    ):
+        response = await _call(world, sofia, "POST", path, document.to_json())
+        assert response.status_code == 422, response.text
+        assert reason in response.json()["detail"]
+    # GBR's signature over version 1, presented as its signature over version 2.
+    forged = SignedPolicy(V2, (sign_policy(V1, "GBR", KEYS["GBR"]),)).to_json()
+    response = await _call(world, sofia, "POST", path, forged)
+    assert response.status_code == 422
+    assert "the signature of GBR" in response.json()["detail"]
+    duplicated = json.dumps(signed(V2).to_json()).replace(
+        '"threshold": 2', '"threshold": 2, "threshold": 3'
+    )
+    async with httpx.AsyncClient(
+        transport=world.transport,
+        base_url=world.origin,
+        headers={"Authorization": f"Bearer {sofia.client.token}"},
+    ) as client:
+        response = await client.post(path, content=duplicated.encode())
+    assert response.status_code == 422
+    assert "duplicate JSON key" in response.json()["detail"]
+
+    listed = await _call(world, alice, "GET", path)
+    assert [p["digest"] for p in listed.json()] == [V2.digest_b64u]
+    stored = await _call(world, alice, "GET", f"{path}/{V2.digest_b64u}")
+    assert verify_chain([SignedPolicy.from_json(stored.content)], trusted=V1) is not None
+    assert (await _call(world, alice, "GET", f"{path}/{'A' * 43}")).status_code == 404
+    assert (await _call(world, alice, "GET", f"{path}/short")).status_code == 422
+
+    published = await _publish_proposal(database_url, V2.digest_b64u)
+    assert published.signers == ("FRA", "USA")
+    assert (await _call(world, None, "GET", "/v1/policy")).content == stored.content
+    assert (await _call(world, alice, "GET", path)).json() == []
+
+    events = await _events(database_url, "policy.propose")
+    assert [e.decision for e in events] == ["allow", "deny", "deny", "deny", "deny"]
+    signs = await _events(database_url, "policy.sign")
+    assert [e.details["signed_by"] for e in signs] == [["USA"], ["FRA"]]
+    assert all(e.actor_user_id == sofia.user.id for e in signs)
+
+
+async def _propose(database_url: str, document: SignedPolicy) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            await service.do_propose_policy(session, CONSOLE, document)
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+async def _publish_proposal(database_url: str, digest: str) -> service.Published:
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            published = await service.do_publish_proposal(session, CONSOLE, digest)
+            await session.commit()
+            return published
+    finally:
+        await engine.dispose()
+
+
 # --- attache-server policy ----------------------------------------------------------------------
 
 
@@ -192,7 +312,6 @@ def test_policy_publish_and_show(tmp_path: Path, database_url: str, clean_databa
     for name, document in {
         "v1": signed(V1, "USA", "GBR", "FRA"),
         "v2-short": signed(V2, "GBR"),
-        "v2": signed(V2, "GBR", "USA"),
     }.items():
         files[name] = tmp_path / f"{name}.json"
         files[name].write_text(json.dumps(document.to_json()), encoding="utf-8")
@@ -209,7 +328,14 @@ def test_policy_publish_and_show(tmp_path: Path, database_url: str, clean_databa
         env, "policy", "publish", str(tmp_path / "junk.json"), code=1
     )
     assert "cannot read" in _cli(env, "policy", "publish", str(tmp_path / "none.json"), code=1)
-    assert "signed by GBR, USA" in _cli(env, "policy", "publish", str(files["v2"]))
+    assert "give either FILE or --proposal" in _cli(env, "policy", "publish", code=1)
+    assert "no proposal" in _cli(env, "policy", "publish", "--proposal", "x" * 43, code=1)
+    # Version 2 again, from the signatures the server collected.
+    asyncio.run(_propose(database_url, signed(V2, "GBR")))
+    digest = V2.digest_b64u
+    assert "its threshold is 2" in _cli(env, "policy", "publish", "--proposal", digest, code=1)
+    asyncio.run(_propose(database_url, signed(V2, "USA")))
+    assert "signed by GBR, USA" in _cli(env, "policy", "publish", "--proposal", digest)
 
     shown = _cli(env, "policy", "show")
     assert "policy version 2" in shown
@@ -222,6 +348,7 @@ def test_policy_publish_and_show(tmp_path: Path, database_url: str, clean_databa
     events = asyncio.run(_events(database_url, "policy.publish"))
     assert [(e.object_id, e.decision) for e in events] == [
         ("1", "allow"),
+        ("2", "deny"),
         ("2", "deny"),
         ("2", "allow"),
     ]
