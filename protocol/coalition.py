@@ -79,8 +79,8 @@ __all__ = [
 # Defined here rather than in protocol/canonical.py for now: the web client's test holds its
 # own list of contexts to canonical.py's one for one, and it implements no policy yet. The
 # registry test (tests/protocol/test_protocol_vectors.py) lists these with the others.
-CTX_COALITION_POLICY: Final = "attache/v1/coalition-policy"
-CTX_COALITION_POLICY_SIGNATURE: Final = "attache/v1/coalition-policy-signature"
+CTX_COALITION_POLICY = "attache/v1/coalition-policy"
+CTX_COALITION_POLICY_SIGNATURE = "attache/v1/coalition-policy-signature"
 
 POLICY_FORMAT_VERSION: Final = 1
 POLICY_FIELDS: Final = frozenset(
