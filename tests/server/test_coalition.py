@@ -30,6 +30,7 @@ from server.coalition import service
 from server.db.engine import create_engine, create_sessionmaker
 from server.errors import Conflict, InvalidInput, PermissionDenied
 from tests.factories import Member, World
+from tests.race import Call, assert_no_server_error, race
 
 TOML = (Path(__file__).resolve().parents[2] / "protocol" / "catalogs" / "default.toml").read_text(
     encoding="utf-8"
@@ -274,6 +275,31 @@ async def test_proposals_collect_signatures_until_published(
     signs = await _events(database_url, "policy.sign")
     assert [e.details["signed_by"] for e in signs] == [["USA"], ["FRA"]]
     assert all(e.actor_user_id == sofia.user.id for e in signs)
+
+
+async def test_signatures_sent_at_once_are_all_kept(
+    world: World, live_url: str, database_url: str
+) -> None:
+    # Two nations' signatures, each sent six times at once, before any proposal exists: one
+    # proposal is made, both signatures kept, each recorded once.
+    await world.nation("USA")
+    sofia = await world.member("sofia", "USA", roles=("security_officer",))
+    await _publish(database_url, signed(V1, "USA", "GBR", "FRA"))
+    headers = {"Authorization": f"Bearer {sofia.client.token}"}
+    calls = [
+        Call("POST", "/v1/policy/proposals", json=signed(V2, nation).to_json(), headers=headers)
+        for nation in ("USA", "FRA")
+    ]
+    responses = await race(live_url, [calls[0]] * 6 + [calls[1]] * 6)
+    assert_no_server_error(responses)
+    assert sorted(r.status_code for r in responses) == [200] * 11 + [201]
+    listed = await _call(world, sofia, "GET", "/v1/policy/proposals")
+    assert [(p["signers"], p["ready"]) for p in listed.json()] == [(["FRA", "USA"], True)]
+    proposed = await _events(database_url, "policy.propose")
+    signs = await _events(database_url, "policy.sign")
+    assert len(proposed) == 1
+    assert len(signs) == 1
+    assert {*proposed[0].details["signed_by"], *signs[0].details["signed_by"]} == {"FRA", "USA"}
 
 
 async def _propose(database_url: str, document: SignedPolicy) -> None:
