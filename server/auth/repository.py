@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.models import LoginChallenge, SessionToken
+from server.db.changes import DECLARES, Change
 
 
 async def consume_challenge(
@@ -41,16 +42,15 @@ async def get_session_by_hash(session: AsyncSession, token_hash: bytes) -> Sessi
 
 
 async def revoke_device_sessions(session: AsyncSession, device_id: str, now: datetime) -> None:
+    """End every session of a device, in one statement. Every decision that rests on one of
+    those sessions (the principal kept for a token, a push decided for a stream) rests on the
+    device too, and the device's streams close by the device: so the statement declares a
+    closing change of the device (``server.db.changes``), not a change of anything, which
+    would drop every cache and tell every stream that any roster may have changed."""
+    closing = Change(f"device:{device_id}", close=True, reason="the device was revoked")
     await session.execute(
         update(SessionToken)
         .where(SessionToken.device_id == device_id, SessionToken.revoked_at.is_(None))
         .values(revoked_at=now)
-    )
-
-
-async def revoke_user_sessions(session: AsyncSession, user_id: str, now: datetime) -> None:
-    await session.execute(
-        update(SessionToken)
-        .where(SessionToken.user_id == user_id, SessionToken.revoked_at.is_(None))
-        .values(revoked_at=now)
+        .execution_options(**{DECLARES: (closing,)})
     )

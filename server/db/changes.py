@@ -177,6 +177,10 @@ class ChangeLog:
 
 
 _PENDING = "attache.changes.pending"
+# The execution option by which a bulk statement declares the changes it makes (a tuple of
+# ``Change``), so that it is not taken for a change of anything: whoever writes it names
+# every key a decision could read of the rows it touches.
+DECLARES = "attache_changes"
 
 
 def track(session_class: type[Session], log: ChangeLog, classify: Classifier) -> None:
@@ -199,9 +203,14 @@ def track(session_class: type[Session], log: ChangeLog, classify: Classifier) ->
 
     @event.listens_for(session_class, "do_orm_execute")
     def _bulk(state: ORMExecuteState) -> None:
-        # A bulk UPDATE or DELETE names no instances: if it touches a table that decisions
-        # read, assume it changed anything (rare, and always safe).
+        # A bulk UPDATE or DELETE names no instances: it says what it changes (``DECLARES``),
+        # or, if it touches a table that decisions read, it is taken to change anything
+        # (rare, and always safe).
         if not (state.is_update or state.is_delete) or state.bind_mapper is None:
+            return
+        declared = state.execution_options.get(DECLARES)
+        if declared is not None:
+            state.session.info.setdefault(_PENDING, []).extend(declared)
             return
         if list(classify(state.bind_mapper.class_, "bulk")):
             state.session.info.setdefault(_PENDING, []).append(Change(ANY))
