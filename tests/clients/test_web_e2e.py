@@ -29,7 +29,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
-from clients.sdk import AttacheClient, Keystore, certify_device, connect, enroll
+from clients.sdk import AttacheClient, Keystore, Messenger, certify_device, connect, enroll
 from protocol import keys
 from server.auth.principal import CONSOLE
 from server.db.engine import create_engine, create_sessionmaker
@@ -43,6 +43,8 @@ T = TypeVar("T")
 BIN = Path(sys.executable).parent
 PASSPHRASE = "alice's browser passphrase"
 OFFICER_PASSPHRASE = "sam's device passphrase"
+BOB_PASSPHRASE = "bob's device passphrase"
+REL_USA_GBR = "NATO SECRET//REL TO USA, GBR"
 # Milliseconds to wait for what follows a key derivation: Argon2id at the CLI's cost (64 MiB,
 # 3 passes) in the page takes about a second here, more on a loaded machine.
 SLOW = 30_000
@@ -117,48 +119,70 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 @dataclass
 class Officer:
-    """USA's security officer: their authority key, and their own certified device."""
+    """USA's security officer: their authority key, and their own certified device; and bob,
+    GBR's security officer, whose SDK device talks with alice's page."""
 
     authority: keys.AuthorityKey
     keystore: Keystore
+    bob: Keystore
 
 
-async def _directory(server: Server, authority: keys.AuthorityKey) -> str:
+async def _directory(
+    server: Server, authority: keys.AuthorityKey, gbr: keys.AuthorityKey
+) -> tuple[str, str]:
     """What the operator does (as `attache-server nation add` and `user add`, directly in the
-    database): USA with its officer's authority key and its first security officer, sam.
-    Returns sam's enrolment code."""
+    database): USA and GBR with their officers' authority keys, and their first security
+    officers, sam and bob. Returns sam's and bob's enrolment codes."""
     engine = create_engine(server.settings.effective_database_url)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
-            catalog = await directory.load_catalog(session, server.settings.load_catalog())
-            await directory.do_create_nation(
-                session,
-                CONSOLE,
-                catalog,
-                code="USA",
-                name="United States",
-                authority_key=authority.public_bytes(),
-            )
-            catalog = await directory.load_catalog(session, server.settings.load_catalog())
-            sam = await directory.do_create_user(
-                session,
-                CONSOLE,
-                catalog,
-                username="sam",
-                nationality="USA",
-                clearance="NATO SECRET",
-                roles=["officer", "security_officer"],
-            )
-            return (await do_issue_enrolment_code(session, CONSOLE, server.settings, sam)).code
+            codes = []
+            for nation, name, key, user in (
+                ("USA", "United States", authority, "sam"),
+                ("GBR", "United Kingdom", gbr, "bob"),
+            ):
+                catalog = await directory.load_catalog(session, server.settings.load_catalog())
+                await directory.do_create_nation(
+                    session,
+                    CONSOLE,
+                    catalog,
+                    code=nation,
+                    name=name,
+                    authority_key=key.public_bytes(),
+                )
+                catalog = await directory.load_catalog(session, server.settings.load_catalog())
+                created = await directory.do_create_user(
+                    session,
+                    CONSOLE,
+                    catalog,
+                    username=user,
+                    nationality=nation,
+                    clearance="NATO SECRET",
+                    roles=["officer", "security_officer"],
+                )
+                issued = await do_issue_enrolment_code(session, CONSOLE, server.settings, created)
+                codes.append(issued.code)
+            return codes[0], codes[1]
     finally:
         await engine.dispose()
 
 
 async def _officer_sets_up(server: Server, home: Path) -> tuple[Officer, str]:
-    """The officer enrols their own device (certified at once), adds alice, makes the channels
-    she will see and issues her one-time enrolment code."""
+    """The officers enrol their own devices (certified at once); sam adds alice, makes the
+    channels she will see (bob is in liaison too) and issues her one-time enrolment code."""
     authority = keys.AuthorityKey.generate()
-    code = await _directory(server, authority)
+    gbr = keys.AuthorityKey.generate()
+    code, bob_code = await _directory(server, authority, gbr)
+    bob = Keystore(home / "bob", kdf=keys.KdfParams.for_tests())
+    await enroll(
+        server.origin,
+        username="bob",
+        code=bob_code,
+        device_name="bob-laptop",
+        passphrase=BOB_PASSPHRASE,
+        keystore=bob,
+        authority=("GBR", gbr),
+    )
     store = Keystore(home, kdf=keys.KdfParams.for_tests())
     await enroll(
         server.origin,
@@ -175,10 +199,16 @@ async def _officer_sets_up(server: Server, home: Path) -> tuple[Officer, str]:
         )
         await client.create_channel("liaison", "NATO SECRET")
         await client.add_member("liaison", "alice")
+        await client.add_member("liaison", "bob")
         await client.create_channel("planning", "NATO CONFIDENTIAL")
         await client.add_member("planning", "alice")
         issued = await client.issue_enrolment_code("alice")
-    return Officer(authority, store), str(issued["code"])
+    return Officer(authority, store, bob), str(issued["code"])
+
+
+async def _bob_sends(bob: Keystore, text: str) -> None:
+    async with await Messenger.open(bob, passphrase=BOB_PASSPHRASE) as messenger:
+        await messenger.send("liaison", text, label=REL_USA_GBR)
 
 
 async def _officer_certifies(officer: Officer, fingerprint: str) -> dict[str, Any]:
@@ -221,6 +251,19 @@ def _hostile_channels(route: Route) -> None:
     channels[0]["name"] = HOSTILE
     channels[0]["ceiling"] = HOSTILE
     route.fulfill(response=response, body=json.dumps(channels))
+
+
+def _tampered_sync(route: Route) -> None:
+    """The sync answer with one byte of the last item's body changed, as a server (or anyone
+    on the way) might change it: its signature no longer holds."""
+    response = route.fetch()
+    page = response.json()
+    if page["items"]:
+        message = page["items"][-1]["message"]
+        body = bytearray(keys.b64u_decode(message["body"]))
+        body[-1] ^= 0x01
+        message["body"] = keys.b64u_encode(bytes(body))
+    route.fulfill(response=response, body=json.dumps(page))
 
 
 def _no_violations(page: Page) -> None:
@@ -304,7 +347,32 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             expect(page.locator("#home-title")).to_be_focused()
             expect(channels.filter(has_text="liaison")).to_contain_text("NATO SECRET")
             expect(channels.filter(has_text="planning")).to_contain_text("NATO CONFIDENTIAL")
+            expect(page.locator("#live")).to_have_text("Live.", timeout=SLOW)
+
+            # Bob (GBR, the SDK) sends while alice's page is open: it arrives live, unread.
+            _run(_bob_sends(officer.bob, HOSTILE))
+            liaison = page.locator("#channels .channel-open", has_text="liaison")
+            expect(liaison.locator(".unread")).to_have_text("1 unread", timeout=SLOW)
             page.screenshot(path=screens / "web-channels.png", full_page=True)
+            liaison.click()
+            item = page.locator("#messages .item").first
+            banners = item.locator(".banner")
+            expect(banners).to_have_count(2)
+            expect(banners.first).to_have_text(REL_USA_GBR)
+            expect(banners.last).to_have_text(REL_USA_GBR)
+            # The catalog's colour of NATO SECRET, with white text on it.
+            assert banners.first.evaluate("e => getComputedStyle(e).backgroundColor") == (
+                "rgb(200, 16, 46)"
+            )
+            assert banners.first.evaluate("e => getComputedStyle(e).color") == "rgb(255, 255, 255)"
+            # A hostile body stays text.
+            expect(item.locator(".item-body")).to_have_text(HOSTILE)
+            expect(item.locator(".item-meta")).to_contain_text("bob (GBR)")
+            assert page.locator("#app img").count() == 0
+            assert page.evaluate("() => window.__pwned") is None
+            page.screenshot(path=screens / "web-messages.png", full_page=True)
+            page.get_by_role("button", name="Back to the channels").click()
+            expect(liaison.locator(".unread")).to_have_text("")
 
             # The token lives in memory only: nothing in any storage the page can write, and
             # a reload asks for the passphrase again.
@@ -316,6 +384,25 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             page.reload()
             expect(page.locator("#status")).to_contain_text("Unlock this device")
             expect(page.locator("#home")).to_be_hidden()
+
+            # A message bob sent while the page was closed comes by sync, from the cursor;
+            # changed on its way by one byte, it is shown as a warning, never as content.
+            _run(_bob_sends(officer.bob, "changed on its way"))
+            page.route("**/v1/sync?*", _tampered_sync)
+            _unlock(page, PASSPHRASE)
+            expect(liaison.locator(".unread")).to_have_text("2 unread", timeout=SLOW)
+            liaison.click()
+            expect(page.locator("#messages .item")).to_have_count(2)
+            warning = page.locator("#messages .item-warning")
+            expect(warning).to_have_count(1)
+            expect(warning).to_contain_text("failed verification")
+            expect(warning).to_contain_text("does not verify or decrypt")
+            expect(page.locator("#messages")).not_to_contain_text("changed on its way")
+            expect(page.locator("#messages .item-body")).to_have_text([HOSTILE])
+            page.screenshot(path=screens / "web-warning.png", full_page=True)
+            page.unroute("**/v1/sync?*")
+            page.reload()
+            expect(page.locator("#status")).to_contain_text("Unlock this device")
 
             # Text from the server is set as text: a hostile channel name stays a string.
             page.route("**/v1/channels", _hostile_channels)

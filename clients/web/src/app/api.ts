@@ -32,6 +32,11 @@ export class Api {
     return this.#token !== null;
   }
 
+  /** The token, for the stream's first frame (§17.7) only: it is sent nowhere else. */
+  get token(): string | null {
+    return this.#token;
+  }
+
   setToken(token: string | null): void {
     this.#token = token;
   }

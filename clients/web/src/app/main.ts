@@ -15,19 +15,28 @@ import {
   type StoredDevice,
 } from "./device.js";
 import { browserStore } from "./store.js";
+import { Inbox, streamUrl, type ReceivedMessage } from "./messages.js";
+import { pinnedKeys } from "./device.js";
 import { CertificateError, SecretError, authorityKeyId, b64uDecode } from "../protocol/index.js";
+import { bannerTextColour, catalogFromRead, type CatalogRead } from "../protocol/labels.js";
 import { hkdfSha256 } from "../protocol/primitives.js";
 
 interface ChannelRead {
   id: string;
   name: string;
   ceiling: string;
+  labels: string[];
+  default_label: string;
   members: unknown[];
 }
 
 const api = new Api(location.origin);
-const SECTIONS = ["enrol", "device", "unlock", "home"] as const;
+const SECTIONS = ["enrol", "device", "unlock", "home", "channel"] as const;
 let session: Session | null = null;
+let inbox: Inbox | null = null;
+let live: Live | null = null;
+let channels: ChannelRead[] = [];
+let openChannel: ChannelRead | null = null;
 
 function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   const element = document.getElementById(id);
@@ -115,35 +124,212 @@ function showDevice(record: StoredDevice, status: string | null): void {
   field(byId<HTMLFormElement>("unlock"), "username").value = profile.username;
 }
 
-async function showHome(current: Session): Promise<void> {
+/** The channel list, each with its unread count. */
+function renderChannels(): void {
+  const list = byId("channels");
+  if (channels.length === 0) {
+    list.replaceChildren(textElement("li", "You are in no channel yet."));
+    return;
+  }
+  list.replaceChildren(
+    ...channels.map((channel) => {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "channel-open";
+      button.append(textElement("span", channel.name, "channel-name"));
+      const unread = inbox?.unread.get(channel.id) ?? 0;
+      const count = textElement("span", unread > 0 ? `${unread} unread` : "", "unread");
+      count.dataset.unread = String(unread);
+      button.append(count);
+      button.addEventListener("click", () => showChannel(channel));
+      item.append(
+        button,
+        textElement("span", channel.ceiling, "channel-ceiling"),
+        textElement(
+          "span",
+          `${channel.members.length} member${channel.members.length === 1 ? "" : "s"}`,
+          "channel-members",
+        ),
+      );
+      return item;
+    }),
+  );
+}
+
+/** A classification banner in its level's colour (set through the CSSOM, which the policy
+ * allows: no style attribute or sheet is written from text). */
+function banner(text: string, colour: string | null, where: "top" | "bottom"): HTMLElement {
+  const element = textElement("div", text, `banner banner-${where}`);
+  if (colour !== null) {
+    element.style.backgroundColor = colour;
+    element.style.color = bannerTextColour(colour);
+  }
+  return element;
+}
+
+function messageElement(message: ReceivedMessage): HTMLElement {
+  const item = document.createElement("li");
+  item.className = "item";
+  item.dataset.seq = String(message.seq);
+  if (!message.verified) {
+    item.classList.add("item-warning");
+    item.append(
+      textElement("strong", "This message failed verification and is not shown."),
+      textElement("p", message.problem ?? "", "item-problem"),
+      textElement(
+        "p",
+        `The server calls it ${message.banner}` +
+          (message.sender ? `, from ${message.sender}` : "") +
+          (message.messageId ? ` (message ${message.messageId}).` : "."),
+        "item-claim",
+      ),
+    );
+    return item;
+  }
+  const sentAt = message.sentAt?.toISOString().replace("T", " ").slice(0, 16) ?? "";
+  item.setAttribute("aria-label", `${message.banner}, from ${message.sender}`);
+  item.append(
+    banner(message.banner, message.colour, "top"),
+    textElement("p", `${message.sender} (${message.senderNation}) at ${sentAt} UTC`, "item-meta"),
+    textElement(
+      "p",
+      message.text ?? `(a ${message.contentType ?? "message"} this page does not show)`,
+      "item-body",
+    ),
+    banner(message.banner, message.colour, "bottom"),
+  );
+  return item;
+}
+
+function renderMessages(): void {
+  if (openChannel === null || inbox === null) return;
+  const messages = inbox.messages.get(openChannel.id) ?? [];
+  const list = byId("messages");
+  list.replaceChildren(
+    ...(messages.length === 0
+      ? [textElement("li", "No messages yet.", "item-none")]
+      : messages.map(messageElement)),
+  );
+  inbox.markRead(openChannel.id);
+}
+
+function showChannel(channel: ChannelRead): void {
+  openChannel = channel;
+  byId("channel-title").textContent = channel.name;
+  byId("channel-ceiling").textContent = `Ceiling: ${channel.ceiling}`;
+  renderMessages();
+  show("channel");
+  byId("channel-title").focus();
+  say(`Channel ${channel.name}.`);
+}
+
+/** Something arrived (sync or stream): show it where it belongs. */
+function arrived(messages: ReceivedMessage[]): void {
+  if (messages.length === 0) return;
+  if (openChannel !== null && messages.some((m) => m.channelId === openChannel!.id)) {
+    renderMessages();
+  }
+  renderChannels();
+}
+
+/**
+ * The websocket stream (docs/PROTOCOL.md §17.7): authenticate, then sync from the cursor
+ * after `ready` (so nothing committed in between is missed), take each pushed message, answer
+ * pings and ping every 20 s; on a drop, reconnect with backoff and resume from the cursor.
+ * After 4401 (the session ended) it stops.
+ */
+class Live {
+  #socket: WebSocket | null = null;
+  #pinger: ReturnType<typeof setInterval> | null = null;
+  #attempt = 0;
+  #stopped = false;
+
+  constructor(
+    private readonly token: () => string | null,
+    private readonly box: Inbox,
+  ) {}
+
+  start(): void {
+    const token = this.token();
+    if (this.#stopped || token === null) return;
+    const socket = new WebSocket(streamUrl(location.origin));
+    this.#socket = socket;
+    socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "auth", token })));
+    socket.addEventListener("message", (event) => void this.#frame(socket, event.data));
+    socket.addEventListener("close", (event) => this.#closed(event.code));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#pinger !== null) clearInterval(this.#pinger);
+    this.#socket?.close(1000);
+  }
+
+  async #frame(socket: WebSocket, data: unknown): Promise<void> {
+    let frame: Record<string, unknown>;
+    try {
+      frame = JSON.parse(String(data)) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (frame.type === "ready") {
+      this.#attempt = 0;
+      this.#pinger = setInterval(() => socket.send(JSON.stringify({ type: "ping" })), 20_000);
+      byId("live").textContent = "Live.";
+      await this.#sync();
+    } else if (frame.type === "message") {
+      const message = await this.box.accept(frame);
+      if (message !== null) arrived([message]);
+    } else if (frame.type === "resync") {
+      await this.#sync();
+    } else if (frame.type === "ping") {
+      socket.send(JSON.stringify({ type: "pong" }));
+    }
+    // Other frame types (roster notices) are ignored for now, as the protocol allows.
+  }
+
+  async #sync(): Promise<void> {
+    try {
+      arrived(await this.box.sync(api));
+    } catch (error) {
+      problem(explain(error));
+    }
+  }
+
+  #closed(code: number): void {
+    if (this.#pinger !== null) clearInterval(this.#pinger);
+    this.#pinger = null;
+    if (this.#stopped) return;
+    if (code === 4401) {
+      byId("live").textContent = "Not live: the session ended. Sign in again.";
+      return;
+    }
+    const delay = Math.min(30_000, 1000 * 2 ** this.#attempt++) * (0.5 + Math.random() / 2);
+    byId("live").textContent = "Not live: reconnecting…";
+    setTimeout(() => this.start(), delay);
+  }
+}
+
+async function showHome(current: Session, record: StoredDevice): Promise<void> {
   const { user } = current;
   byId("whoami").textContent =
     `Signed in as ${user.username} (${user.nationality ?? "no nation"}, cleared ` +
     `${user.clearance ?? "for nothing"}) on device ${current.certificate.deviceId}.`;
-  const channels = await api.request<ChannelRead[]>("GET", "/v1/channels");
-  const list = byId("channels");
-  if (channels.length === 0) {
-    list.replaceChildren(textElement("li", "You are in no channel yet."));
-  } else {
-    list.replaceChildren(
-      ...channels.map((channel) => {
-        const item = document.createElement("li");
-        item.append(
-          textElement("span", channel.name, "channel-name"),
-          textElement("span", channel.ceiling, "channel-ceiling"),
-          textElement(
-            "span",
-            `${channel.members.length} member${channel.members.length === 1 ? "" : "s"}`,
-            "channel-members",
-          ),
-        );
-        return item;
-      }),
-    );
-  }
+  const catalog = catalogFromRead(await api.request<CatalogRead>("GET", "/v1/catalog"));
+  inbox = new Inbox({
+    keys: current.keys,
+    deviceId: current.certificate.deviceId,
+    pins: pinnedKeys(record),
+    catalog,
+  });
+  channels = await api.request<ChannelRead[]>("GET", "/v1/channels");
+  renderChannels();
   show("home");
   byId("home-title").focus();
   say(`Signed in. ${channels.length} channel${channels.length === 1 ? "" : "s"}.`);
+  live = new Live(() => api.token, inbox);
+  live.start();
 }
 
 function wire(): void {
@@ -188,12 +374,23 @@ function wire(): void {
       passphrase.value = "";
       say("Signing in…");
       session = await signIn(api, record, keys);
-      await showHome(session);
+      await showHome(session, record);
     });
+  });
+
+  byId("back").addEventListener("click", () => {
+    openChannel = null;
+    renderChannels();
+    show("home");
+    byId("home-title").focus();
   });
 
   byId("sign-out").addEventListener("click", () => {
     session = null;
+    live?.stop();
+    live = null;
+    inbox = null;
+    openChannel = null;
     void signOut(api).then(() => {
       show("device", "unlock");
       field(byId<HTMLFormElement>("unlock"), "passphrase").focus();

@@ -7,3 +7,4 @@ export * from "./primitives.js";
 export * from "./stream.js";
 export * from "./secrets.js";
 export * from "./enrolment.js";
+export * from "./labels.js";

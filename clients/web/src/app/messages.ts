@@ -1,0 +1,284 @@
+/**
+ * A channel's messages in the page, verified as clients/sdk/messaging.py verifies them
+ * (`Messenger.open_item`): the sender's certificate against the pinned authority keys, the
+ * audience its sender made for the message, this device's envelope, the sender's signature,
+ * the key commitment and the decryption, the channel, the label against the catalog and its
+ * originator against the sender's nation, and the server's banner against the verified one.
+ * An item that fails any of these comes back unverified with the reason, never with content.
+ * Nothing here touches the DOM, so Node's tests run it.
+ */
+import type { Api } from "./api.js";
+import {
+  CertificateError,
+  EnvelopeError,
+  checkAudienceHeader,
+  checkMessageHeader,
+  decryptMessage,
+  openAudienceEnvelope,
+  verifyCertificate,
+  type CertificateBody,
+  type DeviceKeys,
+  type SealedMessage,
+} from "../protocol/index.js";
+import {
+  LabelError,
+  labelColour,
+  labelFromCanonical,
+  renderLabel,
+  type Catalog,
+} from "../protocol/labels.js";
+
+export const TEXT_TYPE = "text/plain";
+
+/** A delivered message. Only when `verified` are `text`, `sender`, `banner` and `sentAt`
+ * vouched for by the sender's device and its nation; otherwise `text` is null and `problem`
+ * says why, and the rest is what the server claims. */
+export interface ReceivedMessage {
+  seq: number;
+  channelId: string;
+  messageId: string | null;
+  sender: string | null;
+  senderNation: string | null;
+  banner: string;
+  /** The level's colour when verified, else null. */
+  colour: string | null;
+  text: string | null;
+  sentAt: Date | null;
+  contentType: string | null;
+  verified: boolean;
+  problem: string | null;
+}
+
+/** What the page needs to open what is delivered to it. */
+export interface Reader {
+  keys: DeviceKeys;
+  deviceId: string;
+  pins: ReadonlyMap<string, Uint8Array>;
+  catalog: Catalog;
+}
+
+class Unverifiable extends Error {}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+export function checkSenderCertificate(
+  value: unknown,
+  pins: ReadonlyMap<string, Uint8Array>,
+  now: Date,
+): CertificateBody {
+  if (value === null || value === undefined)
+    throw new Unverifiable("the device has no certificate");
+  try {
+    return verifyCertificate(value, pins, { now });
+  } catch (error) {
+    if (error instanceof CertificateError) {
+      throw new Unverifiable(`its certificate does not verify: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
+async function open(
+  item: Record<string, unknown>,
+  reader: Reader,
+): Promise<Partial<ReceivedMessage>> {
+  const channelId = item.channel_id;
+  const sealed = item.message as SealedMessage;
+  let header;
+  try {
+    if (!isRecord(sealed)) throw new EnvelopeError("a sealed message must be an object");
+    header = checkMessageHeader(sealed.header);
+  } catch (error) {
+    throw new Unverifiable(`the message is malformed: ${(error as Error).message}`);
+  }
+  let body: CertificateBody;
+  try {
+    body = checkSenderCertificate(item.sender_certificate, reader.pins, new Date());
+  } catch (error) {
+    if (!(error instanceof Unverifiable)) throw error;
+    throw new Unverifiable(`the sender's device cannot be trusted: ${error.message}`);
+  }
+  if (body.deviceId !== header.senderDevice || body.userId !== header.senderUser) {
+    throw new Unverifiable(
+      "the sender's certificate is for another device or user than the message names",
+    );
+  }
+  const audience = item.audience;
+  if (!isRecord(audience)) throw new Unverifiable("the message came without its audience");
+  let audienceHeader;
+  try {
+    audienceHeader = checkAudienceHeader(audience.header);
+  } catch (error) {
+    throw new Unverifiable(`the message's audience is malformed: ${(error as Error).message}`);
+  }
+  if (
+    audienceHeader.audienceId !== header.audienceId ||
+    audienceHeader.creatorDevice !== header.senderDevice ||
+    audienceHeader.creatorUser !== header.senderUser ||
+    audienceHeader.container !== header.container
+  ) {
+    throw new Unverifiable("the message came with an audience its sender did not make for it");
+  }
+  if (item.grant !== null && item.grant !== undefined) {
+    // Releases (grants) come with the disclosure officers' part of the page.
+    throw new Unverifiable("this message was released by a grant, which this page cannot open yet");
+  }
+  const signingKey = body.deviceKeys.signingKey;
+  let plaintext: Uint8Array;
+  try {
+    const audienceKey = await openAudienceEnvelope(
+      reader.keys,
+      reader.deviceId,
+      {
+        header: audience.header as SealedMessage["header"],
+        signature: audience.signature as string,
+        envelopes: { [reader.deviceId]: audience.envelope as string },
+      },
+      signingKey,
+    );
+    plaintext = await decryptMessage(sealed, audienceKey, signingKey);
+  } catch (error) {
+    if (!(error instanceof EnvelopeError)) throw error;
+    throw new Unverifiable(`the message does not verify or decrypt: ${error.message}`);
+  }
+  if (header.container !== channelId) {
+    throw new Unverifiable("the message was sent to another channel than it was delivered in");
+  }
+  let banner: string;
+  let colour: string;
+  try {
+    const label = labelFromCanonical(header.label, reader.catalog);
+    banner = renderLabel(label, reader.catalog);
+    colour = labelColour(label, reader.catalog);
+    if (label.originator !== body.nationality) {
+      throw new Unverifiable(
+        `the label names originator ${label.originator}, but the sender is of ${body.nationality}`,
+      );
+    }
+  } catch (error) {
+    if (!(error instanceof LabelError)) throw error;
+    throw new Unverifiable(`the message's label is not one this page knows: ${error.message}`);
+  }
+  if (item.label !== banner) {
+    throw new Unverifiable(
+      `the server shows the label ${JSON.stringify(item.label)}, but the sender signed ${banner}`,
+    );
+  }
+  const mediaType = header.contentType.split(";", 1)[0]!.trim().toLowerCase();
+  let text: string | null = null;
+  if (mediaType === TEXT_TYPE) {
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(plaintext);
+    } catch {
+      throw new Unverifiable("the message text is not valid UTF-8");
+    }
+  }
+  return {
+    messageId: header.messageId,
+    sender: body.username,
+    senderNation: body.nationality,
+    banner,
+    colour,
+    text,
+    sentAt: header.sentAt,
+    contentType: header.contentType,
+  };
+}
+
+/**
+ * Verify and decrypt one delivered item (as `/v1/sync` and the stream give it). Never throws
+ * for a bad item: it comes back with `verified: false` and the reason.
+ */
+export async function openItem(item: unknown, reader: Reader): Promise<ReceivedMessage> {
+  const record = isRecord(item) ? item : {};
+  const message = record.message;
+  const header = isRecord(message) && isRecord(message.header) ? message.header : {};
+  const base: ReceivedMessage = {
+    seq: typeof record.seq === "number" ? record.seq : -1,
+    channelId: String(record.channel_id),
+    // Claims until verified: kept so that a warning can say which message it is.
+    messageId: typeof header.message_id === "string" ? header.message_id : null,
+    sender: null,
+    senderNation: null,
+    banner: typeof record.label === "string" ? record.label : "(no label)",
+    colour: null,
+    text: null,
+    sentAt: null,
+    contentType: null,
+    verified: false,
+    problem: null,
+  };
+  try {
+    const opened = await open(record, reader);
+    return { ...base, ...opened, verified: true };
+  } catch (error) {
+    const problem =
+      error instanceof Unverifiable
+        ? error.message
+        : `the delivered item is malformed: ${String(error)}`;
+    return { ...base, problem };
+  }
+}
+
+/** One page of `/v1/sync` or a channel's messages. */
+export interface SyncPage {
+  items: unknown[];
+  cursor: number;
+  more: boolean;
+}
+
+/**
+ * This device's messages, by channel, with the sync cursor and each channel's unread count.
+ * Items arrive from `/v1/sync` (from the cursor) and from the stream; one seen twice (by
+ * `seq`) is kept once.
+ */
+export class Inbox {
+  cursor = 0;
+  readonly messages = new Map<string, ReceivedMessage[]>();
+  readonly unread = new Map<string, number>();
+  readonly #seen = new Set<number>();
+
+  constructor(private readonly reader: Reader) {}
+
+  /** Open and keep `item`; null when it was seen before. */
+  async accept(item: unknown): Promise<ReceivedMessage | null> {
+    const seq = isRecord(item) && typeof item.seq === "number" ? item.seq : null;
+    if (seq !== null && this.#seen.has(seq)) return null;
+    const message = await openItem(item, this.reader);
+    if (seq !== null) this.#seen.add(seq);
+    const list = this.messages.get(message.channelId) ?? [];
+    list.push(message);
+    list.sort((a, b) => a.seq - b.seq);
+    this.messages.set(message.channelId, list);
+    this.unread.set(message.channelId, (this.unread.get(message.channelId) ?? 0) + 1);
+    if (seq !== null) this.cursor = Math.max(this.cursor, seq);
+    return message;
+  }
+
+  /** Everything after the cursor, page by page (`GET /v1/sync`). */
+  async sync(api: Api): Promise<ReceivedMessage[]> {
+    const found: ReceivedMessage[] = [];
+    for (;;) {
+      const page = await api.request<SyncPage>("GET", `/v1/sync?after=${this.cursor}&limit=100`);
+      for (const item of page.items) {
+        const message = await this.accept(item);
+        if (message !== null) found.push(message);
+      }
+      this.cursor = Math.max(this.cursor, page.cursor);
+      if (!page.more) return found;
+    }
+  }
+
+  markRead(channelId: string): void {
+    this.unread.set(channelId, 0);
+  }
+}
+
+/** The websocket address of the stream for the server at `origin` (§17.7). */
+export function streamUrl(origin: string): string {
+  const url = new URL("/v1/stream", origin);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.toString();
+}
