@@ -29,7 +29,15 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
-from clients.sdk import AttacheClient, Keystore, Messenger, certify_device, connect, enroll
+from clients.sdk import (
+    AttacheClient,
+    Keystore,
+    Messenger,
+    ReceivedMessage,
+    certify_device,
+    connect,
+    enroll,
+)
 from protocol import keys
 from server.auth.principal import CONSOLE
 from server.db.engine import create_engine, create_sessionmaker
@@ -197,7 +205,17 @@ async def _officer_sets_up(server: Server, home: Path) -> tuple[Officer, str]:
         await client.create_user(
             username="alice", nationality="USA", clearance="NATO SECRET", roles=["officer"]
         )
-        await client.create_channel("liaison", "NATO SECRET")
+        await client.create_channel(
+            "liaison",
+            "NATO SECRET",
+            labels=[
+                "NATO UNCLASSIFIED",
+                REL_USA_GBR,
+                "NATO SECRET//REL TO FVEY",
+                "NATO SECRET//REL TO EU",
+            ],
+            default_label=REL_USA_GBR,
+        )
         await client.add_member("liaison", "alice")
         await client.add_member("liaison", "bob")
         await client.create_channel("planning", "NATO CONFIDENTIAL")
@@ -209,6 +227,11 @@ async def _officer_sets_up(server: Server, home: Path) -> tuple[Officer, str]:
 async def _bob_sends(bob: Keystore, text: str) -> None:
     async with await Messenger.open(bob, passphrase=BOB_PASSPHRASE) as messenger:
         await messenger.send("liaison", text, label=REL_USA_GBR)
+
+
+async def _bob_reads(bob: Keystore) -> list[ReceivedMessage]:
+    async with await Messenger.open(bob, passphrase=BOB_PASSPHRASE) as messenger:
+        return await messenger.read("liaison")
 
 
 async def _officer_certifies(officer: Officer, fingerprint: str) -> dict[str, Any]:
@@ -370,7 +393,42 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             expect(item.locator(".item-meta")).to_contain_text("bob (GBR)")
             assert page.locator("#app img").count() == 0
             assert page.evaluate("() => window.__pwned") is None
+
+            # The label picker offers the channel's labels, its default chosen, and says who
+            # a message would be released to before it is sent.
+            picker = page.get_by_label("Label", exact=True)
+            expect(picker).to_have_value(REL_USA_GBR)
+            reach = page.locator("#compose-reach")
+            expect(reach).to_have_text(
+                "Will be released to: alice (USA), bob (GBR), sam (USA) (3 devices)."
+            )
+            picker.select_option("NATO SECRET//REL TO EU")
+            expect(reach).to_contain_text("you may not send NATO SECRET//REL TO EU here")
+            picker.select_option("NATO SECRET//REL TO FVEY")
+            expect(reach).to_have_text(
+                "Will be released to: alice (USA), bob (GBR), sam (USA) (3 devices)."
+            )
+            page.get_by_label("Message", exact=True).fill("hello bob, from alice's page")
+            page.get_by_role("button", name="Send").click()
+            expect(page.locator("#compose-sent")).to_have_text(
+                "Sent as NATO SECRET//REL TO FVEY, released to: alice (USA), bob (GBR), "
+                "sam (USA) (3 devices).",
+                timeout=SLOW,
+            )
+            # It comes back to the page by the stream, verified like any other.
+            expect(page.locator("#messages .item-body")).to_have_text(
+                [HOSTILE, "hello bob, from alice's page"], timeout=SLOW
+            )
             page.screenshot(path=screens / "web-messages.png", full_page=True)
+
+            # Bob's SDK reads and verifies what the page sealed.
+            read = _run(_bob_reads(officer.bob))
+            mine = [m for m in read if m.sender == "alice"]
+            assert len(mine) == 1
+            assert mine[0].verified, mine[0].problem
+            assert mine[0].text == "hello bob, from alice's page"
+            assert mine[0].banner == "NATO SECRET//REL TO FVEY"
+            assert mine[0].sender_nation == "USA"
             page.get_by_role("button", name="Back to the channels").click()
             expect(liaison.locator(".unread")).to_have_text("")
 
@@ -390,15 +448,17 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             _run(_bob_sends(officer.bob, "changed on its way"))
             page.route("**/v1/sync?*", _tampered_sync)
             _unlock(page, PASSPHRASE)
-            expect(liaison.locator(".unread")).to_have_text("2 unread", timeout=SLOW)
+            expect(liaison.locator(".unread")).to_have_text("3 unread", timeout=SLOW)
             liaison.click()
-            expect(page.locator("#messages .item")).to_have_count(2)
+            expect(page.locator("#messages .item")).to_have_count(3)
             warning = page.locator("#messages .item-warning")
             expect(warning).to_have_count(1)
             expect(warning).to_contain_text("failed verification")
             expect(warning).to_contain_text("does not verify or decrypt")
             expect(page.locator("#messages")).not_to_contain_text("changed on its way")
-            expect(page.locator("#messages .item-body")).to_have_text([HOSTILE])
+            expect(page.locator("#messages .item-body")).to_have_text(
+                [HOSTILE, "hello bob, from alice's page"]
+            )
             page.screenshot(path=screens / "web-warning.png", full_page=True)
             page.unroute("**/v1/sync?*")
             page.reload()

@@ -13,8 +13,11 @@ import {
   LabelError,
   bannerTextColour,
   catalogFromToml,
+  clearanceFromCanonical,
+  decide,
   labelColour,
   labelFromCanonical,
+  parseLabel,
   renderLabel,
 } from "../src/protocol/labels.js";
 import { ROOT, repoText } from "./vectors.js";
@@ -34,29 +37,107 @@ const BANNERS: [string, string | null][] = [
   ["GEHEIM", "DEU"],
 ];
 
+const DECISIONS = [
+  ["NATO SECRET", "USA", ["NATO SECRET//REL TO USA, GBR", "USA"], "NATO SECRET", true],
+  ["NATO SECRET", "FRA", ["NATO SECRET//REL TO USA, GBR", "USA"], "NATO SECRET", true],
+  ["NATO CONFIDENTIAL", "GBR", ["NATO SECRET//REL TO FVEY", "GBR"], "NATO SECRET", true],
+  ["NATO SECRET", "GBR", ["NATO SECRET//ATOMAL", "GBR"], "NATO SECRET", false],
+  ["NATO SECRET//ATOMAL", "DEU", ["GEHEIM//ATOMAL", "DEU"], "NATO SECRET//ATOMAL", true],
+  ["COSMIC TOP SECRET", "USA", ["COSMIC TOP SECRET", "USA"], "NATO SECRET", true],
+  ["NATO SECRET", "USA", ["SECRET", "FRA"], "NATO SECRET", true],
+  ["NATO SECRET", "FRA", ["SECRET", "FRA"], "NATO SECRET", true],
+  ["NATO RESTRICTED", "GBR", ["OFFICIAL-SENSITIVE", "GBR"], "NATO SECRET", true],
+  ["GBR OFFICIAL-SENSITIVE", "GBR", ["NATO RESTRICTED", "GBR"], "NATO SECRET", true],
+  ["NATO SECRET", "USA", ["NATO SECRET//MISSION KFOR", "USA"], "NATO SECRET", true],
+  [
+    "NATO SECRET//MISSION EFP",
+    "USA",
+    ["NATO SECRET//MISSION KFOR, EFP", "USA"],
+    "NATO SECRET",
+    true,
+  ],
+  ["NATO SECRET", "UKR", ["NATO UNCLASSIFIED", "USA"], "NATO CONFIDENTIAL", true],
+  ["USA UNCLASSIFIED", "USA", ["NATO UNCLASSIFIED", "USA"], "NATO CONFIDENTIAL", true],
+] as const;
+
 test(
-  "canonical labels read and render as Python renders them, in the catalog's colours",
+  "banners parse, canonical labels read and render, and decisions decide, as in Python",
   { skip: PYTHON === undefined ? "ATTACHE_PYTHON is not set (make web-check sets it)" : false },
   () => {
     const run = spawnSync(PYTHON!, [join(ROOT, "clients", "web", "test", "python_labels.py")], {
       cwd: ROOT,
-      input: JSON.stringify(BANNERS),
+      input: JSON.stringify({
+        banners: BANNERS,
+        decisions: DECISIONS.map(([clearance, nationality, label, ceiling, member]) => ({
+          clearance,
+          nationality,
+          label,
+          ceiling,
+          member,
+        })),
+      }),
       encoding: "utf-8",
     });
     assert.equal(run.status, 0, run.stderr);
     const expected = JSON.parse(run.stdout) as {
-      canonical: unknown;
-      banner: string;
-      colour: string;
-    }[];
-    assert.equal(expected.length, BANNERS.length);
-    for (const { canonical, banner, colour } of expected) {
+      labels: { canonical: unknown; banner: string; colour: string }[];
+      decisions: { clearance: unknown; label: unknown; ceiling: unknown; reasons: string[] }[];
+    };
+    assert.equal(expected.labels.length, BANNERS.length);
+    expected.labels.forEach(({ canonical, banner, colour }, i) => {
+      const [written, originator] = BANNERS[i]!;
+      assert.deepEqual(parseLabel(written, catalog, originator), canonical);
       const label = labelFromCanonical(canonical, catalog);
       assert.equal(renderLabel(label, catalog), banner);
       assert.equal(labelColour(label, catalog), colour);
-    }
+      assert.deepEqual(parseLabel(banner, catalog, originator), canonical);
+    });
+    assert.equal(expected.decisions.length, DECISIONS.length);
+    let allowed = 0;
+    expected.decisions.forEach(({ clearance, label, ceiling, reasons }, i) => {
+      const [, nationality, , , member] = DECISIONS[i]!;
+      const decision = decide(
+        {
+          userId: "user",
+          nationality,
+          clearance: clearanceFromCanonical(clearance, catalog),
+        },
+        labelFromCanonical(label, catalog),
+        {
+          ceiling: labelFromCanonical(ceiling, catalog),
+          members: new Set(member ? ["user"] : []),
+        },
+        catalog,
+      );
+      assert.deepEqual(decision.reasons, reasons, JSON.stringify(DECISIONS[i]));
+      assert.equal(decision.allowed, reasons.length === 0);
+      if (decision.allowed) allowed += 1;
+    });
+    // Both answers are exercised.
+    assert.ok(allowed > 2 && allowed < DECISIONS.length - 2);
   },
 );
+
+test("banners this catalog cannot read are refused", () => {
+  for (const [banner, originator] of [
+    ["", "USA"],
+    ["NATO SECRET//", "USA"],
+    ["SECRET", null],
+    ["NATO", "USA"],
+    ["NATO SUPER SECRET", "USA"],
+    ["nato secret", "USA"],
+    ["NATO SECRET//REL TO USA, USA", "USA"],
+    ["NATO SECRET//REL TO XXX", "USA"],
+    ["NATO SECRET//REL USA", "USA"],
+    ["NATO SECRET//FOO", "USA"],
+    ["NATO SECRET//MISSION FOO", "USA"],
+    ["NATO SECRET//ATOMAL/ATOMAL", "USA"],
+    ["NATO SECRET//REVIEW 2030-02-30", "USA"],
+    ["NATO SECRET", "XXX"],
+  ] as const) {
+    assert.throws(() => parseLabel(banner, catalog, originator), LabelError, banner);
+  }
+});
 
 const SECRET = {
   policy: "NATO",

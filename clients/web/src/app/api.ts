@@ -13,6 +13,11 @@ export class ApiError extends Error {
     const detail = problem.detail ?? problem.title;
     super(typeof detail === "string" && detail ? detail : `the server answered HTTP ${status}`);
   }
+
+  /** The problem's stable code ("roster-changed", "audience-incomplete"), if any. */
+  get code(): string | null {
+    return typeof this.problem.code === "string" ? this.problem.code : null;
+  }
 }
 
 export class ConnectionFailed extends Error {}
@@ -42,7 +47,19 @@ export class Api {
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { Accept: "application/json" };
+    return (await this.exchange<T>(method, path, { body })).body as T;
+  }
+
+  /**
+   * A request with extra headers (If-None-Match, If-Match), answered with its status and
+   * headers too. 304 Not Modified is an answer, not an error: its body is undefined.
+   */
+  async exchange<T>(
+    method: string,
+    path: string,
+    { body, headers: extra = {} }: { body?: unknown; headers?: Record<string, string> },
+  ): Promise<{ status: number; headers: Headers; body: T | undefined }> {
+    const headers: Record<string, string> = { Accept: "application/json", ...extra };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (this.#token !== null) headers.Authorization = `Bearer ${this.#token}`;
     let response: Response;
@@ -58,6 +75,9 @@ export class Api {
     } catch (error) {
       throw new ConnectionFailed(`cannot reach the server at ${this.origin}: ${String(error)}`);
     }
+    if (response.status === 304) {
+      return { status: 304, headers: response.headers, body: undefined };
+    }
     if (!response.ok) {
       let problem: unknown;
       try {
@@ -71,7 +91,7 @@ export class Api {
           : { detail: String(problem) };
       throw new ApiError(response.status, record);
     }
-    if (response.status === 204) return undefined as T;
-    return (await response.json()) as T;
+    const answer = response.status === 204 ? undefined : ((await response.json()) as T);
+    return { status: response.status, headers: response.headers, body: answer };
   }
 }

@@ -16,6 +16,7 @@ import {
 } from "./device.js";
 import { browserStore } from "./store.js";
 import { Inbox, streamUrl, type ReceivedMessage } from "./messages.js";
+import { SendError, Sender, type Reach } from "./send.js";
 import { pinnedKeys } from "./device.js";
 import { CertificateError, SecretError, authorityKeyId, b64uDecode } from "../protocol/index.js";
 import { bannerTextColour, catalogFromRead, type CatalogRead } from "../protocol/labels.js";
@@ -25,6 +26,7 @@ interface ChannelRead {
   id: string;
   name: string;
   ceiling: string;
+  ceiling_canonical: unknown;
   labels: string[];
   default_label: string;
   members: unknown[];
@@ -34,6 +36,7 @@ const api = new Api(location.origin);
 const SECTIONS = ["enrol", "device", "unlock", "home", "channel"] as const;
 let session: Session | null = null;
 let inbox: Inbox | null = null;
+let sender: Sender | null = null;
 let live: Live | null = null;
 let channels: ChannelRead[] = [];
 let openChannel: ChannelRead | null = null;
@@ -81,6 +84,7 @@ function explain(error: unknown): string {
     if (error.status === 429) return `${error.message} Wait a moment, then try again.`;
     return error.message;
   }
+  if (error instanceof SendError) return `Not sent: ${error.message}.`;
   if (error instanceof ConnectionFailed || error instanceof DeviceError) return error.message;
   return `Something failed: ${String(error)}`;
 }
@@ -214,10 +218,48 @@ function renderMessages(): void {
   inbox.markRead(openChannel.id);
 }
 
+function reachText(reach: Reach): string {
+  const excluded = reach.excluded.length
+    ? ` Not sealed to ${reach.excluded.length} device(s) whose certificate does not verify: ` +
+      reach.excluded.map((d) => `${d.username} (${d.reason})`).join("; ") +
+      "."
+    : "";
+  return `${reach.people.join(", ")} (${reach.devices.length} device${
+    reach.devices.length === 1 ? "" : "s"
+  }).${excluded}`;
+}
+
+/** Who the picked label would release the message to, before it is sent. */
+async function showReach(): Promise<void> {
+  const channel = openChannel;
+  if (channel === null || sender === null) return;
+  const banner = byId<HTMLSelectElement>("compose-label").value;
+  const output = byId("compose-reach");
+  try {
+    const reach = await sender.preview(channel, banner);
+    if (openChannel === channel) output.textContent = `Will be released to: ${reachText(reach)}`;
+  } catch (error) {
+    if (openChannel === channel) output.textContent = explain(error);
+  }
+}
+
 function showChannel(channel: ChannelRead): void {
   openChannel = channel;
   byId("channel-title").textContent = channel.name;
   byId("channel-ceiling").textContent = `Ceiling: ${channel.ceiling}`;
+  const picker = byId<HTMLSelectElement>("compose-label");
+  picker.replaceChildren(
+    ...channel.labels.map((banner) => {
+      const option = document.createElement("option");
+      option.value = banner;
+      option.textContent = banner === channel.default_label ? `${banner} (default)` : banner;
+      option.selected = banner === channel.default_label;
+      return option;
+    }),
+  );
+  byId("compose-reach").textContent = "";
+  byId("compose-sent").textContent = "";
+  void showReach();
   renderMessages();
   show("channel");
   byId("channel-title").focus();
@@ -282,11 +324,15 @@ class Live {
       const message = await this.box.accept(frame);
       if (message !== null) arrived([message]);
     } else if (frame.type === "resync") {
+      sender?.rosterChanged(null);
       await this.#sync();
     } else if (frame.type === "ping") {
       socket.send(JSON.stringify({ type: "pong" }));
+    } else if (frame.type === "roster-changed") {
+      // Fetched afresh at the next send instead of being refused with 412 first.
+      sender?.rosterChanged(typeof frame.channel_id === "string" ? frame.channel_id : null);
     }
-    // Other frame types (roster notices) are ignored for now, as the protocol allows.
+    // Other frame types are ignored, as the protocol asks.
   }
 
   async #sync(): Promise<void> {
@@ -323,6 +369,17 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
     pins: pinnedKeys(record),
     catalog,
   });
+  sender = new Sender(
+    api,
+    {
+      userId: current.certificate.userId,
+      deviceId: current.certificate.deviceId,
+      nationality: current.certificate.nationality,
+      keys: current.keys,
+    },
+    pinnedKeys(record),
+    catalog,
+  );
   channels = await api.request<ChannelRead[]>("GET", "/v1/channels");
   renderChannels();
   show("home");
@@ -378,6 +435,25 @@ function wire(): void {
     });
   });
 
+  byId("compose-label").addEventListener("change", () => void showReach());
+  const composeForm = byId<HTMLFormElement>("compose");
+  composeForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const channel = openChannel;
+    if (channel === null || sender === null) return;
+    const active = sender;
+    void busy(composeForm, async () => {
+      const text = byId<HTMLTextAreaElement>("compose-text");
+      const banner = byId<HTMLSelectElement>("compose-label").value;
+      byId("compose-sent").textContent = "";
+      say("Sealing and sending…");
+      const sent = await active.send(channel, banner, text.value);
+      text.value = "";
+      byId("compose-sent").textContent = `Sent as ${sent.banner}, released to: ${reachText(sent)}`;
+      say("Sent.");
+    }).then(() => byId("compose-text").focus());
+  });
+
   byId("back").addEventListener("click", () => {
     openChannel = null;
     renderChannels();
@@ -390,6 +466,7 @@ function wire(): void {
     live?.stop();
     live = null;
     inbox = null;
+    sender = null;
     openChannel = null;
     void signOut(api).then(() => {
       show("device", "unlock");

@@ -37,6 +37,71 @@ export interface Catalog {
   policies: Map<string, Policy>;
   /** In banner order, as the TOML lists them. */
   categories: Map<string, Category>;
+  /** Every spelling of a level that needs no originator -> [policy, level]. */
+  classifications: Map<string, [string, string]>;
+  /** The dominance between levels, through the rank order and the equivalences, as
+   * `ref(higher) + "\n" + ref(lower)` for every pair where higher dominates lower. */
+  atLeast: Set<string>;
+}
+
+function ref(policy: string, level: string): string {
+  return `${policy}\u0000${level}`;
+}
+
+/** Catalog.at_least: whether level `higher` dominates `lower`; false if incomparable. */
+export function atLeast(catalog: Catalog, higher: [string, string], lower: [string, string]) {
+  return catalog.atLeast.has(`${ref(...higher)}\n${ref(...lower)}`);
+}
+
+function classificationIndex(
+  policies: Map<string, Policy>,
+  nations: Set<string>,
+): Map<string, [string, string]> {
+  const index = new Map<string, [string, string]>();
+  for (const policy of policies.values()) {
+    for (const level of policy.levels) {
+      const spellings = new Set([`${policy.name} ${level.name}`, level.marking]);
+      if (!nations.has(policy.name)) spellings.add(level.short);
+      for (const text of spellings) {
+        if (!index.has(text)) index.set(text, [policy.name, level.name]);
+      }
+    }
+  }
+  return index;
+}
+
+function levelOrder(
+  policies: Map<string, Policy>,
+  equivalences: [string, string, string][],
+): Set<string> {
+  const below = new Map<string, Set<string>>();
+  for (const policy of policies.values()) {
+    const refs = policy.levels.map((level) => ref(policy.name, level.name));
+    for (const r of refs) below.set(r, new Set());
+    for (let i = 1; i < refs.length; i++) below.get(refs[i]!)!.add(refs[i - 1]!);
+  }
+  for (const [level, relation, other] of equivalences) {
+    if (!below.has(level) || !below.has(other)) {
+      throw new LabelError("the catalog's equivalence names an unknown level");
+    }
+    if (relation === "equals" || relation === "at-least") below.get(level)!.add(other);
+    if (relation === "equals" || relation === "at-most") below.get(other)!.add(level);
+  }
+  const pairs = new Set<string>();
+  for (const start of below.keys()) {
+    const reached = new Set([start]);
+    const todo = [start];
+    while (todo.length > 0) {
+      for (const next of below.get(todo.pop()!)!) {
+        if (!reached.has(next)) {
+          reached.add(next);
+          todo.push(next);
+        }
+      }
+    }
+    for (const r of reached) pairs.add(`${start}\n${r}`);
+  }
+  return pairs;
 }
 
 /** What `GET /v1/catalog` answers. */
@@ -106,6 +171,7 @@ export function catalogFromToml(
     });
   }
   const policies = new Map<string, Policy>();
+  const pending: [string, string, string, string][] = [];
   for (const [name, raw] of Object.entries(table(data.policies, "policies"))) {
     const entry = table(raw, `policies.${name}`);
     if (!Array.isArray(entry.levels)) {
@@ -130,8 +196,38 @@ export function catalogFromToml(
         ? null
         : strings(entry.default_rel_to, `policies.${name}.default_rel_to`);
     policies.set(name, { name, levels, defaultRelTo });
+    const equivalences = entry.equivalences ?? [];
+    if (!Array.isArray(equivalences)) {
+      throw new LabelError(`the catalog's policies.${name}.equivalences must be a list`);
+    }
+    equivalences.forEach((rawEq, i) => {
+      const at = `policies.${name}.equivalences[${i}]`;
+      const eq = table(rawEq, at);
+      pending.push([
+        name,
+        string(eq.level, `${at}.level`),
+        string(eq.relation, `${at}.relation`),
+        string(eq.other, `${at}.other`),
+      ]);
+    });
   }
-  return { version: string(data.version, "version"), nations, groups, policies, categories };
+  const classifications = classificationIndex(policies, nations);
+  const equivalences = pending.map(
+    ([policy, levelName, relation, other]): [string, string, string] => {
+      const found = classifications.get(other);
+      if (found === undefined) throw new LabelError(`unknown classification "${other}"`);
+      return [ref(policy, levelName), relation, ref(...found)];
+    },
+  );
+  return {
+    version: string(data.version, "version"),
+    nations,
+    groups,
+    policies,
+    categories,
+    classifications,
+    atLeast: levelOrder(policies, equivalences),
+  };
 }
 
 export function catalogFromRead(read: CatalogRead): Catalog {
@@ -303,4 +399,277 @@ export function bannerTextColour(background: string): "#000000" | "#ffffff" {
   }) as [number, number, number];
   const luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b;
   return (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) ? "#000000" : "#ffffff";
+}
+
+// --- banners ---------------------------------------------------------------------------------
+
+function items(text: string, what: string): string[] {
+  const found = text.split(",").map((item) => item.trim());
+  if (found.length === 1 && found[0] === "") throw new LabelError(`${what} names nothing`);
+  found.forEach((item, i) => {
+    if (!item) throw new LabelError(`empty entry in ${what} "${text}"`);
+    if (found.indexOf(item) < i) throw new LabelError(`"${item}" appears twice in ${what}`);
+  });
+  return found;
+}
+
+function classification(
+  text: string,
+  catalog: Catalog,
+  originator: string | null,
+): [string, string] {
+  const found = catalog.classifications.get(text);
+  if (found !== undefined) return found;
+  if (catalog.policies.has(text)) {
+    throw new LabelError(`"${text}" names a policy but no classification level`);
+  }
+  const space = text.indexOf(" ");
+  if (space > 0 && catalog.policies.has(text.slice(0, space))) {
+    throw new LabelError(
+      `unknown classification level "${text.slice(space + 1)}" in policy ${text.slice(0, space)}`,
+    );
+  }
+  if (originator === null) {
+    throw new LabelError(
+      `"${text}" names no policy; a banner without one needs its originator nation`,
+    );
+  }
+  const policy = catalog.policies.get(originator);
+  if (policy === undefined) {
+    throw new LabelError(`"${text}" names no policy and ${originator} has no national policy`);
+  }
+  const level = policy.levels.find((l) => l.name === text || l.short === text);
+  if (level === undefined) {
+    throw new LabelError(`unknown classification level "${text}" in policy ${originator}`);
+  }
+  return [policy.name, level.name];
+}
+
+/**
+ * The label a banner writes (parse_label), in canonical form. `originator` is the nation the
+ * item comes from: it becomes the label's originator and gives the policy of a banner that
+ * names none. Banners are case-sensitive, as in Python.
+ */
+export function parseLabel(banner: string, catalog: Catalog, originator: string | null): Label {
+  if (originator !== null && !catalog.nations.has(originator)) {
+    throw new LabelError(`unknown originator nation "${originator}"`);
+  }
+  const blocks = banner.split("//").map((block) => block.split(/\s+/).filter(Boolean).join(" "));
+  if (blocks.length === 1 && blocks[0] === "") throw new LabelError("empty banner");
+  if (blocks.includes("")) throw new LabelError(`empty block in "${banner}"`);
+  const [policy, levelName] = classification(blocks[0]!, catalog, originator);
+  const categories = new Map<string, Set<string>>();
+  let relTo: string[] | null = null;
+  let privacy: string | null = null;
+  let review: string | null = null;
+  for (const block of blocks.slice(1)) {
+    const space = block.indexOf(" ");
+    const keyword = space < 0 ? block : block.slice(0, space);
+    const rest = space < 0 ? "" : block.slice(space + 1);
+    const prefixed = [...catalog.categories.values()].find((c) => c.prefix === keyword);
+    if (keyword === "REL") {
+      const toSpace = rest.indexOf(" ");
+      const to = toSpace < 0 ? rest : rest.slice(0, toSpace);
+      if (to !== "TO") throw new LabelError(`expected "REL TO" in "${block}"`);
+      if (relTo !== null) throw new LabelError("REL TO appears twice");
+      relTo = items(toSpace < 0 ? "" : rest.slice(toSpace + 1), "REL TO");
+    } else if (keyword === "PRIVACY") {
+      if (privacy !== null) throw new LabelError("PRIVACY appears twice");
+      privacy = rest;
+    } else if (keyword === "REVIEW") {
+      if (review !== null) throw new LabelError("REVIEW appears twice");
+      if (!validDate(rest)) {
+        throw new LabelError(`invalid review date "${rest}": expected a date as YYYY-MM-DD`);
+      }
+      review = rest;
+    } else if (prefixed !== undefined) {
+      if (categories.has(prefixed.name)) throw new LabelError(`${keyword} appears twice`);
+      const values = items(rest, keyword);
+      for (const value of values) {
+        if (!prefixed.values.includes(value)) {
+          throw new LabelError(`unknown value "${value}" of category ${prefixed.name}`);
+        }
+      }
+      categories.set(prefixed.name, new Set(values));
+    } else {
+      for (const value of block.split("/").map((v) => v.trim())) {
+        if (!value) throw new LabelError(`empty category in "${block}"`);
+        const found = [...catalog.categories.values()].find(
+          (c) => c.prefix === null && c.values.includes(value),
+        );
+        if (found === undefined) throw new LabelError(`unknown category "${value}"`);
+        const held = categories.get(found.name) ?? new Set<string>();
+        if (held.has(value)) throw new LabelError(`category "${value}" appears twice`);
+        held.add(value);
+        categories.set(found.name, held);
+      }
+    }
+  }
+  const canonical = {
+    policy,
+    level: levelName,
+    categories: Object.fromEntries(
+      [...categories.keys()].sort().map((name) => [name, [...categories.get(name)!].sort()]),
+    ),
+    rel_to: relTo ?? [],
+    originator,
+    privacy_mark: privacy,
+    review_date: review,
+  };
+  // The same checks as a label read from its canonical form (check_label).
+  return labelFromCanonical(canonical, catalog);
+}
+
+// --- the access decision ---------------------------------------------------------------------
+
+/** What a person is cleared for (Clearance). */
+export interface Clearance {
+  policy: string;
+  level: string;
+  categories: Record<string, string[]>;
+}
+
+/** Clearance.from_canonical: LabelError unless `data` is exactly that form, of `catalog`. */
+export function clearanceFromCanonical(data: unknown, catalog: Catalog): Clearance {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new LabelError("a canonical clearance must be a JSON object");
+  }
+  const record = data as Record<string, unknown>;
+  const keys = Object.keys(record).sort().join();
+  if (keys !== "categories,level,policy") {
+    throw new LabelError("a canonical clearance has exactly policy, level and categories");
+  }
+  // Read as a label without releasability, then held to a clearance's own rule.
+  const label = labelFromCanonical(
+    { ...record, rel_to: [], originator: null, privacy_mark: null, review_date: null },
+    catalog,
+  );
+  for (const name of Object.keys(label.categories)) {
+    if (catalog.categories.get(name)!.kind === "informative") {
+      throw new LabelError(`category ${name} is informative; a clearance cannot hold it`);
+    }
+  }
+  return { policy: label.policy, level: label.level, categories: label.categories };
+}
+
+/** The nations `label` is releasable to (expand_releasability). */
+export function expandReleasability(label: Label, catalog: Catalog): Set<string> {
+  let names = label.rel_to;
+  if (names.length === 0) {
+    const policy = catalog.policies.get(label.policy);
+    if (policy === undefined) throw new LabelError(`unknown policy "${label.policy}"`);
+    names = policy.defaultRelTo ?? (label.originator === null ? [] : [label.originator]);
+  }
+  const nations = new Set<string>();
+  for (const name of names) {
+    if (catalog.nations.has(name)) nations.add(name);
+    else if (catalog.groups.has(name)) for (const n of catalog.groups.get(name)!) nations.add(n);
+    else throw new LabelError(`unknown nation or group "${name}" in REL TO`);
+  }
+  return nations;
+}
+
+function marking(catalog: Catalog, at: [string, string]): string {
+  return level(catalog, at[0], at[1]).marking;
+}
+
+function bannerValue(category: Category, value: string): string {
+  return category.prefix === null ? value : `${category.prefix} ${value}`;
+}
+
+/** ceiling_excess: how `label` goes beyond a container's `ceiling`; empty when it fits. */
+export function ceilingExcess(label: Label, ceiling: Label, catalog: Catalog): string[] {
+  const excess: string[] = [];
+  const mine: [string, string] = [label.policy, label.level];
+  const limit: [string, string] = [ceiling.policy, ceiling.level];
+  if (!atLeast(catalog, limit, mine)) {
+    const relation = atLeast(catalog, mine, limit) ? "above" : "not comparable with";
+    excess.push(`${marking(catalog, mine)} ${relation} ${marking(catalog, limit)}`);
+  }
+  for (const category of catalog.categories.values()) {
+    if (category.kind !== "restrictive") continue;
+    const allowed = ceiling.categories[category.name] ?? [];
+    const held = label.categories[category.name] ?? [];
+    for (const value of category.values) {
+      if (held.includes(value) && !allowed.includes(value)) {
+        excess.push(`category ${bannerValue(category, value)}`);
+      }
+    }
+  }
+  return excess;
+}
+
+export interface Subject {
+  userId: string;
+  nationality: string | null;
+  clearance: Clearance | null;
+}
+
+export interface Container {
+  ceiling: Label;
+  members: ReadonlySet<string>;
+}
+
+function releasabilityText(label: Label, catalog: Catalog): string {
+  if (label.rel_to.length > 0) return `REL TO ${label.rel_to.join(", ")}`;
+  const policy = catalog.policies.get(label.policy)!;
+  const names = policy.defaultRelTo ?? (label.originator === null ? [] : [label.originator]);
+  if (names.length === 0) {
+    return `the default releasability of ${label.policy} (the originator, and there is none)`;
+  }
+  return `REL TO ${names.join(", ")} (the default of ${label.policy})`;
+}
+
+/**
+ * Whether `subject` may receive content labelled `label` in `container`, and every reason
+ * why not (protocol/policy.py `decide`, with the same reasons in the same order). `label`,
+ * `clearance` and `ceiling` were read against this catalog (labelFromCanonical, parseLabel,
+ * clearanceFromCanonical), so the checks Python repeats here have been made.
+ */
+export function decide(
+  subject: Subject,
+  label: Label,
+  container: Container,
+  catalog: Catalog,
+): { allowed: boolean; reasons: string[] } {
+  const reasons: string[] = [];
+  const nations = expandReleasability(label, catalog);
+  const { clearance } = subject;
+  if (clearance === null) {
+    reasons.push("no clearance");
+  } else {
+    const held: [string, string] = [clearance.policy, clearance.level];
+    const needed: [string, string] = [label.policy, label.level];
+    if (!atLeast(catalog, held, needed)) {
+      const relation = atLeast(catalog, needed, held) ? "below" : "not comparable with";
+      reasons.push(`clearance ${marking(catalog, held)} ${relation} ${marking(catalog, needed)}`);
+    }
+    for (const category of catalog.categories.values()) {
+      const required = label.categories[category.name];
+      if (required === undefined) continue;
+      const holds = clearance.categories[category.name] ?? [];
+      if (category.kind === "restrictive") {
+        for (const value of category.values) {
+          if (required.includes(value) && !holds.includes(value)) {
+            reasons.push(`missing category ${bannerValue(category, value)}`);
+          }
+        }
+      } else if (category.kind === "permissive" && !required.some((v) => holds.includes(v))) {
+        const values = category.values.filter((value) => required.includes(value));
+        reasons.push(`missing category ${category.name}: needs one of ${values.join(", ")}`);
+      }
+    }
+  }
+  if (subject.nationality === null) {
+    reasons.push("no nationality");
+  } else if (!catalog.nations.has(subject.nationality)) {
+    reasons.push(`unknown nationality "${subject.nationality}"`);
+  } else if (!nations.has(subject.nationality)) {
+    reasons.push(`nationality ${subject.nationality} not in ${releasabilityText(label, catalog)}`);
+  }
+  if (!container.members.has(subject.userId)) reasons.push("not a member");
+  for (const excess of ceilingExcess(label, container.ceiling, catalog)) {
+    reasons.push(`label above the container ceiling: ${excess}`);
+  }
+  return { allowed: reasons.length === 0, reasons };
 }

@@ -1,0 +1,332 @@
+/**
+ * Sending from the page, as clients/sdk/messaging.py `Messenger.send` does: the label parsed
+ * with this user's nation as originator; the channel's roster fetched (If-None-Match, so an
+ * unchanged roster costs no body) and each device's certificate verified against the pinned
+ * authority keys and the keys the server lists; the devices whose certified person the access
+ * decision admits for the label, sealed to in an audience (kept while they stay the same);
+ * the message encrypted and signed, and submitted with If-Match naming the roster it was
+ * sealed for. A changed roster (412) or an audience the server finds incomplete (409) is
+ * fetched and sealed afresh, once. Nothing here touches the DOM, so Node's tests run it.
+ */
+import { ApiError, type Api } from "./api.js";
+import { checkSenderCertificate, TEXT_TYPE } from "./messages.js";
+import {
+  CertificateError,
+  EnvelopeError,
+  MAX_MESSAGE_PLAINTEXT,
+  MESSAGE_TYPE,
+  createAudience,
+  encryptMessage,
+  equalBytes,
+  b64uDecode,
+  formatUtcTime,
+  utf8,
+  type CertificateBody,
+  type DeviceKeys,
+  type JsonObject,
+} from "../protocol/index.js";
+import {
+  LabelError,
+  clearanceFromCanonical,
+  decide,
+  labelFromCanonical,
+  parseLabel,
+  renderLabel,
+  type Catalog,
+  type Clearance,
+  type Label,
+} from "../protocol/labels.js";
+
+export class SendError extends Error {}
+
+/** The channel as the server shows it (Channel, §17.5): what sending needs of it. */
+export interface ChannelInfo {
+  id: string;
+  name: string;
+  ceiling_canonical: unknown;
+  labels: string[];
+  default_label: string;
+}
+
+interface RosterDevice {
+  device_id: string;
+  user_id: string;
+  username: string;
+  nationality: string | null;
+  signing_key: string;
+  encryption_key: string;
+  certificate: unknown;
+}
+
+/** A roster device whose certificate verified: who it is, as its nation vouches. */
+export interface Verified {
+  deviceId: string;
+  body: CertificateBody;
+}
+
+export interface Excluded {
+  deviceId: string;
+  username: string;
+  reason: string;
+}
+
+interface Roster {
+  etag: string | null;
+  verified: Verified[];
+  excluded: Excluded[];
+  members: Set<string>;
+}
+
+interface HeldAudience {
+  audienceId: string;
+  key: Uint8Array;
+  devices: string;
+}
+
+/** Who a message under a label would reach (before sending) or reached (after). */
+export interface Reach {
+  banner: string;
+  /** "username (NATION)" of each eligible device's person, sorted, once each. */
+  people: string[];
+  devices: string[];
+  excluded: Excluded[];
+}
+
+export interface Sent extends Reach {
+  seq: number;
+  messageId: string;
+  created: boolean;
+}
+
+export interface Me {
+  userId: string;
+  deviceId: string;
+  nationality: string;
+  keys: DeviceKeys;
+}
+
+function people(devices: Verified[]): string[] {
+  return [...new Set(devices.map((d) => `${d.body.username} (${d.body.nationality})`))].sort();
+}
+
+export class Sender {
+  readonly #rosters = new Map<string, Roster>();
+  readonly #audiences = new Map<string, HeldAudience>();
+
+  constructor(
+    private readonly api: Api,
+    private readonly me: Me,
+    private readonly pins: ReadonlyMap<string, Uint8Array>,
+    private readonly catalog: Catalog,
+  ) {}
+
+  /** Forget what is kept of a channel's roster (a roster-changed frame; null: every one). */
+  rosterChanged(channelId: string | null): void {
+    if (channelId === null) this.#rosters.clear();
+    else this.#rosters.delete(channelId);
+  }
+
+  #label(banner: string): Label {
+    try {
+      return parseLabel(banner, this.catalog, this.me.nationality);
+    } catch (error) {
+      if (error instanceof LabelError) throw new SendError(`label ${banner}: ${error.message}`);
+      throw error;
+    }
+  }
+
+  /** The channel's roster, verified; asked again with If-None-Match when one is held. */
+  async #roster(channelId: string): Promise<Roster> {
+    const held = this.#rosters.get(channelId);
+    const path = `/v1/channels/${encodeURIComponent(channelId)}/roster`;
+    const answer = await this.api.exchange<RosterDevice[]>("GET", path, {
+      headers: held?.etag ? { "If-None-Match": held.etag } : {},
+    });
+    const now = new Date();
+    if (answer.status === 304 && held !== undefined) {
+      if (held.verified.every((d) => d.body.expiresAt > now)) return held;
+      // A certificate has expired since: verified again below, from a fresh answer.
+      this.#rosters.delete(channelId);
+      return this.#roster(channelId);
+    }
+    const entries = answer.body ?? [];
+    const roster: Roster = {
+      etag: answer.headers.get("ETag"),
+      verified: [],
+      excluded: [],
+      members: new Set(entries.map((entry) => String(entry.user_id))),
+    };
+    for (const entry of entries) {
+      try {
+        const body = checkSenderCertificate(entry.certificate, this.pins, now);
+        if (body.deviceId !== entry.device_id || body.userId !== entry.user_id) {
+          throw new CertificateError("its certificate is for another device or user");
+        }
+        if (
+          !equalBytes(b64uDecode(entry.signing_key), body.deviceKeys.signingKey) ||
+          !equalBytes(b64uDecode(entry.encryption_key), body.deviceKeys.encryptionKey)
+        ) {
+          throw new CertificateError("the server lists keys other than the certified ones");
+        }
+        roster.verified.push({ deviceId: entry.device_id, body });
+      } catch (error) {
+        roster.excluded.push({
+          deviceId: String(entry.device_id),
+          username: String(entry.username),
+          reason: error instanceof Error ? error.message : String(error),
+        });
+      }
+    }
+    this.#rosters.set(channelId, roster);
+    return roster;
+  }
+
+  /** The verified devices whose person may receive `label` here; SendError if none may. */
+  #eligible(roster: Roster, label: Label, channel: ChannelInfo): Verified[] {
+    let ceiling: Label;
+    try {
+      ceiling = labelFromCanonical(channel.ceiling_canonical, this.catalog);
+    } catch (error) {
+      throw new SendError(`the channel's ceiling is not one this page knows: ${String(error)}`);
+    }
+    const container = { ceiling, members: roster.members };
+    const eligible: Verified[] = [];
+    let mine = ["this device's certificate does not verify"];
+    for (const device of roster.verified) {
+      let clearance: Clearance | null;
+      try {
+        clearance = clearanceFromCanonical(device.body.clearance, this.catalog);
+      } catch {
+        clearance = null; // a clearance this catalog cannot read: denied
+      }
+      const subject = {
+        userId: device.body.userId,
+        nationality: device.body.nationality,
+        clearance,
+      };
+      const decision = decide(subject, label, container, this.catalog);
+      if (decision.allowed) eligible.push(device);
+      else if (device.deviceId === this.me.deviceId) mine = decision.reasons;
+    }
+    if (eligible.length === 0) {
+      throw new SendError(
+        `you may not send ${renderLabel(label, this.catalog)} here: ${mine.join("; ")}`,
+      );
+    }
+    return eligible;
+  }
+
+  /** Who a message under `banner` would be released to, as the page would seal it now. */
+  async preview(channel: ChannelInfo, banner: string): Promise<Reach> {
+    const label = this.#label(banner);
+    const roster = await this.#roster(channel.id);
+    const eligible = this.#eligible(roster, label, channel);
+    return {
+      banner: renderLabel(label, this.catalog),
+      people: people(eligible),
+      devices: eligible.map((d) => d.deviceId),
+      excluded: roster.excluded,
+    };
+  }
+
+  async #audience(channelId: string, eligible: Verified[]): Promise<HeldAudience> {
+    const devices = eligible
+      .map((d) => d.deviceId)
+      .sort()
+      .join();
+    const held = this.#audiences.get(channelId);
+    if (held !== undefined && held.devices === devices) return held;
+    const { sealed, audienceKey } = await createAudience(this.me.keys, {
+      audienceId: crypto.randomUUID(),
+      container: channelId,
+      creatorUser: this.me.userId,
+      creatorDevice: this.me.deviceId,
+      recipients: eligible.map((d) => ({ deviceId: d.deviceId, keys: d.body.deviceKeys })),
+      createdAt: formatUtcTime(new Date()),
+    });
+    const created = await this.api.request<{ audience_id: string }>(
+      "POST",
+      `/v1/channels/${encodeURIComponent(channelId)}/audiences`,
+      sealed,
+    );
+    const audience = { audienceId: created.audience_id, key: audienceKey, devices };
+    this.#audiences.set(channelId, audience);
+    return audience;
+  }
+
+  /** Encrypt `text` for the devices eligible for `banner` in `channel`, and submit it. */
+  async send(channel: ChannelInfo, banner: string, text: string): Promise<Sent> {
+    const label = this.#label(banner);
+    const plaintext = utf8(text);
+    if (plaintext.length > MAX_MESSAGE_PLAINTEXT) {
+      throw new SendError(`the message is longer than ${MAX_MESSAGE_PLAINTEXT / 1024} KiB`);
+    }
+    const messageId = crypto.randomUUID();
+    let retried = false;
+    for (;;) {
+      const roster = await this.#roster(channel.id);
+      const eligible = this.#eligible(roster, label, channel);
+      const audience = await this.#audience(channel.id, eligible);
+      let sealed;
+      try {
+        sealed = await encryptMessage(
+          this.me.keys,
+          audience.key,
+          {
+            type: MESSAGE_TYPE,
+            version: 1,
+            message_id: messageId,
+            container: channel.id,
+            sender_user: this.me.userId,
+            sender_device: this.me.deviceId,
+            audience_id: audience.audienceId,
+            sent_at: formatUtcTime(new Date()),
+            label: label as unknown as JsonObject,
+            content_type: `${TEXT_TYPE}; charset=utf-8`,
+            reply_to: null,
+          },
+          plaintext,
+        );
+      } catch (error) {
+        if (error instanceof EnvelopeError) {
+          throw new SendError(`cannot seal the message: ${error.message}`);
+        }
+        throw error;
+      }
+      try {
+        const { body } = await this.api.exchange<{
+          seq: number;
+          message_id: string;
+          created: boolean;
+          label: string;
+          released_to: string[];
+        }>("POST", `/v1/channels/${encodeURIComponent(channel.id)}/messages`, {
+          body: sealed,
+          headers: roster.etag ? { "If-Match": roster.etag } : {},
+        });
+        const accepted = body!;
+        const released = new Set(accepted.released_to);
+        return {
+          seq: accepted.seq,
+          messageId: accepted.message_id,
+          created: accepted.created,
+          banner: accepted.label,
+          people: people(roster.verified.filter((d) => released.has(d.deviceId))),
+          devices: accepted.released_to,
+          excluded: roster.excluded,
+        };
+      } catch (error) {
+        if (!(error instanceof ApiError) || retried) throw error;
+        if (error.code === "roster-changed") {
+          this.#rosters.delete(channel.id); // someone joined, left or was re-certified
+        } else if (error.code === "audience-incomplete") {
+          this.#audiences.delete(channel.id);
+          this.#rosters.delete(channel.id);
+        } else {
+          throw error;
+        }
+        retried = true;
+      }
+    }
+  }
+}
