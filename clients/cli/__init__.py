@@ -13,6 +13,7 @@ from clients.cli.documents import doc
 from clients.cli.history import history_window_command, share_history_command
 from clients.cli.meetings import meeting
 from clients.cli.messages import listen_command, message_group, read_command, send_command
+from clients.cli.policy import policy
 from clients.cli.releases import release
 from clients.cli.session import enroll_command, login_command, logout_command, whoami_command
 from clients.cli.users import user
@@ -43,3 +44,4 @@ main.add_command(message_group)
 main.add_command(audit)
 main.add_command(doc)
 main.add_command(release)
+main.add_command(policy)

@@ -25,6 +25,7 @@ from clients.sdk import (
     connect,
 )
 from clients.sdk.audit import AuditStateError
+from clients.sdk.coalition import PolicyRefused
 from protocol import keys
 
 T = TypeVar("T")
@@ -150,7 +151,7 @@ def call(work: Callable[[], T]) -> T:
         abort(f"{exc.detail}{hint}")
     except ConnectionFailed as exc:
         abort(str(exc))
-    except (KeystoreError, MessagingError) as exc:
+    except (KeystoreError, MessagingError, PolicyRefused) as exc:
         abort(str(exc))
     except keys.CertificateError as exc:
         abort(f"certificate: {exc}")

@@ -21,6 +21,7 @@ from clients.cli._common import (
 )
 from clients.cli.terminal import terminal
 from clients.sdk import AttacheClient, Enrolment, connect, enroll
+from clients.sdk.coalition import NO_POLICY
 
 
 @click.command("enroll")
@@ -40,6 +41,14 @@ from clients.sdk import AttacheClient, Enrolment, connect, enroll
     metavar="NATION",
     help="security officers: certify this device at once with the NATION authority key held here",
 )
+@click.option(
+    "--policy",
+    "policy_digest",
+    default=None,
+    metavar="DIGEST",
+    help="the founding coalition policy's digest, from your security officer: the server's "
+    "policy must descend from it",
+)
 @home_option
 def enroll_command(
     server: str | None,
@@ -47,6 +56,7 @@ def enroll_command(
     code: str,
     device_name: str | None,
     certify_as: str | None,
+    policy_digest: str | None,
     home: Path | None,
 ) -> None:
     """Create this device's keys and register them with a one-time enrolment code."""
@@ -68,6 +78,7 @@ def enroll_command(
             passphrase=secret,
             keystore=store,
             authority=authority,
+            policy_digest=policy_digest,
         )
     )
     device = result.device
@@ -76,8 +87,16 @@ def enroll_command(
         f"{result.profile.server}"
     )
     terminal.say(f"  fingerprint: {device['fingerprint']}")
+    if result.policy is not None:
+        held = result.policy.policy
+        terminal.say(
+            f"  pinned coalition policy {held.coalition} version {held.policy_version}, "
+            f"founding digest {result.policy.founding_b64u}"
+        )
     for nation, key_id in sorted(result.pinned.items()):
         terminal.say(f"  pinned {nation} authority key {key_id}")
+    if result.policy is None:
+        terminal.say(NO_POLICY)
     if device["status"] == "pending":
         terminal.say(
             "Read the fingerprint to your security officer; once they certify this device, "

@@ -20,6 +20,7 @@ from clients.sdk._session import (
     connect,
     enroll,
 )
+from clients.sdk.coalition import HeldPolicy, PolicyRefused
 from clients.sdk.committees import (
     ActionItemEntry,
     AgendaEntry,
@@ -53,6 +54,7 @@ __all__ = [
     "ConnectionFailed",
     "Enrolment",
     "ExcludedDevice",
+    "HeldPolicy",
     "History",
     "Keystore",
     "KeystoreError",
@@ -60,6 +62,7 @@ __all__ = [
     "MessageStream",
     "MessagingError",
     "Messenger",
+    "PolicyRefused",
     "Profile",
     "RateLimited",
     "ReceivedMessage",

@@ -159,6 +159,20 @@ class AttacheClient:
     async def nations(self) -> list[dict[str, Any]]:
         return list(await self.request("GET", "/v1/nations"))
 
+    async def policy(self, policy_version: int | None = None) -> bytes | None:
+        """The coalition policy's latest published version (or ``policy_version``) as the
+        bytes served, for ``protocol.coalition`` to parse and verify; None when there is none
+        (404). Public, like ``nations``."""
+        path = "/v1/policy" if policy_version is None else f"/v1/policy/{int(policy_version)}"
+        try:
+            response = await self._http.request("GET", path, headers=self._auth())
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"cannot reach {self.server}: {exc}") from exc
+        if response.status_code == 404:
+            return None
+        self._checked(response)
+        return response.content
+
     async def create_nation(self, code: str, name: str, authority_key: bytes) -> dict[str, Any]:
         body = {"code": code, "name": name, "authority_key": keys.b64u_encode(authority_key)}
         return dict(await self.request("POST", "/v1/nations", json=body))

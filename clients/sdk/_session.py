@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from clients.sdk._client import ApiError, AttacheClient
+from clients.sdk.coalition import HeldPolicy, pin_policy
 from clients.sdk.keystore import Keystore, KeystoreError, Profile
 from protocol import keys
 
@@ -19,7 +20,9 @@ CERTIFICATE_VALIDITY = timedelta(days=365)
 class Enrolment:
     profile: Profile
     device: dict[str, Any]
-    pinned: dict[str, str]  # nation -> authority key id
+    pinned: dict[str, str]  # nation -> authority key id(s), comma-separated
+    # The coalition policy pinned (None when the server publishes none: trust on first use).
+    policy: HeldPolicy | None = None
 
 
 async def enroll(
@@ -31,18 +34,38 @@ async def enroll(
     passphrase: str,
     keystore: Keystore,
     authority: tuple[str, keys.AuthorityKey] | None = None,
+    policy_digest: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Enrolment:
     """Create this device's keys, register them with a one-time code and pin the authorities.
 
     The device starts pending until its nation's security officer certifies it. A security
     officer enrolling their own device passes ``authority`` (nation, key) to certify at once.
+
+    When the server publishes a coalition policy, it is verified from its founding version
+    (whose digest must be ``policy_digest``, b64u, when the security officer gave it) before
+    anything is registered, and pinned; the nations' authority keys are then the policy's,
+    not ``GET /v1/nations``'s. Without one, the nations are pinned on first use as before.
     """
     if keystore.has_device():
         raise KeystoreError(f"{keystore.home} already holds a device; use another ATTACHE_HOME")
+    expect = None
+    if policy_digest is not None:
+        try:
+            expect = keys.b64u_decode(policy_digest.strip())
+        except ValueError as exc:
+            raise KeystoreError(f"the coalition policy digest is malformed: {exc}") from exc
     device_keys = keys.DeviceKeys.generate()
     async with AttacheClient(server, transport=transport) as client:
-        nations = await client.nations()
+        found = await pin_policy(client, expect_founding=expect)
+        nations = await client.nations() if found is None else []
+        if found is not None and authority is not None:
+            listed = found[1].policy.nations.get(authority[0])
+            if listed is None or authority[1].key_id not in listed.authority_keys:
+                raise KeystoreError(
+                    f"the coalition policy does not list the {authority[0]} authority key you "
+                    f"hold ({authority[1].key_id}) for {authority[0]}"
+                )
         device = await client.enrol(
             username=username, code=code, name=device_name, device_keys=device_keys
         )
@@ -55,6 +78,12 @@ async def enroll(
         )
         keystore.save_device(profile, device_keys, passphrase)
         pinned: dict[str, str] = {}
+        held = None
+        if found is not None:
+            keystore.pin_policy(*found)
+            held = HeldPolicy(found[0], found[1], pinned_now=True)
+            for code, entry in found[1].policy.nations.items():
+                pinned[code] = ", ".join(sorted(entry.authority_keys))
         for nation in nations:
             key = keys.b64u_decode(nation["authority_key"])
             if authority is not None and nation["code"] == authority[0]:
@@ -66,7 +95,7 @@ async def enroll(
             pinned[nation["code"]] = keys.authority_key_id(key)
         if authority is not None:
             device = await certify_device(client, authority[0], authority[1], device)
-    return Enrolment(profile=profile, device=device, pinned=pinned)
+    return Enrolment(profile=profile, device=device, pinned=pinned, policy=held)
 
 
 def check_certifiable(nation: str, device: dict[str, Any]) -> None:

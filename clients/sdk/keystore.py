@@ -7,6 +7,9 @@ Layout of the home directory (``ATTACHE_HOME``, default ``~/.attache``), created
   AES-256-GCM, see ``protocol.keys.seal_secret``);
 - ``pins.json``: the nation enrolment authority public keys this device trusts, pinned at
   enrolment; certificates of other devices are verified against these and nothing else;
+- ``policy.json``: the coalition policy this device holds to (docs/coalition.md): the digest
+  of its founding version, pinned at enrolment (or on first use, if the server published none
+  then), and the latest version verified from it, with its signatures;
 - ``session.json``: the current bearer token (0600), a short-lived, revocable secret;
 - ``authority-<NATION>.key``: a security officer's nation enrolment authority key, sealed
   under its own passphrase, with ``authority-<NATION>.pub`` beside it.
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import keys
+from protocol.coalition import PolicyError, SignedPolicy
 
 DEVICE_PURPOSE = "device-keys"
 AUTHORITY_PURPOSE = "authority-key"
@@ -129,6 +133,43 @@ class Keystore:
         self._ensure_home()
         encoded = {n: keys.b64u_encode(k) for n, k in sorted(current.items())}
         _write_private(self.home / "pins.json", json.dumps(encoded, indent=2).encode())
+
+    # --- pinned coalition policy -------------------------------------------------------------
+
+    def policy_pin(self) -> tuple[bytes, SignedPolicy] | None:
+        """The founding version's digest and the latest version verified from it, or None
+        when no policy is pinned. Parsed again (for structure) but not verified again: they
+        were verified before they were written, and this file is as trusted as ``pins.json``."""
+        data = self._read_json("policy.json")
+        if data is None:
+            return None
+        try:
+            return keys.b64u_decode(data["founding"]), SignedPolicy.from_json(data["latest"])
+        except (KeyError, TypeError, ValueError) as exc:  # PolicyError is a ValueError
+            raise KeystoreError(f"{self.home / 'policy.json'} is damaged: {exc}") from exc
+
+    def pin_policy(self, founding: bytes, latest: SignedPolicy) -> None:
+        """Pin a coalition policy the caller has verified: ``latest`` follows, through valid
+        successors, the founding version of digest ``founding``. Another founding version
+        than the one pinned, or an earlier version than the one held, is refused."""
+        held = self.policy_pin()
+        if held is not None:
+            if held[0] != founding:
+                raise KeystoreError(
+                    "the server's coalition policy descends from another founding version than "
+                    f"the one pinned here ({keys.b64u_encode(held[0])}); refusing it"
+                )
+            if latest.policy.policy_version < held[1].policy.policy_version:
+                raise KeystoreError(
+                    f"coalition policy version {latest.policy.policy_version} is older than "
+                    f"version {held[1].policy.policy_version} held here; refusing it"
+                )
+        self._ensure_home()
+        try:
+            document = {"founding": keys.b64u_encode(founding), "latest": latest.to_json()}
+        except PolicyError as exc:
+            raise KeystoreError(f"cannot pin the coalition policy: {exc}") from exc
+        _write_private(self.home / "policy.json", json.dumps(document, indent=1).encode())
 
     # --- session -----------------------------------------------------------------------------
 

@@ -16,11 +16,17 @@ What the client checks, and does not take from the server:
   certificate against the pins (and that it is for the device and user the message names),
   the audience signed by that device, the message signature, the container and the label.
   Any failure gives ``verified=False`` with ``text=None`` and ``problem`` saying why.
-- **Trust on first use.** A certificate of a nation not pinned yet (a nation registered after
-  this device enrolled) makes the client pin that nation's key from ``GET /v1/nations``, the
-  same trust-on-first-use as at enrolment; a nation already pinned is never re-pinned, and a
-  different key offered for it is refused. Pin a nation by hand beforehand to avoid relying
-  on the server the first time.
+- **The coalition policy.** When this device holds a coalition policy (``clients.sdk.coalition``:
+  pinned at enrolment, followed on open only through validly signed successors), a
+  certificate verifies only under an authority key that the policy lists for the
+  certificate's nation, and the catalog (its nations and groups) is the policy's: a nation or
+  a group member the server added on its own does not exist here, so no key is sealed to it.
+- **Trust on first use, without a policy.** When the server publishes no coalition policy, a
+  certificate of a nation not pinned yet (a nation registered after this device enrolled)
+  makes the client pin that nation's key from ``GET /v1/nations``, the same trust-on-first-use
+  as at enrolment; a nation already pinned is never re-pinned, and a different key offered
+  for it is refused. Pin a nation by hand beforehand to avoid relying on the server the first
+  time.
 
 Audiences are cached in memory per Messenger and channel, and reused while the eligible
 devices (ids and keys) are unchanged, for fewer than ``MAX_AUDIENCE_MESSAGES`` messages and
@@ -55,6 +61,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI
 
 from clients.sdk._client import ApiError, AttacheClient, ConnectionFailed
+from clients.sdk.coalition import HeldPolicy, hold_policy
 from clients.sdk.keystore import Keystore
 from clients.sdk.outbox import Kept, Outbox, request_tag
 from protocol import envelopes, grants, keys
@@ -310,15 +317,18 @@ class Messenger:
         *,
         user: Mapping[str, Any],
         catalog: Catalog,
+        policy: HeldPolicy | None = None,
         stream_url: str | None = None,
         owns_client: bool = True,
     ) -> None:
         """Prefer ``Messenger.open`` or ``Messenger.from_client``, which fetch ``user``
-        (``GET /v1/me``) and ``catalog``."""
+        (``GET /v1/me``), the coalition ``policy`` held and the ``catalog`` (the policy's)."""
         profile = keystore.profile()
         self.client = client
         self.keystore = keystore
         self.catalog = catalog
+        # The coalition policy this device holds to; None when the server publishes none.
+        self.policy = policy
         self.device_id = profile.device_id
         self.user_id = str(user["id"])
         self.username = str(user["username"])
@@ -381,21 +391,29 @@ class Messenger:
         stream_url: str | None = None,
         owns_client: bool = True,
     ) -> Messenger:
-        """A Messenger over a client already signed in as this keystore's device."""
+        """A Messenger over a client already signed in as this keystore's device.
+
+        Holds the server to the coalition policy pinned here (``PolicyRefused`` when it
+        serves none that follows it); the catalog is then the policy's, else the server's."""
         user = await client.me()
-        info = await client.catalog()
-        try:
-            catalog = Catalog.from_toml(info["toml"]).with_directory(
-                info["nations"], info["groups"]
-            )
-        except (CatalogError, KeyError, TypeError) as exc:
-            raise MessagingError(f"the server's label catalog is unusable: {exc}") from exc
+        held = await hold_policy(client, keystore)
+        if held is not None:
+            catalog = held.policy.catalog()
+        else:
+            info = await client.catalog()
+            try:
+                catalog = Catalog.from_toml(info["toml"]).with_directory(
+                    info["nations"], info["groups"]
+                )
+            except (CatalogError, KeyError, TypeError) as exc:
+                raise MessagingError(f"the server's label catalog is unusable: {exc}") from exc
         return cls(
             client,
             keystore,
             device_keys,
             user=user,
             catalog=catalog,
+            policy=held,
             stream_url=stream_url,
             owns_client=owns_client,
         )
@@ -535,6 +553,7 @@ class Messenger:
                     continue  # someone joined (or was certified) since the roster was fetched
                 if exc.code == "audience-incomplete":
                     self._check_insistence(exc, excluded)
+                    self._check_eligibility(exc, roster.verified, eligible, parsed, container)
                 raise
             self._answered(message_id)
             audience.messages += 1
@@ -612,6 +631,45 @@ class Messenger:
             return []
         channel_id = str((await self._channel(channel))["id"])
         return [await self._resend_kept(kept) for kept in self.outbox.pending(channel_id)]
+
+    def _check_eligibility(
+        self,
+        exc: ApiError,
+        verified: Sequence[_Verified],
+        eligible: Sequence[_Verified],
+        label: Label,
+        container: Container,
+    ) -> None:
+        """The server wants devices in the audience twice running whose certificates verify
+        but whose people this client finds not eligible for ``label`` (a group the server
+        widened, say): name them and why (MessagingError); otherwise return."""
+        wanted = {str(d) for d in exc.problem.get("devices", [])}
+        chosen = {d.device_id for d in eligible}
+        named = []
+        for device in verified:
+            if device.device_id not in wanted or device.device_id in chosen:
+                continue
+            body = device.certificate
+            try:
+                clearance: Clearance | None = Clearance.from_canonical(body.clearance, self.catalog)
+            except LabelError:
+                clearance = None
+            subject = Subject(body.user_id, body.nationality, clearance)
+            reasons = decide(subject, label, container, self.catalog).reasons
+            named.append(
+                f"device {device.device_id} of {body.username} ({body.nationality}): "
+                f"{'; '.join(reasons)}"
+            )
+        if named:
+            under = (
+                f" under coalition policy version {self.policy.policy.policy_version}"
+                if self.policy is not None
+                else ""
+            )
+            raise MessagingError(
+                f"not sent: the server requires devices not eligible for "
+                f"{render_label(label, self.catalog)} here{under} ({'; '.join(named)})"
+            ) from exc
 
     def _check_insistence(self, exc: ApiError, excluded: Sequence[ExcludedDevice]) -> None:
         """The server wants devices in the audience twice running: if they are devices this
@@ -808,20 +866,45 @@ class Messenger:
         try:
             certificate = keys.DeviceCertificate.from_json(value)
             nation = certificate.body.get("nation")
-            pins = await self._pins_for(nation)
-            pinned = pins.get(nation) if isinstance(nation, str) else None
+            trusted: Mapping[str, bytes] | bytes
+            pinned: bytes | None
+            if self.policy is not None:
+                trusted = pinned = self._policy_key(certificate.body)
+            else:
+                pins = await self._pins_for(nation)
+                trusted, pinned = pins, pins.get(nation) if isinstance(nation, str) else None
             key = (json.dumps(value, sort_keys=True), pinned)
             held = self._verified.get(key)
             if held is not None and held.issued_at <= now < held.expires_at:
                 self._verified.move_to_end(key)
                 return held
-            body = keys.verify_certificate(certificate, pins, now=now)
+            body = keys.verify_certificate(certificate, trusted, now=now)
         except keys.CertificateError as exc:
             raise _Unverifiable(f"its certificate does not verify: {exc}") from exc
         self._verified[key] = body
         while len(self._verified) > MAX_VERIFIED_CERTIFICATES:
             self._verified.popitem(last=False)
         return body
+
+    def _policy_key(self, body: Mapping[str, Any]) -> bytes:
+        """The authority key the coalition policy held lists for the certificate's nation
+        under the key id it names; a nation or key the policy does not list is refused."""
+        assert self.policy is not None
+        policy = self.policy.policy
+        nation, key_id = body.get("nation"), body.get("authority_key_id")
+        entry = policy.nations.get(nation) if isinstance(nation, str) else None
+        if entry is None:
+            raise _Unverifiable(
+                f"its certificate is of nation {nation}, which coalition policy version "
+                f"{policy.policy_version} does not list: the coalition has not admitted it"
+            )
+        listed = entry.authority_keys.get(key_id) if isinstance(key_id, str) else None
+        if listed is None:
+            raise _Unverifiable(
+                f"its certificate names authority key {key_id}, which coalition policy version "
+                f"{policy.policy_version} does not list for {nation}"
+            )
+        return listed
 
     async def _pins_for(self, nation: object) -> dict[str, bytes]:
         """The pinned authority keys, first pinning ``nation`` from the server if it is not
