@@ -19,6 +19,7 @@ import {
   encryptMessage,
   equalBytes,
   b64uDecode,
+  b64uEncode,
   formatUtcTime,
   utf8,
   type CertificateBody,
@@ -230,8 +231,12 @@ export class Sender {
   }
 
   async #audience(channelId: string, eligible: Verified[]): Promise<HeldAudience> {
+    // The same devices with the same keys: the held audience still fits.
     const devices = eligible
-      .map((d) => d.deviceId)
+      .map((d) => {
+        const { signingKey, encryptionKey } = d.body.deviceKeys;
+        return `${d.deviceId}:${b64uEncode(signingKey)}:${b64uEncode(encryptionKey)}`;
+      })
       .sort()
       .join();
     const held = this.#audiences.get(channelId);
