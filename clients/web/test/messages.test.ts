@@ -191,7 +191,11 @@ test("the inbox keeps an item seen twice once, counts unread and syncs from its 
   assert.equal(inbox.cursor, 6);
   assert.equal(inbox.unread.get(CHANNEL), 2);
   assert.equal(await inbox.accept(second), null); // the stream pushes it again
-  assert.equal(inbox.messages.get(CHANNEL)?.length, 2);
+  const third = await delivery(6, "three");
+  const both = await Promise.all([inbox.accept(third), inbox.accept(third)]); // together
+  assert.equal(both.filter((m) => m !== null).length, 1);
+  assert.equal(inbox.cursor, 6);
+  assert.equal(inbox.messages.get(CHANNEL)?.length, 3);
   assert.equal((await inbox.sync(api as never)).length, 0);
   assert.deepEqual(asked, ["/v1/sync?after=0&limit=100", "/v1/sync?after=6&limit=100"]);
   inbox.markRead(CHANNEL);

@@ -246,8 +246,10 @@ export class Inbox {
   async accept(item: unknown): Promise<ReceivedMessage | null> {
     const seq = isRecord(item) && typeof item.seq === "number" ? item.seq : null;
     if (seq !== null && this.#seen.has(seq)) return null;
-    const message = await openItem(item, this.reader);
+    // Marked before the work of opening it: the same item from sync and from the stream,
+    // arriving together, is kept once.
     if (seq !== null) this.#seen.add(seq);
+    const message = await openItem(item, this.reader);
     const list = this.messages.get(message.channelId) ?? [];
     list.push(message);
     list.sort((a, b) => a.seq - b.seq);
