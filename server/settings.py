@@ -113,9 +113,10 @@ class Settings(BaseSettings):
             )
         return url.render_as_string(hide_password=False)
 
-    @field_validator("blob_dir", mode="before")
+    @field_validator("blob_dir", "redis_url", mode="before")
     @classmethod
-    def _blob_dir(cls, value: object) -> object:
+    def _empty_is_unset(cls, value: object) -> object:
+        # ATTACHE_REDIS_URL= (empty), as a shell or an env file writes "not set".
         return None if value == "" else value
 
     @field_validator("redis_url")

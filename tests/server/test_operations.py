@@ -64,6 +64,12 @@ def test_database_urls_are_read_with_the_servers_drivers(given: str, read: str) 
     assert Settings(database_url=given).effective_database_url == read
 
 
+def test_an_empty_redis_url_is_no_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATTACHE_REDIS_URL", "")  # as an env file writes "not set"
+    assert Settings().redis_url is None
+    assert Settings(workers=2, database_url="postgresql://db/a").several_processes_refusal()
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "said"),
     [
