@@ -5,6 +5,7 @@ Every publication and every refusal writes its audit event in the same transacti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -91,21 +92,7 @@ async def do_publish_policy(
         else:
             verify_successor(current, signed)
     except PolicyError as exc:
-        audit.record(
-            session,
-            actor=caller.actor,
-            action="policy.publish",
-            object_type="policy",
-            object_id=str(policy.policy_version),
-            decision=audit.DENY,
-            reasons=[str(exc)],
-            details=details,
-        )
-        raise InvalidInput(
-            f"policy version {policy.policy_version} is refused: {exc}",
-            field="policy",
-            keep_changes=True,
-        ) from exc
+        raise _refused(session, caller, "policy.publish", policy, details, exc) from exc
     # verify_* accept a document only when every signature it carries counted.
     signers = tuple(sorted({entry.nation for entry in signed.signatures}))
     row = CoalitionPolicyVersion(
@@ -195,21 +182,7 @@ async def do_propose_policy(
         check_successor(current, policy)
         signing_nations(current, signed)
     except PolicyError as exc:
-        audit.record(
-            session,
-            actor=caller.actor,
-            action="policy.propose",
-            object_type="policy",
-            object_id=str(policy.policy_version),
-            decision=audit.DENY,
-            reasons=[str(exc)],
-            details=details,
-        )
-        raise InvalidInput(
-            f"proposed policy version {policy.policy_version} is refused: {exc}",
-            field="policy",
-            keep_changes=True,
-        ) from exc
+        raise _refused(session, caller, "policy.propose", policy, details, exc) from exc
     row = await repo.get_proposal(session, policy.digest_b64u)
     created = row is None
     kept = () if row is None else SignedPolicy.from_json(row.document).signatures
@@ -264,3 +237,29 @@ async def do_publish_proposal(session: AsyncSession, caller: Caller, digest: str
     check_operator(caller)
     row = await access_proposal(session, digest)
     return await do_publish_policy(session, caller, SignedPolicy.from_json(row.document))
+
+
+def _refused(
+    session: AsyncSession,
+    caller: Caller,
+    action: str,
+    policy: CoalitionPolicy,
+    details: Mapping[str, object],
+    exc: PolicyError,
+) -> InvalidInput:
+    """Audit a refused publication or proposal, and the error that answers it (422, which
+    keeps the deny event)."""
+    audit.record(
+        session,
+        actor=caller.actor,
+        action=action,
+        object_type="policy",
+        object_id=str(policy.policy_version),
+        decision=audit.DENY,
+        reasons=[str(exc)],
+        details=dict(details),
+    )
+    what = "proposed policy version" if action == "policy.propose" else "policy version"
+    return InvalidInput(
+        f"{what} {policy.policy_version} is refused: {exc}", field="policy", keep_changes=True
+    )
