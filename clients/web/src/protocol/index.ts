@@ -8,3 +8,5 @@ export * from "./stream.js";
 export * from "./secrets.js";
 export * from "./enrolment.js";
 export * from "./labels.js";
+export * from "./merkle.js";
+export * from "./checkpoint.js";
