@@ -173,6 +173,27 @@ class AttacheClient:
         self._checked(response)
         return response.content
 
+    async def propose_policy(self, signed: dict[str, Any]) -> dict[str, Any]:
+        """Propose the next coalition policy version, or add the signatures ``signed`` (a
+        signed policy's wire form) carries to the stored proposal of the same version: the
+        proposal as stored, with its signers, threshold and whether it is ready."""
+        return dict(await self.request("POST", "/v1/policy/proposals", json=signed))
+
+    async def policy_proposals(self) -> list[dict[str, Any]]:
+        """The proposals for the version after the latest published one, with their signers."""
+        return list(await self.request("GET", "/v1/policy/proposals"))
+
+    async def policy_proposal(self, digest: str) -> bytes:
+        """The proposal ``digest`` with the signatures collected so far, as the bytes served."""
+        try:
+            response = await self._http.request(
+                "GET", f"/v1/policy/proposals/{_segment(digest)}", headers=self._auth()
+            )
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"cannot reach {self.server}: {exc}") from exc
+        self._checked(response)
+        return response.content
+
     async def create_nation(self, code: str, name: str, authority_key: bytes) -> dict[str, Any]:
         body = {"code": code, "name": name, "authority_key": keys.b64u_encode(authority_key)}
         return dict(await self.request("POST", "/v1/nations", json=body))

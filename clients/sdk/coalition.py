@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from clients.sdk._client import AttacheClient
 from clients.sdk.keystore import Keystore
@@ -30,10 +32,16 @@ from protocol import keys
 from protocol.coalition import (
     CoalitionPolicy,
     PolicyError,
+    PolicyNation,
     SignedPolicy,
+    build_policy,
+    check_successor,
+    sign_policy,
+    signing_nations,
     verify_founding,
     verify_successor,
 )
+from protocol.keys import AuthorityKey
 
 log = logging.getLogger("attache.sdk")
 log.addHandler(logging.NullHandler())  # a library's: shown only where the program logs
@@ -283,3 +291,156 @@ def describe_changes(old: CoalitionPolicy, new: CoalitionPolicy) -> list[str]:
             )
         )
     return lines
+
+
+# --- governing the policy: proposals and signatures ------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyEdits:
+    """Changes from one policy version to the next (``next_version`` applies them).
+
+    ``groups`` sets each named group to the members given; an empty list removes the group.
+    ``add_keys`` adds authority keys to nations already listed and ``remove_keys`` removes
+    keys by id: rotating a nation's key is both, signed with the old key (the new one counts
+    only from the version after).
+    """
+
+    add_nations: Sequence[PolicyNation] = ()
+    remove_nations: Sequence[str] = ()
+    add_keys: Mapping[str, Sequence[bytes]] = field(default_factory=dict)
+    remove_keys: Sequence[str] = ()
+    groups: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    threshold: int | None = None
+    catalog_toml: str | None = None
+
+
+def next_version(current: CoalitionPolicy, edits: PolicyEdits) -> CoalitionPolicy:
+    """The version after ``current`` with ``edits`` applied; PolicyError naming what cannot
+    be done (a nation added twice, a key or nation not listed, no change at all)."""
+    nations = dict(current.nations)
+    for nation in edits.add_nations:
+        if nation.code in nations:
+            raise PolicyError(
+                f"{nation.code} is already a nation of policy version {current.policy_version}"
+            )
+        nations[nation.code] = nation
+    for code in edits.remove_nations:
+        if nations.pop(code, None) is None:
+            raise PolicyError(f"{code} is not a nation of policy version {current.policy_version}")
+    for code, added in edits.add_keys.items():
+        entry = nations.get(code)
+        if entry is None:
+            raise PolicyError(
+                f"{code} is not a nation of policy version {current.policy_version}: add it "
+                "as a nation with its authority key"
+            )
+        fresh = PolicyNation.of(code, entry.name, added)
+        if taken := set(fresh.authority_keys) & set(entry.authority_keys):
+            raise PolicyError(f"{code} already has authority key {', '.join(sorted(taken))}")
+        keys_ = {**entry.authority_keys, **fresh.authority_keys}
+        nations[code] = PolicyNation.of(code, entry.name, keys_.values())
+    for key_id in edits.remove_keys:
+        owner = next((c for c, n in nations.items() if key_id in n.authority_keys), None)
+        if owner is None:
+            raise PolicyError(
+                f"no nation of policy version {current.policy_version} has authority key {key_id}"
+            )
+        entry = nations[owner]
+        left = [key for kid, key in entry.authority_keys.items() if kid != key_id]
+        if not left:
+            raise PolicyError(
+                f"authority key {key_id} is {owner}'s only key: add its new key in the same "
+                "proposal (a rotation), or remove the nation"
+            )
+        nations[owner] = PolicyNation.of(owner, entry.name, left)
+    groups = {name: list(members) for name, members in current.groups.items()}
+    for name, members in edits.groups.items():
+        if members:
+            groups[name] = list(members)
+        elif groups.pop(name, None) is None:
+            raise PolicyError(
+                f"policy version {current.policy_version} has no group {name} to remove"
+            )
+    threshold = current.threshold if edits.threshold is None else edits.threshold
+    policy = build_policy(
+        coalition=current.coalition,
+        nations=nations.values(),
+        groups=groups,
+        catalog_toml=current.catalog_toml if edits.catalog_toml is None else edits.catalog_toml,
+        threshold=threshold,
+        previous=current,
+    )
+    if not describe_changes(current, policy):
+        raise PolicyError("nothing to propose: the edits leave the policy as it is")
+    return policy
+
+
+def check_own_signature(held: CoalitionPolicy, signed: SignedPolicy) -> None:
+    """PolicyError unless every signature ``signed`` carries counts under ``held`` (the
+    latest version, whose nations sign the next): checked here before the server sees it."""
+    signing_nations(held, signed)
+
+
+async def propose(
+    client: AttacheClient,
+    held: CoalitionPolicy,
+    proposal: CoalitionPolicy | SignedPolicy,
+    signer: tuple[str, AuthorityKey] | None = None,
+) -> dict[str, Any]:
+    """Propose a version after ``held`` (with the signatures it carries, and ``signer``'s
+    nation's when given) through ``POST /v1/policy/proposals``; the proposal as the server
+    stores it. Every signature must count under ``held``, checked here first."""
+    signed = proposal if isinstance(proposal, SignedPolicy) else SignedPolicy(proposal, ())
+    policy = signed.policy
+    try:
+        check_successor(held, policy)
+        if signer is not None:
+            signed = signed.with_signature(sign_policy(policy, *signer))
+        check_own_signature(held, signed)
+    except PolicyError as exc:
+        raise PolicyRefused(
+            f"cannot propose policy version {policy.policy_version}: {exc}"
+        ) from exc
+    return await client.propose_policy(signed.to_json())
+
+
+async def fetch_proposal(client: AttacheClient, held: CoalitionPolicy, digest: str) -> SignedPolicy:
+    """The server's proposal ``digest``, once it is that digest and follows ``held``."""
+    raw = await client.policy_proposal(digest)
+    try:
+        proposal = SignedPolicy.from_json(raw)
+    except PolicyError as exc:
+        raise PolicyRefused(f"the server's proposal {digest} is malformed: {exc}") from exc
+    if proposal.policy.digest_b64u != digest:
+        raise PolicyRefused(
+            f"the server answered for proposal {digest} with another version "
+            f"({proposal.policy.digest_b64u}); refusing to sign it"
+        )
+    try:
+        check_successor(held, proposal.policy)
+    except PolicyError as exc:
+        raise PolicyRefused(
+            f"proposal {digest} does not follow policy version {held.policy_version} held "
+            f"here: {exc}"
+        ) from exc
+    return proposal
+
+
+async def sign_proposal(
+    client: AttacheClient,
+    held: CoalitionPolicy,
+    proposal: SignedPolicy,
+    nation: str,
+    authority: AuthorityKey,
+) -> dict[str, Any]:
+    """Add ``nation``'s signature over ``proposal`` (made here with its authority key, which
+    ``held`` must list for it) through ``POST /v1/policy/proposals``."""
+    try:
+        signed = SignedPolicy(proposal.policy, (sign_policy(proposal.policy, nation, authority),))
+        check_own_signature(held, signed)
+    except PolicyError as exc:
+        raise PolicyRefused(
+            f"{nation} cannot sign policy version {proposal.policy.policy_version}: {exc}"
+        ) from exc
+    return await client.propose_policy(signed.to_json())
