@@ -10,8 +10,11 @@ What it makes, so that the README's "Try it" steps work at once:
   nation's security officer too), sealed under the demo passphrase;
 - the three nations, registered with those keys, directly in the server's database (as
   ``attache-server nation add`` does, reading ``ATTACHE_DATA_DIR`` / ``ATTACHE_DATABASE_URL``);
-- users alice (USA), bob (GBR) and chloe (FRA), cleared NATO SECRET, each with a device enrolled
-  over the API and certified by their nation's key;
+- the founding coalition policy ``demo`` (version 1: the three nations with their authority
+  keys, the server's catalog, a threshold of 2), signed by all three and published (as
+  ``attache-server policy publish`` does), so that every device pins it at enrolment;
+- users alice (USA), bob (GBR) and chloe (FRA), cleared NATO SECRET and security officers of
+  their nations, each with a device enrolled over the API and certified by their nation's key;
 - the channel ``liaison``, ceiling NATO SECRET, with all three as members.
 
 The demo passphrase, for device and authority keys alike, is ``demo passphrase``: this is a
@@ -31,7 +34,9 @@ from sqlalchemy import select
 from clients.cli._common import server_address
 from clients.sdk import ApiError, ConnectionFailed, Keystore, KeystoreError, connect, enroll
 from protocol import keys
+from protocol.coalition import PolicyNation, SignedPolicy, build_policy, sign_policy
 from server.auth.principal import CONSOLE
+from server.coalition.service import do_publish_policy
 from server.db.engine import create_engine, create_sessionmaker
 from server.devices.service import do_issue_enrolment_code
 from server.directory import service as directory
@@ -42,6 +47,8 @@ from server.settings import Settings, get_settings
 DEMO_PASSPHRASE = "demo passphrase"
 CHANNEL = "liaison"
 CEILING = "NATO SECRET"
+COALITION = "demo"
+THRESHOLD = 2  # of the three nations sign each later version
 PEOPLE = (
     ("alice", "USA", "United States"),
     ("bob", "GBR", "United Kingdom"),
@@ -74,6 +81,22 @@ async def _check_fresh(settings: Settings, homes: Path) -> None:
         )
 
 
+def _founding(settings: Settings, authorities: dict[str, keys.AuthorityKey]) -> SignedPolicy:
+    """Version 1 of the demo's coalition policy, signed by each of its three nations."""
+    policy = build_policy(
+        coalition=COALITION,
+        nations=[
+            PolicyNation.of(nation, name, [authorities[nation].public_bytes()])
+            for _, nation, name in PEOPLE
+        ],
+        groups={},
+        catalog_toml=settings.catalog_toml(),
+        threshold=THRESHOLD,
+    )
+    signatures = (sign_policy(policy, nation, authorities[nation]) for _, nation, _ in PEOPLE)
+    return SignedPolicy(policy, tuple(signatures))
+
+
 async def _register(
     settings: Settings, authorities: dict[str, keys.AuthorityKey]
 ) -> dict[str, str]:
@@ -92,6 +115,7 @@ async def _register(
                     name=name,
                     authority_key=authorities[nation].public_bytes(),
                 )
+            await do_publish_policy(session, CONSOLE, _founding(settings, authorities))
             catalog = await directory.load_catalog(session, settings.load_catalog())
             for username, nation, _ in PEOPLE:
                 user = await directory.do_create_user(
@@ -101,7 +125,7 @@ async def _register(
                     username=username,
                     nationality=nation,
                     clearance=CEILING,
-                    roles=["officer"],
+                    roles=["officer", "security_officer"],
                 )
                 issued = await do_issue_enrolment_code(session, CONSOLE, settings, user)
                 codes[username] = issued.code
@@ -129,7 +153,10 @@ async def _seed(server: str, homes: Path) -> None:
         authorities[nation] = keys.AuthorityKey.generate()
         stores[username].save_authority(nation, authorities[nation], DEMO_PASSPHRASE)
 
-    click.echo("registering USA, GBR, FRA and alice, bob, chloe (cleared NATO SECRET)")
+    click.echo(
+        "registering USA, GBR, FRA, the coalition policy they all sign (version 1, "
+        f"threshold {THRESHOLD}) and alice, bob, chloe (cleared NATO SECRET)"
+    )
     codes = await _register(settings, authorities)
 
     for username, nation, _ in PEOPLE:
@@ -181,6 +208,9 @@ def _instructions(homes: Path) -> str:
             as_user("chloe", "read", "--channel", CHANNEL),
             "Watch messages arrive live (in another terminal; Ctrl-C to stop):",
             as_user("bob", "listen"),
+            "The coalition policy every device pinned, signed by the three nations:",
+            as_user("chloe", "policy", "show"),
+            "(README: a fourth nation joins through propose, the others' signatures, publish)",
         ]
     )
 

@@ -160,6 +160,36 @@ def test_the_demo_on_another_port(tmp_path: Path) -> None:
         assert REL_USA_GBR in read
         assert "hello" not in attache("chloe", "read", "--channel", "liaison")
 
+        # A fourth nation joins (the README's walk-through): DEU's key, proposed by USA,
+        # refused at publication with one signature, signed by GBR, published, followed.
+        assert "coalition demo, policy version 1" in attache("chloe", "policy", "show")
+        dieter = sh.run(
+            "attache", "authority", "init", "--nation", "DEU", "--home", "var/demo/dieter",
+            ATTACHE_AUTHORITY_PASSPHRASE=DEMO_PASSPHRASE,
+        )  # fmt: skip
+        deu_key = _field(r"key id:\s+(\S+)", dieter)
+        proposed = sh.run(
+            "attache", "policy", "propose", "--add-nation", "DEU", "--name", "Germany",
+            "--authority-key", "var/demo/dieter/authority-DEU.pub", "--sign-as", "USA",
+            ATTACHE_HOME="var/demo/alice", ATTACHE_PASSPHRASE=DEMO_PASSPHRASE,
+            ATTACHE_AUTHORITY_PASSPHRASE=DEMO_PASSPHRASE,
+        )  # fmt: skip
+        digest = _field(r"proposed policy version 2 of demo, digest (\S+)", proposed)
+        assert "signed by USA: 1 of the 2 signatures" in proposed
+        publish = ("attache-server", "policy", "publish", "--proposal", digest)
+        refused = sh.run(*publish, ok=False)
+        assert "signed by 1 nation(s) of version 1 (USA); its threshold is 2" in refused
+        signed = sh.run(
+            "attache", "policy", "sign", digest, "--nation", "GBR", stdin="y\n",
+            ATTACHE_HOME="var/demo/bob", ATTACHE_PASSPHRASE=DEMO_PASSPHRASE,
+            ATTACHE_AUTHORITY_PASSPHRASE=DEMO_PASSPHRASE,
+        )  # fmt: skip
+        assert f"+ nation DEU (Germany), keys {deu_key}" in signed
+        assert "GBR signed policy version 2" in signed
+        assert "signed by GBR, USA" in sh.run(*publish)
+        diff = sh.run("attache", "policy", "diff", "1", "2", ATTACHE_HOME="var/demo/chloe")
+        assert f"  + nation DEU (Germany), keys {deu_key}" in diff.splitlines()
+
 
 # On SQLite alone: what this story adds is the README's commands in real processes finding the
 # server by ATTACHE_PORT, which no database changes. The same commands on PostgreSQL run in
