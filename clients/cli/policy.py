@@ -255,8 +255,16 @@ def _edits(
     metavar="NATION",
     help="add --authority-key to NATION's keys (rotating: with --remove-key for the old one)",
 )
-@click.option("--remove-key", "remove_keys", metavar="KEY_ID", multiple=True)
-@click.option("--remove-nation", "remove_nations", metavar="CODE", multiple=True)
+@click.option(
+    "--remove-key",
+    "remove_keys",
+    metavar="KEY_ID",
+    multiple=True,
+    help="remove an authority key by its id (attache policy show lists them)",
+)
+@click.option(
+    "--remove-nation", "remove_nations", metavar="CODE", multiple=True, help="remove a nation"
+)
 @click.option(
     "--group",
     "groups",
