@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -234,15 +235,28 @@ async def _bob_reads(bob: Keystore) -> list[ReceivedMessage]:
         return await messenger.read("liaison")
 
 
-async def _officer_certifies(officer: Officer, fingerprint: str) -> dict[str, Any]:
-    """The officer finds alice's pending device, compares its fingerprint with the one the
+async def _officer_certifies(
+    officer: Officer, fingerprint: str, username: str = "alice"
+) -> dict[str, Any]:
+    """The officer finds the user's pending device, compares its fingerprint with the one the
     page showed them, and certifies it."""
     client: AttacheClient
     async with await connect(officer.keystore, passphrase=OFFICER_PASSPHRASE) as client:
-        pending = [d for d in await client.devices(status="pending") if d["username"] == "alice"]
+        pending = [d for d in await client.devices(status="pending") if d["username"] == username]
         assert len(pending) == 1
         assert pending[0]["fingerprint"] == fingerprint
         return await certify_device(client, "USA", officer.authority, pending[0])
+
+
+async def _officer_adds_auditor(officer: Officer) -> str:
+    """Sam adds audrey, USA's auditor (she sees USA's events and only the hashes of others'),
+    and issues her one-time enrolment code."""
+    async with await connect(officer.keystore, passphrase=OFFICER_PASSPHRASE) as client:
+        await client.create_user(
+            username="audrey", nationality="USA", clearance="NATO SECRET", roles=["auditor"]
+        )
+        issued = await client.issue_enrolment_code("audrey")
+    return str(issued["code"])
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
@@ -477,6 +491,147 @@ def test_a_browser_enrols_is_certified_unlocks_and_lists_its_channels(
             page.get_by_role("button", name="Sign out").click()
             expect(page.locator("#status")).to_contain_text("Signed out")
             expect(page.locator("#unlock")).to_be_visible()
+
+            _no_violations(page)
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def _enrol(page: Page, username: str, code: str, passphrase: str) -> str:
+    """Enrol the page with a one-time code; the fingerprint it shows."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Enrolment code").fill(code)
+    page.get_by_label("A name for this device").fill(f"{username}-browser")
+    page.get_by_label("Passphrase (protects this device's keys)").fill(passphrase)
+    page.get_by_label("The same passphrase again").fill(passphrase)
+    page.get_by_role("button", name="Enrol").click()
+    expect(page.locator("#status")).to_contain_text("awaits certification", timeout=SLOW)
+    return page.locator("#fingerprint").inner_text()
+
+
+class _TamperedLeaf:
+    """The leaves as the server shows them, one shown leaf's event edited on its way (an
+    allow made a deny), as a server might rewrite what it logged."""
+
+    def __init__(self) -> None:
+        self.index: int | None = None
+
+    def __call__(self, route: Route) -> None:
+        response = route.fetch()
+        page = response.json()
+        for leaf in page["leaves"]:
+            if (
+                leaf["status"] == "shown"
+                and leaf["index"] > 0
+                and '"decision":"allow"' in leaf["data"]
+            ):
+                leaf["data"] = leaf["data"].replace('"decision":"allow"', '"decision":"deny"')
+                self.index = leaf["index"]
+                break
+        route.fulfill(response=response, body=json.dumps(page))
+
+
+def test_an_auditor_reads_filters_exports_and_verifies_the_log_in_the_page(
+    chromium: str, server: Server, tmp_path: Path
+) -> None:
+    officer, _ = _run(_officer_sets_up(server, tmp_path / "sam"))
+    code = _run(_officer_adds_auditor(officer))
+    screens = _screens(tmp_path)
+    vkey = httpx.get(f"{server.origin}/v1/audit/key").json()["vkey"]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1100, "height": 900})
+            context.add_init_script(WATCH_VIOLATIONS)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(server.origin)
+            fingerprint = _enrol(page, "audrey", code, PASSPHRASE)
+            _run(_officer_certifies(officer, fingerprint, "audrey"))
+            _unlock(page, PASSPHRASE)
+            expect(page.locator("#whoami")).to_contain_text("Signed in as audrey", timeout=SLOW)
+
+            # The audit log is offered to auditors; its events come with the CLI's filters.
+            page.get_by_role("button", name="Audit log").click()
+            expect(page.locator("#audit-title")).to_be_focused()
+            page.get_by_role("button", name="Show events").click()
+            rows = page.locator("#audit-rows tr")
+            expect(page.locator("#audit-count")).to_have_text(
+                re.compile(r"^\d+ events\.$"), timeout=SLOW
+            )
+            assert rows.count() > 5
+            page.get_by_label("Action (reads of the log").fill("channel.create")
+            page.get_by_label("Decision").select_option("allow")
+            page.get_by_label("Nation (actor or subject)").fill("usa")
+            page.get_by_role("button", name="Show events").click()
+            expect(page.locator("#audit-count")).to_have_text("2 events.", timeout=SLOW)
+            expect(rows.first).to_contain_text("channel.create")
+            expect(rows.first).to_contain_text("sam")
+            expect(page.locator("#audit-head th")).to_have_text(
+                [
+                    "id",
+                    "time",
+                    "action",
+                    "decision",
+                    "actor",
+                    "actor_nation",
+                    "object",
+                    "label",
+                    "reasons",
+                ]
+            )
+
+            # Exports are made in the page and offered as downloads, as the CLI writes them.
+            with page.expect_download() as csv_download:
+                page.get_by_role("button", name="Export CSV").click()
+            lines = Path(csv_download.value.path()).read_text(encoding="utf-8").splitlines()
+            assert csv_download.value.suggested_filename.endswith(".csv")
+            assert lines[0] == (
+                "id,leaf,time,action,decision,actor,actor_id,actor_nation,object,"
+                "subject_nation,label,reasons"
+            )
+            assert len(lines) == 3
+            assert all(",channel.create,allow,sam," in line for line in lines[1:])
+            with page.expect_download() as json_download:
+                page.get_by_role("button", name="Export JSON").click()
+            exported = json.loads(Path(json_download.value.path()).read_text(encoding="utf-8"))
+            assert [e["event"]["action"] for e in exported] == ["channel.create"] * 2
+            assert {e["actor_username"] for e in exported} == {"sam"}
+
+            # Verification in the page: the key pinned on first use and said aloud.
+            verify = page.get_by_role("button", name="Verify the log")
+            verdict = page.locator("#audit-verdict")
+            verify.click()
+            expect(verdict).to_contain_text("Audit log verified: ", timeout=SLOW)
+            expect(verdict).to_contain_text("Pinned the server's audit key on first use")
+            expect(verdict).to_contain_text(vkey)
+            page.screenshot(path=screens / "web-audit.png", full_page=True)
+            # Again: consistent with the checkpoint verified before, kept in IndexedDB.
+            verify.click()
+            expect(verdict).to_contain_text(", consistent with the ", timeout=SLOW)
+            expect(verdict).not_to_contain_text("Pinned")
+
+            # A leaf edited on its way is named as the first bad leaf; nothing is kept.
+            tampered = _TamperedLeaf()
+            page.route("**/v1/audit/leaves?*", tampered)
+            verify.click()
+            expect(verdict).to_contain_text("VERIFICATION FAILED (first bad leaf: ", timeout=SLOW)
+            assert tampered.index is not None
+            expect(verdict).to_contain_text(f"(first bad leaf: {tampered.index})")
+            problems = page.locator("#audit-problems li")
+            expect(problems.first).to_have_text(
+                f"leaf {tampered.index}: the event differs from what was logged"
+            )
+            expect(page.locator("#audit-problems")).to_contain_text(
+                f"leaf {tampered.index} changed since it was last verified here"
+            )
+            page.screenshot(path=screens / "web-audit-failed.png", full_page=True)
+            page.unroute("**/v1/audit/leaves?*")
+            verify.click()
+            expect(verdict).to_contain_text(", consistent with the ", timeout=SLOW)
 
             _no_violations(page)
             assert errors == []

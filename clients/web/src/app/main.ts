@@ -1,6 +1,7 @@
 /**
- * The page: enrol this browser as a device, unlock it with the passphrase, sign in, and list
- * the user's channels (issue 12, items 3 and 4's first part). Every text that comes from the
+ * The page: enrol this browser as a device, unlock it with the passphrase, sign in, list the
+ * user's channels and their messages, and for an auditor the audit log (issue 12, items 3, 4
+ * and 7). Every text that comes from the
  * server or the user is set as text (textContent, never markup); the policy's Trusted Types
  * would refuse a string written into innerHTML anyway.
  */
@@ -14,11 +15,29 @@ import {
   type Session,
   type StoredDevice,
 } from "./device.js";
-import { browserStore } from "./store.js";
+import { browserAuditStore, browserStore } from "./store.js";
+import {
+  AuditStateError,
+  TABLE_COLUMNS,
+  eventsCsv,
+  eventsJson,
+  fetchEvents,
+  verifyLog,
+  type AuditEntry,
+  type AuditFilters,
+  type VerifyReport,
+} from "./audit.js";
 import { Inbox, streamUrl, type ReceivedMessage } from "./messages.js";
 import { SendError, Sender, type Reach } from "./send.js";
 import { pinnedKeys } from "./device.js";
-import { CertificateError, SecretError, authorityKeyId, b64uDecode } from "../protocol/index.js";
+import {
+  CertificateError,
+  CheckpointError,
+  SecretError,
+  authorityKeyId,
+  b64uDecode,
+  toHex,
+} from "../protocol/index.js";
 import { bannerTextColour, catalogFromRead, type CatalogRead } from "../protocol/labels.js";
 import { hkdfSha256 } from "../protocol/primitives.js";
 
@@ -33,13 +52,15 @@ interface ChannelRead {
 }
 
 const api = new Api(location.origin);
-const SECTIONS = ["enrol", "device", "unlock", "home", "channel"] as const;
+const SECTIONS = ["enrol", "device", "unlock", "home", "channel", "audit"] as const;
 let session: Session | null = null;
 let inbox: Inbox | null = null;
 let sender: Sender | null = null;
 let live: Live | null = null;
 let channels: ChannelRead[] = [];
 let openChannel: ChannelRead | null = null;
+let auditEntries: AuditEntry[] = [];
+let auditQueried = false;
 
 function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   const element = document.getElementById(id);
@@ -85,6 +106,8 @@ function explain(error: unknown): string {
     return error.message;
   }
   if (error instanceof SendError) return `Not sent: ${error.message}.`;
+  if (error instanceof AuditStateError) return `Not verified: ${error.message}.`;
+  if (error instanceof CheckpointError) return `Not verified: the audit key ${error.message}.`;
   if (error instanceof ConnectionFailed || error instanceof DeviceError) return error.message;
   return `Something failed: ${String(error)}`;
 }
@@ -357,6 +380,80 @@ class Live {
   }
 }
 
+// --- The audit log (auditors) -------------------------------------------------------------------
+
+function renderAudit(): void {
+  byId("audit-head").replaceChildren(
+    ...TABLE_COLUMNS.map(([name]) => {
+      const heading = textElement("th", name);
+      heading.setAttribute("scope", "col");
+      return heading;
+    }),
+  );
+  byId("audit-rows").replaceChildren(
+    ...auditEntries.map((entry) => {
+      const row = document.createElement("tr");
+      if (entry.event.decision === "deny") row.className = "deny";
+      row.append(...TABLE_COLUMNS.map(([, cell]) => textElement("td", cell(entry))));
+      return row;
+    }),
+  );
+  const count = auditEntries.length;
+  byId("audit-count").textContent = auditQueried
+    ? `${count} event${count === 1 ? "" : "s"}.`
+    : "Choose the filters (all optional), then show the events.";
+  byId<HTMLButtonElement>("audit-csv").disabled = count === 0;
+  byId<HTMLButtonElement>("audit-json").disabled = count === 0;
+}
+
+/** A file made in the page, offered for saving: nothing leaves the page to make it. */
+function download(text: string, name: string, type: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+function exportName(extension: string): string {
+  return `attache-audit-${new Date().toISOString().slice(0, 19).replaceAll(":", "")}Z.${extension}`;
+}
+
+function showVerdict(report: VerifyReport): void {
+  const verdict = byId("audit-verdict");
+  const problems = byId("audit-problems");
+  const pinned = report.keyPinnedNow
+    ? ` Pinned the server's audit key on first use: compare it with the operator's ` +
+      `(attache-server audit key): ${report.vkey}`
+    : "";
+  if (report.ok) {
+    const before = report.previousSize
+      ? `, consistent with the ${report.previousSize} verified before`
+      : "";
+    verdict.className = "verdict-ok";
+    verdict.textContent =
+      `Audit log verified: ${report.size} leaves, root ${toHex(report.root)}${before}.` + pinned;
+    problems.replaceChildren();
+    return;
+  }
+  const where = report.firstBadIndex !== null ? ` (first bad leaf: ${report.firstBadIndex})` : "";
+  verdict.className = "verdict-bad";
+  verdict.textContent =
+    `VERIFICATION FAILED${where}: the audit log does not match what was signed or seen.` + pinned;
+  problems.replaceChildren(...report.problems.map((text) => textElement("li", text)));
+}
+
+function showAudit(): void {
+  show("audit");
+  renderAudit();
+  byId("audit-title").focus();
+  say("The audit log: filter the events, export them, or verify the whole log.");
+}
+
 async function showHome(current: Session, record: StoredDevice): Promise<void> {
   const { user } = current;
   byId("whoami").textContent =
@@ -380,6 +477,7 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
     pinnedKeys(record),
     catalog,
   );
+  byId("open-audit").hidden = !user.roles.includes("auditor");
   channels = await api.request<ChannelRead[]>("GET", "/v1/channels");
   renderChannels();
   show("home");
@@ -461,6 +559,60 @@ function wire(): void {
     byId("home-title").focus();
   });
 
+  byId("open-audit").addEventListener("click", showAudit);
+  byId("audit-back").addEventListener("click", () => {
+    renderChannels();
+    show("home");
+    byId("home-title").focus();
+  });
+  const filtersForm = byId<HTMLFormElement>("audit-filters");
+  filtersForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void busy(filtersForm, async () => {
+      const filters: AuditFilters = {};
+      for (const name of [
+        "since",
+        "until",
+        "actor",
+        "nation",
+        "container",
+        "action",
+        "label",
+      ] as const) {
+        filters[name] = field(filtersForm, name).value;
+      }
+      filters.decision = (filtersForm.elements.namedItem("decision") as HTMLSelectElement).value;
+      const limit = Math.max(1, Math.floor(Number(field(filtersForm, "limit").value) || 1000));
+      say("Reading the audit log…");
+      auditEntries = await fetchEvents(api, filters, limit);
+      auditQueried = true;
+      renderAudit();
+      say(`${auditEntries.length} audit events.`);
+    });
+  });
+  byId("audit-csv").addEventListener("click", () =>
+    download(eventsCsv(auditEntries), exportName("csv"), "text/csv"),
+  );
+  byId("audit-json").addEventListener("click", () =>
+    download(eventsJson(auditEntries), exportName("json"), "application/json"),
+  );
+  const verifyForm = byId<HTMLFormElement>("audit-verify");
+  verifyForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void busy(verifyForm, async () => {
+      byId("audit-verdict").textContent = "";
+      byId("audit-problems").replaceChildren();
+      const vkey = field(verifyForm, "vkey").value.trim() || null;
+      say("Verifying the audit log…");
+      const report = await verifyLog(api, browserAuditStore, {
+        vkey,
+        progress: (done, total) => say(`Verifying the audit log: ${done} of ${total} leaves…`),
+      });
+      showVerdict(report);
+      say(report.ok ? "The audit log verified." : "The audit log did NOT verify.");
+    });
+  });
+
   byId("sign-out").addEventListener("click", () => {
     session = null;
     live?.stop();
@@ -468,6 +620,10 @@ function wire(): void {
     inbox = null;
     sender = null;
     openChannel = null;
+    auditEntries = [];
+    auditQueried = false;
+    byId("audit-verdict").textContent = "";
+    byId("audit-problems").replaceChildren();
     void signOut(api).then(() => {
       show("device", "unlock");
       field(byId<HTMLFormElement>("unlock"), "passphrase").focus();

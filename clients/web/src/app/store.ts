@@ -1,20 +1,26 @@
 /**
- * This browser's device record in IndexedDB (database "attache", store "device", one record
- * under the key "this"). It holds the profile, the pinned authority keys and the private keys
- * sealed under the passphrase: nothing unsealed is ever written, and nothing goes to
- * localStorage, a cookie or a URL.
+ * This browser's records in IndexedDB (database "attache", one record under the key "this" in
+ * each store). Store "device" holds the profile, the pinned authority keys and the private
+ * keys sealed under the passphrase: nothing unsealed is ever written, and nothing goes to
+ * localStorage, a cookie or a URL. Store "audit" (version 2) holds what an auditor verified
+ * here: the pinned audit key, the last checkpoint verified and its leaf hashes; all public.
  */
+import type { AuditRecord, AuditStateStore } from "./audit.js";
 import type { DeviceStore, StoredDevice } from "./device.js";
 
 const DATABASE = "attache";
-const STORE = "device";
+const VERSION = 2;
+const STORES = ["device", "audit"] as const;
 const KEY = "this";
 
 function opened(): Promise<IDBDatabase> {
   return new Promise((resolve, reject) => {
-    const request = indexedDB.open(DATABASE, 1);
+    const request = indexedDB.open(DATABASE, VERSION);
     request.onupgradeneeded = () => {
-      request.result.createObjectStore(STORE);
+      // From nothing, or from version 1 (the device store only): add what is missing.
+      for (const name of STORES) {
+        if (!request.result.objectStoreNames.contains(name)) request.result.createObjectStore(name);
+      }
     };
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error ?? new Error("IndexedDB is unavailable"));
@@ -23,14 +29,15 @@ function opened(): Promise<IDBDatabase> {
 }
 
 async function transaction<T>(
+  store: (typeof STORES)[number],
   mode: IDBTransactionMode,
   work: (store: IDBObjectStore) => IDBRequest,
 ): Promise<T> {
   const db = await opened();
   try {
     return await new Promise<T>((resolve, reject) => {
-      const tx = db.transaction(STORE, mode);
-      const request = work(tx.objectStore(STORE));
+      const tx = db.transaction(store, mode);
+      const request = work(tx.objectStore(store));
       tx.oncomplete = () => resolve(request.result as T);
       tx.onerror = () => reject(tx.error ?? new Error("IndexedDB refused the change"));
       tx.onabort = () => reject(tx.error ?? new Error("IndexedDB refused the change"));
@@ -42,11 +49,25 @@ async function transaction<T>(
 
 export const browserStore: DeviceStore = {
   async load(): Promise<StoredDevice | null> {
-    const record = await transaction<StoredDevice | undefined>("readonly", (s) => s.get(KEY));
+    const record = await transaction<StoredDevice | undefined>("device", "readonly", (s) =>
+      s.get(KEY),
+    );
     return record ?? null;
   },
   async save(record: StoredDevice): Promise<void> {
     // add, not put: a device once kept is never overwritten by another enrolment.
-    await transaction("readwrite", (s) => s.add(record, KEY));
+    await transaction("device", "readwrite", (s) => s.add(record, KEY));
+  },
+};
+
+export const browserAuditStore: AuditStateStore = {
+  async load(): Promise<AuditRecord | null> {
+    const record = await transaction<AuditRecord | undefined>("audit", "readonly", (s) =>
+      s.get(KEY),
+    );
+    return record ?? null;
+  },
+  async save(record: AuditRecord): Promise<void> {
+    await transaction("audit", "readwrite", (s) => s.put(record, KEY));
   },
 };
