@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from playwright.sync_api import Page, Route, expect, sync_playwright
+from sqlalchemy import select, update
 
 from clients.sdk import (
     AttacheClient,
@@ -40,6 +41,7 @@ from clients.sdk import (
     enroll,
 )
 from protocol import keys
+from server.audit.models import AuditEvent
 from server.auth.principal import CONSOLE
 from server.db.engine import create_engine, create_sessionmaker
 from server.devices.service import do_issue_enrolment_code
@@ -257,6 +259,31 @@ async def _officer_adds_auditor(officer: Officer) -> str:
         )
         issued = await client.issue_enrolment_code("audrey")
     return str(issued["code"])
+
+
+async def _edit_logged_event(server: Server) -> int:
+    """What an operator with the database might do: rewrite a logged event (the last channel
+    the officer created, an allow made a deny) behind the log's back. Its leaf's index."""
+    engine = create_engine(server.settings.effective_database_url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            target = (
+                await session.execute(
+                    select(AuditEvent)
+                    .where(AuditEvent.action == "channel.create")
+                    .order_by(AuditEvent.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one()
+            assert target.leaf_index is not None
+            await session.execute(
+                update(AuditEvent)
+                .where(AuditEvent.id == target.id)
+                .values(body=target.body.replace('"decision":"allow"', '"decision":"deny"'))
+            )
+            return int(target.leaf_index)
+    finally:
+        await engine.dispose()
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
@@ -632,6 +659,14 @@ def test_an_auditor_reads_filters_exports_and_verifies_the_log_in_the_page(
             page.unroute("**/v1/audit/leaves?*")
             verify.click()
             expect(verdict).to_contain_text(", consistent with the ", timeout=SLOW)
+
+            # An event rewritten in the database is caught the same way.
+            edited = _run(_edit_logged_event(server))
+            verify.click()
+            expect(verdict).to_contain_text(f"(first bad leaf: {edited})", timeout=SLOW)
+            expect(problems.first).to_have_text(
+                f"leaf {edited}: the event differs from what was logged"
+            )
 
             _no_violations(page)
             assert errors == []
