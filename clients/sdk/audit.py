@@ -125,8 +125,9 @@ async def verify_log(
     verifier = await _verifier(client, state, vkey, report)
     latest = await client.request("GET", "/v1/audit/checkpoint")
     try:
-        body, _ = notes.open_note(latest["note"], [verifier])
-        signed = notes.Checkpoint.parse(body)
+        # The checkpoint must be this log's: its origin is the pinned key's name (a key that
+        # signed two logs' checkpoints would otherwise let one log pass for the other).
+        signed = notes.open_checkpoint(latest["note"], [verifier], origin=verifier.name)
     except notes.CheckpointError as exc:
         report.problem(f"the checkpoint's signature does not verify with the pinned key: {exc}")
         return report
@@ -296,8 +297,7 @@ async def prove_event(
         raise AuditStateError(f"event {event_id} is not visible to you")
     event = events[0]["event"]
     latest = await client.request("GET", "/v1/audit/checkpoint")
-    body, _ = notes.open_note(latest["note"], [verifier])
-    signed = notes.Checkpoint.parse(body)
+    signed = notes.open_checkpoint(latest["note"], [verifier], origin=verifier.name)
     proof = await client.request(
         "GET", "/v1/audit/proofs/inclusion", params={"event": event_id, "size": signed.size}
     )

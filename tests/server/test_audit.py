@@ -12,6 +12,7 @@ from sqlalchemy import delete, select, update
 
 from clients.sdk import ApiError
 from clients.sdk.audit import prove_event, verify_log
+from protocol import checkpoint as notes
 from protocol import keys
 from server.audit import log as audit
 from server.audit.integrator import integrate
@@ -192,6 +193,31 @@ async def test_a_forged_checkpoint_signature_is_caught(world: World, tmp_path: P
     report = await _verify(auditor, tmp_path)
     assert not report.ok
     assert "signature" in report.problems[0]
+
+
+async def test_a_checkpoint_of_another_log_signed_by_the_same_key_is_caught(
+    world: World, tmp_path: Path
+) -> None:
+    """A key that signs two logs' checkpoints must not let one log pass for the other: the
+    checkpoint's origin must be the pinned key's name."""
+    _, auditor = await _activity(world)
+    assert (await _verify(auditor, tmp_path)).ok
+    signer = world.app.state.audit_signer
+    async with world.app.state.sessionmaker() as session, session.begin():
+        latest = (
+            await session.execute(
+                select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)
+            )
+        ).scalar_one()
+        body, _ = notes.open_note(latest.note, [signer.verifier()])
+        honest = notes.Checkpoint.parse(body)
+        other = notes.Checkpoint("another.example/log", honest.size, honest.root)
+        latest.note = notes.sign_checkpoint(other, signer)  # the log's own key, another origin
+    report = await _verify(auditor, tmp_path)
+    assert not report.ok
+    assert "another.example/log" in report.problems[0]
+    with pytest.raises(notes.CheckpointError, match="origin"):
+        await prove_event(auditor.client, tmp_path, (await _event_at(world, 1)).id)
 
 
 async def test_inclusion_proof_checked_locally(world: World, tmp_path: Path) -> None:
