@@ -81,3 +81,9 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(BIN)/python bench/bench_channel.py --runs 3 --shape-runs 3 --crowd 5000 --profile \
 		--rooms 20 --rooms-seconds 8 --database $(SETUPS) --all-shapes
+
+# The browser client's cost per received message and per MiB of document beside the SDK's
+# (issue 12): writes bench/results/web.json and web.md. Needs Debian's Chromium; not in `test`.
+.PHONY: bench-web
+bench-web: $(STAMP) $(WEB_STAMP)
+	$(BIN)/python bench/bench_web.py --messages 200 --runs 5 --mib 16
