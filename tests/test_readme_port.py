@@ -180,7 +180,7 @@ def test_the_demo_on_another_port(tmp_path: Path) -> None:
         refused = sh.run(*publish, ok=False)
         assert "signed by 1 nation(s) of version 1 (USA); its threshold is 2" in refused
         signed = sh.run(
-            "attache", "policy", "sign", digest, "--nation", "GBR", stdin="y\n",
+            "attache", "policy", "sign", "--nation", "GBR", "--", digest, stdin="y\n",
             ATTACHE_HOME="var/demo/bob", ATTACHE_PASSPHRASE=DEMO_PASSPHRASE,
             ATTACHE_AUTHORITY_PASSPHRASE=DEMO_PASSPHRASE,
         )  # fmt: skip

@@ -201,7 +201,9 @@ def _say_proposal(found: dict[str, Any], policy: CoalitionPolicy) -> None:
         terminal.say(f"  attache-server policy publish --proposal {digest}")
     else:
         terminal.say("The other nations' security officers sign it with")
-        terminal.say(f"  attache policy sign {digest} --nation NATION")
+        # "--" before the digest: a base64url digest may begin with "-", which would else be
+        # read as an option.
+        terminal.say(f"  attache policy sign --nation NATION -- {digest}")
 
 
 def _edits(
@@ -366,7 +368,8 @@ def propose_command(
 @home_option
 def sign_command(digest: str, nation: str, yes: bool, home: Path | None) -> None:
     """Sign the proposed policy version DIGEST with your nation's authority key, after
-    reading what it changes from the version held here."""
+    reading what it changes from the version held here. Give the digest after "--"
+    (attache policy sign --nation GBR -- DIGEST): it may begin with "-"."""
     code = _nation(nation)
     store = keystore(home)
     secret = _secret(store)

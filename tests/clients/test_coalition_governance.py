@@ -119,7 +119,7 @@ async def test_a_fourth_nation_added_by_proposal(
     assert "proposed policy version 2 of test" in out
     assert f"+ nation DEU (Germany), keys {deu.key_id}" in out
     assert "signed by USA: 1 of the 2 signatures" in out
-    assert f"attache policy sign {digest} --nation NATION" in out
+    assert f"attache policy sign --nation NATION -- {digest}" in out
 
     # Too few signatures: refused at publication, and audited.
     refused = await _publish(database_url, tmp_path, digest, code=1)
@@ -128,12 +128,12 @@ async def test_a_fourth_nation_added_by_proposal(
 
     listed = await _cli(o["FRA"], "policy", "proposals")
     assert f"{digest}  version 2  signed by USA (1 of 2, not ready)" in listed
-    signed = await _cli(o["GBR"], "policy", "sign", digest, "--nation", "GBR", "--yes")
+    signed = await _cli(o["GBR"], "policy", "sign", "--nation", "GBR", "--yes", "--", digest)
     assert "signed so far by USA; changes:" in signed
     assert "+ nation DEU (Germany)" in signed
     assert "GBR signed policy version 2" in signed
     assert f"attache-server policy publish --proposal {digest}" in signed
-    again = await _cli(o["GBR"], "policy", "sign", digest, "--nation", "GBR", "--yes", code=1)
+    again = await _cli(o["GBR"], "policy", "sign", "--nation", "GBR", "--yes", "--", digest, code=1)
     assert "GBR has signed policy version 2 already" in again
 
     out = await _publish(database_url, tmp_path, digest)
@@ -182,10 +182,11 @@ async def test_plain_refusals(world: World, live: str, tmp_path: Path) -> None:
     assert "+ group DUO: GBR, USA" in out
     assert "signed by no nation yet: 0 of the 2" in out
     o["FRA"].keystore.save_authority("GBR", world.authorities["FRA"], PASSPHRASE)
-    out = await _cli(o["FRA"], "policy", "sign", digest, "--nation", "GBR", "--yes", code=1)
+    out = await _cli(o["FRA"], "policy", "sign", "--nation", "GBR", "--yes", "--", digest, code=1)
     assert "which version 1 lists for FRA" in out
-    missing = keys.b64u_encode(b"\x02" * 32)
-    out = await _cli(o["FRA"], "policy", "sign", missing, "--nation", "FRA", "--yes", code=1)
+    missing = keys.b64u_encode(b"\xf8" + b"\x02" * 31)  # begins with "-", as 1 in 64 do
+    assert missing.startswith("-")
+    out = await _cli(o["FRA"], "policy", "sign", "--nation", "FRA", "--yes", "--", missing, code=1)
     assert f"no proposal {missing}" in out
 
 
@@ -204,7 +205,7 @@ async def test_a_key_rotation_signed_with_the_old_key(
     assert f"+ nation GBR authority key {new.key_id}" in out
     assert f"- nation GBR authority key {old.key_id}" in out
     assert "signed by GBR: 1 of the 2" in out  # with the old key, which version 1 lists
-    await _cli(o["FRA"], "policy", "sign", digest, "--nation", "FRA", "--yes")
+    await _cli(o["FRA"], "policy", "sign", "--nation", "FRA", "--yes", "--", digest)
     await _publish(database_url, tmp_path, digest)
     shown = await _cli(o["USA"], "policy", "show")
     assert f"GBR  Gbr  (authority keys {new.key_id})" in shown
@@ -212,13 +213,13 @@ async def test_a_key_rotation_signed_with_the_old_key(
     # From version 3 on, only the new key signs for GBR: bob's home still holds the old one.
     out = await _cli(o["USA"], "policy", "propose", "--group", "DUO=USA,GBR", "--sign-as", "USA")
     digest = _digest(out)
-    out = await _cli(o["GBR"], "policy", "sign", digest, "--nation", "GBR", "--yes", code=1)
+    out = await _cli(o["GBR"], "policy", "sign", "--nation", "GBR", "--yes", "--", digest, code=1)
     assert f"made with key {old.key_id}, which version 2 does not list for GBR" in out
     # Once version 2 is published, GBR's security officer puts the new key in place.
     bob = o["GBR"]
     for suffix in ("key", "pub"):
         (bob.keystore.home / f"authority-GBR.{suffix}").unlink()
     bob.keystore.save_authority("GBR", new, PASSPHRASE)
-    out = await _cli(bob, "policy", "sign", digest, "--nation", "GBR", "--yes")
+    out = await _cli(bob, "policy", "sign", "--nation", "GBR", "--yes", "--", digest)
     assert "signed by GBR, USA: 2 of the 2" in out
     await _publish(database_url, tmp_path, digest)
