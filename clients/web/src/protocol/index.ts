@@ -10,3 +10,4 @@ export * from "./enrolment.js";
 export * from "./labels.js";
 export * from "./merkle.js";
 export * from "./checkpoint.js";
+export * from "./grants.js";
