@@ -52,6 +52,8 @@ __all__ = [
     "open_note",
     "sign_checkpoint",
     "sign_note",
+    "signature_line",
+    "split_note",
 ]
 
 SIGNATURE_TYPE_ED25519: Final = 0x01
@@ -336,18 +338,14 @@ def _verifier_table(
     return table
 
 
-def open_note(text: str, verifiers: Iterable[NoteVerifier]) -> tuple[str, tuple[str, ...]]:
-    """Verify a signed note; returns its text and the names of the known keys that signed it.
-
-    Signatures from keys not among ``verifiers`` (matched on name and key id together) are
-    ignored. CheckpointError if the note is malformed (see the module docstring), if any
-    signature from a known key fails, or if no known key signed it.
-    """
+def split_note(text: str) -> tuple[str, tuple[tuple[str, bytes], ...]]:
+    """A note's text and its signature lines, each as (key name, key id || signature bytes),
+    without verifying any: CheckpointError if the note is malformed (see the module
+    docstring). For signature types other than ``open_note``'s, such as cosignatures."""
     if not isinstance(text, str):
         raise CheckpointError("a note must be a string")
     if len(text) > MAX_NOTE_SIZE or len(_check_text(text, "note")) > MAX_NOTE_SIZE:
         raise CheckpointError(f"note is larger than {MAX_NOTE_SIZE} bytes")
-    table = _verifier_table(verifiers)
     split = text.rfind("\n\n")
     if split < 0:
         raise CheckpointError("note has no blank line before its signatures")
@@ -359,8 +357,7 @@ def open_note(text: str, verifiers: Iterable[NoteVerifier]) -> tuple[str, tuple[
     lines = block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise CheckpointError(f"note has {len(lines)} signatures; at most {MAX_SIGNATURES}")
-    message = body.encode("utf-8")
-    verified: dict[str, None] = {}
+    signatures = []
     for number, line in enumerate(lines, start=1):
         if not line.startswith(_SIGNATURE_PREFIX):
             raise CheckpointError(
@@ -373,6 +370,28 @@ def open_note(text: str, verifiers: Iterable[NoteVerifier]) -> tuple[str, tuple[
         blob = _b64_decode(encoded, f"signature on line {number}")
         if len(blob) < _KEY_ID_SIZE + 1:
             raise CheckpointError(f"signature on line {number} is too short")
+        signatures.append((name, blob))
+    return body, tuple(signatures)
+
+
+def signature_line(name: str, blob: bytes) -> str:
+    """``— <name> <base64(blob)>\\n``, a note signature line (blob: key id || signature)."""
+    _check_key_name(name)
+    return f"{_SIGNATURE_PREFIX}{name} {_b64_encode(blob)}\n"
+
+
+def open_note(text: str, verifiers: Iterable[NoteVerifier]) -> tuple[str, tuple[str, ...]]:
+    """Verify a signed note; returns its text and the names of the known keys that signed it.
+
+    Signatures from keys not among ``verifiers`` (matched on name and key id together) are
+    ignored. CheckpointError if the note is malformed (see the module docstring), if any
+    signature from a known key fails, or if no known key signed it.
+    """
+    table = _verifier_table(verifiers)
+    body, signatures = split_note(text)
+    message = body.encode("utf-8")
+    verified: dict[str, None] = {}
+    for number, (name, blob) in enumerate(signatures, start=1):
         verifier = table.get((name, blob[:_KEY_ID_SIZE]))
         if verifier is None:
             continue
