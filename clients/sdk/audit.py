@@ -13,19 +13,22 @@ import asyncio
 import json
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from clients.sdk._client import AttacheClient
+from clients.sdk._client import ApiError, AttacheClient
 from protocol import audit_index, keys, merkle
 from protocol import checkpoint as notes
 from protocol.canonical import canonical_json
+from protocol.cosignature import CosignatureVerifier, check_witnesses
 
 PAGE = 10_000
 IN_FLIGHT = 3
+#: Signed checkpoints kept to compare with other auditors' (the latest so many).
+HELD = 1000
 
 
 class AuditStateError(Exception):
@@ -40,6 +43,8 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     first_bad_index: int | None = None
     previous_size: int | None = None
+    # The pinned witnesses whose cosignatures of the checkpoint verified, and their times.
+    witnesses: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -84,13 +89,33 @@ class AuditState:
         path = self._path("leaves.bin")
         return path.read_bytes() if path.exists() else b""
 
-    def save(self, size: int, root: bytes, hashes: bytes) -> None:
+    def save(self, size: int, root: bytes, hashes: bytes, note: str | None = None) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self._path("leaves.bin.tmp")
         tmp.write_bytes(hashes)
         os.replace(tmp, self._path("leaves.bin"))
         record = {"size": size, "root": keys.b64u_encode(root)}
         self._path("checkpoint.json").write_text(json.dumps(record), encoding="utf-8")
+        if note is not None:
+            self._hold(note)
+
+    def held(self) -> list[str]:
+        """The signed checkpoint notes verified here (cosignatures included), oldest first:
+        what ``attache audit checkpoints`` gives another auditor to compare."""
+        path = self._path("checkpoints.json")
+        if not path.exists():
+            return []
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return [str(note) for note in data["checkpoints"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AuditStateError(f"{path} is damaged: {exc}") from exc
+
+    def _hold(self, note: str) -> None:
+        notes_held = [*[n for n in self.held() if n != note][-(HELD - 1) :], note]
+        tmp = self._path("checkpoints.json.tmp")
+        tmp.write_text(json.dumps({"checkpoints": notes_held}, indent=1), encoding="utf-8")
+        os.replace(tmp, self._path("checkpoints.json"))
 
 
 async def _verifier(
@@ -119,8 +144,18 @@ async def verify_log(
     *,
     vkey: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    witnesses: Sequence[CosignatureVerifier] = (),
+    min_witnesses: int | None = None,
 ) -> VerifyReport:
+    """Verify the whole log (module docstring). With ``witnesses`` (their names and pinned
+    keys), the checkpoint must also carry valid cosignatures of at least ``min_witnesses`` of
+    them (all of them when None), and none of theirs forged."""
     report = VerifyReport()
+    required = len(witnesses) if min_witnesses is None else min_witnesses
+    if required > len(witnesses):
+        raise AuditStateError(
+            f"{required} witnesses required but only {len(witnesses)} witness keys given"
+        )
     state = AuditState(home, client.server)
     verifier = await _verifier(client, state, vkey, report)
     latest = await client.request("GET", "/v1/audit/checkpoint")
@@ -132,6 +167,12 @@ async def verify_log(
         report.problem(f"the checkpoint's signature does not verify with the pinned key: {exc}")
         return report
     report.size, report.root = signed.size, signed.root
+    if witnesses or required:
+        # A checkpoint the witnesses did not cosign may be a view shown to this auditor alone.
+        check = check_witnesses(latest["note"], witnesses)
+        report.witnesses = dict(check.valid)
+        for problem in check.problems(required):
+            report.problem(f"checkpoint of size {signed.size}: {problem}")
     previous = state.checkpoint()
     cached = state.leaf_hashes()
     if previous is not None:
@@ -209,7 +250,7 @@ async def verify_log(
                 "verified before: the log forked or was rewritten"
             )
     if report.ok:
-        state.save(signed.size, signed.root, bytes(hashes))
+        state.save(signed.size, signed.root, bytes(hashes), latest["note"])
     return report
 
 
@@ -312,3 +353,112 @@ async def prove_event(
             f"event {event_id} as shown is NOT in the signed log of size {signed.size}"
         )
     return InclusionResult(event=event, index=int(proof["index"]), size=signed.size)
+
+
+CHECKPOINTS_FORMAT = "attache-audit-checkpoints"
+
+
+def export_checkpoints(home: Path, server: str) -> dict[str, Any]:
+    """The signed checkpoints this auditor verified, for another auditor to compare
+    (``compare_checkpoints``): ``{"format", "version", "vkey", "checkpoints": [note]}``."""
+    state = AuditState(home, server)
+    vkey = state.vkey()
+    if vkey is None:
+        raise AuditStateError("nothing verified here yet: run 'attache audit verify' first")
+    return {"format": CHECKPOINTS_FORMAT, "version": 1, "vkey": vkey, "checkpoints": state.held()}
+
+
+@dataclass
+class CompareReport:
+    agreed: int = 0  # their checkpoints that are checkpoints of the log verified here
+    forks: list[str] = field(default_factory=list)  # proof that the server showed two logs
+    unchecked: list[str] = field(default_factory=list)  # beyond what can be compared
+    invalid: list[str] = field(default_factory=list)  # not signed by the pinned key: no proof
+
+    @property
+    def ok(self) -> bool:
+        return not self.forks and not self.invalid
+
+
+async def compare_checkpoints(
+    client: AttacheClient | None, home: Path, server: str, other: Any
+) -> CompareReport:
+    """Compare another auditor's checkpoints (``export_checkpoints``'s form) with the log
+    verified here. Each must be signed by the audit key pinned here, for this log's origin.
+
+    A checkpoint no larger than the log verified here must have the root that the leaf hashes
+    kept here give at its size: another root is a FORK (the server signed two histories). A
+    larger one must extend the log verified here: with ``client``, the server is asked for an
+    RFC 9162 consistency proof, and one that fails (or none) is a FORK of inconsistent sizes;
+    without, it is left unchecked. Two of theirs of one size with two roots are a FORK too."""
+    state = AuditState(home, server)
+    vkey = state.vkey()
+    mine = state.checkpoint()
+    if vkey is None or mine is None:
+        raise AuditStateError("nothing verified here yet: run 'attache audit verify' first")
+    verifier = notes.NoteVerifier.from_vkey(vkey)
+    if not isinstance(other, dict) or other.get("format") != CHECKPOINTS_FORMAT:
+        raise AuditStateError(
+            "not a file of checkpoints: ask the other auditor for the output of "
+            "'attache audit checkpoints'"
+        )
+    theirs = other.get("checkpoints")
+    if not isinstance(theirs, list) or not all(isinstance(n, str) for n in theirs):
+        raise AuditStateError("the file's checkpoints are not a list of signed notes")
+    report = CompareReport()
+    my_size, my_root = mine
+    hashes = state.leaf_hashes()
+    tree = merkle.MerkleTree(hashes[i : i + 32] for i in range(0, my_size * 32, 32))
+    if tree.size != my_size or tree.root() != my_root:
+        raise AuditStateError(f"the leaf hashes kept in {state.dir} do not give the root kept")
+    seen: dict[int, bytes] = {}
+    for number, note in enumerate(theirs, start=1):
+        try:
+            checkpoint = notes.open_checkpoint(note, [verifier], origin=verifier.name)
+        except notes.CheckpointError as exc:
+            report.invalid.append(
+                f"their checkpoint {number} is not signed by the audit key pinned here: {exc}"
+            )
+            continue
+        size, root = checkpoint.size, checkpoint.root
+        if size in seen and seen[size] != root:
+            report.forks.append(
+                f"FORK: two of their checkpoints have size {size} and different roots "
+                f"({seen[size].hex()} and {root.hex()}), both signed by the log"
+            )
+        seen.setdefault(size, root)
+        if size <= my_size:
+            here = tree.root(size)
+            if here == root:
+                report.agreed += 1
+            else:
+                report.forks.append(
+                    f"FORK: their checkpoint of size {size} has root {root.hex()}, but the log "
+                    f"verified here has root {here.hex()} at that size"
+                )
+        elif client is None or my_size == 0:
+            report.unchecked.append(
+                f"their checkpoint of size {size} is beyond the {my_size} leaves verified here"
+            )
+        else:
+            try:
+                answer = await client.request(
+                    "GET",
+                    "/v1/audit/proofs/consistency",
+                    params={"old": my_size, "new": size},
+                )
+                proof = [keys.b64u_decode(p) for p in answer["proof"]]
+            except ApiError as exc:
+                report.forks.append(
+                    f"FORK: their checkpoint of size {size} cannot be shown to extend the "
+                    f"{my_size} leaves verified here (the server answers: {exc.detail})"
+                )
+                continue
+            if merkle.verify_consistency(my_size, size, my_root, root, proof):
+                report.agreed += 1
+            else:
+                report.forks.append(
+                    f"FORK: their checkpoint of size {size} is not consistent with the "
+                    f"{my_size} leaves verified here (the consistency proof fails)"
+                )
+    return report

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response, status
 
 from protocol import keys
 from server.audit import service
@@ -13,8 +13,11 @@ from server.audit.schemas import (
     AuditKeyRead,
     CheckpointRead,
     ConsistencyRead,
+    CosignatureCreate,
+    CosignatureRead,
     InclusionRead,
     LeavesRead,
+    WitnessViewRead,
 )
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.directory.service import access_user
@@ -37,8 +40,41 @@ async def audit_key(request: Request) -> AuditKeyRead:
 
 
 @router.get("/checkpoint")
-async def checkpoint(_: PrincipalDep, session: SessionDep) -> CheckpointRead:
-    return CheckpointRead.of(await service.latest_checkpoint(session))
+async def checkpoint(
+    _: PrincipalDep,
+    session: SessionDep,
+    size: Annotated[int | None, Query(ge=0, le=MAX_JSON_INT)] = None,
+) -> CheckpointRead:
+    """The latest checkpoint (or the one of ``size``), its note with witnesses' cosignatures."""
+    found = await service.access_checkpoint(session, size)
+    return CheckpointRead.of(found, await service.cosigned_note(session, found))
+
+
+@router.get("/witness")
+async def witness(principal: PrincipalDep, session: SessionDep, old: Index = 0) -> WitnessViewRead:
+    """What a witness checks before cosigning: the latest checkpoint and a consistency proof
+    from ``old``, the size it cosigned last."""
+    found, note, proof = await service.witness_view(session, principal, old)
+    return WitnessViewRead(
+        old=old,
+        size=found.size,
+        root=keys.b64u_encode(found.root),
+        note=note,
+        proof=[keys.b64u_encode(p) for p in proof],
+    )
+
+
+@router.post("/cosignatures")
+async def add_cosignature(
+    body: CosignatureCreate, response: Response, principal: PrincipalDep, session: SessionDep
+) -> CosignatureRead:
+    """A witness's cosignature of a checkpoint: 201 when stored, 200 when this witness key
+    had already cosigned that checkpoint (the stored one is returned)."""
+    row, created = await service.do_add_cosignature(
+        session, principal, body.size, body.vkey, body.cosignature
+    )
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return CosignatureRead.of(row)
 
 
 @router.get("/events")

@@ -107,3 +107,23 @@ class AuditRefusal(Base):
     first_event_uid: Mapped[str] = mapped_column(String(36))
     # What the closing event repeats: actor, object, reasons, subject nation, label.
     event: Mapped[dict[str, Any]]
+
+
+class AuditCosignature(Base):
+    """A witness's cosignature (C2SP tlog-cosignature v1) of the checkpoint of ``size``,
+    served as an extra signature line of that checkpoint's note. One per witness key and
+    checkpoint: the first that verifies is kept."""
+
+    __tablename__ = "audit_cosignatures"
+
+    size: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    witness: Mapped[str] = mapped_column(String(256), primary_key=True)
+    # Hex of the 4-byte key id: SHA-256(name || 0x0A || 0x04 || public key)[:4].
+    key_id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    # The signature line, with its final newline, exactly as appended to the note.
+    line: Mapped[str] = mapped_column(Text)
+    vkey: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -11,7 +11,14 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode, AuditRefusal
+from server.audit.models import (
+    AuditCheckpoint,
+    AuditCosignature,
+    AuditEvent,
+    AuditLeaf,
+    AuditNode,
+    AuditRefusal,
+)
 
 
 async def lock_integrator(session: AsyncSession) -> None:
@@ -267,3 +274,69 @@ async def pending_summary(session: AsyncSession) -> tuple[int, datetime | None]:
     stmt = select(func.count(), func.min(AuditEvent.time)).where(AuditEvent.leaf_index.is_(None))
     count, oldest = (await session.execute(stmt)).one()
     return int(count), oldest
+
+
+async def cosignatures(session: AsyncSession, size: int) -> Sequence[AuditCosignature]:
+    """The witnesses' cosignatures of the checkpoint of ``size``, in the order they came."""
+    stmt = (
+        select(AuditCosignature)
+        .where(AuditCosignature.size == size)
+        .order_by(AuditCosignature.created_at, AuditCosignature.witness, AuditCosignature.key_id)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def cosignature(
+    session: AsyncSession, size: int, witness: str, key_id: str
+) -> AuditCosignature | None:
+    stmt = (
+        select(AuditCosignature)
+        .where(
+            AuditCosignature.size == size,
+            AuditCosignature.witness == witness,
+            AuditCosignature.key_id == key_id,
+        )
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def count_cosignatures(session: AsyncSession, size: int) -> int:
+    stmt = select(func.count()).where(AuditCosignature.size == size)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def add_cosignature(
+    session: AsyncSession,
+    *,
+    size: int,
+    witness: str,
+    key_id: str,
+    timestamp: int,
+    line: str,
+    vkey: str,
+    now: datetime,
+) -> bool:
+    """Store a cosignature unless this witness key already has one for this checkpoint, in one
+    statement (concurrent posts of it store it once); True if this call stored it."""
+    stmt = (
+        _insert(session)(AuditCosignature)
+        .values(
+            size=size,
+            witness=witness,
+            key_id=key_id,
+            timestamp=timestamp,
+            line=line,
+            vkey=vkey,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[
+                AuditCosignature.size,
+                AuditCosignature.witness,
+                AuditCosignature.key_id,
+            ]
+        )
+        .returning(AuditCosignature.size)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None

@@ -7,8 +7,8 @@ from pydantic import Field
 
 from protocol import keys
 from server.audit.leaves import parse_body
-from server.audit.models import AuditCheckpoint, AuditEvent
-from server.schemas import ReadModel
+from server.audit.models import AuditCheckpoint, AuditCosignature, AuditEvent
+from server.schemas import ReadModel, StrictModel
 
 
 class AuditEventRead(ReadModel):
@@ -55,12 +55,46 @@ class CheckpointRead(ReadModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, checkpoint: AuditCheckpoint) -> CheckpointRead:
+    def of(cls, checkpoint: AuditCheckpoint, note: str | None = None) -> CheckpointRead:
         return cls(
             size=checkpoint.size,
             root=keys.b64u_encode(checkpoint.root),
-            note=checkpoint.note,
+            note=checkpoint.note if note is None else note,
             created_at=checkpoint.created_at,
+        )
+
+
+class WitnessViewRead(ReadModel):
+    old: int = Field(description="the size asked for: the witness's last cosigned size")
+    size: int
+    root: str
+    note: str = Field(description="the signed checkpoint note, with the cosignatures so far")
+    proof: list[str] = Field(description="RFC 9162 consistency proof from old to size")
+
+
+class CosignatureCreate(StrictModel):
+    size: int = Field(ge=0, le=2**63 - 1, description="the size of the checkpoint cosigned")
+    vkey: str = Field(max_length=1024, description="the witness key: name+key id+base64")
+    cosignature: str = Field(max_length=2048, description="one C2SP cosignature line")
+
+
+class CosignatureRead(ReadModel):
+    size: int
+    witness: str
+    key_id: str
+    timestamp: int
+    cosignature: str
+    vkey: str
+
+    @classmethod
+    def of(cls, row: AuditCosignature) -> CosignatureRead:
+        return cls(
+            size=row.size,
+            witness=row.witness,
+            key_id=row.key_id,
+            timestamp=row.timestamp,
+            cosignature=row.line,
+            vkey=row.vkey,
         )
 
 

@@ -16,13 +16,16 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from protocol import merkle
+from protocol.checkpoint import CheckpointError, split_note
+from protocol.cosignature import Cosignature, CosignatureVerifier
 from server.audit import log as audit
 from server.audit import repository as repo
 from server.audit.integrator import NodeCache
 from server.audit.leaves import matches, parse_body, row_index
-from server.audit.models import AuditCheckpoint, AuditEvent
+from server.audit.models import AuditCheckpoint, AuditCosignature, AuditEvent
 from server.auth.principal import ROLE_AUDITOR, Principal
-from server.errors import InvalidInput, NotFound, PermissionDenied
+from server.db.base import utcnow
+from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 MAX_LEAVES = 10_000
 
@@ -178,6 +181,114 @@ async def latest_checkpoint(session: AsyncSession) -> AuditCheckpoint:
     if checkpoint is None:
         raise NotFound("the audit log has no checkpoint yet")
     return checkpoint
+
+
+async def access_checkpoint(session: AsyncSession, size: int | None) -> AuditCheckpoint:
+    """The checkpoint of ``size``, the latest when None; 404 naming the size otherwise."""
+    if size is None:
+        return await latest_checkpoint(session)
+    checkpoint = await repo.checkpoint_at(session, size)
+    if checkpoint is None:
+        raise NotFound(f"no checkpoint of size {size}", size=size)
+    return checkpoint
+
+
+async def cosigned_note(session: AsyncSession, checkpoint: AuditCheckpoint) -> str:
+    """The checkpoint's signed note with its witnesses' cosignatures as further signature
+    lines (C2SP tlog-cosignature): what auditors and witnesses are served."""
+    rows = await repo.cosignatures(session, checkpoint.size)
+    return checkpoint.note + "".join(row.line for row in rows)
+
+
+async def witness_view(
+    session: AsyncSession, principal: Principal, old: int
+) -> tuple[AuditCheckpoint, str, list[bytes]]:
+    """The latest checkpoint, its cosigned note, and the RFC 9162 consistency proof from
+    ``old`` (the size a witness cosigned last) to it; no proof when ``old`` is 0 or not below
+    the latest size (the witness then refuses or needs none).
+
+    Not audited: it reveals tree hashes only, and a witness polls; recording each poll would
+    make the log grow by one leaf per poll, for ever."""
+    check_auditor(principal)
+    checkpoint = await latest_checkpoint(session)
+    proof: list[bytes] = []
+    if 0 < old < checkpoint.size:
+        size = checkpoint.size
+        proof = await NodeCache(session).run(lambda get: merkle.consistency_proof(old, size, get))
+    return checkpoint, await cosigned_note(session, checkpoint), proof
+
+
+#: Witnesses' cosignatures kept per checkpoint: with the log's own signature, well within a
+#: note's 100 signature lines (protocol.checkpoint.MAX_SIGNATURES).
+MAX_COSIGNATURES = 64
+#: A cosignature's time may be this far ahead of the server's clock (clocks drift); further
+#: ahead it is refused, as C2SP allows.
+COSIGNATURE_SKEW_SECONDS = 300
+
+
+async def do_add_cosignature(
+    session: AsyncSession, principal: Principal, size: int, vkey: str, line: str
+) -> tuple[AuditCosignature, bool]:
+    """Store a witness's cosignature of the checkpoint of ``size``; (the stored one, whether
+    this call stored it). Idempotent per witness key and checkpoint: the first cosignature
+    that verifies stands, and a later one (another time) returns it.
+
+    Preconditions checked here: the caller is an auditor; ``vkey`` is a witness key (type
+    0x04); ``line`` is one cosignature line under that key's name and key id, not in the
+    future, that verifies over the checkpoint's text; fewer than MAX_COSIGNATURES witnesses
+    cosigned that checkpoint. The server checks the signature so as to serve only
+    cosignatures that verify; auditors check them again against the keys they pinned."""
+    check_auditor(principal)
+    try:
+        verifier = CosignatureVerifier.from_vkey(vkey)
+    except CheckpointError as exc:
+        raise InvalidInput(f"vkey: {exc}", field="vkey") from exc
+    try:
+        cosignature = Cosignature.parse_line(line)
+    except CheckpointError as exc:
+        raise InvalidInput(f"cosignature: {exc}", field="cosignature") from exc
+    if not verifier.matches(cosignature):
+        raise InvalidInput(
+            "the cosignature's name and key id are not those of the witness key given",
+            field="cosignature",
+        )
+    checkpoint = await access_checkpoint(session, size)
+    now = utcnow()
+    if cosignature.timestamp > now.timestamp() + COSIGNATURE_SKEW_SECONDS:
+        raise InvalidInput(
+            f"the cosignature's time {cosignature.timestamp} is in the future", field="cosignature"
+        )
+    body, _ = split_note(checkpoint.note)
+    if not verifier.verify(body, cosignature):
+        raise InvalidInput(
+            f"the cosignature does not verify over the checkpoint of size {size} with the "
+            "witness key given",
+            field="cosignature",
+        )
+    key_id = verifier.key_id.hex()
+    existing = await repo.cosignature(session, size, verifier.name, key_id)
+    if existing is not None:
+        return existing, False
+    if await repo.count_cosignatures(session, size) >= MAX_COSIGNATURES:
+        raise Conflict(
+            f"the checkpoint of size {size} already has {MAX_COSIGNATURES} cosignatures",
+            size=size,
+        )
+    created = await repo.add_cosignature(
+        session,
+        size=size,
+        witness=verifier.name,
+        key_id=key_id,
+        timestamp=cosignature.timestamp,
+        line=cosignature.line(),
+        vkey=verifier.vkey(),
+        now=now,
+    )
+    stored = await repo.cosignature(session, size, verifier.name, key_id)
+    assert stored is not None  # just stored, or stored by a concurrent post
+    if created:
+        logger.info("witness %s cosigned the checkpoint of size %s", verifier.name, size)
+    return stored, created
 
 
 async def _size(session: AsyncSession, size: int | None) -> int:
