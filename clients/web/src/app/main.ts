@@ -1,7 +1,8 @@
 /**
  * The page: enrol this browser as a device, unlock it with the passphrase, sign in, list the
- * user's channels and their messages, and for an auditor the audit log (issue 12, items 3, 4
- * and 7). Every text that comes from the
+ * user's channels and their messages, release requests (decided by disclosure officers, the
+ * grant sealed here), and for an auditor the audit log (issue 12, items 3, 4, 6 and 7). Every
+ * text that comes from the
  * server or the user is set as text (textContent, never markup); the policy's Trusted Types
  * would refuse a string written into innerHTML anyway.
  */
@@ -29,6 +30,13 @@ import {
 } from "./audit.js";
 import { Inbox, streamUrl, type ReceivedMessage } from "./messages.js";
 import { SendError, Sender, type Reach } from "./send.js";
+import {
+  DOCUMENT_VERSION,
+  ReleaseError,
+  Releases,
+  type ReleaseContext,
+  type ReleaseRequest,
+} from "./releases.js";
 import { pinnedKeys } from "./device.js";
 import {
   CertificateError,
@@ -52,13 +60,14 @@ interface ChannelRead {
 }
 
 const api = new Api(location.origin);
-const SECTIONS = ["enrol", "device", "unlock", "home", "channel", "audit"] as const;
+const SECTIONS = ["enrol", "device", "unlock", "home", "channel", "audit", "releases"] as const;
 let session: Session | null = null;
 let inbox: Inbox | null = null;
 let sender: Sender | null = null;
 let live: Live | null = null;
 let channels: ChannelRead[] = [];
 let openChannel: ChannelRead | null = null;
+let releases: Releases | null = null;
 let auditEntries: AuditEntry[] = [];
 let auditQueried = false;
 
@@ -106,9 +115,11 @@ function explain(error: unknown): string {
     return error.message;
   }
   if (error instanceof SendError) return `Not sent: ${error.message}.`;
+  if (error instanceof ReleaseError) return `Not released: ${error.message}.`;
   if (error instanceof AuditStateError) return `Not verified: ${error.message}.`;
   if (error instanceof CheckpointError) return `Not verified: the audit key ${error.message}.`;
   if (error instanceof ConnectionFailed || error instanceof DeviceError) return error.message;
+  if (error instanceof Mistake) return error.message;
   return `Something failed: ${String(error)}`;
 }
 
@@ -216,9 +227,19 @@ function messageElement(message: ReceivedMessage): HTMLElement {
   }
   const sentAt = message.sentAt?.toISOString().replace("T", " ").slice(0, 16) ?? "";
   item.setAttribute("aria-label", `${message.banner}, from ${message.sender}`);
+  const released = message.releasedBy
+    ? `; released by ${message.releasedBy}` +
+      (message.originalBanner ? ` (sent as ${message.originalBanner})` : "")
+    : message.sharedBy
+      ? `; shared by ${message.sharedBy}`
+      : "";
   item.append(
     banner(message.banner, message.colour, "top"),
-    textElement("p", `${message.sender} (${message.senderNation}) at ${sentAt} UTC`, "item-meta"),
+    textElement(
+      "p",
+      `${message.sender} (${message.senderNation}) at ${sentAt} UTC${released}`,
+      "item-meta",
+    ),
     textElement(
       "p",
       message.text ?? `(a ${message.contentType ?? "message"} this page does not show)`,
@@ -380,6 +401,280 @@ class Live {
   }
 }
 
+// --- Release requests (disclosure officers, and each requester) ---------------------------------
+
+/** Something the user must put right before the page can go on; the text says what. */
+class Mistake extends Error {}
+
+function when(text: string | null): string {
+  const moment = text === null ? null : new Date(text);
+  if (moment === null || Number.isNaN(moment.getTime())) return "";
+  return `${moment.toISOString().replace("T", " ").slice(0, 16)} UTC`;
+}
+
+function itemWhat(request: ReleaseRequest): string {
+  const channel = channels.find((c) => c.id === request.channel_id)?.name ?? request.channel_id;
+  const kind = request.item_type === DOCUMENT_VERSION ? "Document version" : "Message";
+  return `${kind} in ${channel}`;
+}
+
+/** The labels now and asked for, as banners in their colours, and what the release adds. */
+function releaseLabels(context: ReleaseContext): HTMLElement {
+  const { request } = context;
+  const labels = document.createElement("div");
+  labels.className = "release-labels";
+  labels.append(
+    textElement("p", "Its label now:"),
+    banner(context.banner ?? request.label, context.colour, "top"),
+    textElement("p", "Asked for:"),
+    banner(context.requestedBanner ?? request.requested_label, context.requestedColour, "top"),
+  );
+  if (context.added.length > 0) {
+    labels.append(textElement("p", `It would also reach: ${context.added.join(", ")}.`));
+  }
+  return labels;
+}
+
+function releaseItem(context: ReleaseContext): HTMLElement {
+  if (context.message !== null) {
+    const wrap = document.createElement("div");
+    const list = document.createElement("ol");
+    list.className = "messages";
+    list.setAttribute("aria-label", "The message asked about");
+    list.append(messageElement(context.message));
+    wrap.append(textElement("p", "The message, as this page opens and verifies it:"), list);
+    return wrap;
+  }
+  if (context.document !== null) {
+    const { filename, size, sender } = context.document;
+    return textElement("p", `The document: ${filename} (${size} bytes), from ${sender}.`);
+  }
+  return textElement("p", `The item is not shown: ${context.itemNote ?? "not held here"}.`);
+}
+
+function releaseCard(context: ReleaseContext, mode: "decide" | "carry" | "mine"): HTMLElement {
+  const { request } = context;
+  const card = document.createElement("li");
+  card.className = "release";
+  card.dataset.request = request.id;
+  const titleId = `release-${request.id}-title`;
+  card.setAttribute("aria-labelledby", titleId);
+  const by = context.requester ?? "a member whose certificate this page cannot verify";
+  const title = textElement("h4", `${itemWhat(request)}, asked by ${by}`);
+  title.id = titleId;
+  card.append(
+    title,
+    textElement("p", `Asked ${when(request.created_at)}; request ${request.id}.`, "item-meta"),
+    releaseLabels(context),
+    textElement(
+      "p",
+      request.reason ? `Reason given: ${request.reason}` : "No reason given.",
+      "release-reason",
+    ),
+  );
+  if (context.problems.length > 0) {
+    const problems = document.createElement("ul");
+    problems.className = "release-problems";
+    problems.setAttribute("aria-label", "What does not check");
+    problems.append(...context.problems.map((text) => textElement("li", text)));
+    card.append(problems);
+  }
+  if (mode === "mine") {
+    const decided =
+      request.status === "pending"
+        ? "Pending a decision by a disclosure officer of " + request.originator + "."
+        : `${request.status[0]!.toUpperCase()}${request.status.slice(1)} ${when(request.decided_at)}` +
+          (request.decision_reason ? `, with the reason: ${request.decision_reason}` : ".");
+    card.append(textElement("p", decided, "release-status"));
+    return card;
+  }
+  card.append(releaseItem(context));
+  if (mode === "carry") {
+    if (!context.holds) {
+      card.append(
+        textElement(
+          "p",
+          `Approved. This device does not hold the item, so a member whose device does carries ` +
+            `out the release (attache release grant ${request.id}).`,
+          "release-status",
+        ),
+      );
+      return card;
+    }
+    const form = document.createElement("form");
+    form.className = "release-carry";
+    const button = textElement("button", "Carry out the release");
+    (button as HTMLButtonElement).type = "submit";
+    button.setAttribute("aria-describedby", titleId);
+    form.append(
+      textElement(
+        "p",
+        `Approved ${when(request.decided_at)}` +
+          (request.decision_reason ? `, with the reason: ${request.decision_reason}` : ".") +
+          " Carrying it out seals the item's key, here, to the devices the wider label admits.",
+      ),
+      button,
+    );
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void busy(form, () => carryOut(request));
+    });
+    card.append(form);
+    return card;
+  }
+  const form = document.createElement("form");
+  form.className = "release-decide";
+  const reasonId = `release-${request.id}-reason`;
+  const label = textElement("label", "Your reason (the requester sees it)");
+  label.setAttribute("for", reasonId);
+  const reason = document.createElement("textarea");
+  reason.id = reasonId;
+  reason.name = "reason";
+  reason.rows = 2;
+  reason.maxLength = 2000;
+  const actions = document.createElement("div");
+  actions.className = "release-actions";
+  for (const [verb, text] of [
+    ["approve", context.holds ? "Approve and release" : "Approve"],
+    ["refuse", "Refuse"],
+  ] as const) {
+    const button = document.createElement("button");
+    button.type = "submit";
+    button.value = verb;
+    button.textContent = text;
+    button.setAttribute("aria-describedby", titleId);
+    actions.append(button);
+  }
+  form.append(label, reason, actions);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const verb = (event.submitter as HTMLButtonElement | null)?.value ?? "approve";
+    void busy(form, () => decide(context, verb === "refuse", reason.value.trim()));
+  });
+  card.append(form);
+  return card;
+}
+
+function outcome(text: string): void {
+  const element = byId("releases-outcome");
+  element.textContent = text;
+  element.focus();
+  say(text);
+}
+
+async function carryOut(request: ReleaseRequest): Promise<void> {
+  if (releases === null) return;
+  say("Sealing the item's key to the devices the wider label admits…");
+  const granted = await releases.grant(request);
+  await renderReleases();
+  outcome(
+    `Released: ${itemWhat(request)} is now ${granted.request.requested_label}, its key sealed ` +
+      `here to ${granted.people.join(", ")} (${granted.devices.length} device` +
+      `${granted.devices.length === 1 ? "" : "s"}).`,
+  );
+}
+
+async function decide(context: ReleaseContext, refuse: boolean, reason: string): Promise<void> {
+  if (releases === null) return;
+  const { request } = context;
+  if (refuse) {
+    if (reason === "") {
+      throw new Mistake("Not refused: say why in the reason first (the requester sees it).");
+    }
+    say("Refusing…");
+    await releases.refuse(request.id, reason);
+    await renderReleases();
+    outcome(
+      `Refused: ${itemWhat(request)} stays ${request.label}. The requester sees your reason.`,
+    );
+    return;
+  }
+  say("Approving…");
+  const approved = await releases.approve(request.id, reason);
+  if (!context.holds) {
+    await renderReleases();
+    outcome(
+      `Approved. This device does not hold the item, so a member whose device does carries ` +
+        `out the release (attache release grant ${request.id}).`,
+    );
+    return;
+  }
+  try {
+    await carryOut(approved);
+  } catch (error) {
+    await renderReleases();
+    outcome(`Approved, but not yet released: ${explain(error)} Carry it out again below.`);
+  }
+}
+
+/** Every request this user may see, described, in its list. */
+async function renderReleases(): Promise<void> {
+  if (releases === null || session === null) return;
+  const active = releases;
+  const all = await active.list();
+  const contexts = await Promise.all(
+    all.map(async (request) =>
+      request.status === "pending" || request.status === "approved"
+        ? active.describe(request)
+        : ({
+            request,
+            banner: null,
+            colour: null,
+            requestedBanner: null,
+            requestedColour: null,
+            added: [],
+            problems: [],
+            requester: null,
+            message: null,
+            document: null,
+            holds: false,
+            itemNote: null,
+          } satisfies ReleaseContext),
+    ),
+  );
+  if (active !== releases) return;
+  const me = session.certificate.userId;
+  const fill = (id: string, cards: HTMLElement[], none: string) =>
+    byId(id).replaceChildren(...(cards.length ? cards : [textElement("li", none, "item-none")]));
+  fill(
+    "releases-pending",
+    contexts
+      .filter((c) => c.request.status === "pending" && active.decides(c.request))
+      .map((c) => releaseCard(c, "decide")),
+    active.isDisclosureOfficer ? "Nothing waits for you to decide." : "You decide no releases.",
+  );
+  fill(
+    "releases-approved",
+    contexts.filter((c) => c.request.status === "approved").map((c) => releaseCard(c, "carry")),
+    "No approved release waits to be carried out.",
+  );
+  fill(
+    "releases-mine",
+    contexts.filter((c) => c.request.requested_by === me).map((c) => releaseCard(c, "mine")),
+    "You have asked for no release.",
+  );
+}
+
+async function showReleases(): Promise<void> {
+  show("releases");
+  byId("releases-outcome").textContent = "";
+  byId("releases-intro").textContent = releases?.isDisclosureOfficer
+    ? `As a disclosure officer of ${session?.certificate.nationality}, you approve or refuse ` +
+      "requests to release your nation's items to further nations. Approving seals the item's " +
+      "key in this page to the devices the wider label admits."
+    : "The release requests you made, and how they were decided.";
+  byId("releases-title").focus();
+  say("Reading the release requests…");
+  try {
+    await renderReleases();
+    const waiting = byId("releases-pending").querySelectorAll(".release").length;
+    say(`Release requests: ${waiting} waiting for you to decide.`);
+  } catch (error) {
+    problem(explain(error));
+    say("");
+  }
+}
+
 // --- The audit log (auditors) -------------------------------------------------------------------
 
 function renderAudit(): void {
@@ -477,6 +772,21 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
     pinnedKeys(record),
     catalog,
   );
+  releases = new Releases(
+    api,
+    {
+      userId: current.certificate.userId,
+      deviceId: current.certificate.deviceId,
+      nationality: current.certificate.nationality,
+      roles: user.roles,
+    },
+    {
+      keys: current.keys,
+      deviceId: current.certificate.deviceId,
+      pins: pinnedKeys(record),
+      catalog,
+    },
+  );
   byId("open-audit").hidden = !user.roles.includes("auditor");
   channels = await api.request<ChannelRead[]>("GET", "/v1/channels");
   renderChannels();
@@ -559,6 +869,13 @@ function wire(): void {
     byId("home-title").focus();
   });
 
+  byId("open-releases").addEventListener("click", () => void showReleases());
+  byId("releases-back").addEventListener("click", () => {
+    renderChannels();
+    show("home");
+    byId("home-title").focus();
+  });
+  byId("releases-refresh").addEventListener("click", () => void showReleases());
   byId("open-audit").addEventListener("click", showAudit);
   byId("audit-back").addEventListener("click", () => {
     renderChannels();
@@ -619,6 +936,7 @@ function wire(): void {
     live = null;
     inbox = null;
     sender = null;
+    releases = null;
     openChannel = null;
     auditEntries = [];
     auditQueried = false;

@@ -4,6 +4,8 @@
  * audience its sender made for the message, this device's envelope, the sender's signature,
  * the key commitment and the decryption, the channel, the label against the catalog and its
  * originator against the sender's nation, and the server's banner against the verified one.
+ * An item released by a grant opens with the grant's key, the grant checked as the SDK's
+ * `_open_grant` checks it, and is shown under the label the grant widened it to.
  * An item that fails any of these comes back unverified with the reason, never with content.
  * Nothing here touches the DOM, so Node's tests run it.
  */
@@ -12,12 +14,20 @@ import {
   CertificateError,
   EnvelopeError,
   checkAudienceHeader,
+  checkGrantHeader,
+  checkGrantItem,
+  checkHistoryLabels,
+  checkLabelWidening,
   checkMessageHeader,
-  decryptMessage,
+  decryptWithItemKey,
+  messageKey,
   openAudienceEnvelope,
+  openGrant,
+  sameJson,
   verifyCertificate,
   type CertificateBody,
   type DeviceKeys,
+  type JsonObject,
   type SealedMessage,
 } from "../protocol/index.js";
 import {
@@ -26,6 +36,7 @@ import {
   labelFromCanonical,
   renderLabel,
   type Catalog,
+  type Label,
 } from "../protocol/labels.js";
 
 export const TEXT_TYPE = "text/plain";
@@ -47,6 +58,12 @@ export interface ReceivedMessage {
   contentType: string | null;
   verified: boolean;
   problem: string | null;
+  /** Who released it to this device by a grant (a disclosure officer's approval). */
+  releasedBy: string | null;
+  /** The label its sender signed, when a release widened it since. */
+  originalBanner: string | null;
+  /** Who shared it with this device by a history grant (a member who joined later). */
+  sharedBy: string | null;
 }
 
 /** What the page needs to open what is delivered to it. */
@@ -57,7 +74,8 @@ export interface Reader {
   catalog: Catalog;
 }
 
-class Unverifiable extends Error {}
+/** A delivered item failed a check; the message is the plain sentence shown for it. */
+export class Unverifiable extends Error {}
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -80,10 +98,89 @@ export function checkSenderCertificate(
   }
 }
 
-async function open(
-  item: Record<string, unknown>,
+/** An item key opened from a checked grant, with the granted label and the grantor. */
+export interface Released {
+  itemKey: Uint8Array;
+  label: Label;
+  banner: string;
+  grantor: string;
+  history: boolean;
+}
+
+/**
+ * The item key from a grant delivered with an item, checked (PROTOCOL.md §16.6) as the SDK's
+ * `Messenger._open_grant`: the grantor's certificate against the pins and for the device and
+ * user the grant names, its signature and envelope, that it names this item, and that its
+ * label is the item's own label (as the sender signed it) with releasability widened. Throws
+ * Unverifiable or EnvelopeError.
+ */
+export async function openDeliveredGrant(
+  grant: unknown,
+  itemHeader: unknown,
+  itemLabel: unknown,
   reader: Reader,
-): Promise<Partial<ReceivedMessage>> {
+): Promise<Released> {
+  if (!isRecord(grant)) throw new Unverifiable("the grant is malformed: not an object");
+  let header;
+  try {
+    header = checkGrantHeader(grant.header);
+  } catch (error) {
+    if (!(error instanceof EnvelopeError)) throw error;
+    throw new Unverifiable(`the grant is malformed: ${error.message}`);
+  }
+  let grantor: CertificateBody;
+  try {
+    grantor = checkSenderCertificate(grant.grantor_certificate, reader.pins, new Date());
+  } catch (error) {
+    if (!(error instanceof Unverifiable)) throw error;
+    throw new Unverifiable(`the grantor's device cannot be trusted: ${error.message}`);
+  }
+  if (grantor.deviceId !== header.grantorDevice || grantor.userId !== header.grantorUser) {
+    throw new Unverifiable(
+      "the grantor's certificate is for another device or user than the grant names",
+    );
+  }
+  const itemKey = await openGrant(
+    reader.keys,
+    reader.deviceId,
+    grant.header,
+    grant.signature as string,
+    grant.envelope as string,
+    grantor.deviceKeys.signingKey,
+  );
+  checkGrantItem(header, itemHeader);
+  const wrap = (work: () => Label): Label => {
+    try {
+      return work();
+    } catch (error) {
+      if (error instanceof LabelError) throw new EnvelopeError(error.message);
+      throw error;
+    }
+  };
+  if (header.requestId === null) {
+    const label = wrap(() => checkHistoryLabels(header, itemLabel, reader.catalog));
+    const banner = renderLabel(label, reader.catalog);
+    return { itemKey, label, banner, grantor: grantor.username, history: true };
+  }
+  if (!sameJson(header.previousLabel, itemLabel)) {
+    throw new Unverifiable("the grant widens a label other than the one the sender signed");
+  }
+  const wider = wrap(
+    () => checkLabelWidening(header.previousLabel, header.label, reader.catalog)[1],
+  );
+  const banner = renderLabel(wider, reader.catalog);
+  return { itemKey, label: wider, banner, grantor: grantor.username, history: false };
+}
+
+interface Opened {
+  fields: Partial<ReceivedMessage>;
+  /** The message's own key, proven by its sender's signature and key commitment. */
+  itemKey: Uint8Array;
+  /** The devices its audience gave it to. */
+  holders: string[];
+}
+
+async function open(item: Record<string, unknown>, reader: Reader): Promise<Opened> {
   const channelId = item.channel_id;
   const sealed = item.message as SealedMessage;
   let header;
@@ -121,24 +218,28 @@ async function open(
   ) {
     throw new Unverifiable("the message came with an audience its sender did not make for it");
   }
-  if (item.grant !== null && item.grant !== undefined) {
-    // Releases (grants) come with the disclosure officers' part of the page.
-    throw new Unverifiable("this message was released by a grant, which this page cannot open yet");
-  }
   const signingKey = body.deviceKeys.signingKey;
   let plaintext: Uint8Array;
+  let itemKey: Uint8Array;
+  let released: Released | null = null;
   try {
-    const audienceKey = await openAudienceEnvelope(
-      reader.keys,
-      reader.deviceId,
-      {
-        header: audience.header as SealedMessage["header"],
-        signature: audience.signature as string,
-        envelopes: { [reader.deviceId]: audience.envelope as string },
-      },
-      signingKey,
-    );
-    plaintext = await decryptMessage(sealed, audienceKey, signingKey);
+    if (item.grant !== null && item.grant !== undefined) {
+      released = await openDeliveredGrant(item.grant, sealed.header, header.label, reader);
+      itemKey = released.itemKey;
+    } else {
+      const audienceKey = await openAudienceEnvelope(
+        reader.keys,
+        reader.deviceId,
+        {
+          header: audience.header as JsonObject,
+          signature: audience.signature as string,
+          envelopes: { [reader.deviceId]: audience.envelope as string },
+        },
+        signingKey,
+      );
+      itemKey = await messageKey(audienceKey, sealed.header);
+    }
+    plaintext = await decryptWithItemKey(sealed, itemKey, signingKey);
   } catch (error) {
     if (!(error instanceof EnvelopeError)) throw error;
     throw new Unverifiable(`the message does not verify or decrypt: ${error.message}`);
@@ -148,8 +249,9 @@ async function open(
   }
   let banner: string;
   let colour: string;
+  let label: Label;
   try {
-    const label = labelFromCanonical(header.label, reader.catalog);
+    label = labelFromCanonical(header.label, reader.catalog);
     banner = renderLabel(label, reader.catalog);
     colour = labelColour(label, reader.catalog);
     if (label.originator !== body.nationality) {
@@ -161,9 +263,15 @@ async function open(
     if (!(error instanceof LabelError)) throw error;
     throw new Unverifiable(`the message's label is not one this page knows: ${error.message}`);
   }
+  const signedBanner = banner;
+  if (released !== null) {
+    banner = released.banner;
+    colour = labelColour(released.label, reader.catalog);
+  }
   if (item.label !== banner) {
+    const signer = released ? `${released.grantor} released it as` : "the sender signed";
     throw new Unverifiable(
-      `the server shows the label ${JSON.stringify(item.label)}, but the sender signed ${banner}`,
+      `the server shows the label ${JSON.stringify(item.label)}, but ${signer} ${banner}`,
     );
   }
   const mediaType = header.contentType.split(";", 1)[0]!.trim().toLowerCase();
@@ -176,14 +284,21 @@ async function open(
     }
   }
   return {
-    messageId: header.messageId,
-    sender: body.username,
-    senderNation: body.nationality,
-    banner,
-    colour,
-    text,
-    sentAt: header.sentAt,
-    contentType: header.contentType,
+    fields: {
+      messageId: header.messageId,
+      sender: body.username,
+      senderNation: body.nationality,
+      banner,
+      colour,
+      text,
+      sentAt: header.sentAt,
+      contentType: header.contentType,
+      releasedBy: released && !released.history ? released.grantor : null,
+      originalBanner: released && banner !== signedBanner ? signedBanner : null,
+      sharedBy: released && released.history ? released.grantor : null,
+    },
+    itemKey,
+    holders: audienceHeader.devices,
   };
 }
 
@@ -192,6 +307,17 @@ async function open(
  * for a bad item: it comes back with `verified: false` and the reason.
  */
 export async function openItem(item: unknown, reader: Reader): Promise<ReceivedMessage> {
+  return (await openHeld(item, reader)).message;
+}
+
+/**
+ * `openItem`, with the message's own key and the devices its audience gave it to when it
+ * verified (what carrying out a release needs), else null for both.
+ */
+export async function openHeld(
+  item: unknown,
+  reader: Reader,
+): Promise<{ message: ReceivedMessage; itemKey: Uint8Array | null; holders: string[] }> {
   const record = isRecord(item) ? item : {};
   const message = record.message;
   const header = isRecord(message) && isRecord(message.header) ? message.header : {};
@@ -209,16 +335,23 @@ export async function openItem(item: unknown, reader: Reader): Promise<ReceivedM
     contentType: null,
     verified: false,
     problem: null,
+    releasedBy: null,
+    originalBanner: null,
+    sharedBy: null,
   };
   try {
     const opened = await open(record, reader);
-    return { ...base, ...opened, verified: true };
+    return {
+      message: { ...base, ...opened.fields, verified: true },
+      itemKey: opened.itemKey,
+      holders: opened.holders,
+    };
   } catch (error) {
     const problem =
       error instanceof Unverifiable
         ? error.message
         : `the delivered item is malformed: ${String(error)}`;
-    return { ...base, problem };
+    return { message: { ...base, problem }, itemKey: null, holders: [] };
   }
 }
 

@@ -35,6 +35,7 @@ import {
   renderLabel,
   type Catalog,
   type Clearance,
+  type Container,
   type Label,
 } from "../protocol/labels.js";
 
@@ -49,7 +50,7 @@ export interface ChannelInfo {
   default_label: string;
 }
 
-interface RosterDevice {
+export interface RosterDevice {
   device_id: string;
   user_id: string;
   username: string;
@@ -106,8 +107,70 @@ export interface Me {
   keys: DeviceKeys;
 }
 
-function people(devices: Verified[]): string[] {
+export function people(devices: Verified[]): string[] {
   return [...new Set(devices.map((d) => `${d.body.username} (${d.body.nationality})`))].sort();
+}
+
+/**
+ * Each roster device's certificate, verified against the pins and against the device id and
+ * keys the server lists (as the SDK's `_check_roster`); the rest excluded with the reason.
+ */
+export function checkRoster(
+  entries: readonly RosterDevice[],
+  pins: ReadonlyMap<string, Uint8Array>,
+  now: Date,
+): { verified: Verified[]; excluded: Excluded[] } {
+  const verified: Verified[] = [];
+  const excluded: Excluded[] = [];
+  for (const entry of entries) {
+    try {
+      const body = checkSenderCertificate(entry.certificate, pins, now);
+      if (body.deviceId !== entry.device_id || body.userId !== entry.user_id) {
+        throw new CertificateError("its certificate is for another device or user");
+      }
+      if (
+        !equalBytes(b64uDecode(entry.signing_key), body.deviceKeys.signingKey) ||
+        !equalBytes(b64uDecode(entry.encryption_key), body.deviceKeys.encryptionKey)
+      ) {
+        throw new CertificateError("the server lists keys other than the certified ones");
+      }
+      verified.push({ deviceId: entry.device_id, body });
+    } catch (error) {
+      excluded.push({
+        deviceId: String(entry.device_id),
+        username: String(entry.username),
+        reason: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+  return { verified, excluded };
+}
+
+/**
+ * The verified devices whose certified person the access decision admits for `label` in
+ * `container`, and the reasons each other one is not.
+ */
+export function admitted(
+  verified: readonly Verified[],
+  label: Label,
+  container: Container,
+  catalog: Catalog,
+): { eligible: Verified[]; refused: Map<string, string[]> } {
+  const eligible: Verified[] = [];
+  const refused = new Map<string, string[]>();
+  for (const device of verified) {
+    let clearance: Clearance | null;
+    try {
+      clearance = clearanceFromCanonical(device.body.clearance, catalog);
+    } catch {
+      clearance = null; // a clearance this catalog cannot read: denied
+    }
+    const subject = { userId: device.body.userId, nationality: device.body.nationality, clearance };
+    const decision = decide(subject, label, container, catalog);
+    if (decision.allowed) eligible.push(device);
+    else refused.set(device.deviceId, decision.reasons);
+  }
+  return { eligible, refused };
 }
 
 export class Sender {
@@ -153,31 +216,9 @@ export class Sender {
     const entries = answer.body ?? [];
     const roster: Roster = {
       etag: answer.headers.get("ETag"),
-      verified: [],
-      excluded: [],
+      ...checkRoster(entries, this.pins, now),
       members: new Set(entries.map((entry) => String(entry.user_id))),
     };
-    for (const entry of entries) {
-      try {
-        const body = checkSenderCertificate(entry.certificate, this.pins, now);
-        if (body.deviceId !== entry.device_id || body.userId !== entry.user_id) {
-          throw new CertificateError("its certificate is for another device or user");
-        }
-        if (
-          !equalBytes(b64uDecode(entry.signing_key), body.deviceKeys.signingKey) ||
-          !equalBytes(b64uDecode(entry.encryption_key), body.deviceKeys.encryptionKey)
-        ) {
-          throw new CertificateError("the server lists keys other than the certified ones");
-        }
-        roster.verified.push({ deviceId: entry.device_id, body });
-      } catch (error) {
-        roster.excluded.push({
-          deviceId: String(entry.device_id),
-          username: String(entry.username),
-          reason: error instanceof Error ? error.message : String(error),
-        });
-      }
-    }
     this.#rosters.set(channelId, roster);
     return roster;
   }
@@ -191,24 +232,8 @@ export class Sender {
       throw new SendError(`the channel's ceiling is not one this page knows: ${String(error)}`);
     }
     const container = { ceiling, members: roster.members };
-    const eligible: Verified[] = [];
-    let mine = ["this device's certificate does not verify"];
-    for (const device of roster.verified) {
-      let clearance: Clearance | null;
-      try {
-        clearance = clearanceFromCanonical(device.body.clearance, this.catalog);
-      } catch {
-        clearance = null; // a clearance this catalog cannot read: denied
-      }
-      const subject = {
-        userId: device.body.userId,
-        nationality: device.body.nationality,
-        clearance,
-      };
-      const decision = decide(subject, label, container, this.catalog);
-      if (decision.allowed) eligible.push(device);
-      else if (device.deviceId === this.me.deviceId) mine = decision.reasons;
-    }
+    const { eligible, refused } = admitted(roster.verified, label, container, this.catalog);
+    const mine = refused.get(this.me.deviceId) ?? ["this device's certificate does not verify"];
     if (eligible.length === 0) {
       throw new SendError(
         `you may not send ${renderLabel(label, this.catalog)} here: ${mine.join("; ")}`,
