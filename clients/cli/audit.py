@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,12 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from clients.cli._common import (
+    call,
     format_option,
     home_option,
     keystore,
     name_of,
+    passphrase,
     run,
     show,
     usernames,
@@ -21,7 +24,17 @@ from clients.cli._common import (
 )
 from clients.cli.terminal import Column, abort, terminal
 from clients.sdk import AttacheClient, connect
-from clients.sdk.audit import VerifyReport, prove_event, verify_log
+from clients.sdk import witness as witnesses
+from clients.sdk.audit import (
+    CompareReport,
+    VerifyReport,
+    compare_checkpoints,
+    export_checkpoints,
+    prove_event,
+    verify_log,
+)
+from protocol.checkpoint import CheckpointError
+from protocol.cosignature import CosignatureVerifier
 
 
 @click.group()
@@ -137,12 +150,42 @@ def _named(entry: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _witness_keys(given: Sequence[str], minimum: int | None) -> list[CosignatureVerifier]:
+    pinned = []
+    for vkey in given:
+        try:
+            pinned.append(CosignatureVerifier.from_vkey(vkey.strip()))
+        except CheckpointError as exc:
+            abort(f"--witness {vkey!r}: {exc}")
+    if len({w.name for w in pinned}) != len(pinned):
+        abort("each --witness must name a different witness")
+    if minimum is not None and minimum > len(pinned):
+        abort(f"--min-witnesses {minimum} needs at least {minimum} --witness keys")
+    return pinned
+
+
 @audit.command("verify")
 @click.option("--vkey", default=None, help="the audit key to pin (from the operator, out of band)")
+@click.option(
+    "--witness",
+    "witness_keys",
+    multiple=True,
+    help="a witness's key (name+key id+base64, from its nation, out of band); repeatable",
+)
+@click.option(
+    "--min-witnesses",
+    type=click.IntRange(min=1),
+    default=None,
+    help="how many of the --witness keys must have cosigned the checkpoint (default: all)",
+)
 @home_option
-def verify(vkey: str | None, home: Path | None) -> None:
+def verify(
+    vkey: str | None, witness_keys: tuple[str, ...], min_witnesses: int | None, home: Path | None
+) -> None:
     """Download the whole log, recompute its tree and check it against the signed checkpoint
-    and against what was verified here before."""
+    and against what was verified here before; with --witness, the checkpoint must carry the
+    witnesses' cosignatures too."""
+    pinned = _witness_keys(witness_keys, min_witnesses)
     store = keystore(home)
 
     async def go() -> VerifyReport:
@@ -161,7 +204,14 @@ def verify(vkey: str | None, home: Path | None) -> None:
                 def progress(done: int, total: int) -> None:
                     bar.update(task, completed=done, total=total)
 
-                return await verify_log(client, store.home, vkey=vkey, progress=progress)
+                return await verify_log(
+                    client,
+                    store.home,
+                    vkey=vkey,
+                    progress=progress,
+                    witnesses=pinned,
+                    min_witnesses=min_witnesses,
+                )
 
     report = run(go())
     if report.key_pinned_now:
@@ -184,6 +234,8 @@ def verify(vkey: str | None, home: Path | None) -> None:
         else ""
     )
     terminal.say(f"audit log verified: {report.size} leaves, root {report.root.hex()}{before}")
+    if report.witnesses:
+        terminal.say(f"  cosigned by: {', '.join(sorted(report.witnesses))}")
 
 
 @audit.command("prove")
@@ -203,4 +255,143 @@ def prove(event_id: int, vkey: str | None, home: Path | None) -> None:
     terminal.say(
         f"event {event_id} ({result.event['action']}, {result.event['decision']}) is leaf "
         f"{result.index} of the signed log of {result.size} leaves: inclusion proof verified"
+    )
+
+
+@audit.command("checkpoints")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write them to this file (default: print them)",
+)
+@home_option
+def checkpoints(out: Path | None, home: Path | None) -> None:
+    """The signed checkpoints verified here, as JSON, for another auditor to compare with
+    'attache audit compare'."""
+    store = keystore(home)
+    exported = call(lambda: export_checkpoints(store.home, store.profile().server))
+    text = json.dumps(exported, indent=1, ensure_ascii=False) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    terminal.say(f"{len(exported['checkpoints'])} signed checkpoints written to {out}")
+
+
+@audit.command("compare")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@home_option
+def compare(file: Path, home: Path | None) -> None:
+    """Compare another auditor's checkpoints (their 'attache audit checkpoints') with the log
+    verified here: the same size with another root, or a larger size that does not extend
+    this log, is a FORK: the server showed the two of you different histories."""
+    try:
+        other = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        abort(f"cannot read {file}: {exc.strerror}")
+    except ValueError:
+        abort(f"{file} is not JSON: ask for the output of 'attache audit checkpoints'")
+    store = keystore(home)
+
+    async def go(client: AttacheClient) -> CompareReport:
+        return await compare_checkpoints(client, store.home, client.server, other)
+
+    report = with_client(home, go)
+    for line in report.invalid + report.unchecked:
+        terminal.err.print(f"  - {line}")
+    if report.forks:
+        for line in report.forks:
+            terminal.err.print(f"  - {line}")
+        abort(
+            f"FORK: {len(report.forks)} of their checkpoints contradict the log verified here; "
+            "keep both files: together they prove the server signed two histories"
+        )
+    if report.invalid:
+        abort(f"{len(report.invalid)} of their checkpoints are not signed by the log's key")
+    terminal.say(
+        f"{report.agreed} of their checkpoints agree with the log verified here"
+        + (f"; {len(report.unchecked)} beyond it unchecked" if report.unchecked else "")
+    )
+
+
+@audit.group("witness")
+def witness() -> None:
+    """Run a nation's witness: cosign the log's checkpoints after checking each extends the
+    last one cosigned (C2SP tlog-cosignature)."""
+
+
+def _witness_passphrase(confirm: bool = False) -> str:
+    return passphrase("Witness key passphrase", env="ATTACHE_WITNESS_PASSPHRASE", confirm=confirm)
+
+
+def _default(home: Path | None, given: Path | None, name: str) -> Path:
+    return given if given is not None else keystore(home).home / "witness" / name
+
+
+key_option = click.option(
+    "--key",
+    "key_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="the witness's key file (default: witness/witness.key in the home)",
+)
+
+
+@witness.command("init")
+@click.option("--name", required=True, help="the witness's name, e.g. witness.gbr.example/w1")
+@key_option
+@home_option
+def witness_init(name: str, key_path: Path | None, home: Path | None) -> None:
+    """Create the witness's Ed25519 key, sealed under a passphrase
+    (ATTACHE_WITNESS_PASSPHRASE), and print its key for auditors to pin."""
+    path = _default(home, key_path, "witness.key")
+    if path.exists():
+        abort(f"{path} already exists; refusing to overwrite a witness key")
+    secret = _witness_passphrase(confirm=True)
+    signer = call(lambda: witnesses.create_key(path, name, secret))
+    terminal.say(f"witness key created: {path}")
+    terminal.say(f"  witness key: {signer.vkey()}")
+    terminal.say("Give the witness key to the auditors who will require its cosignature:")
+    terminal.say(f"  attache audit verify --witness {signer.vkey()}")
+
+
+@witness.command("run")
+@key_option
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="the witness's state file (default: witness/state.json in the home); back it up",
+)
+@click.option("--vkey", default=None, help="the log's audit key to pin (from the operator)")
+@home_option
+def witness_run(
+    key_path: Path | None, state_path: Path | None, vkey: str | None, home: Path | None
+) -> None:
+    """Fetch the latest checkpoint, check it extends the one cosigned last (an RFC 9162
+    consistency proof), cosign it and post the cosignature. Run it from cron."""
+    key_file = _default(home, key_path, "witness.key")
+    state_file = _default(home, state_path, "state.json")
+    secret = _witness_passphrase()
+    signer = call(lambda: witnesses.load_key(key_file, secret))
+
+    async def go(client: AttacheClient) -> witnesses.WitnessResult:
+        return await witnesses.cosign_latest(client, signer, state_file, log_vkey=vkey)
+
+    result = with_client(home, go)
+    if result.log_pinned_now:
+        terminal.say(
+            "pinned the server's audit key on first use: compare it with the operator's "
+            "(attache-server audit key)"
+        )
+    since = (
+        f", consistent with size {result.previous_size} cosigned before"
+        if result.previous_size is not None
+        else ""
+    )
+    stored = "" if result.new else " (the server already held this witness's cosignature)"
+    terminal.say(
+        f"cosigned the checkpoint of size {result.size}, root {result.root.hex()}{since}{stored}"
     )

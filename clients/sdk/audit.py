@@ -132,7 +132,10 @@ async def _verifier(
         # Trust on first use, said aloud: the report tells the auditor to compare the key.
         chosen = str((await client.request("GET", "/v1/audit/key"))["vkey"])
         report.key_pinned_now = True
-    verifier = notes.NoteVerifier.from_vkey(chosen)
+    try:
+        verifier = notes.NoteVerifier.from_vkey(chosen)
+    except notes.CheckpointError as exc:
+        raise AuditStateError(f"the audit key {chosen!r} is not a log's key: {exc}") from exc
     if pinned is None:
         state.pin(chosen)
     return verifier
