@@ -1,0 +1,310 @@
+/**
+ * Release requests in the page (src/app/releases.ts), as clients/sdk/releases.py: against a
+ * server the test plays, a USA disclosure officer's page describes bob's request for sam's
+ * message (the requester from his verified certificate, both labels, FRA added, the message
+ * opened), approves it and seals the message's own key to chloe's FRA device alone (not to the
+ * devices that hold it, nor to those the old label already admitted), sealing afresh after a
+ * 409; chloe's page then opens the message under the wider label, released by dora, and a
+ * grant or banner changed on its way is a warning. A request whose banners or labels do not
+ * check says so; one not approved is not carried out.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { Api } from "../src/app/api.js";
+import { openItem, type Reader } from "../src/app/messages.js";
+import { ReleaseError, Releases, type ReleaseRequest } from "../src/app/releases.js";
+import { b64uEncode, utf8 } from "../src/protocol/bytes.js";
+import {
+  CTX_DEVICE_CERTIFICATE,
+  signingInput,
+  type JsonObject,
+} from "../src/protocol/canonical.js";
+import { createAudience, encryptMessage } from "../src/protocol/envelopes.js";
+import { checkGrantHeader, type SealedGrant } from "../src/protocol/grants.js";
+import { DeviceKeys, authorityKeyId, formatUtcTime } from "../src/protocol/keys.js";
+import { catalogFromToml, parseLabel } from "../src/protocol/labels.js";
+import { ed25519PublicKey, ed25519Sign, randomBytes } from "../src/protocol/primitives.js";
+import { repoText } from "./vectors.js";
+
+const ORIGIN = "http://127.0.0.1:8600";
+const CHANNEL = "0b0e7f4e-7f39-4a4b-9d1f-0c2b0a7e6d11";
+const REQUEST = "7e9a0b1c-2d3e-4f50-8a6b-7c8d9e0f1a2b";
+const NARROW = "NATO SECRET//REL TO USA, GBR";
+const WIDE = "NATO SECRET//REL TO USA, GBR, FRA";
+const catalog = catalogFromToml(repoText("protocol", "catalogs", "default.toml"));
+const SEEDS: Record<string, Uint8Array> = {
+  USA: randomBytes(32),
+  GBR: randomBytes(32),
+  FRA: randomBytes(32),
+};
+const PINS = new Map(Object.entries(SEEDS).map(([n, seed]) => [n, ed25519PublicKey(seed)]));
+const canonical = (banner: string) => parseLabel(banner, catalog, "USA") as unknown as JsonObject;
+
+function certificate(keys: DeviceKeys, user: string, nation: string) {
+  const now = Date.now();
+  const body = {
+    version: 1,
+    serial: b64uEncode(randomBytes(16)),
+    device_id: `device-${user}`,
+    user_id: user,
+    username: user,
+    nation,
+    nationality: nation,
+    clearance: { categories: {}, level: "SECRET", policy: "NATO" },
+    ...keys.publicKeys.toJson(),
+    issued_at: formatUtcTime(new Date(now - 60_000)),
+    expires_at: formatUtcTime(new Date(now + 3_600_000)),
+    authority_key_id: authorityKeyId(ed25519PublicKey(SEEDS[nation]!)),
+  };
+  const signature = ed25519Sign(SEEDS[nation]!, signingInput(CTX_DEVICE_CERTIFICATE, body));
+  return { body, signature: b64uEncode(signature) };
+}
+
+async function member(user: string, nation: string) {
+  const keys = await DeviceKeys.generate();
+  const entry = {
+    device_id: `device-${user}`,
+    user_id: user,
+    username: user,
+    nationality: nation,
+    ...keys.publicKeys.toJson(),
+    certificate: certificate(keys, user, nation) as unknown,
+  };
+  const reader: Reader = { keys, deviceId: entry.device_id, pins: PINS, catalog };
+  return { keys, entry, reader };
+}
+
+/** Sam's message for USA and GBR, bob's request for FRA, and a server that plays along. */
+async function scene(options: { conflictOnce?: boolean } = {}) {
+  const [sam, dora, bob, chloe] = await Promise.all([
+    member("sam", "USA"),
+    member("dora", "USA"),
+    member("bob", "GBR"),
+    member("chloe", "FRA"),
+  ]);
+  const { sealed: audience, audienceKey } = await createAudience(sam.keys, {
+    audienceId: "11111111-2222-4333-8444-555555555555",
+    container: CHANNEL,
+    creatorUser: "sam",
+    creatorDevice: "device-sam",
+    recipients: [sam, dora, bob].map((m) => ({
+      deviceId: m.entry.device_id,
+      keys: m.keys.publicKeys,
+    })),
+    createdAt: "2026-11-26T10:00:00Z",
+  });
+  const messageId = "22222222-3333-4444-8555-000000000001";
+  const message = await encryptMessage(
+    sam.keys,
+    audienceKey,
+    {
+      type: "attache.message",
+      version: 1,
+      message_id: messageId,
+      container: CHANNEL,
+      sender_user: "sam",
+      sender_device: "device-sam",
+      audience_id: audience.header.audience_id as string,
+      sent_at: "2026-11-26T10:01:00Z",
+      label: canonical(NARROW),
+      content_type: "text/plain; charset=utf-8",
+      reply_to: null,
+    },
+    utf8("Convoy leaves at 06:00"),
+  );
+  const delivery = (to: string) => ({
+    seq: 1,
+    channel_id: CHANNEL,
+    label: NARROW,
+    message,
+    audience: {
+      header: audience.header,
+      signature: audience.signature,
+      envelope: audience.envelopes[to] ?? null,
+    },
+    sender_certificate: sam.entry.certificate,
+    grant: null as unknown,
+  });
+  const request: ReleaseRequest = {
+    id: REQUEST,
+    item_type: "message",
+    item_id: messageId,
+    channel_id: CHANNEL,
+    requested_by: "bob",
+    originator: "USA",
+    label: NARROW,
+    label_canonical: canonical(NARROW),
+    requested_label: WIDE,
+    requested_label_canonical: canonical(WIDE),
+    reason: '<img src=x onerror="alert(1)">',
+    status: "pending",
+    decided_by: null,
+    decision_reason: "",
+    decided_at: null,
+    created_at: "2026-11-26T10:02:00Z",
+  };
+  const granted: SealedGrant[] = [];
+  const decisions: { verb: string; reason: string }[] = [];
+  let conflict = options.conflictOnce ?? false;
+  const api = new Api(ORIGIN, async (input, init) => {
+    const route = `${init.method} ${input.slice(ORIGIN.length)}`;
+    const body = init.body ? JSON.parse(init.body as string) : undefined;
+    const json = (status: number, answer: unknown) =>
+      new Response(JSON.stringify(answer), { status });
+    if (route === "GET /v1/releases") return json(200, [request]);
+    if (route === `GET /v1/channels/${CHANNEL}/roster`) {
+      return json(
+        200,
+        [sam, dora, bob, chloe].map((m) => m.entry),
+      );
+    }
+    if (route === `GET /v1/channels/${CHANNEL}/messages?after=0&limit=100`) {
+      return json(200, { items: [delivery("device-dora")], cursor: 1, more: false });
+    }
+    if (route === `GET /v1/channels/${CHANNEL}`) {
+      return json(200, { id: CHANNEL, ceiling_canonical: canonical("NATO SECRET") });
+    }
+    const decided = /^POST \/v1\/releases\/[^/]+\/(approve|refuse)$/.exec(route);
+    if (decided) {
+      decisions.push({ verb: decided[1]!, reason: body.reason });
+      return json(200, { ...request, status: decided[1] === "approve" ? "approved" : "refused" });
+    }
+    if (route === `POST /v1/releases/${REQUEST}/grant`) {
+      granted.push(body.grant);
+      if (conflict) {
+        conflict = false;
+        return json(409, { detail: "1 newly eligible device(s) are missing from the grant" });
+      }
+      return json(201, { ...request, status: "granted" });
+    }
+    return json(404, { detail: `no route ${route}` });
+  });
+  api.setToken("token");
+  const releases = new Releases(
+    api,
+    { userId: "dora", deviceId: "device-dora", nationality: "USA", roles: ["disclosure_officer"] },
+    dora.reader,
+  );
+  return { sam, dora, bob, chloe, request, releases, granted, decisions, delivery };
+}
+
+test("a request is described with what the page checked, its message opened", async () => {
+  const s = await scene();
+  const [request] = await s.releases.list();
+  assert.ok(s.releases.decides(request!));
+  const context = await s.releases.describe(request!);
+  assert.deepEqual(context.problems, []);
+  assert.equal(context.requester, "bob (GBR)");
+  assert.equal(context.banner, NARROW);
+  assert.equal(context.requestedBanner, WIDE);
+  assert.equal(context.colour, "#c8102e");
+  assert.deepEqual(context.added, ["FRA"]);
+  assert.equal(context.holds, true);
+  assert.equal(context.message?.text, "Convoy leaves at 06:00");
+  assert.equal(context.message?.sender, "sam");
+  // Bob may not decide his own request, nor anyone but a USA disclosure officer.
+  const asBob = new Releases(
+    new Api(ORIGIN),
+    { userId: "bob", deviceId: "device-bob", nationality: "GBR", roles: ["disclosure_officer"] },
+    s.bob.reader,
+  );
+  assert.equal(asBob.decides(request!), false);
+});
+
+test("approved, the message's key is sealed to the newly eligible device alone, and opens there", async () => {
+  const s = await scene({ conflictOnce: true });
+  await s.releases.approve(REQUEST, "agreed");
+  assert.deepEqual(s.decisions, [{ verb: "approve", reason: "agreed" }]);
+  const done = await s.releases.grant({ ...s.request, status: "approved" });
+  assert.equal(done.request.status, "granted");
+  assert.deepEqual(done.people, ["chloe (FRA)"]);
+  assert.deepEqual(done.devices, ["device-chloe"]);
+  // Sealed afresh after the 409, to the same single device, under the approved labels.
+  assert.equal(s.granted.length, 2);
+  const grant = s.granted[1]!;
+  const header = checkGrantHeader(grant.header);
+  assert.deepEqual(header.devices, ["device-chloe"]);
+  assert.deepEqual(Object.keys(grant.envelopes), ["device-chloe"]);
+  assert.equal(header.requestId, REQUEST);
+  assert.equal(header.grantorDevice, "device-dora");
+  assert.deepEqual(header.previousLabel, canonical(NARROW));
+  assert.deepEqual(header.label, canonical(WIDE));
+
+  // Chloe's page opens it as the server delivers it to her: the grant, no audience envelope.
+  const item = {
+    ...s.delivery("device-chloe"),
+    label: WIDE,
+    grant: {
+      header: grant.header,
+      signature: grant.signature,
+      envelope: grant.envelopes["device-chloe"],
+      grantor_certificate: s.dora.entry.certificate,
+    },
+  };
+  assert.equal(item.audience.envelope, null);
+  const opened = await openItem(item, s.chloe.reader);
+  assert.equal(opened.problem, null);
+  assert.equal(opened.text, "Convoy leaves at 06:00");
+  assert.equal(opened.banner, WIDE);
+  assert.equal(opened.releasedBy, "dora");
+  assert.equal(opened.originalBanner, NARROW);
+  assert.equal(opened.sender, "sam");
+
+  const tampered: [string, Record<string, unknown>, RegExp][] = [
+    ["the old banner", { ...item, label: NARROW }, /but dora released it as/],
+    [
+      "another grantor",
+      { ...item, grant: { ...item.grant, grantor_certificate: s.sam.entry.certificate } },
+      /the grantor's certificate is for another/,
+    ],
+    [
+      "no grantor certificate",
+      { ...item, grant: { ...item.grant, grantor_certificate: null } },
+      /the grantor's device cannot be trusted/,
+    ],
+    [
+      "a wider label",
+      {
+        ...item,
+        label: "NATO SECRET//REL TO USA, GBR, FRA, DEU",
+        grant: {
+          ...item.grant,
+          header: { ...grant.header, label: canonical("NATO SECRET//REL TO USA, GBR, FRA, DEU") },
+        },
+      },
+      /does not verify or decrypt/,
+    ],
+  ];
+  for (const [name, changed, problem] of tampered) {
+    const warning = await openItem(changed, s.chloe.reader);
+    assert.equal(warning.verified, false, name);
+    assert.equal(warning.text, null, name);
+    assert.match(warning.problem ?? "", problem, name);
+  }
+});
+
+test("a request whose labels do not check says so; one not approved is not carried out", async () => {
+  const s = await scene();
+  const shown = await s.releases.describe({ ...s.request, label: "<b>NATO UNCLASSIFIED</b>" });
+  assert.match(shown.problems.join(" "), /The server shows the item's label as "<b>NATO/);
+  const narrower = await s.releases.describe({
+    ...s.request,
+    requested_label: "NATO SECRET//REL TO USA",
+    requested_label_canonical: canonical("NATO SECRET//REL TO USA"),
+  });
+  assert.match(narrower.problems.join(" "), /not a release of the item's: .* drops GBR/);
+  assert.deepEqual(narrower.added, []);
+  await assert.rejects(
+    s.releases.grant(s.request),
+    (error: unknown) => error instanceof ReleaseError && /is pending/.test(error.message),
+  );
+  assert.equal(s.granted.length, 0);
+  // Not held here: described, not carried out.
+  const other = await s.releases.describe({
+    ...s.request,
+    item_id: "22222222-3333-4444-8555-000000000002",
+  });
+  assert.equal(other.holds, false);
+  assert.match(other.itemNote ?? "", /holds no message/);
+});
