@@ -26,7 +26,6 @@ says is about the origin, size and root; nothing about extension lines.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import struct
@@ -157,7 +156,7 @@ class CosignatureVerifier:
         name, key_id_hex, key_b64 = parts
         try:
             material = base64.b64decode(key_b64, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or a character outside ASCII
             raise CheckpointError("a witness key's key is not standard base64") from exc
         if base64.b64encode(material).decode("ascii") != key_b64:
             raise CheckpointError("a witness key's key is not canonical base64")

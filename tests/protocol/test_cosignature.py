@@ -10,6 +10,7 @@ checked. vectors/cosignature_v1.json was generated once from the fixed seed it r
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.checkpoint import Checkpoint, CheckpointError, NoteSigner, open_checkpoint
 from protocol.checkpoint import sign_checkpoint as sign
@@ -197,3 +200,15 @@ def test_check_extends() -> None:
         check_extends((12, forked_tree.root(12)), at[20], tree.consistency_proof(12, 20))
     with pytest.raises(WitnessRefusal, match="not consistent"):
         check_extends((5, tree.root(5)), at[20], [])
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_any_text_is_a_witness_key_or_a_checkpoint_error(text: str) -> None:
+    with contextlib.suppress(CheckpointError):
+        CosignatureVerifier.from_vkey(text)
+    with contextlib.suppress(CheckpointError):
+        Cosignature.parse_line(text)
+    name, key_id, _ = _witness("w").vkey().split("+", 2)
+    with contextlib.suppress(CheckpointError):
+        CosignatureVerifier.from_vkey(f"{name}+{key_id}+{text}")

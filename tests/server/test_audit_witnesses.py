@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, func, select, update
 
 from clients.sdk.audit import compare_checkpoints, export_checkpoints, verify_log
@@ -343,3 +345,27 @@ async def test_the_same_cosignature_posted_at_once_is_stored_once(
     async with setup.world.app.state.sessionmaker() as session:
         count = (await session.execute(select(func.count(AuditCosignature.size)))).scalar()
     assert count == 1
+
+
+_line_blobs = st.binary(max_size=100).map(lambda b: base64.b64encode(b).decode())
+_texts = st.text(st.characters(codec="utf-8"), max_size=300)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    size=st.integers(min_value=-(2**64), max_value=2**64),
+    vkey=_texts | st.builds(lambda t: f"w+00000000+{t}", _texts),
+    cosignature=_texts | st.builds(lambda n, b: f"\u2014 {n} {b}", _texts, _line_blobs),
+)
+async def test_no_cosignature_post_is_a_server_error(
+    setup: Setup, size: int, vkey: str, cosignature: str
+) -> None:
+    answer = await _post(
+        setup.gbr_auditor, {"size": size, "vkey": vkey, "cosignature": cosignature}
+    )
+    assert 400 <= answer.status_code < 500, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"

@@ -64,6 +64,8 @@ _AUDIT_INTEGERS = [
     ("/v1/audit/proofs/inclusion", "size", {"event": "1"}),
     ("/v1/audit/proofs/consistency", "old", {}),
     ("/v1/audit/proofs/consistency", "new", {"old": "1"}),
+    ("/v1/audit/checkpoint", "size", {}),
+    ("/v1/audit/witness", "old", {}),
 ]
 
 
@@ -226,6 +228,8 @@ _AUDIT_QUERIES = st.one_of(
     st.tuples(st.just("/v1/audit/leaves"), _query(["start", "end"])),
     st.tuples(st.just("/v1/audit/proofs/inclusion"), _query(["event", "size"])),
     st.tuples(st.just("/v1/audit/proofs/consistency"), _query(["old", "new"])),
+    st.tuples(st.just("/v1/audit/checkpoint"), _query(["size"])),
+    st.tuples(st.just("/v1/audit/witness"), _query(["old"])),
 )
 _SYNC_QUERIES = st.tuples(
     st.sampled_from(["/v1/sync", "/v1/channels/liaison/messages"]), _query(["after", "limit"])
