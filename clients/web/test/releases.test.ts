@@ -14,14 +14,20 @@ import { test } from "node:test";
 import { Api } from "../src/app/api.js";
 import { openItem, type Reader } from "../src/app/messages.js";
 import { ReleaseError, Releases, type ReleaseRequest } from "../src/app/releases.js";
-import { b64uEncode, utf8 } from "../src/protocol/bytes.js";
+import { b64uEncode, concat, utf8 } from "../src/protocol/bytes.js";
 import {
   CTX_DEVICE_CERTIFICATE,
   signingInput,
   type JsonObject,
 } from "../src/protocol/canonical.js";
 import { createAudience, encryptMessage } from "../src/protocol/envelopes.js";
-import { checkGrantHeader, type SealedGrant } from "../src/protocol/grants.js";
+import {
+  checkGrantHeader,
+  checkGrantItem,
+  openGrant,
+  type SealedGrant,
+} from "../src/protocol/grants.js";
+import { DocumentDecryptor, DocumentEncryptor } from "../src/protocol/stream.js";
 import { DeviceKeys, authorityKeyId, formatUtcTime } from "../src/protocol/keys.js";
 import { catalogFromToml, parseLabel } from "../src/protocol/labels.js";
 import { ed25519PublicKey, ed25519Sign, randomBytes } from "../src/protocol/primitives.js";
@@ -30,6 +36,7 @@ import { repoText } from "./vectors.js";
 const ORIGIN = "http://127.0.0.1:8600";
 const CHANNEL = "0b0e7f4e-7f39-4a4b-9d1f-0c2b0a7e6d11";
 const REQUEST = "7e9a0b1c-2d3e-4f50-8a6b-7c8d9e0f1a2b";
+const VERSION = "7c9e1a3b-5d7f-4b2d-9e4f-6a8c0e2b4d61";
 const NARROW = "NATO SECRET//REL TO USA, GBR";
 const WIDE = "NATO SECRET//REL TO USA, GBR, FRA";
 const catalog = catalogFromToml(repoText("protocol", "catalogs", "default.toml"));
@@ -113,6 +120,33 @@ async function scene(options: { conflictOnce?: boolean } = {}) {
     },
     utf8("Convoy leaves at 06:00"),
   );
+  const content = Uint8Array.from({ length: 70_000 }, (_, i) => (i * 13) % 256);
+  const documentHeader: JsonObject = {
+    type: "attache.document",
+    version: 1,
+    document_id: "3f5e7a9c-1b2d-4e6f-8a0b-c2d4e6f8a0b1",
+    version_id: VERSION,
+    version_number: 1,
+    container: CHANNEL,
+    sender_user: "sam",
+    sender_device: "device-sam",
+    audience_id: audience.header.audience_id as string,
+    created_at: "2026-11-26T10:01:30Z",
+    label: canonical(NARROW),
+    filename: "brief <1>.pdf",
+    content_type: "application/pdf",
+    size: content.length,
+    chunk_size: 65536,
+  };
+  const encryptor = await DocumentEncryptor.create(sam.keys, audienceKey, documentHeader);
+  const sealedChunks: Uint8Array[] = [];
+  for await (const chunk of encryptor.encryptChunks([content])) sealedChunks.push(chunk);
+  const document = {
+    header: documentHeader,
+    trailer: encryptor.finish(),
+    ciphertext: concat(...sealedChunks),
+    content,
+  };
   const delivery = (to: string) => ({
     seq: 1,
     channel_id: CHANNEL,
@@ -162,6 +196,20 @@ async function scene(options: { conflictOnce?: boolean } = {}) {
     if (route === `GET /v1/channels/${CHANNEL}/messages?after=0&limit=100`) {
       return json(200, { items: [delivery("device-dora")], cursor: 1, more: false });
     }
+    if (route === `GET /v1/documents/versions/${VERSION}`) {
+      return json(200, {
+        channel_id: CHANNEL,
+        label: NARROW,
+        version: { header: document.header, trailer: document.trailer },
+        audience: {
+          header: audience.header,
+          signature: audience.signature,
+          envelope: audience.envelopes["device-dora"],
+        },
+        sender_certificate: sam.entry.certificate,
+        grant: null,
+      });
+    }
     if (route === `GET /v1/channels/${CHANNEL}`) {
       return json(200, { id: CHANNEL, ceiling_canonical: canonical("NATO SECRET") });
     }
@@ -186,7 +234,7 @@ async function scene(options: { conflictOnce?: boolean } = {}) {
     { userId: "dora", deviceId: "device-dora", nationality: "USA", roles: ["disclosure_officer"] },
     dora.reader,
   );
-  return { sam, dora, bob, chloe, request, releases, granted, decisions, delivery };
+  return { sam, dora, bob, chloe, request, releases, granted, decisions, delivery, document };
 }
 
 test("a request is described with what the page checked, its message opened", async () => {
@@ -300,6 +348,27 @@ test("a request whose labels do not check says so; one not approved is not carri
     (error: unknown) => error instanceof ReleaseError && /is pending/.test(error.message),
   );
   assert.equal(s.granted.length, 0);
+  // Released before (the label now wider than the one this device's key came with): fine.
+  const DEU = "NATO SECRET//REL TO USA, GBR, FRA, DEU";
+  const again = await s.releases.describe({
+    ...s.request,
+    label: WIDE,
+    label_canonical: canonical(WIDE),
+    requested_label: DEU,
+    requested_label_canonical: canonical(DEU),
+  });
+  assert.deepEqual(again.problems, []);
+  assert.deepEqual(again.added, ["DEU"]);
+  // A request about a label the message never had is said so.
+  const LOWER = "NATO CONFIDENTIAL//REL TO USA, GBR";
+  const unrelated = await s.releases.describe({
+    ...s.request,
+    label: LOWER,
+    label_canonical: canonical(LOWER),
+    requested_label: `${LOWER}, FRA`,
+    requested_label_canonical: canonical(`${LOWER}, FRA`),
+  });
+  assert.match(unrelated.problems.join(" "), /is not a release of it: .* changes level/);
   // Not held here: described, not carried out.
   const other = await s.releases.describe({
     ...s.request,
@@ -307,4 +376,43 @@ test("a request whose labels do not check says so; one not approved is not carri
   });
   assert.equal(other.holds, false);
   assert.match(other.itemNote ?? "", /holds no message/);
+});
+
+test("a document version's key, proven by its signed trailer, is released the same way", async () => {
+  const s = await scene();
+  const request = {
+    ...s.request,
+    item_type: "document_version",
+    item_id: VERSION,
+    status: "approved",
+  };
+  const context = await s.releases.describe(request);
+  assert.deepEqual(context.problems, []);
+  assert.equal(context.holds, true);
+  assert.equal(context.message, null);
+  assert.deepEqual(context.document, { filename: "brief <1>.pdf", size: 70_000, sender: "sam" });
+  const done = await s.releases.grant(request);
+  assert.deepEqual(done.devices, ["device-chloe"]);
+  const grant = s.granted[0]!;
+  const header = checkGrantHeader(grant.header);
+  assert.equal(header.itemType, "document_version");
+  checkGrantItem(header, s.document.header);
+  // Chloe opens the grant and decrypts the version with the key it holds.
+  const key = await openGrant(
+    s.chloe.keys,
+    "device-chloe",
+    grant.header,
+    grant.signature,
+    grant.envelopes["device-chloe"]!,
+    s.dora.keys.publicKeys.signingKey,
+  );
+  const decryptor = await DocumentDecryptor.create(
+    s.document.header,
+    s.document.trailer,
+    key,
+    s.sam.keys.publicKeys.signingKey,
+  );
+  const plain: Uint8Array[] = [];
+  for await (const chunk of decryptor.decryptChunks([s.document.ciphertext])) plain.push(chunk);
+  assert.deepEqual(concat(...plain), s.document.content);
 });

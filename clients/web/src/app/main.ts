@@ -406,10 +406,11 @@ class Live {
 /** Something the user must put right before the page can go on; the text says what. */
 class Mistake extends Error {}
 
+/** " 2026-11-26 10:02 UTC" (with its leading space), or nothing for no time. */
 function when(text: string | null): string {
   const moment = text === null ? null : new Date(text);
   if (moment === null || Number.isNaN(moment.getTime())) return "";
-  return `${moment.toISOString().replace("T", " ").slice(0, 16)} UTC`;
+  return ` ${moment.toISOString().replace("T", " ").slice(0, 16)} UTC`;
 }
 
 function itemWhat(request: ReleaseRequest): string {
@@ -464,7 +465,7 @@ function releaseCard(context: ReleaseContext, mode: "decide" | "carry" | "mine")
   title.id = titleId;
   card.append(
     title,
-    textElement("p", `Asked ${when(request.created_at)}; request ${request.id}.`, "item-meta"),
+    textElement("p", `Asked${when(request.created_at)}; request ${request.id}.`, "item-meta"),
     releaseLabels(context),
     textElement(
       "p",
@@ -483,7 +484,7 @@ function releaseCard(context: ReleaseContext, mode: "decide" | "carry" | "mine")
     const decided =
       request.status === "pending"
         ? "Pending a decision by a disclosure officer of " + request.originator + "."
-        : `${request.status[0]!.toUpperCase()}${request.status.slice(1)} ${when(request.decided_at)}` +
+        : `${request.status[0]!.toUpperCase()}${request.status.slice(1)}${when(request.decided_at)}` +
           (request.decision_reason ? `, with the reason: ${request.decision_reason}` : ".");
     card.append(textElement("p", decided, "release-status"));
     return card;
@@ -509,7 +510,7 @@ function releaseCard(context: ReleaseContext, mode: "decide" | "carry" | "mine")
     form.append(
       textElement(
         "p",
-        `Approved ${when(request.decided_at)}` +
+        `Approved${when(request.decided_at)}` +
           (request.decision_reason ? `, with the reason: ${request.decision_reason}` : ".") +
           " Carrying it out seals the item's key, here, to the devices the wider label admits.",
       ),

@@ -41,6 +41,7 @@ import {
   expandReleasability,
   labelColour,
   labelFromCanonical,
+  parseLabel,
   renderLabel,
   type Label,
 } from "../protocol/labels.js";
@@ -262,10 +263,22 @@ export class Releases {
       context.message = held.message;
       context.document = held.document;
       if (held.message !== null && held.message.banner !== request.label) {
-        problems.push(
-          `The message's label now is ${held.message.banner}, but the request says ` +
-            `${request.label}.`,
-        );
+        // The label this device verified is the one its key came with: the sender's, or the
+        // one a release granted it under. A later release may have widened it since.
+        let why: string | null = null;
+        try {
+          const mine = parseLabel(held.message.banner, catalog, held.message.senderNation);
+          checkLabelWidening(mine, request.label_canonical, catalog);
+        } catch (error) {
+          if (!(error instanceof EnvelopeError || error instanceof LabelError)) throw error;
+          why = error.message;
+        }
+        if (why !== null) {
+          problems.push(
+            `The message's label here is ${held.message.banner}, and the request's ` +
+              `${request.label} is not a release of it: ${why}.`,
+          );
+        }
       }
     } catch (error) {
       if (!(error instanceof ReleaseError)) throw error;
