@@ -112,7 +112,10 @@ class AuditState:
             raise AuditStateError(f"{path} is damaged: {exc}") from exc
 
     def _hold(self, note: str) -> None:
-        notes_held = [*[n for n in self.held() if n != note][-(HELD - 1) :], note]
+        # The same checkpoint served again with more cosignatures replaces its earlier copy.
+        body = notes.split_note(note)[0]
+        kept = [n for n in self.held() if notes.split_note(n)[0] != body]
+        notes_held = [*kept[-(HELD - 1) :], note]
         tmp = self._path("checkpoints.json.tmp")
         tmp.write_text(json.dumps({"checkpoints": notes_held}, indent=1), encoding="utf-8")
         os.replace(tmp, self._path("checkpoints.json"))

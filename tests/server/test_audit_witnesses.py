@@ -131,9 +131,18 @@ async def test_witnesses_cosign_and_an_auditor_requires_them(setup: Setup, tmp_p
     repeat = await setup.cosign("gbr", now=time.time() + 60)
     assert not repeat.new
     assert repeat.stored == again.cosignature
+    report = await verify_log(setup.auditor.client, home, witnesses=setup.pinned("gbr"))
+    assert report.ok, report.problems
     await setup.cosign("fra")
     report = await verify_log(setup.auditor.client, home, witnesses=setup.pinned("gbr", "fra"))
     assert report.ok, report.problems
+    # The checkpoint verified twice, with more cosignatures the second time, is held once.
+    held = export_checkpoints(home, setup.auditor.client.server)["checkpoints"]
+    assert [notes.Checkpoint.parse(notes.split_note(n)[0]).size for n in held] == [
+        first.size,
+        grown.size,
+    ]
+    assert held[-1].count("\n\u2014 ") == 3
     # An older checkpoint is served with its own cosignatures.
     older = await setup.auditor.client.request(
         "GET", "/v1/audit/checkpoint", params={"size": first.size}
