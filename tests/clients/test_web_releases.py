@@ -2,8 +2,9 @@
 `attache-server run` (issue 12, item 6): bob (GBR, the SDK) asks for two of sam's (USA)
 messages to be released to FRA too; dora, USA's disclosure officer, sees both in her page with
 the item's labels, the message itself and bob's (hostile) reason as text; she approves one by
-keyboard alone, the page seals the message's key to chloe's (FRA) device, and chloe's SDK
-reads it under the wider label, released by dora; she refuses the other with a reason, which
+keyboard alone, the page seals the message's key to chloe's two FRA devices, and both chloe's
+SDK and chloe's own page read it under the wider label, released by dora (the page opening the
+grant as the SDK does); she refuses the other with a reason, which
 bob's SDK then reads, and chloe never gets it. A label the server changed on its way is shown
 as text and said not to check.
 
@@ -20,7 +21,15 @@ from typing import Any
 
 from playwright.sync_api import Route, expect, sync_playwright
 
-from clients.sdk import Keystore, Messenger, ReceivedMessage, Releases, connect, enroll
+from clients.sdk import (
+    Keystore,
+    Messenger,
+    ReceivedMessage,
+    Releases,
+    certify_device,
+    connect,
+    enroll,
+)
 from protocol import keys
 from server.auth.principal import CONSOLE
 from server.db.engine import create_engine, create_sessionmaker
@@ -63,7 +72,13 @@ class Story:
     hold: str
 
 
-async def _france(server: Server, home: Path) -> Keystore:
+@dataclass
+class France:
+    authority: keys.AuthorityKey
+    chloe: Keystore
+
+
+async def _france(server: Server, home: Path) -> France:
     """What the operator does for FRA (as `attache-server nation add` and `user add`): the
     nation with its authority key, and chloe, its security officer, who enrols her SDK
     device."""
@@ -103,7 +118,20 @@ async def _france(server: Server, home: Path) -> Keystore:
         keystore=store,
         authority=("FRA", fra),
     )
-    return store
+    return France(fra, store)
+
+
+async def _chloe_code(france: France) -> str:
+    """Chloe, FRA's security officer, issues herself a code for a browser device too."""
+    async with await connect(france.chloe, passphrase=CHLOE_PASSPHRASE) as client:
+        return str((await client.issue_enrolment_code("chloe"))["code"])
+
+
+async def _chloe_certifies(france: France, fingerprint: str) -> None:
+    async with await connect(france.chloe, passphrase=CHLOE_PASSPHRASE) as client:
+        (pending,) = await client.devices(status="pending")
+        assert pending["fingerprint"] == fingerprint
+        await certify_device(client, "FRA", france.authority, pending)
 
 
 async def _sam_adds_dora(officer: Officer) -> str:
@@ -159,7 +187,8 @@ class _HostileLabel:
 def test_a_disclosure_officer_approves_and_refuses_releases_in_the_page(
     chromium: str, server: Server, tmp_path: Path
 ) -> None:
-    chloe = _run(_france(server, tmp_path / "chloe"))
+    france = _run(_france(server, tmp_path / "chloe"))
+    chloe = france.chloe
     officer, _ = _run(_officer_sets_up(server, tmp_path / "sam"))
     code = _run(_sam_adds_dora(officer))
     screens = _screens(tmp_path)
@@ -175,6 +204,14 @@ def test_a_disclosure_officer_approves_and_refuses_releases_in_the_page(
             page.goto(server.origin)
             fingerprint = _enrol(page, "dora", code, PASSPHRASE)
             _run(_officer_certifies(officer, fingerprint, "dora"))
+            # Chloe's browser, in a context of its own, is her second FRA device.
+            chloe_context = browser.new_context(viewport={"width": 900, "height": 760})
+            chloe_context.add_init_script(WATCH_VIOLATIONS)
+            chloe_page = chloe_context.new_page()
+            chloe_page.on("pageerror", lambda error: errors.append(str(error)))
+            chloe_page.goto(server.origin)
+            chloe_fingerprint = _enrol(chloe_page, "chloe", _run(_chloe_code(france)), PASSPHRASE)
+            _run(_chloe_certifies(france, chloe_fingerprint))
             # Dora's device is certified before sam sends: it holds both messages' keys.
             convoy, hold = _run(_sam_sends_and_bob_asks(officer))
             story = Story(officer, chloe, convoy, hold)
@@ -215,7 +252,7 @@ def test_a_disclosure_officer_approves_and_refuses_releases_in_the_page(
             outcome = page.locator("#releases-outcome")
             expect(outcome).to_have_text(
                 f"Released: Message in liaison is now {REL_USA_GBR_FRA}, its key sealed here to "
-                "chloe (FRA) (1 device).",
+                "chloe (FRA) (2 devices).",
                 timeout=SLOW,
             )
             expect(outcome).to_be_focused()
@@ -229,6 +266,22 @@ def test_a_disclosure_officer_approves_and_refuses_releases_in_the_page(
             assert released.banner == REL_USA_GBR_FRA
             assert (released.released_by, released.original_banner) == ("dora", REL_USA_GBR)
             assert (released.sender, released.sender_nation) == ("sam", "USA")
+
+            # So does chloe's page: the grant opened and checked, the message under the label
+            # the release widened it to, with who released it and the label it was sent as.
+            _unlock(chloe_page, PASSPHRASE)
+            liaison = chloe_page.locator("#channels .channel-open", has_text="liaison")
+            expect(liaison.locator(".unread")).to_have_text("1 unread", timeout=SLOW)
+            liaison.click()
+            item = chloe_page.locator("#messages .item")
+            expect(item).to_have_count(1)
+            expect(item.locator(".banner")).to_have_text([REL_USA_GBR_FRA, REL_USA_GBR_FRA])
+            expect(item.locator(".item-body")).to_have_text(CONVOY)
+            expect(item.locator(".item-meta")).to_contain_text("sam (USA) at ")
+            expect(item.locator(".item-meta")).to_contain_text(
+                f"; released by dora (sent as {REL_USA_GBR})"
+            )
+            chloe_page.screenshot(path=screens / "web-release-received.png", full_page=True)
 
             # A refusal needs a reason; given one (hostile, as any text), the requester reads it.
             second = pending.filter(has_text=HOLD)
@@ -252,6 +305,9 @@ def test_a_disclosure_officer_approves_and_refuses_releases_in_the_page(
             assert decided[story.hold]["status"] == "refused"
             assert decided[story.hold]["decision_reason"] == HOSTILE
             assert [m.text for m in _run(_chloe_reads(story.chloe))] == [CONVOY]
+            chloe_page.reload()
+            _unlock(chloe_page, PASSPHRASE)
+            expect(liaison.locator(".unread")).to_have_text("1 unread", timeout=SLOW)
 
             # A label the server changes on its way stays text, and is said not to check.
             bob_asks_again(story)
@@ -266,6 +322,7 @@ def test_a_disclosure_officer_approves_and_refuses_releases_in_the_page(
             page.unroute("**/v1/releases")
 
             _no_violations(page)
+            _no_violations(chloe_page)
             assert errors == []
         finally:
             browser.close()
