@@ -6,6 +6,7 @@ cosignature lines forged or missing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -378,3 +379,22 @@ async def test_no_cosignature_post_is_a_server_error(
     )
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_witness_guards_its_state(setup: Setup, tmp_path: Path) -> None:
+    state = tmp_path / "gbr-state.json"
+    # Two runs at once on one state file: one cosigns, the other is refused before anything.
+    outcomes = await asyncio.gather(
+        setup.cosign("gbr"), setup.cosign("gbr"), return_exceptions=True
+    )
+    refused = [o for o in outcomes if isinstance(o, WitnessError)]
+    assert len(refused) == 1
+    assert "another witness run holds" in str(refused[0])
+    # The log key is pinned in the state: another one is refused.
+    other = notes.NoteSigner("elsewhere", Ed25519PrivateKey.generate()).vkey()
+    with pytest.raises(WitnessError, match="the log key given differs from the one in"):
+        await cosign_latest(setup.gbr_auditor.client, setup.gbr, state, log_vkey=other)
+    # A damaged state is never started over.
+    state.write_text('{"version": 1, "size": 3}', encoding="utf-8")
+    with pytest.raises(WitnessError, match=r"is damaged .* restore it from a backup"):
+        await setup.cosign("gbr")
