@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature
@@ -246,46 +246,68 @@ def note_cosignatures(text: str) -> tuple[str, tuple[Cosignature, ...]]:
 class WitnessCheck:
     """What a note's cosignatures say for the witnesses a verifier requires."""
 
-    valid: dict[str, int]  # witness name -> timestamp of its valid cosignature
+    valid: dict[str, int]  # witness name -> timestamp of its valid (and fresh) cosignature
     forged: tuple[str, ...]  # witnesses whose line claims their key but does not verify
     missing: tuple[str, ...]  # required witnesses with no cosignature line at all
+    # Witnesses whose valid cosignature is older than the verifier's limit: name -> its age
+    # in seconds. They do not count: an old cosignature vouches for an old view.
+    stale: dict[str, int] = field(default_factory=dict)
 
     def problems(self, minimum: int) -> list[str]:
-        """Plain sentences, empty when at least ``minimum`` witnesses cosigned validly and
-        none of the required ones has a forged line."""
+        """Plain sentences, empty when at least ``minimum`` witnesses cosigned validly (and
+        recently enough) and none of the required ones has a forged line."""
         said = [
             f"the cosignature of witness {name} does not verify with its pinned key: forged"
             for name in self.forged
         ]
         if len(self.valid) < minimum:
             absent = ", ".join(self.missing) if self.missing else "none"
+            old = "".join(
+                f"; too old: {name}, cosigned {age} s ago" for name, age in self.stale.items()
+            )
             said.append(
                 f"the checkpoint has {len(self.valid)} valid cosignatures of the {minimum} "
-                f"required from the witnesses pinned (missing: {absent})"
+                f"required from the witnesses pinned (missing: {absent}{old})"
             )
         return said
 
 
-def check_witnesses(text: str, witnesses: Iterable[CosignatureVerifier]) -> WitnessCheck:
+def check_witnesses(
+    text: str,
+    witnesses: Iterable[CosignatureVerifier],
+    *,
+    now: int | None = None,
+    max_age: int | None = None,
+) -> WitnessCheck:
     """Check a signed checkpoint's cosignatures against the pinned ``witnesses``.
 
     Lines of unknown witnesses are ignored (a verifier counts only those it pinned); a line
-    that names a pinned witness and its key id but does not verify is ``forged``. CheckpointError
-    if the note or its text is malformed."""
+    that names a pinned witness and its key id but does not verify is ``forged``. With
+    ``max_age`` (seconds) and ``now`` (POSIX seconds), a valid cosignature made more than
+    ``max_age`` before ``now`` is ``stale`` and does not count: a server replaying an old,
+    honestly cosigned checkpoint to a verifier that never saw a newer one is caught so.
+    CheckpointError if the note or its text is malformed."""
+    if (now is None) != (max_age is None):
+        raise ValueError("give now and max_age together")
     body, found = note_cosignatures(text)
     Checkpoint.parse(body)
     valid: dict[str, int] = {}
     forged: list[str] = []
     missing: list[str] = []
+    stale: dict[str, int] = {}
     for witness in witnesses:
         claimed = [c for c in found if witness.matches(c)]
         if not claimed:
             missing.append(witness.name)
-        elif all(witness.verify(body, c) for c in claimed):
-            valid[witness.name] = max(c.timestamp for c in claimed)
-        else:
+        elif not all(witness.verify(body, c) for c in claimed):
             forged.append(witness.name)
-    return WitnessCheck(valid, tuple(forged), tuple(missing))
+        else:
+            newest = max(c.timestamp for c in claimed)
+            if now is not None and max_age is not None and now - newest > max_age:
+                stale[witness.name] = now - newest
+            else:
+                valid[witness.name] = newest
+    return WitnessCheck(valid, tuple(forged), tuple(missing), stale)
 
 
 class WitnessRefusal(ValueError):

@@ -178,14 +178,26 @@ def _witness_keys(given: Sequence[str], minimum: int | None) -> list[Cosignature
     default=None,
     help="how many of the --witness keys must have cosigned the checkpoint (default: all)",
 )
+@click.option(
+    "--max-age",
+    type=click.IntRange(min=1),
+    default=None,
+    help="seconds: a witness's cosignature older than this does not count",
+)
 @home_option
 def verify(
-    vkey: str | None, witness_keys: tuple[str, ...], min_witnesses: int | None, home: Path | None
+    vkey: str | None,
+    witness_keys: tuple[str, ...],
+    min_witnesses: int | None,
+    max_age: int | None,
+    home: Path | None,
 ) -> None:
     """Download the whole log, recompute its tree and check it against the signed checkpoint
     and against what was verified here before; with --witness, the checkpoint must carry the
     witnesses' cosignatures too."""
     pinned = _witness_keys(witness_keys, min_witnesses)
+    if max_age is not None and not pinned:
+        abort("--max-age limits witnesses' cosignatures: give their keys with --witness")
     store = keystore(home)
 
     async def go() -> VerifyReport:
@@ -211,6 +223,7 @@ def verify(
                     progress=progress,
                     witnesses=pinned,
                     min_witnesses=min_witnesses,
+                    max_age=max_age,
                 )
 
     report = run(go())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -152,10 +153,12 @@ async def verify_log(
     progress: Callable[[int, int], None] | None = None,
     witnesses: Sequence[CosignatureVerifier] = (),
     min_witnesses: int | None = None,
+    max_age: int | None = None,
 ) -> VerifyReport:
     """Verify the whole log (module docstring). With ``witnesses`` (their names and pinned
     keys), the checkpoint must also carry valid cosignatures of at least ``min_witnesses`` of
-    them (all of them when None), and none of theirs forged."""
+    them (all of them when None), and none of theirs forged; with ``max_age`` (seconds), a
+    cosignature made longer ago than that does not count."""
     report = VerifyReport()
     required = len(witnesses) if min_witnesses is None else min_witnesses
     if required > len(witnesses):
@@ -175,7 +178,8 @@ async def verify_log(
     report.size, report.root = signed.size, signed.root
     if witnesses or required:
         # A checkpoint the witnesses did not cosign may be a view shown to this auditor alone.
-        check = check_witnesses(latest["note"], witnesses)
+        now = None if max_age is None else int(time.time())
+        check = check_witnesses(latest["note"], witnesses, now=now, max_age=max_age)
         report.witnesses = dict(check.valid)
         for problem in check.problems(required):
             report.problem(f"checkpoint of size {signed.size}: {problem}")

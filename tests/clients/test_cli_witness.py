@@ -167,6 +167,11 @@ async def test_plain_refusals(world: World, live: str, tmp_path: Path) -> None:
     too_many = await _invoke(audrey, "audit", "verify", "--witness", vkey, "--min-witnesses", "2")
     assert too_many.exit_code == 1
     assert "--min-witnesses 2 needs at least 2 --witness keys" in too_many.output
+    ageless = await _invoke(audrey, "audit", "verify", "--max-age", "60")
+    assert ageless.exit_code == 1
+    assert "--max-age limits witnesses' cosignatures: give their keys with --witness" in (
+        ageless.output
+    )
     wrong = await _invoke(gwen, "audit", "witness", "run", passphrase="not it")
     assert wrong.exit_code == 1
     assert "wrong passphrase or damaged key file" in wrong.output

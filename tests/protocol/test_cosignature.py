@@ -212,3 +212,24 @@ def test_any_text_is_a_witness_key_or_a_checkpoint_error(text: str) -> None:
     name, key_id, _ = _witness("w").vkey().split("+", 2)
     with contextlib.suppress(CheckpointError):
         CosignatureVerifier.from_vkey(f"{name}+{key_id}+{text}")
+
+
+def test_old_cosignatures_do_not_count_when_a_verifier_limits_their_age() -> None:
+    gbr, fra = _witness("witness.gbr/w1"), _witness("witness.fra/w1")
+    body = Checkpoint(LOG.name, 3, _tree(3).root(3)).body()
+    note = (
+        sign(Checkpoint.parse(body), LOG)
+        + gbr.cosign(body, 1_000_000).line()
+        + fra.cosign(body, 1_000_900).line()
+    )
+    pinned = [gbr.verifier(), fra.verifier()]
+    assert len(check_witnesses(note, pinned).valid) == 2
+    check = check_witnesses(note, pinned, now=1_001_000, max_age=600)
+    assert check.valid == {"witness.fra/w1": 1_000_900}
+    assert check.stale == {"witness.gbr/w1": 1000}
+    assert check.problems(2) == [
+        "the checkpoint has 1 valid cosignatures of the 2 required from the witnesses pinned "
+        "(missing: none; too old: witness.gbr/w1, cosigned 1000 s ago)"
+    ]
+    with pytest.raises(ValueError, match="together"):
+        check_witnesses(note, pinned, max_age=600)

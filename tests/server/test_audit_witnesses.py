@@ -264,6 +264,19 @@ async def test_a_replayed_older_checkpoint_is_refused(setup: Setup, tmp_path: Pa
         await setup.cosign("gbr")
     report = await verify_log(setup.auditor.client, home)
     assert any("the log was rolled back" in p for p in report.problems)
+    # An auditor that never verified before is shown the old checkpoint, honestly cosigned
+    # long ago: only a limit on the cosignatures' age refuses it.
+    async with setup.world.app.state.sessionmaker() as session, session.begin():
+        await session.execute(delete(AuditCosignature))
+    old = await setup.cosign("fra", now=time.time() - 7200)
+    assert old.size == first.size
+    fresh = tmp_path / "fresh"
+    assert (await verify_log(setup.auditor.client, fresh, witnesses=setup.pinned("fra"))).ok
+    report = await verify_log(
+        setup.auditor.client, tmp_path / "fresh2", witnesses=setup.pinned("fra"), max_age=3600
+    )
+    assert not report.ok
+    assert "too old: witness.fra.example/w1, cosigned 720" in report.problems[0]
 
 
 async def test_a_signature_not_by_the_log_key_is_refused(setup: Setup) -> None:
