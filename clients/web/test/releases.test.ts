@@ -181,8 +181,10 @@ async function scene(options: { conflictOnce?: boolean } = {}) {
   const granted: SealedGrant[] = [];
   const decisions: { verb: string; reason: string }[] = [];
   let conflict = options.conflictOnce ?? false;
+  const calls: string[] = [];
   const api = new Api(ORIGIN, async (input, init) => {
     const route = `${init.method} ${input.slice(ORIGIN.length)}`;
+    calls.push(route);
     const body = init.body ? JSON.parse(init.body as string) : undefined;
     const json = (status: number, answer: unknown) =>
       new Response(JSON.stringify(answer), { status });
@@ -193,8 +195,10 @@ async function scene(options: { conflictOnce?: boolean } = {}) {
         [sam, dora, bob, chloe].map((m) => m.entry),
       );
     }
-    if (route === `GET /v1/channels/${CHANNEL}/messages?after=0&limit=100`) {
-      return json(200, { items: [delivery("device-dora")], cursor: 1, more: false });
+    const paged = /^GET \/v1\/channels\/[^/]+\/messages\?after=(\d+)&limit=100$/.exec(route);
+    if (paged) {
+      const items = Number(paged[1]) < 1 ? [delivery("device-dora")] : [];
+      return json(200, { items, cursor: 1, more: false });
     }
     if (route === `GET /v1/documents/versions/${VERSION}`) {
       return json(200, {
@@ -234,7 +238,19 @@ async function scene(options: { conflictOnce?: boolean } = {}) {
     { userId: "dora", deviceId: "device-dora", nationality: "USA", roles: ["disclosure_officer"] },
     dora.reader,
   );
-  return { sam, dora, bob, chloe, request, releases, granted, decisions, delivery, document };
+  return {
+    sam,
+    dora,
+    bob,
+    chloe,
+    request,
+    releases,
+    granted,
+    decisions,
+    delivery,
+    document,
+    calls,
+  };
 }
 
 test("a request is described with what the page checked, its message opened", async () => {
@@ -375,7 +391,17 @@ test("a request whose labels do not check says so; one not approved is not carri
     item_id: "22222222-3333-4444-8555-000000000002",
   });
   assert.equal(other.holds, false);
-  assert.match(other.itemNote ?? "", /holds no message/);
+  assert.match(other.itemNote ?? "", /this device holds no message 2{8}-/);
+  // The channel's deliveries were paged through once, from where the last scan stopped, and
+  // its roster read once for every description.
+  assert.deepEqual(
+    s.calls.filter((c) => c.includes("/messages?")),
+    [
+      `GET /v1/channels/${CHANNEL}/messages?after=0&limit=100`,
+      `GET /v1/channels/${CHANNEL}/messages?after=1&limit=100`,
+    ],
+  );
+  assert.equal(s.calls.filter((c) => c.endsWith("/roster")).length, 1);
 });
 
 test("a document version's key, proven by its signed trailer, is released the same way", async () => {

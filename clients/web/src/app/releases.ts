@@ -139,6 +139,11 @@ function segment(value: string): string {
 
 export class Releases {
   readonly #held = new Map<string, Promise<Held>>();
+  /** Per channel, where each message seen so far was (the `after` of its page) and how far
+   * the scan got: a channel's deliveries are paged through once, not once per request. */
+  readonly #seen = new Map<string, { pageOf: Map<string, number>; cursor: number }>();
+  /** The rosters `describe` read since the last `list` (carrying out fetches afresh). */
+  #rosters = new Map<string, Promise<{ verified: Verified[]; members: Set<string> }>>();
 
   constructor(
     private readonly api: Api,
@@ -162,6 +167,7 @@ export class Releases {
 
   /** Your requests and, for a disclosure officer, those about your nation's items. */
   list(status?: string): Promise<ReleaseRequest[]> {
+    this.#rosters = new Map();
     const query = status ? `?status=${segment(status)}` : "";
     return this.api.request<ReleaseRequest[]>("GET", `/v1/releases${query}`);
   }
@@ -237,7 +243,13 @@ export class Releases {
     }
     let requester: string | null = null;
     try {
-      const { verified } = await this.#roster(request.channel_id);
+      let roster = this.#rosters.get(request.channel_id);
+      if (roster === undefined) {
+        roster = this.#roster(request.channel_id);
+        this.#rosters.set(request.channel_id, roster);
+        roster.catch(() => this.#rosters.delete(request.channel_id));
+      }
+      const { verified } = await roster;
       const found = verified.find((d) => d.body.userId === request.requested_by);
       if (found !== undefined) requester = `${found.body.username} (${found.body.nationality})`;
     } catch (error) {
@@ -324,28 +336,43 @@ export class Releases {
 
   /** The message, found in this device's deliveries in its channel, opened and verified. */
   async #message(channelId: string, messageId: string): Promise<Held> {
-    let after = 0;
+    const item = await this.#delivery(channelId, messageId);
+    if (item === null) throw new ReleaseError(`this device holds no message ${messageId}`);
+    const opened = await openHeld(item, this.reader);
+    if (opened.itemKey === null) throw new Unverifiable(opened.message.problem ?? "");
+    return {
+      itemKey: opened.itemKey,
+      holders: new Set(opened.holders),
+      message: opened.message,
+      document: null,
+    };
+  }
+
+  /** This device's delivery of `messageId` in the channel (GET .../messages, paged), or null. */
+  async #delivery(channelId: string, messageId: string): Promise<unknown> {
+    let seen = this.#seen.get(channelId);
+    if (seen === undefined) {
+      seen = { pageOf: new Map(), cursor: 0 };
+      this.#seen.set(channelId, seen);
+    }
+    const known = seen.pageOf.get(messageId);
+    let after = known ?? seen.cursor;
     for (;;) {
       const page = await this.api.request<SyncPage>(
         "GET",
         `/v1/channels/${segment(channelId)}/messages?after=${after}&limit=100`,
       );
+      let found: unknown = null;
       for (const item of page.items) {
         const sealed = isObject(item) && isObject(item.message) ? item.message : null;
-        const header = sealed !== null && isObject(sealed.header) ? sealed.header : null;
-        if (header?.message_id !== messageId) continue;
-        const opened = await openHeld(item, this.reader);
-        if (opened.itemKey === null) throw new Unverifiable(opened.message.problem ?? "");
-        return {
-          itemKey: opened.itemKey,
-          holders: new Set(opened.holders),
-          message: opened.message,
-          document: null,
-        };
+        const id = sealed !== null && isObject(sealed.header) ? sealed.header.message_id : null;
+        if (typeof id !== "string") continue;
+        if (!seen.pageOf.has(id)) seen.pageOf.set(id, after);
+        if (id === messageId) found = item;
       }
-      if (!page.more || page.cursor <= after) {
-        throw new ReleaseError(`this device holds no message ${messageId}`);
-      }
+      if (known === undefined) seen.cursor = Math.max(seen.cursor, page.cursor);
+      if (found !== null) return found;
+      if (known !== undefined || !page.more || page.cursor <= after) return null;
       after = page.cursor;
     }
   }
