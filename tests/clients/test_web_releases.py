@@ -240,6 +240,10 @@ def test_a_disclosure_officer_approves_and_refuses_releases_in_the_page(
             assert page.locator("#app img").count() == 0
             assert page.evaluate("() => window.__pwned") is None
             page.screenshot(path=screens / "web-releases.png", full_page=True)
+            # In a narrow window nothing runs off the side: long banners, ids and reasons wrap.
+            page.set_viewport_size({"width": 360, "height": 1000})
+            assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+            page.set_viewport_size({"width": 900, "height": 1000})
 
             # She approves by keyboard alone: the reason, then the button, then Enter. The
             # page seals the message's key to the one device the wider label newly admits.
