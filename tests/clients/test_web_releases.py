@@ -171,6 +171,17 @@ async def _bobs_requests(officer: Officer) -> list[dict[str, Any]]:
         return await Releases(bob).list()
 
 
+def _busy(route: Route) -> None:
+    """The server failing to take a grant, as a busy or restarting one might."""
+    route.fulfill(
+        status=503,
+        content_type="application/problem+json",
+        body=json.dumps(
+            {"title": "Unavailable", "detail": "The server is busy; nothing was changed."}
+        ),
+    )
+
+
 class _HostileLabel:
     """The requests as the server shows them, each pending one's label banner replaced on its
     way by markup, as a hostile server might send it."""
@@ -246,7 +257,9 @@ def test_a_disclosure_officer_approves_and_refuses_releases_in_the_page(
             page.set_viewport_size({"width": 900, "height": 1000})
 
             # She approves by keyboard alone: the reason, then the button, then Enter. The
-            # page seals the message's key to the one device the wider label newly admits.
+            # page seals the message's key to the devices the wider label newly admits; the
+            # server fails to take the grant the first time, and the page says so.
+            page.route("**/v1/releases/*/grant", _busy)
             reason = first.get_by_label("Your reason (the requester sees it)")
             reason.focus()
             page.keyboard.type("Agreed: FRA leads the cell")
@@ -255,12 +268,27 @@ def test_a_disclosure_officer_approves_and_refuses_releases_in_the_page(
             page.keyboard.press("Enter")
             outcome = page.locator("#releases-outcome")
             expect(outcome).to_have_text(
+                "Approved, but not yet released: The server is busy; nothing was changed. "
+                "Carry it out again below.",
+                timeout=SLOW,
+            )
+            expect(outcome).to_be_focused()
+            page.unroute("**/v1/releases/*/grant")
+            approved = page.locator("#releases-approved .release")
+            expect(approved).to_have_count(1)
+            expect(approved).to_contain_text("Approved 20")
+            expect(approved).to_contain_text("with the reason: Agreed: FRA leads the cell")
+            approved.get_by_role("button", name="Carry out the release").click()
+            expect(outcome).to_have_text(
                 f"Released: Message in liaison is now {REL_USA_GBR_FRA}, its key sealed here to "
                 "chloe (FRA) (2 devices).",
                 timeout=SLOW,
             )
             expect(outcome).to_be_focused()
             expect(pending).to_have_count(1)
+            expect(page.locator("#releases-approved")).to_have_text(
+                "No approved release waits to be carried out."
+            )
             page.screenshot(path=screens / "web-release-approved.png", full_page=True)
 
             # Chloe's SDK reads it, verified, under the wider label, released by dora.
