@@ -70,7 +70,7 @@ demo: $(STAMP)
 # `bench` is the quick profile (one run of each shape, an idle crowd of 1,000, one room on
 # every set-up, many rooms (20 channels of 50) in rate steps of 5 s); `bench-full` runs
 # every shape three times with a crowd of 5,000 and rate steps of 8 s.
-.PHONY: bench bench-full
+.PHONY: bench bench-full bench-ab
 # One room also on PostgreSQL + Redis with one and with two server processes (the machine's
 # Redis at 127.0.0.1:6379); bench-full runs every shape on every set-up.
 SETUPS := sqlite,postgresql,postgresql+redis,postgresql+redis:2
@@ -81,6 +81,11 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(BIN)/python bench/bench_channel.py --runs 3 --shape-runs 3 --crowd 5000 --profile \
 		--rooms 20 --rooms-seconds 8 --database $(SETUPS) --all-shapes
+
+# Revisions' servers, one room on SQLite, run in turn (bench/ab.py; docs/operations.md):
+# make bench-ab A=REV B=REV
+bench-ab: $(STAMP)
+	$(BIN)/python bench/ab.py $(A) $(B) --runs 3
 
 # The browser client's cost per received message and per MiB of document beside the SDK's
 # (issue 12): writes bench/results/web.json and web.md. Needs Debian's Chromium; not in `test`.

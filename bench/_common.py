@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,7 +62,9 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def served(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def served(
+    settings: Settings, port: int, extra_env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """The database and keys served by a real uvicorn on ``port``: ``settings.workers``
     processes sharing it (as `attache-server run` with ATTACHE_WORKERS), joined by the Redis
     bus when ``settings.redis_url`` is set. With several, the process returned is uvicorn's
@@ -73,6 +75,7 @@ def served(settings: Settings, port: int) -> Iterator[subprocess.Popen[bytes]]:
         "ATTACHE_DATABASE_URL": settings.effective_database_url,
         "ATTACHE_PUBLIC_URL": settings.effective_public_url,
         "ATTACHE_GC_FREEZE": "true",  # as `attache-server run` serves it
+        **(extra_env or {}),
     }
     if settings.redis_url is not None:
         env["ATTACHE_REDIS_URL"] = settings.redis_url.get_secret_value()

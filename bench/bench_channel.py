@@ -49,8 +49,10 @@ import contextlib
 import json
 import os
 import platform
+import re
 import resource
 import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -88,6 +90,7 @@ LABEL = "NATO SECRET//REL TO NATO"
 PASSPHRASE = "bench passphrase"
 POSTGRES_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 PROBES = 5  # messages sent to the room while the idle crowd is connected
+TRACED_SETTLE = 25.0  # seconds from the traced crowd's close to its last snapshot
 STEADY_SENDS = 50  # client shape: sends with the audience unchanged
 CHANGE_SENDS = 7  # client shape: sends at an audience change
 PACKAGES = ("fastapi", "starlette", "uvicorn", "websockets", "sqlalchemy", "aiosqlite")
@@ -622,10 +625,22 @@ def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[st
     }
 
 
-def idle_crowd(room: Room, size: int) -> dict[str, Any]:
+def idle_crowd(
+    room: Room, size: int, snapshots: Path | None = None, settle: float = 3.0
+) -> dict[str, Any]:
+    """One idle crowd on ``room``'s fresh server; the last reading ``settle`` seconds after
+    the crowd closed. With ``snapshots`` (a server started with tracemalloc and
+    ATTACHE_MEMORY_SNAPSHOT_DIR there), a snapshot at each of the three RSS readings, and what
+    they show (``traced_survivors``)."""
     server = room.server.pid
     tokens = [c["token"] for c in room.seeded["crowd"]]
+    # Warm first: the first messages a process handles allocate what it keeps for good
+    # (compiled statements, caches, imports done late); that is not the crowd's.
+    for _ in range(PROBES):
+        room.senders[0].ask("send")
+    room.drain()
     time.sleep(2.0)
+    snapshot(server, snapshots, 1)
     before = rss(server)
     procs = max(1, size // 1250)
     crowd = [
@@ -643,6 +658,7 @@ def idle_crowd(room: Room, size: int) -> dict[str, Any]:
     opened = [c.answer() for c in crowd]
     connected = sum(o["opened"] for o in opened)
     time.sleep(2.0)
+    snapshot(server, snapshots, 2)
     during = rss(server)
     idle0 = cpu_seconds(server)
     time.sleep(2.0)  # the server's own CPU with the crowd connected and nothing sent
@@ -663,9 +679,11 @@ def idle_crowd(room: Room, size: int) -> dict[str, Any]:
     for c in crowd:
         c.answer()
         c.stop()
-    time.sleep(3.0)
+    time.sleep(settle)
+    snapshot(server, snapshots, 3)
     after = rss(server)
     return {
+        "traced": traced_survivors(snapshots, connected) if snapshots is not None else None,
         "connections": connected,
         "failures": sum((Counter(o["failures"]) for o in opened), Counter()),
         "rss_before": before,
@@ -677,6 +695,77 @@ def idle_crowd(room: Room, size: int) -> dict[str, Any]:
         "probe_delivered_ms_last_listener": delivered,
         "server_idle_cpu_per_s": idle_rate,
         "server_cpu_per_probe_s": (cpu1 - cpu0 - idle_rate * probing) / len(probes),
+    }
+
+
+def snapshot(server: int, directory: Path | None, number: int) -> None:
+    """Have the server write ``memory-{number}.snap`` (server/operations.py) and wait for it."""
+    if directory is None:
+        return
+    os.kill(server, signal.SIGUSR1)
+    path = directory / f"memory-{number}.snap"
+    for _ in range(1200):
+        if path.exists():  # renamed into place once written whole
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the server wrote no {path.name}")
+
+
+def traced_survivors(directory: Path, connections: int) -> dict[str, Any]:
+    """What tracemalloc shows of the crowd: Python memory the server held before it, while it
+    was connected and after it closed, and, by the line that allocated it, what the crowd made
+    (grew from before to connected) and still held after (grew from before to after, up to what
+    it grew while connected): the crowd's survivors."""
+    import tracemalloc
+
+    ignore = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+        tracemalloc.Filter(False, "<unknown>"),
+    ]
+    snaps = [
+        tracemalloc.Snapshot.load(str(directory / f"memory-{n}.snap")).filter_traces(ignore)
+        for n in (1, 2, 3)
+    ]
+    by_line = [{s.traceback[0]: s.size for s in snap.statistics("lineno")} for snap in snaps]
+    before, during, after = by_line
+    survivors: list[tuple[int, str]] = []
+    for frame, held in during.items():
+        made = held - before.get(frame, 0)
+        kept = min(made, after.get(frame, 0) - before.get(frame, 0))
+        if made > 0 and kept > 0:
+            survivors.append((kept, f"{frame.filename}:{frame.lineno}"))
+    survivors.sort(reverse=True)
+    made_total = sum(max(0, held - before.get(f, 0)) for f, held in during.items())
+    kept_total = sum(k for k, _ in survivors)
+    # By kind of object: the kinds the crowd made at least one of per two connections, and
+    # how many of those were still alive after close beyond the count before.
+    counts = [json.loads((directory / f"memory-{n}.kinds.json").read_text()) for n in (1, 2, 3)]
+    per_connection = {
+        kind: {
+            "before": counts[0].get(kind, 0),
+            "connected": n,
+            "after_close": counts[2].get(kind, 0),
+        }
+        for kind, n in counts[1].items()
+        if n - counts[0].get(kind, 0) >= connections / 2
+    }
+    outliving = {
+        kind: c["after_close"] - c["before"]
+        for kind, c in per_connection.items()
+        if c["after_close"] - c["before"] >= connections / 2
+    }
+    return {
+        "kinds_made_per_connection": per_connection,
+        "kinds_outliving_the_crowd": outliving,
+        "traced_before": sum(before.values()),
+        "traced_connected": sum(during.values()),
+        "traced_after_close": sum(after.values()),
+        "made_by_crowd": made_total,
+        "kept_of_it": kept_total,
+        "kept_per_connection": kept_total / max(1, connections),
+        "kept_share": kept_total / max(1, made_total),
+        "top_kept": [{"bytes": k, "line": line} for k, line in survivors[:8]],
     }
 
 
@@ -856,6 +945,23 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
                         crowd_room.stop()
                 note(f"{kind}: idle crowd run {i + 1}: {_crowd_line(crowds[-1])}")
             result["idle_crowd"] = {"runs": crowds, "server": "a fresh server process per run"}
+            # Once more with the server tracing its allocations (several times slower, so its
+            # latencies and RSS are not the figures above): what of the crowd survives, read
+            # when uvicorn's keepalive pings (every 20 s) have fired: a closed connection's
+            # timer holds its protocol until then.
+            traced_dir = base / "memory"
+            traced_env = {
+                "PYTHONTRACEMALLOC": "1",
+                "ATTACHE_MEMORY_SNAPSHOT_DIR": str(traced_dir),
+            }
+            with served(settings, port, traced_env) as server:
+                crowd_room = Room(seeded, server, base, not args.no_deflate)
+                try:
+                    traced = idle_crowd(crowd_room, args.crowd, traced_dir, TRACED_SETTLE)
+                finally:
+                    crowd_room.stop()
+            result["idle_crowd"]["traced"] = traced["traced"]
+            note(f"{kind}: idle crowd traced: {_traced_line(traced['traced'])}")
         if all_shapes and args.rooms:
             import many_rooms
 
@@ -887,6 +993,58 @@ def _run_line(r: dict[str, Any]) -> str:
         f"submit p99 {r['submit_ms']['p99']:.0f} ms, delivered p50/p99 "
         f"{r['delivered_ms'].get('p50', 0):.0f}/{r['delivered_ms'].get('p99', 0):.0f} ms, "
         f"server {r['server_cpu_per_message_s'] * 1e3:.2f} ms CPU/msg"
+    )
+
+
+def _traced_section(kind: str, t: dict[str, Any]) -> list[str]:
+    made = t["kinds_made_per_connection"]
+    out = [
+        f"## Idle crowd on {kind}, traced: what of it survives",
+        "",
+        "A further crowd on a fresh server tracing its allocations (`PYTHONTRACEMALLOC=1`, "
+        "several times slower, so none of its figures is in the table above), snapshots "
+        "(`ATTACHE_MEMORY_SNAPSHOT_DIR`, SIGUSR1, after a full collection) before it opened, "
+        f"while connected, and {TRACED_SETTLE:g} s after it closed (uvicorn's keepalive timer "
+        "holds a closed connection's protocol for up to 20 s).",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| Python memory traced before / connected / after close | "
+        f"{t['traced_before'] / 2**20:.1f} / {t['traced_connected'] / 2**20:.1f} / "
+        f"{t['traced_after_close'] / 2**20:.1f} MiB |",
+        f"| made by the crowd (growth by allocating line) | {t['made_by_crowd'] / 2**20:.1f} MiB |",
+        f"| of it still held after close | {t['kept_of_it'] / 2**10:.0f} KiB "
+        f"({t['kept_share']:.1%}; {t['kept_per_connection']:.0f} B per connection) |",
+        f"| kinds of object made per connection (live count rose by at least one per two "
+        f"connections) | {len(made)} |",
+        f"| of those, still alive after close beyond their count before | "
+        f"{len(t['kinds_outliving_the_crowd'])}"
+        + (f": {t['kinds_outliving_the_crowd']}" if t["kinds_outliving_the_crowd"] else "")
+        + " |",
+        "",
+        "Lines still holding most of what the crowd made (sizes, not objects: a set or a heap "
+        "keeps the room it grew to):",
+        "",
+        "| bytes | allocated at |",
+        "|---|---|",
+    ]
+    out += [f"| {k['bytes']:,} | `{_short_path(k['line'])}` |" for k in t["top_kept"]]
+    return out
+
+
+def _short_path(line: str) -> str:
+    """``file:line`` from the project, a package or the standard library, without the prefix
+    of this machine's directories."""
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    return re.sub(r"^.*?(site-packages/|lib/python3\.\d+/)", "", line.replace(root, ""))
+
+
+def _traced_line(t: dict[str, Any]) -> str:
+    return (
+        f"the crowd made {t['made_by_crowd'] / 2**20:.1f} MiB of Python objects, "
+        f"{t['kept_of_it'] / 2**10:.0f} KiB of it ({t['kept_share']:.1%}) still held after "
+        f"close; {len(t['kinds_made_per_connection'])} kinds made per connection, "
+        f"{len(t['kinds_outliving_the_crowd'])} outliving it"
     )
 
 
@@ -975,6 +1133,15 @@ def goals(result: dict[str, Any], v: float) -> list[dict[str, Any]]:
             1.2,
             "x",
         )
+        if (traced := sqlite["idle_crowd"].get("traced")) is not None:
+            goal(
+                "idle crowd, traced: kinds of object made per connection still alive after close"
+                " (the goal's alternative where the allocator keeps pages)",
+                len(traced["kinds_outliving_the_crowd"]),
+                0,
+                "kinds",
+                f"{len(traced['kinds_made_per_connection'])} kinds made per connection",
+            )
     if "client" in sqlite:
         steady = statistics.median(c["steady_cpu_s"]["median"] for c in sqlite["client"]["runs"])
         goal("client: SDK CPU per send, audience unchanged", steady / v, 20, "V")
@@ -1127,6 +1294,8 @@ def markdown(r: dict[str, Any]) -> str:
                 f"({c['server_cpu_per_probe_s'] / v:.0f} V) |",
                 f"| connections that failed | {dict(c['failures']) or 'none'} |",
             ]
+        if (t := d.get("idle_crowd", {}).get("traced")) is not None:
+            out += ["", *_traced_section(kind, t)]
         for c in d.get("client", {}).get("runs", []):
             p = c["primitives_in_sender"]
             out += [

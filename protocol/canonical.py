@@ -106,6 +106,19 @@ def canonical_json(value: Mapping[str, Any] | list[Any]) -> bytes:
         raise CanonicalizationError(str(exc)) from exc
 
 
+def copy_json(value: Any) -> Any:
+    """A copy of a JSON value (dicts, lists and immutable leaves), nothing shared that could be
+    changed in place: what ``copy.deepcopy`` gives for such a value, in about half the time
+    (no memo of shared parts, which a tree parsed from JSON does not have). Used on hot paths
+    (each submit copies its header and its sender's certificate)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_json(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_json(item) for item in value]
+    return value
+
+
 def _check_context(context: str) -> bytes:
     encoded = context.encode("utf-8")
     if not encoded or b"\x00" in encoded:

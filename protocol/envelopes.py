@@ -20,7 +20,6 @@ bounded before any work, and signatures are verified before anything is decrypte
 
 from __future__ import annotations
 
-import copy
 import hmac
 import itertools
 import re
@@ -48,6 +47,7 @@ from protocol.canonical import (
     CTX_MESSAGE_SIGNATURE,
     CanonicalizationError,
     canonical_json,
+    copy_json,
     digest,
     with_context,
 )
@@ -378,7 +378,7 @@ def _sealed_to_json(
 ) -> dict[str, Any]:
     """``{"header": {...}, "signature": b64u, "envelopes": {device_id: b64u}}``."""
     return {
-        "header": copy.deepcopy(dict(header)),
+        "header": copy_json(dict(header)),
         "signature": b64u_encode(signature),
         "envelopes": {device: b64u_encode(env) for device, env in envelopes.items()},
     }
@@ -415,7 +415,7 @@ def _sealed_from_json(
     if not envelopes:
         raise EnvelopeError(f"a sealed {kind} carries at least one envelope")
     return (
-        copy.deepcopy(dict(value["header"])),
+        copy_json(dict(value["header"])),
         signature,
         {
             device: _wire_bytes(text, f"{kind} envelope for {device}", size=envelope_size)
@@ -619,7 +619,7 @@ class MessageHeader:
             "sender_device": self.sender_device,
             "audience_id": self.audience_id,
             "sent_at": format_utc_time(self.sent_at),
-            "label": copy.deepcopy(dict(self.label)),
+            "label": copy_json(dict(self.label)),
             "content_type": self.content_type,
             "reply_to": self.reply_to,
         }
@@ -657,7 +657,7 @@ def check_message_header(header: Mapping[str, Any]) -> MessageHeader:
         sender_device=_id_field(header, "sender_device", kind),
         audience_id=_uuid_field(header, "audience_id", kind),
         sent_at=_time_field(header, "sent_at", kind),
-        label=copy.deepcopy(dict(label)),
+        label=copy_json(dict(label)),
         content_type=content_type,
         reply_to=reply_to,
         header_digest=_header_digest(CTX_MESSAGE_HEADER, header, kind),
@@ -710,7 +710,7 @@ class SealedMessage:
     def to_json(self) -> dict[str, Any]:
         """``{"header": {...}, "body": b64u, "signature": b64u}``."""
         return {
-            "header": copy.deepcopy(self.header),
+            "header": copy_json(self.header),
             "body": b64u_encode(self.body),
             "signature": b64u_encode(self.signature),
         }
@@ -725,7 +725,7 @@ class SealedMessage:
         body = _wire_bytes(value["body"], "message body", maximum=MAX_MESSAGE_BODY)
         _check_body_size(body)
         return cls(
-            header=copy.deepcopy(dict(value["header"])),
+            header=copy_json(dict(value["header"])),
             body=body,
             signature=_wire_bytes(value["signature"], "message signature", size=SIGNATURE_SIZE),
         )
@@ -774,7 +774,7 @@ def encrypt_message(
         "sender_device": sender_device,
         "audience_id": audience_id,
         "sent_at": sent,
-        "label": label.canonical() if isinstance(label, Label) else copy.deepcopy(dict(label)),
+        "label": label.canonical() if isinstance(label, Label) else copy_json(dict(label)),
         "content_type": content_type,
         "reply_to": reply_to,
     }

@@ -10,9 +10,15 @@ sending it requests. ``/metrics`` is the Prometheus text format, for a scraper h
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
+import json
 import logging
+import signal
+import tracemalloc
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
@@ -95,3 +101,41 @@ async def metrics(
         log.warning("metrics: the audit backlog could not be read (%s)", exc.__class__.__name__)
         collected.audit_backlog(None, None)
     return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# --- memory snapshots (ATTACHE_MEMORY_SNAPSHOT_DIR) -------------------------------------------
+
+
+def watch_memory(directory: Path) -> None:
+    """On SIGUSR1, write a tracemalloc snapshot of this process to ``directory``
+    (``memory-1.snap``, ``memory-2.snap``, ...) after a full garbage collection, so that what
+    survives is what something still holds, and the count of live objects of each kind beside
+    it (``memory-1.kinds.json``: {"module.Class": count}). Only a process that traces its
+    allocations (``python -X tracemalloc`` or ``PYTHONTRACEMALLOC=1``, set before it starts)
+    has anything to write; otherwise the signal is logged and ignored."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = len(list(directory.glob("memory-*.snap")))
+
+    def snapshot() -> None:
+        nonlocal written
+        if not tracemalloc.is_tracing():
+            log.warning("SIGUSR1: no memory snapshot, the process does not trace allocations")
+            return
+        gc.collect()
+        written += 1
+        path = directory / f"memory-{written}.snap"
+        # Beside the snapshot, how many objects of each kind the collector tracks: whether a
+        # kind made per connection (say) outlives the connections, which sizes alone do not
+        # tell apart from a container grown and not shrunk.
+        kinds = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+        path.with_suffix(".kinds.json").write_text(json.dumps(dict(kinds.most_common())))
+        partial = path.with_suffix(".part")  # renamed once whole: a reader never sees half
+        tracemalloc.take_snapshot().dump(str(partial))
+        partial.rename(path)
+        log.warning("memory snapshot written to %s", path)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, snapshot)
+
+
+def unwatch_memory() -> None:
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     # `attache-server run` turns it on (unless ATTACHE_GC_FREEZE says otherwise); off for an
     # app made in a process that makes many (tests): frozen objects are never collected.
     gc_freeze: bool = False
+    # A directory for memory snapshots, to find what holds memory in a running server: when
+    # the process traces its allocations (python -X tracemalloc, or PYTHONTRACEMALLOC=1),
+    # SIGUSR1 collects garbage and writes a tracemalloc snapshot there (memory-N.snap, N from
+    # 1), readable with tracemalloc.Snapshot.load. Empty: no handler. Tracing slows the
+    # server several times: a diagnosis, not a way to run (bench/bench_channel.py uses it).
+    memory_snapshot_dir: Path | None = None
     # Most request headers, by count and by total size of names and values, beyond which a
     # request is refused with 431 (uvicorn has parsed them by then; a proxy in front bounds
     # what it reads).
@@ -113,7 +119,7 @@ class Settings(BaseSettings):
             )
         return url.render_as_string(hide_password=False)
 
-    @field_validator("blob_dir", "redis_url", mode="before")
+    @field_validator("blob_dir", "redis_url", "memory_snapshot_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # ATTACHE_REDIS_URL= (empty), as a shell or an env file writes "not set".

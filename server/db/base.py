@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -11,6 +10,8 @@ from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator, inspect
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, make_transient_to_detached
+
+from protocol.canonical import copy_json
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -82,7 +83,7 @@ def detached(model: type[T], columns: dict[str, Any]) -> T:
     expiring it. Only JSON values (dicts, lists) can be changed in place, so only they are
     copied; strings, bytes and datetimes are immutable and shared as they are."""
     instance = model(
-        **{k: copy.deepcopy(v) if isinstance(v, dict | list) else v for k, v in columns.items()}
+        **{k: copy_json(v) if isinstance(v, dict | list) else v for k, v in columns.items()}
     )
     make_transient_to_detached(instance)
     return instance

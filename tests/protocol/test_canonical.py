@@ -9,7 +9,13 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.canonical import CanonicalizationError, canonical_json, digest, with_context
+from protocol.canonical import (
+    CanonicalizationError,
+    canonical_json,
+    copy_json,
+    digest,
+    with_context,
+)
 
 texts = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=("Cs",)))
 scalars = (
@@ -30,6 +36,26 @@ values = st.recursive(
 @given(st.dictionaries(texts, values, max_size=6))
 def test_same_bytes_as_rfc8785(value: dict[str, Any]) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
+
+
+def _containers(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [value, *(c for item in value.values() for c in _containers(item))]
+    if isinstance(value, list):
+        return [value, *(c for item in value for c in _containers(item))]
+    return []
+
+
+@settings(max_examples=200)
+@given(st.dictionaries(texts, values, max_size=6))
+def test_copy_json_is_equal_and_shares_nothing_changeable(value: dict[str, Any]) -> None:
+    copied = copy_json(value)
+    assert copied == value
+    assert canonical_json(copied) == canonical_json(value)
+    originals = {id(c) for c in _containers(value)}
+    assert not originals & {id(c) for c in _containers(copied)}
+    copied["added"] = [1]
+    assert "added" not in value
 
 
 @pytest.mark.parametrize(

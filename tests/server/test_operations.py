@@ -11,8 +11,10 @@ import logging
 import logging.config
 import math
 import os
+import signal
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from server.cli import main
 from server.db import migrate
 from server.db.engine import create_engine
 from server.metrics import Metrics
-from server.operations import database_reachable
+from server.operations import database_reachable, unwatch_memory, watch_memory
 from server.settings import Settings
 from tests.conftest import IN_CI, TEST_ORIGIN, _postgres_database
 from tests.factories import World
@@ -602,3 +604,40 @@ def test_what_looks_like_a_credential_is_masked() -> None:
     assert logs.redact('{"token": "s3cr3t-value"}') == '{"token": "[redacted]"}'
     assert logs.redact("password=hunter22 and more") == "password=[redacted] and more"
     assert logs.redact("GET /v1/channels/liaison 200") == "GET /v1/channels/liaison 200"
+
+
+async def _signalled(path: Path) -> bool:
+    os.kill(os.getpid(), signal.SIGUSR1)
+    for _ in range(100):  # the handler runs from the event loop, soon after the signal
+        await asyncio.sleep(0.01)
+        if path.exists():
+            return True
+    return False
+
+
+async def test_sigusr1_writes_a_memory_snapshot_only_when_allocations_are_traced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "memory"
+    was_tracing = tracemalloc.is_tracing()
+    tracemalloc.stop()
+    watch_memory(directory)
+    try:
+        with caplog.at_level(logging.WARNING, logger="attache.operations"):
+            assert not await _signalled(directory / "memory-1.snap")
+        assert "does not trace allocations" in caplog.text
+        tracemalloc.start()
+        kept = [bytearray(4096) for _ in range(64)]  # something of this test's to find
+        assert await _signalled(directory / "memory-1.snap")
+        assert await _signalled(directory / "memory-2.snap")
+    finally:
+        unwatch_memory()
+        if not was_tracing:
+            tracemalloc.stop()
+    snapshot = tracemalloc.Snapshot.load(str(directory / "memory-2.snap"))
+    here = snapshot.filter_traces([tracemalloc.Filter(True, __file__)])
+    assert sum(s.size for s in here.statistics("filename")) >= 64 * 4096
+    kinds = json.loads((directory / "memory-2.kinds.json").read_text())
+    assert kinds["builtins.list"] >= 1
+    assert len(kept) == 64
+    assert not list(directory.glob("*.part"))
