@@ -44,9 +44,12 @@ async def checkpoint(
     _: PrincipalDep,
     session: SessionDep,
     size: Annotated[int | None, Query(ge=0, le=MAX_JSON_INT)] = None,
+    witness: Annotated[list[str] | None, Query(max_length=64)] = None,
+    min_witnesses: Annotated[int | None, Query(ge=1, le=64)] = None,
 ) -> CheckpointRead:
-    """The latest checkpoint (or the one of ``size``), its note with witnesses' cosignatures."""
-    found = await service.access_checkpoint(session, size)
+    """The latest checkpoint (or the one of ``size``, or the latest that ``min_witnesses`` of
+    the ``witness`` names cosigned), its note with the witnesses' cosignatures."""
+    found = await service.access_checkpoint(session, size, witness or (), min_witnesses)
     return CheckpointRead.of(found, await service.cosigned_note(session, found))
 
 

@@ -340,3 +340,19 @@ async def add_cosignature(
         .returning(AuditCosignature.size)
     )
     return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def latest_cosigned_size(
+    session: AsyncSession, witnesses: Sequence[str], minimum: int
+) -> int | None:
+    """The largest checkpoint size that ``minimum`` of the named witnesses cosigned."""
+    stmt = (
+        select(AuditCosignature.size)
+        .where(AuditCosignature.witness.in_(list(witnesses)))
+        .group_by(AuditCosignature.size)
+        .having(func.count(func.distinct(AuditCosignature.witness)) >= minimum)
+        .order_by(AuditCosignature.size.desc())
+        .limit(1)
+    )
+    found = (await session.execute(stmt)).scalar_one_or_none()
+    return None if found is None else int(found)

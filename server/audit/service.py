@@ -9,6 +9,7 @@ recompute the tree, nothing of what happened).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -183,8 +184,37 @@ async def latest_checkpoint(session: AsyncSession) -> AuditCheckpoint:
     return checkpoint
 
 
-async def access_checkpoint(session: AsyncSession, size: int | None) -> AuditCheckpoint:
-    """The checkpoint of ``size``, the latest when None; 404 naming the size otherwise."""
+async def access_checkpoint(
+    session: AsyncSession,
+    size: int | None,
+    witnesses: Sequence[str] = (),
+    minimum: int | None = None,
+) -> AuditCheckpoint:
+    """The checkpoint of ``size``; with ``witnesses`` (names), the latest that ``minimum`` of
+    them cosigned (all when None); else the latest. 404 naming what was asked otherwise.
+
+    The witnesses run on their own schedule, so the latest checkpoint is often not cosigned
+    yet; an auditor requiring them asks for the latest that is (and checks it itself)."""
+    if witnesses:
+        if size is not None:
+            raise InvalidInput("ask for a size or for witnesses, not both", field="size")
+        names = sorted(set(witnesses))
+        if len(names) > MAX_COSIGNATURES:
+            raise InvalidInput(f"name at most {MAX_COSIGNATURES} witnesses", field="witness")
+        wanted = len(names) if minimum is None else minimum
+        if not 1 <= wanted <= len(names):
+            raise InvalidInput(
+                f"min_witnesses must be between 1 and the {len(names)} witnesses named",
+                field="min_witnesses",
+            )
+        size = await repo.latest_cosigned_size(session, names, wanted)
+        if size is None:
+            raise NotFound(
+                f"no checkpoint is cosigned by {wanted} of the witnesses named",
+                witness=names,
+            )
+    elif minimum is not None:
+        raise InvalidInput("min_witnesses needs witness names", field="min_witnesses")
     if size is None:
         return await latest_checkpoint(session)
     checkpoint = await repo.checkpoint_at(session, size)

@@ -123,6 +123,14 @@ async def test_witnesses_cosign_and_an_auditor_requires_them(setup: Setup, tmp_p
     )
     assert report.ok, report.problems
     assert set(report.witnesses) == {"witness.gbr.example/w1", "witness.fra.example/w1"}
+    # The log grows before the witnesses run again: an auditor requiring them verifies the
+    # latest checkpoint they cosigned, not the newer one they have not seen yet.
+    uncosigned = await setup.more("first-more")
+    report = await verify_log(
+        setup.auditor.client, tmp_path / "other", witnesses=setup.pinned("gbr", "fra")
+    )
+    assert report.ok, report.problems
+    assert report.size == first.size < uncosigned.size
 
     # The log grows; the witness checks the new checkpoint extends the one it cosigned.
     grown = await setup.more("second")
@@ -336,6 +344,26 @@ async def test_bad_cosignatures_are_clear_problems(setup: Setup) -> None:
     stored = await _post(setup.gbr_auditor, ok)
     assert stored.status_code == 201
     assert stored.json()["cosignature"] == good.line()
+    # Asking for the latest checkpoint some witnesses cosigned, badly.
+    for params, field in [
+        ({"size": "1", "witness": "w"}, "size"),
+        ({"min_witnesses": "1"}, "min_witnesses"),
+        ({"witness": "w", "min_witnesses": "2"}, "min_witnesses"),
+    ]:
+        wrong = await setup.auditor.client._http.get(
+            "/v1/audit/checkpoint",
+            params=params,
+            headers={"Authorization": f"Bearer {setup.auditor.client.token}"},
+        )
+        assert wrong.status_code == 422, wrong.text
+        assert wrong.json()["field"] == field
+    nobody = await setup.auditor.client._http.get(
+        "/v1/audit/checkpoint",
+        params={"witness": "witness.nobody/w1"},
+        headers={"Authorization": f"Bearer {setup.auditor.client.token}"},
+    )
+    assert nobody.status_code == 404
+    assert nobody.json()["witness"] == ["witness.nobody/w1"]
     # The witness view refuses a size that is not one.
     refused = await setup.gbr_auditor.client._http.get(
         "/v1/audit/witness",

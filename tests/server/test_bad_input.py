@@ -228,7 +228,7 @@ _AUDIT_QUERIES = st.one_of(
     st.tuples(st.just("/v1/audit/leaves"), _query(["start", "end"])),
     st.tuples(st.just("/v1/audit/proofs/inclusion"), _query(["event", "size"])),
     st.tuples(st.just("/v1/audit/proofs/consistency"), _query(["old", "new"])),
-    st.tuples(st.just("/v1/audit/checkpoint"), _query(["size"])),
+    st.tuples(st.just("/v1/audit/checkpoint"), _query(["size", "witness", "min_witnesses"])),
     st.tuples(st.just("/v1/audit/witness"), _query(["old"])),
 )
 _SYNC_QUERIES = st.tuples(
