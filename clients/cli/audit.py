@@ -241,6 +241,13 @@ def verify(
             else ""
         )
         abort(f"VERIFICATION FAILED{where}: the audit log does not match what was signed or seen")
+    if report.behind:
+        terminal.say(
+            f"the witnesses' latest checkpoint, of {report.size} leaves, is a prefix of the "
+            f"{report.previous_size} verified here before; nothing new to verify"
+        )
+        terminal.say(f"  cosigned by: {', '.join(sorted(report.witnesses))}")
+        return
     before = (
         f", consistent with the {report.previous_size} verified before"
         if report.previous_size

@@ -46,6 +46,9 @@ class VerifyReport:
     previous_size: int | None = None
     # The pinned witnesses whose cosignatures of the checkpoint verified, and their times.
     witnesses: dict[str, int] = field(default_factory=dict)
+    # The witnesses' checkpoint is a prefix of a larger log verified here before (without
+    # them): nothing new was verified, and what was kept stands.
+    behind: bool = False
 
     @property
     def ok(self) -> bool:
@@ -198,6 +201,17 @@ async def verify_log(
     cached = state.leaf_hashes()
     if previous is not None:
         report.previous_size = previous[0]
+        if signed.size < previous[0] and witnesses and len(cached) >= previous[0] * 32:
+            # The witnesses have not yet cosigned as far as was verified here (without them):
+            # their checkpoint must then be a prefix of the leaves kept from that verification.
+            prefix = [cached[i : i + 32] for i in range(0, signed.size * 32, 32)]
+            if merkle.root(prefix) != signed.root:
+                report.problem(
+                    f"FORK: the witnesses' checkpoint of size {signed.size} is not a prefix of "
+                    f"the {previous[0]} leaves verified here before"
+                )
+            report.behind = True
+            return report
         if signed.size < previous[0]:
             report.problem(
                 f"the log was rolled back: the signed checkpoint has {signed.size} leaves, "

@@ -103,13 +103,21 @@ async def test_a_witness_cosigns_and_an_auditor_requires_it(
         audrey, "audit", "verify", "--witness", vkey, "--witness", fra_vkey, "--min-witnesses", "1"
     )
     assert one.exit_code == 0, one.output
+    # Verified further without witnesses, then with: their checkpoint is behind, a prefix.
+    await alice.client.create_channel("third", "NATO SECRET")
+    await _integrate(world)
+    assert (await _invoke(audrey, "audit", "verify")).exit_code == 0
+    behind = await _invoke(audrey, "audit", "verify", "--witness", vkey)
+    assert behind.exit_code == 0, behind.output
+    assert "is a prefix of the" in behind.output
+    assert "nothing new to verify" in behind.output
 
     # Checkpoints held here compare equal to themselves.
     held = tmp_path / "held.json"
     assert (await _invoke(audrey, "audit", "checkpoints", "--out", str(held))).exit_code == 0
     compared = await _invoke(audrey, "audit", "compare", str(held))
     assert compared.exit_code == 0, compared.output
-    assert "2 of their checkpoints agree with the log verified here" in compared.output
+    assert "3 of their checkpoints agree with the log verified here" in compared.output
 
 
 async def test_a_fork_is_refused_by_the_witness_and_named_by_compare(

@@ -131,6 +131,21 @@ async def test_witnesses_cosign_and_an_auditor_requires_them(setup: Setup, tmp_p
     )
     assert report.ok, report.problems
     assert report.size == first.size < uncosigned.size
+    # An auditor who verified the newer one without witnesses, then requires them: the
+    # witnesses' checkpoint is a prefix of what it verified, nothing more to do...
+    ahead = tmp_path / "ahead"
+    assert (await verify_log(setup.auditor.client, ahead)).size == uncosigned.size
+    report = await verify_log(setup.auditor.client, ahead, witnesses=setup.pinned("gbr", "fra"))
+    assert report.ok, report.problems
+    assert report.behind
+    # ...unless it is not a prefix of the leaves kept here: a fork.
+    kept = next(ahead.glob("audit/*/leaves.bin"))
+    kept.write_bytes(b"\xff" * 32 + kept.read_bytes()[32:])
+    report = await verify_log(setup.auditor.client, ahead, witnesses=setup.pinned("gbr", "fra"))
+    assert report.problems == [
+        f"FORK: the witnesses' checkpoint of size {first.size} is not a prefix of the "
+        f"{uncosigned.size} leaves verified here before"
+    ]
 
     # The log grows; the witness checks the new checkpoint extends the one it cosigned.
     grown = await setup.more("second")
