@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,10 @@ from protocol.coalition import (
     PolicyError,
     PolicyNation,
     SignedPolicy,
+    build_policy,
     parse_policy,
+    sign_policy,
+    signing_nations,
 )
 
 
@@ -52,9 +56,19 @@ def _client(store: Keystore) -> AttacheClient:
 
 
 @policy.command("show")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="show the policy version in FILE instead (offline: a founding version being signed)",
+)
 @home_option
-def show_command(home: Path | None) -> None:
-    """Show the policy pinned here and the server's latest, once verified from it."""
+def show_command(file: Path | None, home: Path | None) -> None:
+    """Show the policy pinned here and the server's latest, once verified from it; or, with
+    --file, the version in FILE with its digest and signatures, for officers to compare."""
+    if file is not None:
+        _show_file(file)
+        return
     store = keystore(home)
 
     async def go() -> tuple[HeldPolicy | None, CoalitionPolicy | None]:
@@ -80,17 +94,22 @@ def show_command(home: Path | None) -> None:
         )
     else:
         terminal.say(f"  pinned here: version {latest.policy_version}, the server's latest")
+    _say_contents(latest)
+
+
+def _say_contents(policy: CoalitionPolicy) -> None:
+    """The threshold, the nations with their authority key ids, and the groups."""
     terminal.say(
-        f"  threshold: {latest.threshold} of {len(latest.nations)} nations sign the next version"
+        f"  threshold: {policy.threshold} of {len(policy.nations)} nations sign the next version"
     )
     terminal.say("nations:")
-    for code, nation in sorted(latest.nations.items()):
+    for code, nation in sorted(policy.nations.items()):
         ids = ", ".join(sorted(nation.authority_keys))
         terminal.say(f"  {code}  {nation.name}  (authority keys {ids})")
-    catalog = latest.catalog()
+    catalog = policy.catalog()
     terminal.say("groups:")
     for name in sorted(catalog.groups):
-        where = "policy" if name in latest.groups else "catalog"
+        where = "policy" if name in policy.groups else "catalog"
         members = ", ".join(sorted(catalog.groups[name]))
         terminal.say(f"  {name} ({where}): {members}")
 
@@ -124,24 +143,28 @@ def _nation(value: str) -> str:
     return code
 
 
-def _public_key(value: str) -> bytes:
+def _public_key(value: str, where: str = "") -> bytes:
     """An authority public key: the file 'attache authority init' writes beside the key
-    (authority-NATION.pub), or the base64url text it prints."""
+    (authority-NATION.pub), or the base64url text it prints. ``where`` prefixes refusals."""
     text = value.strip()
     path = Path(value)
+    if path.exists() and not path.is_file():
+        abort(f"{where}cannot read the authority key {path}: it is not a file")
     if path.is_file():
         try:
             text = path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            abort(f"cannot read the authority key {path}: {exc}")
+            abort(f"{where}cannot read the authority key {path}: {exc}")
+    elif os.sep in value or value.endswith(".pub"):
+        abort(f"{where}cannot read the authority key {path}: there is no such file")
     try:
         key = keys.b64u_decode(text)
     except ValueError:
         key = b""
     if len(key) != 32:
         abort(
-            f"{value!r} is neither an authority public key file (authority-NATION.pub, from "
-            "'attache authority init') nor the public key it prints"
+            f"{where}{value!r} is neither an authority public key file (authority-NATION.pub, "
+            "from 'attache authority init') nor the public key it prints"
         )
     return key
 
@@ -362,15 +385,35 @@ def propose_command(
 
 
 @policy.command("sign")
-@click.argument("digest")
+@click.argument("digest", required=False)
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="sign the founding version in FILE offline (from 'attache policy found') instead",
+)
 @click.option("--nation", required=True, help="your nation, whose authority key is held here")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @home_option
-def sign_command(digest: str, nation: str, yes: bool, home: Path | None) -> None:
+def sign_command(
+    digest: str | None, file: Path | None, nation: str, yes: bool, home: Path | None
+) -> None:
     """Sign the proposed policy version DIGEST with your nation's authority key, after
     reading what it changes from the version held here. Give the digest after "--"
-    (attache policy sign --nation GBR -- DIGEST): it may begin with "-"."""
+    (attache policy sign --nation GBR -- DIGEST): it may begin with "-".
+
+    With --file FILE, sign the founding version in FILE on this machine, with no server:
+    the signature is added to FILE, for the next founding nation to sign."""
     code = _nation(nation)
+    if (digest is None) == (file is None):
+        abort(
+            "give either DIGEST (a proposal on the server) or --file FILE (a founding "
+            "version, signed offline)"
+        )
+    if file is not None:
+        _sign_file(file, code, yes, home)
+        return
+    assert digest is not None
     store = keystore(home)
     secret = _secret(store)
 
@@ -425,3 +468,268 @@ def proposals_command(home: Path | None) -> None:
             f"{', '.join(item['signers']) or 'none'} ({len(item['signers'])} of "
             f"{item['threshold']}, {ready})"
         )
+
+
+# --- founding: made and signed offline by the founding nations' security officers ------------
+
+
+def _founding_nation(value: str, seen: dict[str, PolicyNation]) -> PolicyNation:
+    """``--nation CODE=NAME=KEY``: a founding nation, its name and its authority public key
+    (authority-CODE.pub, or the key's text)."""
+    code, sep, rest = value.partition("=")
+    name, sep2, key = rest.partition("=")
+    if not sep or not sep2 or not name.strip() or not key.strip():
+        abort(
+            f"--nation {value!r}: write CODE=NAME=KEY, such as "
+            "USA=United States=authority-USA.pub (KEY: the file 'attache authority init' "
+            "writes, or the public key it prints)"
+        )
+    code = _nation(code)
+    if code in seen:
+        abort(f"--nation {code} is given twice: one --nation per founding nation")
+    try:
+        return PolicyNation.of(code, name.strip(), [_public_key(key, f"--nation {code}: ")])
+    except PolicyError as exc:
+        abort(f"--nation {code}: {exc}")
+
+
+def _read_signed(file: Path) -> SignedPolicy:
+    """The signed policy document in ``file`` (a bare policy document has no signatures)."""
+    found = _from_file(file) if file.is_file() else None
+    if found is None:
+        abort(f"cannot read {file}: there is no such file")
+    return found if isinstance(found, SignedPolicy) else SignedPolicy(found, ())
+
+
+def _write_signed(file: Path, signed: SignedPolicy, *, replace: bool) -> None:
+    """``signed`` as FILE: written beside it and renamed over it, so that an interrupted
+    write never leaves half a document (or loses the signatures already in it)."""
+    text = json.dumps(signed.to_json(), indent=2, ensure_ascii=False) + "\n"
+    partial = file.with_name(f".{file.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        if replace:
+            os.replace(partial, file)
+        else:
+            # Not over a file that appeared meanwhile: link fails if the name is taken.
+            os.link(partial, file)
+            partial.unlink()
+    except FileExistsError:
+        partial.unlink(missing_ok=True)
+        abort(f"{file} already exists; refusing to overwrite it")
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        abort(f"cannot write {file}: {exc.strerror or exc}")
+
+
+def _founding_signatures(signed: SignedPolicy) -> tuple[list[str], list[str]]:
+    """The founding nations whose signatures in ``signed`` count, and a sentence for each
+    signature that does not (a file changed after signing is named as such)."""
+    policy = signed.policy
+    counted: list[str] = []
+    problems: list[str] = []
+    for entry in signed.signatures:
+        listed = policy.nations.get(entry.nation)
+        try:
+            signing_nations(policy, SignedPolicy(policy, (entry,)))
+        except PolicyError as exc:
+            if listed is not None and entry.key_id in listed.authority_keys:
+                problems.append(
+                    f"{entry.nation}'s signature (key {entry.key_id}) does not verify over the "
+                    f"digest {policy.digest_b64u}: the file was changed after {entry.nation} "
+                    "signed it (or the signature is forged), so it no longer counts"
+                )
+            else:
+                problems.append(str(exc))
+            continue
+        if entry.nation in counted:
+            problems.append(f"{entry.nation} signed twice: a nation counts once")
+            continue
+        counted.append(entry.nation)
+    return sorted(counted), problems
+
+
+def _say_founding(file: Path, signed: SignedPolicy) -> tuple[list[str], list[str]]:
+    """What an officer compares before signing: the digest, what it holds, who signed."""
+    policy = signed.policy
+    terminal.say(f"{file}: policy version {policy.policy_version} of {policy.coalition}")
+    terminal.say(f"  digest: {policy.digest_b64u}")
+    if policy.policy_version != 1:
+        terminal.say(
+            f"  not a founding version: it follows {keys.b64u_encode(policy.previous or b'')}"
+        )
+    _say_contents(policy)
+    terminal.say(f"catalog: version {policy.catalog().version}, its TOML in the file")
+    if policy.policy_version != 1:
+        signers = sorted({s.nation for s in signed.signatures})
+        terminal.say(
+            f"signed by {', '.join(signers) or 'no nation'} (counted against version "
+            f"{policy.policy_version - 1}, when proposed or published)"
+        )
+        return signers, []
+    counted, problems = _founding_signatures(signed)
+    missing = sorted(set(policy.nations) - set(counted))
+    terminal.say(
+        f"signed by {', '.join(counted) or 'no nation yet'}: {len(counted)} of the "
+        f"{len(policy.nations)} founding nations"
+        + (f"; missing {', '.join(missing)}" if missing else "")
+    )
+    for problem in problems:
+        terminal.say(f"  not counted: {problem}")
+    return counted, problems
+
+
+def _show_file(file: Path) -> None:
+    signed = _read_signed(file)
+    counted, problems = _say_founding(file, signed)
+    policy = signed.policy
+    if policy.policy_version != 1:
+        return
+    if problems:
+        terminal.say(
+            "Signatures that do not count are never published: sign the file as the nations "
+            "signed it, or make the founding version afresh ('attache policy found')."
+        )
+    elif len(counted) == len(policy.nations):
+        terminal.say("Every founding nation has signed: the operator publishes it with")
+        terminal.say(f"  attache-server policy publish {file}")
+    else:
+        terminal.say(
+            "Compare the digest with the other officers' (out of band), then each missing "
+            "nation signs it with"
+        )
+        terminal.say(f"  attache policy sign --file {file} --nation NATION")
+
+
+@policy.command("found")
+@click.option(
+    "--coalition", required=True, help="the coalition's name: lowercase letters, digits, .-_"
+)
+@click.option(
+    "--threshold",
+    required=True,
+    type=click.IntRange(min=1),
+    help="how many of the nations must sign each later version",
+)
+@click.option(
+    "--catalog",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="the label catalog's TOML (the one the server uses)",
+)
+@click.option(
+    "--nation",
+    "nations",
+    metavar="CODE=NAME=KEY",
+    multiple=True,
+    required=True,
+    help="a founding nation, e.g. USA=United States=authority-USA.pub (KEY: the public key "
+    "file 'attache authority init' writes, or its text); one per nation",
+)
+@click.option(
+    "--group",
+    "groups",
+    metavar="NAME=CODE,...",
+    multiple=True,
+    help="a partner group the coalition adds to the catalog's; repeatable",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="the file to write, for each founding nation to sign (attache policy sign --file)",
+)
+def found_command(
+    coalition: str,
+    threshold: int,
+    catalog: Path,
+    nations: tuple[str, ...],
+    groups: tuple[str, ...],
+    output: Path,
+) -> None:
+    """Make the founding version of a coalition policy (version 1), offline, in a file that
+    each founding nation's security officer then signs with 'attache policy sign --file'
+    and the operator publishes with 'attache-server policy publish FILE'."""
+    try:
+        toml = catalog.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "there is no such file" if isinstance(exc, FileNotFoundError) else exc
+        abort(f"cannot read the catalog {catalog}: {reason}")
+    entries: dict[str, PolicyNation] = {}
+    for value in nations:
+        entry = _founding_nation(value, entries)
+        entries[entry.code] = entry
+    chosen: dict[str, list[str]] = {}
+    for value in groups:
+        name, members = _group(value)
+        if not members:
+            abort(f"--group {value!r}: a founding group needs its members (NAME=CODE,...)")
+        if name in chosen:
+            abort(f"--group {name} is given twice")
+        chosen[name] = members
+    if output.exists():
+        abort(f"{output} already exists; refusing to overwrite it")
+    try:
+        founding = build_policy(
+            coalition=coalition,
+            nations=entries.values(),
+            groups=chosen,
+            catalog_toml=toml,
+            threshold=threshold,
+        )
+    except PolicyError as exc:
+        abort(f"cannot make that founding version: {exc}")
+    _write_signed(output, SignedPolicy(founding, ()), replace=False)
+    terminal.say(f"founding policy of {coalition} written to {output}, not yet signed")
+    _show_file(output)
+
+
+def _sign_file(file: Path, code: str, yes: bool, home: Path | None) -> None:
+    """``code``'s signature added to the founding version in ``file``, with the nation's
+    authority key held in this home; nothing else in the file changes."""
+    signed = _read_signed(file)
+    policy = signed.policy
+    if policy.policy_version != 1:
+        abort(
+            f"{file} holds policy version {policy.policy_version}: only a founding version "
+            "is signed from a file; later versions are proposals (attache policy sign -- DIGEST)"
+        )
+    counted, problems = _say_founding(file, signed)
+    if problems:
+        abort(
+            f"{file} carries signatures that do not count ({'; '.join(problems)}); refusing to "
+            "add one: sign the file as the nations signed it, or make the founding version "
+            "afresh ('attache policy found') for every founding nation to sign"
+        )
+    if code not in policy.nations:
+        abort(
+            f"{code} is not a founding nation of {file} ({', '.join(sorted(policy.nations))}): "
+            "only the nations it lists sign it"
+        )
+    if code in counted:
+        abort(f"{code} has signed this founding version already")
+    if not yes and not click.confirm(
+        f"Sign it for {code}, having compared the digest with the other officers'?"
+    ):
+        abort("not signed")
+    store = keystore(home)
+    secret_a = authority_passphrase(code)
+    authority = call(lambda: store.authority(code, secret_a))
+    ours = SignedPolicy(policy, (sign_policy(policy, code, authority),))
+    try:
+        signing_nations(policy, ours)
+    except PolicyError as exc:
+        abort(f"{code} cannot sign this founding version: {exc}")
+    _write_signed(file, signed.with_signature(ours.signatures[0]), replace=True)
+    now = sorted({*counted, code})
+    missing = sorted(set(policy.nations) - set(now))
+    terminal.say(f"{code} signed the founding version of {policy.coalition} in {file}")
+    if missing:
+        terminal.say(
+            f"  signed by {', '.join(now)}; still to sign: {', '.join(missing)}, each with"
+        )
+        terminal.say(f"  attache policy sign --file {file} --nation NATION")
+    else:
+        terminal.say("Every founding nation has signed: the operator publishes it with")
+        terminal.say(f"  attache-server policy publish {file}")
