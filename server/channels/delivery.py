@@ -29,6 +29,7 @@ from server.channels import repository as repo
 from server.channels import service
 from server.channels.models import Channel, ChannelMember
 from server.channels.schemas import DeliveryRead
+from server.coalition.models import CoalitionPolicyVersion
 from server.db.changes import ANY, CATALOG, Change, ChangeLog
 from server.devices.models import DEVICE_ACTIVE, Device
 from server.directory.models import Nation, PartnerGroup, PartnerGroupMember, User
@@ -66,11 +67,22 @@ def classify(instance: object, what: str) -> Iterable[Change]:
         if what == "new" or (what == "dirty" and instance.revoked_at is None):
             return ()  # a login, or a session used: nothing that decided a delivery changed
         return (Change(f"session:{instance.id}", close=True, reason="the session ended"),)
-    return (Change(CATALOG),)  # nations and partner groups: the catalog's directory
+    # Nations and partner groups (the catalog's directory), and a coalition policy version
+    # published (the catalog decisions use under it).
+    return (Change(CATALOG),)
 
 
 _TRACKED = frozenset(
-    {ChannelMember, User, Device, SessionToken, Nation, PartnerGroup, PartnerGroupMember}
+    {
+        ChannelMember,
+        User,
+        Device,
+        SessionToken,
+        Nation,
+        PartnerGroup,
+        PartnerGroupMember,
+        CoalitionPolicyVersion,
+    }
 )
 
 

@@ -19,6 +19,17 @@ async def latest(session: AsyncSession) -> CoalitionPolicyVersion | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def latest_digest(session: AsyncSession) -> tuple[int, str] | None:
+    """The latest published version's number and digest, without its document."""
+    stmt = (
+        select(CoalitionPolicyVersion.policy_version, CoalitionPolicyVersion.digest)
+        .order_by(CoalitionPolicyVersion.policy_version.desc())
+        .limit(1)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
 async def get(session: AsyncSession, policy_version: int) -> CoalitionPolicyVersion | None:
     return await session.get(CoalitionPolicyVersion, policy_version)
 

@@ -6,12 +6,13 @@ Every publication and every refusal writes its audit event in the same transacti
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from protocol.canonical import canonical_json
+from protocol.catalog import Catalog
 from protocol.coalition import (
     CoalitionPolicy,
     PolicyError,
@@ -28,6 +29,46 @@ from server.coalition.models import CoalitionPolicyProposal, CoalitionPolicyVers
 from server.db.base import utcnow
 from server.db.engine import serialise
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+
+# --- the policy in force ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The latest published version and the catalog the server decides with under it: the
+    policy's catalog (its TOML with its nations and groups), its ``version`` naming the
+    policy version, so that every decision's audit event (which records the catalog's
+    version) names the policy version it used."""
+
+    policy: CoalitionPolicy
+    catalog: Catalog
+
+
+def catalog_version_of(policy: CoalitionPolicy) -> str:
+    return f"{policy.coalition}.policy.{policy.policy_version}"
+
+
+# Parsed once per version: the latest version's digest is read on each catalog refresh, its
+# document (up to about 1 MiB) only when it is new to this process.
+_IN_FORCE: dict[str, InForce] = {}
+
+
+async def policy_in_force(session: AsyncSession) -> InForce | None:
+    """The latest published version (None before the founding version is published)."""
+    latest = await repo.latest_digest(session)
+    if latest is None:
+        return None
+    found = _IN_FORCE.get(latest[1])
+    if found is None:
+        row = await repo.get(session, latest[0])
+        assert row is not None
+        policy = SignedPolicy.from_json(row.document).policy
+        catalog = replace(policy.catalog(), version=catalog_version_of(policy))
+        found = InForce(policy, catalog)
+        if len(_IN_FORCE) >= 8:
+            _IN_FORCE.clear()
+        _IN_FORCE[latest[1]] = found
+    return found
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from protocol import keys
 from protocol.catalog import Catalog
 from server.auth.dependencies import PrincipalDep, SessionDep
+from server.coalition.service import policy_in_force
 from server.devices.service import do_set_clearance
 from server.directory import repository as repo
 from server.directory import service
@@ -42,9 +43,19 @@ async def me(principal: PrincipalDep, catalog: CatalogDep) -> UserRead:
 
 @router.get("/catalog")
 async def get_catalog(request: Request, session: SessionDep, _: PrincipalDep) -> CatalogRead:
-    """The label catalog in force: the TOML clients parse, plus this directory's nations and
-    groups (``Catalog.from_toml(toml).with_directory(nations, groups)`` rebuilds it)."""
+    """The label catalog in force: the TOML clients parse, plus its nations and groups
+    (``Catalog.from_toml(toml).with_directory(nations, groups)`` rebuilds it): the latest
+    coalition policy's, once one is published, else this directory's."""
     catalog = await service.load_catalog(session, request.app.state.catalog)
+    in_force = await policy_in_force(session)
+    if in_force is not None:
+        policy = in_force.policy
+        return CatalogRead(
+            version=catalog.version,
+            toml=policy.catalog_toml,
+            nations=sorted(policy.nations),
+            groups={name: list(members) for name, members in policy.groups.items()},
+        )
     directory = await repo.list_groups(session)
     return CatalogRead(
         version=catalog.version,

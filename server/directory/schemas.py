@@ -63,7 +63,8 @@ class GroupRead(ReadModel):
     name: str
     members: list[str]
     description: str
-    # "catalog" groups ship with the label catalog; "directory" groups were added by an operator.
+    # "catalog" groups ship with the label catalog; "directory" groups were added by an operator;
+    # "policy": under a coalition policy, every group is the policy's.
     source: str
 
 

@@ -26,6 +26,7 @@ from server.auth.principal import (
     check_manages_user,
     check_operator,
 )
+from server.coalition.service import policy_in_force
 from server.db.changes import CATALOG, kept
 from server.directory import repository as repo
 from server.directory.models import Nation, Office, PartnerGroup, PartnerGroupMember, User
@@ -40,12 +41,18 @@ NATIONLESS_ROLES = frozenset({ROLE_OPERATOR, ROLE_AUDITOR})
 
 
 async def load_catalog(session: AsyncSession, base: Catalog) -> Catalog:
-    """The shipped catalog extended with the nations and groups of this directory.
+    """The catalog the server decides with.
 
-    Kept in memory (its ``version`` names the directory it was built from, which cached
-    decisions are keyed on), and read again only when this process changed a nation or group,
-    or after ``CATALOG_MAX_AGE`` seconds, which is how a nation or group added at the console
-    (``attache-server``, another process) reaches a running server.
+    Once a coalition policy is published, the latest version's catalog (its TOML, nations and
+    groups; ``server.coalition.service.policy_in_force``), whose ``version`` names the policy
+    version: what the directory holds beyond it (a nation or group no version lists) does not
+    exist for a decision, as it does not for a client. Before that, the shipped catalog
+    extended with the nations and groups of this directory.
+
+    Kept in memory (its ``version`` names what it was built from, which cached decisions are
+    keyed on), and read again only when this process changed a nation, a group or the policy,
+    or after ``CATALOG_MAX_AGE`` seconds, which is how a nation, group or policy version added
+    at the console (``attache-server``, another process) reaches a running server.
     """
     cache = kept(session, "catalog", 16)
     hit: tuple[float, Catalog] | None = cache.get(id(base)) if cache is not None else None
@@ -53,9 +60,13 @@ async def load_catalog(session: AsyncSession, base: Catalog) -> Catalog:
     if hit is not None and now - hit[0] < CATALOG_MAX_AGE:
         return hit[1]
     version = cache.log.version if cache is not None else 0
-    nations = [n.code for n in await repo.list_nations(session)]
-    groups = {name: members for name, (_, members) in (await repo.list_groups(session)).items()}
-    catalog = base.with_directory(nations, groups)
+    in_force = await policy_in_force(session)
+    if in_force is not None:
+        catalog = in_force.catalog
+    else:
+        nations = [n.code for n in await repo.list_nations(session)]
+        groups = {name: members for name, (_, members) in (await repo.list_groups(session)).items()}
+        catalog = base.with_directory(nations, groups)
     if cache is not None:
         cache.put(id(base), version, frozenset({CATALOG}), (now, catalog))
     return catalog
@@ -106,6 +117,24 @@ async def do_create_nation(
         raise InvalidInput(
             f"the authority key is not an Ed25519 public key: {exc}", field="authority_key"
         ) from exc
+    in_force = await policy_in_force(session)
+    if in_force is not None:
+        # Under a coalition policy a nation exists only as a version lists it: the directory
+        # registers the nations and keys the nations signed, nothing else.
+        version = in_force.policy.policy_version
+        listed = in_force.policy.nations.get(code)
+        if listed is None:
+            raise InvalidInput(
+                f"nation {code} is not in the coalition policy (version {version}): the "
+                "nations admit it by signing a version that lists it (attache policy propose)",
+                field="code",
+            )
+        if key_id not in listed.authority_keys:
+            raise InvalidInput(
+                f"authority key {key_id} is not one the coalition policy (version {version}) "
+                f"lists for {code}",
+                field="authority_key",
+            )
     if await repo.get_nation(session, code) is not None:
         raise Conflict(f"nation {code} is already registered", nation=code)
     nation = Nation(code=code, name=name, authority_key=authority_key, authority_key_id=key_id)
@@ -142,7 +171,13 @@ class GroupView:
 
 
 async def list_groups(session: AsyncSession, catalog: Catalog) -> list[GroupView]:
-    """Groups the catalog ships and groups this directory added, one list."""
+    """Groups the catalog ships and groups this directory added, one list; under a coalition
+    policy, the policy's groups (``catalog`` is then its catalog)."""
+    if await policy_in_force(session) is not None:
+        return [
+            GroupView(name, sorted(catalog.groups[name]), "", "policy")
+            for name in sorted(catalog.groups)
+        ]
     directory = await repo.list_groups(session)
     views = [
         GroupView(name, sorted(catalog.groups[name]), "", "catalog")
@@ -165,8 +200,17 @@ async def do_create_group(
     members: Sequence[str],
     description: str = "",
 ) -> GroupView:
-    """Add a partner group usable in REL TO. Operator only; members must be known nations."""
+    """Add a partner group usable in REL TO. Operator only; members must be known nations.
+    Under a coalition policy, groups are the policy's: refused."""
     check_operator(caller)
+    in_force = await policy_in_force(session)
+    if in_force is not None:
+        raise Conflict(
+            f"partner groups are set by the coalition policy (version "
+            f"{in_force.policy.policy_version}): propose a version with group {name} "
+            "(attache policy propose)",
+            group=name,
+        )
     if name in catalog.groups or name in catalog.nations:
         raise Conflict(f"{name} already names a nation or partner group", group=name)
     unknown = sorted(set(members) - set(catalog.nations))

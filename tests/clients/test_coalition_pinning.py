@@ -34,12 +34,15 @@ from protocol.coalition import (
     build_policy,
     sign_policy,
 )
+from server.audit.models import AuditEvent
 from server.auth.principal import CONSOLE
 from server.channels.models import Audience, Message
 from server.coalition import service as coalition
 from server.coalition.models import CoalitionPolicyVersion
 from server.devices.models import Device
+from server.directory import endpoints as directory_endpoints
 from server.directory import service as directory
+from server.errors import Conflict, InvalidInput
 from tests.factories import PASSPHRASE, Member, World
 
 TOML = (Path(__file__).resolve().parents[2] / "protocol" / "catalogs" / "default.toml").read_text(
@@ -287,8 +290,23 @@ async def test_without_a_policy_trust_on_first_use_is_said_then_the_first_is_pin
 # --- the malicious server -------------------------------------------------------------------
 
 
-async def test_a_server_made_nation_in_a_widened_group_gets_no_key(world: World) -> None:
+def _ignoring_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server compromised: it decides with its own directory and catalog, and registers
+    nations and groups no policy version lists, as an honest one no longer does (an honest
+    server's refusals are tests/server/test_coalition.py's)."""
+
+    async def none(_session: object) -> None:
+        return None
+
+    monkeypatch.setattr(directory, "policy_in_force", none)
+    monkeypatch.setattr(directory_endpoints, "policy_in_force", none)
+
+
+async def test_a_server_made_nation_in_a_widened_group_gets_no_key(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     c = await _founded(world)
+    _ignoring_the_policy(monkeypatch)
     # The server: ZZZ added to its catalog's nations and to NATO, registered with a key of the
     # server's own making, and a ZZZ person enrolled, certified with it and made a member.
     widened = TOML.replace('"KOR", "UKR",', '"KOR", "UKR", "ZZZ",', 1).replace(
@@ -347,14 +365,14 @@ async def test_a_server_made_nation_in_a_widened_group_gets_no_key(world: World)
 
 
 async def test_a_recipient_eligible_only_through_a_widened_group_is_not_sealed_to(
-    world: World,
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = await _founded(world)
+    _ignoring_the_policy(monkeypatch)
     # The policy's DUO is GBR and USA; the server's directory widens it to FRA.
     async with world.app.state.sessionmaker() as session, session.begin():
-        catalog = await directory.load_catalog(session, world.app.state.catalog)
         await directory.do_create_group(
-            session, CONSOLE, catalog, name="DUO", members=["FRA", "GBR", "USA"]
+            session, CONSOLE, world.app.state.catalog, name="DUO", members=["FRA", "GBR", "USA"]
         )
     am = await _messenger(c.alice)
     sent = await am.send("liaison", "to two", label="NATO SECRET//REL TO USA, GBR")
@@ -449,3 +467,99 @@ async def test_policy_show_and_diff(world: World, live: str) -> None:
     rolled = await _cli(c.alice, "policy", "show")
     assert rolled.exit_code == 1
     assert "older than version 2 held here" in rolled.output
+
+
+# --- the honest server decides under the policy in force --------------------------------------
+
+
+async def test_the_server_decides_with_the_policy_in_force_and_names_its_version(
+    world: World,
+) -> None:
+    # Before any policy, the directory's own group counts; once one is published, only the
+    # policy's groups do.
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await directory.do_create_group(
+            session, CONSOLE, world.app.state.catalog, name="TRIO", members=list(FOUNDERS)
+        )
+    c = await _founded(world)
+    served = await c.alice.client.catalog()
+    assert served["version"] == "test.policy.1"
+    assert served["toml"] == TOML
+    assert served["groups"] == {"DUO": ["GBR", "USA"]}
+    assert sorted(served["nations"]) == sorted(FOUNDERS)
+    groups = {g["name"]: g for g in await c.alice.client.groups()}
+    assert "TRIO" not in groups
+    assert groups["DUO"]["members"] == ["GBR", "USA"]
+    assert groups["DUO"]["source"] == "policy"
+
+    am = await _messenger(c.alice)
+    sent = await am.send("liaison", "to two", label="NATO SECRET//REL TO DUO")
+    assert sorted(sent.released_to) == sorted([c.alice.device_id, c.bob.device_id])
+    assert await _submit_catalog(world, sent.message_id) == "test.policy.1"
+
+    # Version 2 widens DUO to FRA: the next decision follows it, and says so.
+    v2 = _successor(c.v1, groups={"DUO": ["FRA", "GBR", "USA"]})
+    await _publish(world, _signed(world, v2, "USA", "GBR"))
+    am = await _messenger(c.alice)
+    sent = await am.send("liaison", "to three", label="NATO SECRET//REL TO DUO")
+    assert c.chloe.device_id in sent.released_to
+    assert await _submit_catalog(world, sent.message_id) == "test.policy.2"
+    assert (await c.alice.client.catalog())["version"] == "test.policy.2"
+
+
+async def test_the_honest_server_registers_only_what_the_policy_lists(world: World) -> None:
+    c = await _founded(world)
+    stranger = keys.AuthorityKey.generate()
+
+    async def add_nation(code: str, key: keys.AuthorityKey) -> None:
+        async with world.app.state.sessionmaker() as session, session.begin():
+            catalog = await directory.load_catalog(session, world.app.state.catalog)
+            await directory.do_create_nation(
+                session, CONSOLE, catalog, code=code, name=code, authority_key=key.public_bytes()
+            )
+
+    with pytest.raises(InvalidInput) as refused:
+        await add_nation("DEU", stranger)
+    assert str(refused.value) == (
+        "nation DEU is not in the coalition policy (version 1): the nations admit it by "
+        "signing a version that lists it (attache policy propose)"
+    )
+    # Listed by version 2, but with another key than the one offered.
+    deu = keys.AuthorityKey.generate()
+    v2 = _successor(
+        c.v1,
+        nations=[*c.v1.nations.values(), PolicyNation.of("DEU", "Germany", [deu.public_bytes()])],
+    )
+    await _publish(world, _signed(world, v2, "USA", "FRA"))
+    with pytest.raises(InvalidInput) as refused:
+        await add_nation("DEU", stranger)
+    assert str(refused.value) == (
+        f"authority key {keys.authority_key_id(stranger.public_bytes())} is not one the "
+        "coalition policy (version 2) lists for DEU"
+    )
+    await add_nation("DEU", deu)
+    assert "DEU" in {n["code"] for n in await c.alice.client.nations()}
+
+    async def add_group(name: str, members: list[str]) -> None:
+        async with world.app.state.sessionmaker() as session, session.begin():
+            catalog = await directory.load_catalog(session, world.app.state.catalog)
+            await directory.do_create_group(session, CONSOLE, catalog, name=name, members=members)
+
+    with pytest.raises(Conflict) as conflict:
+        await add_group("PAIR", ["FRA", "GBR"])
+    assert str(conflict.value) == (
+        "partner groups are set by the coalition policy (version 2): propose a version with "
+        "group PAIR (attache policy propose)"
+    )
+    assert "PAIR" not in {g["name"] for g in await c.alice.client.groups()}
+
+
+async def _submit_catalog(world: World, message_id: str) -> str:
+    """The catalog version the submit's audit event records for ``message_id``."""
+    async with world.app.state.sessionmaker() as session:
+        stmt = select(AuditEvent).where(
+            AuditEvent.action == "message.submit", AuditEvent.object_id == message_id
+        )
+        event = (await session.execute(stmt)).scalar_one()
+    assert event.decision == "allow"
+    return str(event.details["catalog"])
