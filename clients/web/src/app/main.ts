@@ -1,7 +1,8 @@
 /**
  * The page: enrol this browser as a device, unlock it with the passphrase, sign in, list the
  * user's channels and their messages, release requests (decided by disclosure officers, the
- * grant sealed here), and for an auditor the audit log (issue 12, items 3, 4, 6 and 7). Every
+ * grant sealed here), committees (meetings, agendas with their banners, minutes and action
+ * items, verified here), and for an auditor the audit log (issue 12, items 3 to 7). Every
  * text that comes from the
  * server or the user is set as text (textContent, never markup); the policy's Trusted Types
  * would refuse a string written into innerHTML anyway.
@@ -39,6 +40,14 @@ import {
 } from "./releases.js";
 import { pinnedKeys } from "./device.js";
 import {
+  NOT_CLEARED,
+  Committees,
+  type CommitteeEntry,
+  type CommitteeRead,
+  type MeetingAgenda,
+  type MeetingSummary,
+} from "./committees.js";
+import {
   CertificateError,
   CheckpointError,
   SecretError,
@@ -60,7 +69,17 @@ interface ChannelRead {
 }
 
 const api = new Api(location.origin);
-const SECTIONS = ["enrol", "device", "unlock", "home", "channel", "audit", "releases"] as const;
+const SECTIONS = [
+  "enrol",
+  "device",
+  "unlock",
+  "home",
+  "channel",
+  "audit",
+  "releases",
+  "committees",
+  "meeting",
+] as const;
 let session: Session | null = null;
 let inbox: Inbox | null = null;
 let sender: Sender | null = null;
@@ -68,6 +87,7 @@ let live: Live | null = null;
 let channels: ChannelRead[] = [];
 let openChannel: ChannelRead | null = null;
 let releases: Releases | null = null;
+let committees: Committees | null = null;
 let auditEntries: AuditEntry[] = [];
 let auditQueried = false;
 
@@ -676,6 +696,228 @@ async function showReleases(): Promise<void> {
   }
 }
 
+// --- Committees (members) ----------------------------------------------------------------------
+
+/** "2026-12-01 10:00 UTC", or "(no time)" for none. */
+function utc(moment: Date | null): string {
+  if (moment === null || Number.isNaN(moment.getTime())) return "(no time)";
+  return `${moment.toISOString().replace("T", " ").slice(0, 16)} UTC`;
+}
+
+function meetingStatus(startsAt: Date, cancelledAt: Date | null): string {
+  if (cancelledAt !== null) return "cancelled";
+  return startsAt.getTime() <= Date.now() ? "held" : "scheduled";
+}
+
+/**
+ * One committee message between its two banners (rendered here from the label its sender
+ * signed, in the level's colour), with its heading and lines as text; or, when it did not
+ * verify or was not given to this device, a warning and none of its content.
+ */
+function entryElement(entry: CommitteeEntry, what: string, heading: string, lines: string[]) {
+  const item = document.createElement("li");
+  item.className = "item";
+  item.dataset.message = entry.messageId;
+  if (!entry.verified) {
+    item.classList.add("item-warning");
+    if (entry.problem === NOT_CLEARED) {
+      item.append(
+        textElement("strong", `This ${what} was not released to you and is not shown.`),
+        textElement("p", `The server lists message ${entry.messageId} here.`, "item-claim"),
+      );
+      return item;
+    }
+    item.append(
+      textElement("strong", `This ${what} failed verification and is not shown.`),
+      textElement("p", entry.problem ?? "", "item-problem"),
+      textElement(
+        "p",
+        `The server calls it ${entry.banner}` +
+          (entry.sender ? `, from ${entry.sender}` : "") +
+          ` (message ${entry.messageId}).`,
+        "item-claim",
+      ),
+    );
+    return item;
+  }
+  item.setAttribute("aria-label", `${entry.banner}: ${heading}`);
+  const released = entry.releasedBy
+    ? `; released by ${entry.releasedBy}` +
+      (entry.originalBanner ? ` (sent as ${entry.originalBanner})` : "")
+    : "";
+  const list = document.createElement("ul");
+  list.className = "item-lines";
+  list.append(...lines.map((line) => textElement("li", line)));
+  item.append(
+    banner(entry.banner, entry.colour, "top"),
+    textElement("h4", heading, "item-title"),
+    ...(lines.length > 0 ? [list] : []),
+    textElement(
+      "p",
+      `${entry.sender} (${entry.senderNation}) at ${utc(entry.sentAt)}${released}`,
+      "item-meta",
+    ),
+    banner(entry.banner, entry.colour, "bottom"),
+  );
+  return item;
+}
+
+function none(text: string): HTMLElement {
+  return textElement("li", text, "item-none");
+}
+
+function renderAgenda(agenda: MeetingAgenda): void {
+  const title = agenda.info.verified ? agenda.info.fields.title! : "A meeting";
+  byId("meeting-title").textContent = title;
+  const status = meetingStatus(agenda.startsAt, agenda.cancelledAt);
+  byId("meeting-when").textContent =
+    `${utc(agenda.startsAt)}, ${status}` +
+    (agenda.cancelledAt ? ` (cancelled ${utc(agenda.cancelledAt)})` : "") +
+    `; meeting ${agenda.meetingId}.`;
+  const place = agenda.info.fields.place;
+  byId("meeting-info").replaceChildren(
+    entryElement(agenda.info, "meeting", title, [`Place: ${place ?? "-"}`]),
+  );
+  byId("agenda").replaceChildren(
+    ...(agenda.items.length === 0
+      ? [none("No agenda items for you.")]
+      : agenda.items.map((item, index) => {
+          const { fields } = item.entry;
+          const lines: string[] = [];
+          if (fields.presenter) lines.push(`Presenter: ${fields.presenter}`);
+          if (fields.notes) lines.push(fields.notes);
+          for (const version of item.documents) lines.push(`Document version ${version}`);
+          const element = entryElement(
+            item.entry,
+            "agenda item",
+            `${index + 1}. ${fields.title ?? ""}`,
+            lines,
+          );
+          element.dataset.item = item.itemId;
+          return element;
+        })),
+  );
+  byId("minutes").replaceChildren(
+    agenda.minutes === null
+      ? none("No minutes recorded yet.")
+      : entryElement(agenda.minutes, "record of minutes", "Minutes", [
+          agenda.minutes.fields.text ?? "",
+        ]),
+  );
+  byId("actions").replaceChildren(
+    ...(agenda.actionItems.length === 0
+      ? [none("No action items for you.")]
+      : agenda.actionItems.map((action) => {
+          const { fields } = action.entry;
+          const lines = [
+            `Owner: ${fields.owner ?? "-"}; due: ${fields.due ?? "-"}; status: ${action.status ?? "-"}`,
+            ...action.updates.map((update) =>
+              update.verified
+                ? `Update by ${update.sender} (${update.senderNation}) at ${utc(update.sentAt)}: ` +
+                  `${update.fields.status}` +
+                  (update.fields.note ? `, ${update.fields.note}` : "")
+                : `An update that is not shown: ${update.problem}`,
+            ),
+          ];
+          const element = entryElement(
+            action.entry,
+            "action item",
+            fields.description ?? "",
+            lines,
+          );
+          element.dataset.item = action.itemId;
+          return element;
+        })),
+  );
+}
+
+async function showMeeting(summary: MeetingSummary): Promise<void> {
+  if (committees === null) return;
+  const active = committees;
+  say("Opening the meeting…");
+  const agenda = await active.agenda(summary.meeting.id);
+  if (active !== committees) return;
+  renderAgenda(agenda);
+  show("meeting");
+  byId("meeting-title").focus();
+  const shown = agenda.items.length;
+  say(`${byId("meeting-title").textContent}: ${shown} agenda item${shown === 1 ? "" : "s"}.`);
+}
+
+function meetingButton(summary: MeetingSummary): HTMLElement {
+  const { meeting, info } = summary;
+  const starts = new Date(meeting.starts_at);
+  const cancelled = meeting.cancelled_at === null ? null : new Date(meeting.cancelled_at);
+  const title = info.verified
+    ? info.fields.title!
+    : info.problem === NOT_CLEARED
+      ? "(a meeting whose title was not released to you)"
+      : "(a meeting whose title failed verification)";
+  const item = document.createElement("li");
+  const button = textElement(
+    "button",
+    `${utc(starts)}, ${meetingStatus(starts, cancelled)}: ${title}`,
+    "meeting-open",
+  ) as HTMLButtonElement;
+  button.type = "button";
+  button.dataset.meeting = meeting.id;
+  button.addEventListener("click", () => {
+    problem(null);
+    void showMeeting(summary).catch((error: unknown) => {
+      problem(explain(error));
+      say("");
+    });
+  });
+  item.append(button);
+  return item;
+}
+
+async function committeeElement(committee: CommitteeRead): Promise<HTMLElement> {
+  const item = document.createElement("li");
+  const headingId = `committee-${committee.id}`;
+  const heading = textElement("h3", committee.name);
+  heading.id = headingId;
+  const members = committee.members
+    .map((m) => `${m.username} (${m.nationality ?? "no nation"})`)
+    .join(", ");
+  const list = document.createElement("ul");
+  list.className = "meetings";
+  list.setAttribute("aria-labelledby", headingId);
+  const summaries = committees === null ? [] : await committees.meetings(committee);
+  list.append(
+    ...(summaries.length === 0 ? [none("No meetings for you yet.")] : summaries.map(meetingButton)),
+  );
+  item.append(
+    heading,
+    textElement(
+      "p",
+      `Ceiling ${committee.ceiling}; chair ${committee.chair.username}, secretary ` +
+        `${committee.secretary.username}; members: ${members}.`,
+      "item-meta",
+    ),
+    list,
+  );
+  return item;
+}
+
+async function showCommittees(): Promise<void> {
+  if (committees === null) return;
+  show("committees");
+  byId("committees-title").focus();
+  say("Reading your committees…");
+  try {
+    const found = await committees.list();
+    const items = await Promise.all(found.map(committeeElement));
+    byId("committee-list").replaceChildren(
+      ...(items.length === 0 ? [none("You are in no committee.")] : items),
+    );
+    say(`${found.length} committee${found.length === 1 ? "" : "s"}.`);
+  } catch (error) {
+    problem(explain(error));
+    say("");
+  }
+}
+
 // --- The audit log (auditors) -------------------------------------------------------------------
 
 function renderAudit(): void {
@@ -788,6 +1030,12 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
       catalog,
     },
   );
+  committees = new Committees(api, {
+    keys: current.keys,
+    deviceId: current.certificate.deviceId,
+    pins: pinnedKeys(record),
+    catalog,
+  });
   byId("open-audit").hidden = !user.roles.includes("auditor");
   channels = await api.request<ChannelRead[]>("GET", "/v1/channels");
   renderChannels();
@@ -870,6 +1118,13 @@ function wire(): void {
     byId("home-title").focus();
   });
 
+  byId("open-committees").addEventListener("click", () => void showCommittees());
+  byId("committees-back").addEventListener("click", () => {
+    renderChannels();
+    show("home");
+    byId("home-title").focus();
+  });
+  byId("meeting-back").addEventListener("click", () => void showCommittees());
   byId("open-releases").addEventListener("click", () => void showReleases());
   byId("releases-back").addEventListener("click", () => {
     renderChannels();
@@ -938,6 +1193,7 @@ function wire(): void {
     inbox = null;
     sender = null;
     releases = null;
+    committees = null;
     openChannel = null;
     auditEntries = [];
     auditQueried = false;

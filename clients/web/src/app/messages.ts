@@ -56,6 +56,8 @@ export interface ReceivedMessage {
   text: string | null;
   sentAt: Date | null;
   contentType: string | null;
+  /** The message it replies to, as signed; null until verified or when none. */
+  replyTo: string | null;
   verified: boolean;
   problem: string | null;
   /** Who released it to this device by a grant (a disclosure officer's approval). */
@@ -180,7 +182,11 @@ interface Opened {
   holders: string[];
 }
 
-async function open(item: Record<string, unknown>, reader: Reader): Promise<Opened> {
+async function open(
+  item: Record<string, unknown>,
+  reader: Reader,
+  contentTypes: readonly string[],
+): Promise<Opened> {
   const channelId = item.channel_id;
   const sealed = item.message as SealedMessage;
   let header;
@@ -276,7 +282,7 @@ async function open(item: Record<string, unknown>, reader: Reader): Promise<Open
   }
   const mediaType = header.contentType.split(";", 1)[0]!.trim().toLowerCase();
   let text: string | null = null;
-  if (mediaType === TEXT_TYPE) {
+  if (contentTypes.includes(mediaType)) {
     try {
       text = new TextDecoder("utf-8", { fatal: true }).decode(plaintext);
     } catch {
@@ -293,6 +299,7 @@ async function open(item: Record<string, unknown>, reader: Reader): Promise<Open
       text,
       sentAt: header.sentAt,
       contentType: header.contentType,
+      replyTo: header.replyTo,
       releasedBy: released && !released.history ? released.grantor : null,
       originalBanner: released && banner !== signedBanner ? signedBanner : null,
       sharedBy: released && released.history ? released.grantor : null,
@@ -304,10 +311,16 @@ async function open(item: Record<string, unknown>, reader: Reader): Promise<Open
 
 /**
  * Verify and decrypt one delivered item (as `/v1/sync` and the stream give it). Never throws
- * for a bad item: it comes back with `verified: false` and the reason.
+ * for a bad item: it comes back with `verified: false` and the reason. Only items of
+ * `contentTypes` (media types, without parameters) have their `text` decoded, as the SDK's
+ * `open_item(content_types=...)`; one of another type comes back verified with `text` null.
  */
-export async function openItem(item: unknown, reader: Reader): Promise<ReceivedMessage> {
-  return (await openHeld(item, reader)).message;
+export async function openItem(
+  item: unknown,
+  reader: Reader,
+  contentTypes: readonly string[] = [TEXT_TYPE],
+): Promise<ReceivedMessage> {
+  return (await openHeld(item, reader, contentTypes)).message;
 }
 
 /**
@@ -317,6 +330,7 @@ export async function openItem(item: unknown, reader: Reader): Promise<ReceivedM
 export async function openHeld(
   item: unknown,
   reader: Reader,
+  contentTypes: readonly string[] = [TEXT_TYPE],
 ): Promise<{ message: ReceivedMessage; itemKey: Uint8Array | null; holders: string[] }> {
   const record = isRecord(item) ? item : {};
   const message = record.message;
@@ -333,6 +347,7 @@ export async function openHeld(
     text: null,
     sentAt: null,
     contentType: null,
+    replyTo: null,
     verified: false,
     problem: null,
     releasedBy: null,
@@ -340,7 +355,7 @@ export async function openHeld(
     sharedBy: null,
   };
   try {
-    const opened = await open(record, reader);
+    const opened = await open(record, reader, contentTypes);
     return {
       message: { ...base, ...opened.fields, verified: true },
       itemKey: opened.itemKey,

@@ -1,0 +1,280 @@
+"""Committees in a real Chromium (Debian's, driven by Playwright) against a real `attache-server
+run` (issue 12, item 5): sam (USA) chairs a committee whose secretary, bob (GBR, the SDK),
+schedules a meeting and builds its agenda as tests/clients/test_committees.py does: one item
+for all, one with a hostile title, one REL TO USA, GBR; minutes, and an action item that
+chloe's SDK (FRA) marks done. Alice's page (USA) shows the meeting, every agenda item between
+two banners in its level's colour, the hostile title as text, the minutes and the action item
+with its latest status; chloe's page (FRA) shows nothing of the item not released to FRA, and
+when the server lists it anyway (or swaps an item for another message) it shows a warning,
+never content.
+
+Screenshots go to ``ATTACHE_SCREENS`` when set, else to the test's temporary directory (as in
+test_web_e2e.py, whose server, officers and helpers this test shares).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from playwright.sync_api import Page, Route, expect, sync_playwright
+
+from clients.sdk import Committees, Keystore, Messenger, connect
+from tests.clients import test_web_e2e as web
+from tests.clients.test_web_e2e import (
+    HOSTILE,
+    OFFICER_PASSPHRASE,
+    PASSPHRASE,
+    REL_USA_GBR,
+    SLOW,
+    WATCH_VIOLATIONS,
+    Officer,
+    _enrol,
+    _no_violations,
+    _officer_certifies,
+    _officer_sets_up,
+    _run,
+    _screens,
+    _unlock,
+)
+from tests.clients.test_web_releases import (
+    CHLOE_PASSPHRASE,
+    _chloe_certifies,
+    _chloe_code,
+    _france,
+)
+
+# The fixtures of test_web_e2e.py: Debian's Chromium, and the server `make run` starts.
+chromium = web.chromium
+server = web.server
+
+COMMITTEE = "nato-liaison"
+STARTS = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+NATO_SECRET_RGB = "rgb(200, 16, 46)"
+SOURCES = "Sources in the northern region"
+SOURCE_NOTES = "Two handlers, names withheld"
+MINUTES = "Agreed: the fuel plan by December."
+
+
+@dataclass
+class Meeting:
+    id: str
+    info_message_id: str
+    logistics: str  # agenda item ids
+    hostile: str
+    sources: str
+    sources_message: str
+    action: str
+
+
+async def _sam_makes_the_committee(officer: Officer) -> None:
+    """Sam creates the committee (he chairs, bob is secretary) with alice and chloe in it."""
+    async with await connect(officer.keystore, passphrase=OFFICER_PASSPHRASE) as client:
+        await client.create_committee(
+            COMMITTEE,
+            "NATO SECRET",
+            chair="sam",
+            secretary="bob",
+            labels=["NATO SECRET", REL_USA_GBR],
+            default_label="NATO SECRET",
+        )
+        for name in ("alice", "chloe"):
+            await client.add_committee_member(COMMITTEE, name)
+
+
+async def _bob_builds_the_agenda(officer: Officer, chloe: Keystore) -> Meeting:
+    """Bob, the secretary, schedules the meeting and builds its agenda; chloe marks her
+    action item done."""
+    async with await Messenger.open(officer.bob, passphrase=web.BOB_PASSPHRASE) as bob_m:
+        bob = Committees(bob_m)
+        meeting = await bob.schedule_meeting(COMMITTEE, STARTS, "Quarterly review", "Room 4")
+        logistics = await bob.add_agenda_item(
+            meeting["id"], "Logistics", "bob", "Fuel and transport"
+        )
+        hostile = await bob.add_agenda_item(meeting["id"], HOSTILE, HOSTILE, HOSTILE)
+        sources = await bob.add_agenda_item(
+            meeting["id"], SOURCES, "sam", SOURCE_NOTES, label=REL_USA_GBR
+        )
+        await bob.record_minutes(meeting["id"], MINUTES)
+        action = await bob.add_action_item(
+            meeting["id"], "Circulate the fuel plan", "chloe", date(2026, 12, 15)
+        )
+    async with await Messenger.open(chloe, passphrase=CHLOE_PASSPHRASE) as chloe_m:
+        await Committees(chloe_m).update_action_item(action["id"], "done", "circulated")
+    return Meeting(
+        meeting["id"],
+        meeting["info_message_id"],
+        logistics["id"],
+        hostile["id"],
+        sources["id"],
+        sources["message_id"],
+        action["id"],
+    )
+
+
+class _ListsHiddenItem:
+    """The meeting as the server shows it to chloe, with the item not released to FRA put
+    back into her agenda (as a hostile server might), and the first item's message swapped
+    for the meeting's own info message."""
+
+    def __init__(self, meeting: Meeting) -> None:
+        self.meeting = meeting
+
+    def __call__(self, route: Route) -> None:
+        response = route.fetch()
+        structure = response.json()
+        first = structure["agenda"][0]
+        structure["agenda"][0] = {**first, "message_id": self.meeting.info_message_id}
+        structure["agenda"].append(
+            {
+                **first,
+                "id": self.meeting.sources,
+                "position": len(structure["agenda"]),
+                "message_id": self.meeting.sources_message,
+            }
+        )
+        route.fulfill(response=response, body=json.dumps(structure))
+
+
+def _open_meeting(page: Page, *, from_home: bool = True) -> None:
+    """From the home screen (or the committees) to the meeting, by keyboard: the meeting's
+    button, then Enter."""
+    if from_home:
+        page.get_by_role("button", name="Committees", exact=True).click()
+    expect(page.locator("#committees-title")).to_be_focused()
+    button = page.locator(".meeting-open")
+    expect(button).to_have_text("2026-12-01 10:00 UTC, scheduled: Quarterly review", timeout=SLOW)
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#meeting-title")).to_be_focused(timeout=SLOW)
+
+
+def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_page(
+    chromium: str, server: web.Server, tmp_path: Path
+) -> None:
+    france = _run(_france(server, tmp_path / "chloe"))
+    officer, code = _run(_officer_sets_up(server, tmp_path / "sam"))
+    _run(_sam_makes_the_committee(officer))
+    screens = _screens(tmp_path)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            errors: list[str] = []
+            pages: list[Page] = []
+            for size in ({"width": 900, "height": 1200}, {"width": 900, "height": 1000}):
+                context = browser.new_context(viewport=size)
+                context.add_init_script(WATCH_VIOLATIONS)
+                new = context.new_page()
+                new.on("pageerror", lambda error: errors.append(str(error)))
+                new.goto(server.origin)
+                pages.append(new)
+            page, chloe_page = pages
+            # Both pages are certified devices before bob writes: the items are sealed to them.
+            _run(_officer_certifies(officer, _enrol(page, "alice", code, PASSPHRASE)))
+            chloe_code = _run(_chloe_code(france))
+            _run(_chloe_certifies(france, _enrol(chloe_page, "chloe", chloe_code, PASSPHRASE)))
+            meeting = _run(_bob_builds_the_agenda(officer, france.chloe))
+
+            # Alice (USA) sees the whole agenda, each item between its two banners.
+            _unlock(page, PASSPHRASE)
+            expect(page.locator("#whoami")).to_contain_text("Signed in as alice", timeout=SLOW)
+            _open_meeting(page)
+            expect(page.locator("#meeting-title")).to_have_text("Quarterly review")
+            expect(page.locator("#meeting-when")).to_have_text(
+                f"2026-12-01 10:00 UTC, scheduled; meeting {meeting.id}."
+            )
+            expect(page.locator("#meeting-info .item-lines")).to_have_text("Place: Room 4")
+            items = page.locator("#agenda > .item")
+            expect(items).to_have_count(3)
+            expect(items.locator(".item-title")).to_have_text(
+                ["1. Logistics", f"2. {HOSTILE}", f"3. {SOURCES}"]
+            )
+            for item, label in zip(
+                items.all(), ("NATO SECRET", "NATO SECRET", REL_USA_GBR), strict=True
+            ):
+                expect(item.locator(".banner")).to_have_text([label, label])
+                assert (
+                    item.locator(".banner").first.evaluate(
+                        "e => getComputedStyle(e).backgroundColor"
+                    )
+                    == NATO_SECRET_RGB
+                )
+                expect(item.locator(".item-meta")).to_contain_text("bob (GBR) at 20")
+            expect(items.nth(0).locator(".item-lines li")).to_have_text(
+                ["Presenter: bob", "Fuel and transport"]
+            )
+            expect(items.nth(1).locator(".item-lines li")).to_have_text(
+                [f"Presenter: {HOSTILE}", HOSTILE]
+            )
+            expect(items.nth(2)).to_have_attribute("aria-label", f"{REL_USA_GBR}: 3. {SOURCES}")
+            expect(items.nth(2).locator(".item-lines")).to_contain_text(SOURCE_NOTES)
+            expect(page.locator("#minutes .item-lines")).to_have_text(MINUTES)
+            action = page.locator("#actions > .item")
+            expect(action.locator(".item-title")).to_have_text("Circulate the fuel plan")
+            expect(action.locator(".item-lines li")).to_have_text(
+                [
+                    "Owner: chloe; due: 2026-12-15; status: done",
+                    re.compile(r"^Update by chloe \(FRA\) at 20.* UTC: done, circulated$"),
+                ]
+            )
+            assert page.locator("#app img").count() == 0
+            assert page.evaluate("() => window.__pwned") is None
+            page.screenshot(path=screens / "web-committee.png", full_page=True)
+            # In a narrow window nothing runs off the side.
+            page.set_viewport_size({"width": 360, "height": 1000})
+            assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+            page.set_viewport_size({"width": 900, "height": 1200})
+            page.get_by_role("button", name="Back to the committees").click()
+            expect(page.locator("#committees-title")).to_be_focused()
+
+            # Chloe (FRA) sees the two items released to her, and nothing of the third.
+            _unlock(chloe_page, PASSPHRASE)
+            expect(chloe_page.locator("#whoami")).to_contain_text(
+                "Signed in as chloe", timeout=SLOW
+            )
+            _open_meeting(chloe_page)
+            chloe_items = chloe_page.locator("#agenda > .item")
+            expect(chloe_items.locator(".item-title")).to_have_text(
+                ["1. Logistics", f"2. {HOSTILE}"]
+            )
+            expect(chloe_page.locator("#actions .item-lines li").first).to_have_text(
+                "Owner: chloe; due: 2026-12-15; status: done"
+            )
+            content = chloe_page.locator("#app").inner_text()
+            for secret in (SOURCES, SOURCE_NOTES, REL_USA_GBR):
+                assert secret not in content
+            chloe_page.screenshot(path=screens / "web-committee-fra.png", full_page=True)
+
+            # A server that lists the item to her anyway, and swaps another item's message
+            # for the meeting's own, gets a warning for each and shows no content of either.
+            chloe_page.route(f"**/v1/meetings/{meeting.id}", _ListsHiddenItem(meeting))
+            chloe_page.get_by_role("button", name="Back to the committees").click()
+            _open_meeting(chloe_page, from_home=False)
+            warnings = chloe_page.locator("#agenda > .item-warning")
+            expect(warnings).to_have_count(2)
+            expect(warnings.nth(0)).to_contain_text(
+                "This agenda item failed verification and is not shown."
+            )
+            expect(warnings.nth(0).locator(".item-problem")).to_contain_text(
+                "not application/vnd.attache.agenda-item+json"
+            )
+            expect(warnings.nth(1)).to_have_text(
+                "This agenda item was not released to you and is not shown."
+                f"The server lists message {meeting.sources_message} here."
+            )
+            expect(chloe_page.locator("#agenda > .item:not(.item-warning)")).to_have_count(1)
+            content = chloe_page.locator("#app").inner_text()
+            for secret in (SOURCES, SOURCE_NOTES, REL_USA_GBR, "Logistics"):
+                assert secret not in content
+            assert chloe_page.locator("#app img").count() == 0
+            chloe_page.unroute(f"**/v1/meetings/{meeting.id}")
+
+            _no_violations(page)
+            _no_violations(chloe_page)
+            assert errors == []
+        finally:
+            browser.close()
