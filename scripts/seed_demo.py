@@ -11,8 +11,11 @@ What it makes, so that the README's "Try it" steps work at once:
 - the three nations, registered with those keys, directly in the server's database (as
   ``attache-server nation add`` does, reading ``ATTACHE_DATA_DIR`` / ``ATTACHE_DATABASE_URL``);
 - the founding coalition policy ``demo`` (version 1: the three nations with their authority
-  keys, the server's catalog, a threshold of 2), signed by all three and published (as
-  ``attache-server policy publish`` does), so that every device pins it at enrolment;
+  keys, the server's catalog, a threshold of 2), made and signed as the nations' security
+  officers do it offline, with the commands they type (``attache policy found`` writes
+  ``var/demo/founding-policy.json``, ``attache policy sign --file`` once per nation with its
+  own key), then published from that file (as ``attache-server policy publish FILE`` does), so
+  that every device pins it at enrolment;
 - users alice (USA), bob (GBR) and chloe (FRA), cleared NATO SECRET and security officers of
   their nations, each with a device enrolled over the API and certified by their nation's key;
 - the channel ``liaison``, ceiling NATO SECRET, with all three as members.
@@ -24,19 +27,25 @@ demonstration, never a deployment. The keys use the real key-derivation cost.
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import re
+import shlex
+from contextlib import redirect_stderr, redirect_stdout
+from importlib import resources
 from pathlib import Path
 
 import click
 import httpx
 from sqlalchemy import select
 
+from clients.cli import main as attache
 from clients.cli._common import server_address
 from clients.sdk import ApiError, ConnectionFailed, Keystore, KeystoreError, connect, enroll
 from protocol import keys
-from protocol.coalition import PolicyNation, SignedPolicy, build_policy, sign_policy
+from protocol.coalition import SignedPolicy
 from server.auth.principal import CONSOLE
-from server.coalition.service import do_publish_policy
+from server.coalition.service import do_publish_policy, parse_signed_policy
 from server.db.engine import create_engine, create_sessionmaker
 from server.devices.service import do_issue_enrolment_code
 from server.directory import service as directory
@@ -81,24 +90,58 @@ async def _check_fresh(settings: Settings, homes: Path) -> None:
         )
 
 
-def _founding(settings: Settings, authorities: dict[str, keys.AuthorityKey]) -> SignedPolicy:
-    """Version 1 of the demo's coalition policy, signed by each of its three nations."""
-    policy = build_policy(
-        coalition=COALITION,
-        nations=[
-            PolicyNation.of(nation, name, [authorities[nation].public_bytes()])
-            for _, nation, name in PEOPLE
-        ],
-        groups={},
-        catalog_toml=settings.catalog_toml(),
-        threshold=THRESHOLD,
-    )
-    signatures = (sign_policy(policy, nation, authorities[nation]) for _, nation, _ in PEOPLE)
-    return SignedPolicy(policy, tuple(signatures))
+def _attache(*args: str) -> str:
+    """``attache ARGS`` run in this process (no process launch per command), as a security
+    officer types it; its output. A refusal stops the seeding with the command's sentence."""
+    output = io.StringIO()
+    saved = os.environ.get("ATTACHE_AUTHORITY_PASSPHRASE")
+    os.environ["ATTACHE_AUTHORITY_PASSPHRASE"] = DEMO_PASSPHRASE
+    try:
+        with redirect_stdout(output), redirect_stderr(output):
+            attache.main(list(args), prog_name="attache", standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code:
+            raise click.ClickException(
+                f"'attache {shlex.join(args)}' failed: {output.getvalue().strip()}"
+            ) from exc
+    finally:
+        if saved is None:
+            del os.environ["ATTACHE_AUTHORITY_PASSPHRASE"]
+        else:
+            os.environ["ATTACHE_AUTHORITY_PASSPHRASE"] = saved
+    return output.getvalue()
+
+
+def _catalog_file(settings: Settings) -> Path:
+    """The server's catalog as a file, for ``attache policy found --catalog``."""
+    if settings.catalog_path is not None:
+        return settings.catalog_path
+    return Path(str(resources.files("protocol") / "catalogs" / "default.toml"))
+
+
+def _found(settings: Settings, homes: Path) -> SignedPolicy:
+    """Version 1 of the demo's coalition policy, made with ``attache policy found`` and signed
+    by each nation's security officer with ``attache policy sign --file``, in their homes."""
+    founding = str(homes / "founding-policy.json")
+    found = ["policy", "found", "--coalition", COALITION, "--threshold", str(THRESHOLD)]
+    found += ["--catalog", str(_catalog_file(settings))]
+    for username, nation, name in PEOPLE:
+        found.append(f"--nation={nation}={name}={homes / username / f'authority-{nation}.pub'}")
+    commands = [[*found, "-o", founding]]
+    for username, nation, _ in PEOPLE:
+        home = str(homes / username)
+        commands.append(["policy", "sign", "--file", founding, "--nation", nation, "--yes"])
+        commands[-1] += ["--home", home]
+    for command in commands:
+        _attache(*command)
+        click.echo(f"  attache {' '.join(_quote(arg) for arg in command)}")
+    signed = parse_signed_policy(Path(founding).read_bytes())
+    click.echo(f"  digest {signed.policy.digest_b64u}, signed by USA, GBR and FRA")
+    return signed
 
 
 async def _register(
-    settings: Settings, authorities: dict[str, keys.AuthorityKey]
+    settings: Settings, authorities: dict[str, keys.AuthorityKey], founding: SignedPolicy
 ) -> dict[str, str]:
     """Nations and users in one transaction; returns each user's one-time enrolment code."""
     engine = create_engine(settings.effective_database_url)
@@ -115,7 +158,7 @@ async def _register(
                     name=name,
                     authority_key=authorities[nation].public_bytes(),
                 )
-            await do_publish_policy(session, CONSOLE, _founding(settings, authorities))
+            await do_publish_policy(session, CONSOLE, founding)
             catalog = await directory.load_catalog(session, settings.load_catalog())
             for username, nation, _ in PEOPLE:
                 user = await directory.do_create_user(
@@ -154,10 +197,17 @@ async def _seed(server: str, homes: Path) -> None:
         stores[username].save_authority(nation, authorities[nation], DEMO_PASSPHRASE)
 
     click.echo(
-        "registering USA, GBR, FRA, the coalition policy they all sign (version 1, "
-        f"threshold {THRESHOLD}) and alice, bob, chloe (cleared NATO SECRET)"
+        f"the founding coalition policy (version 1, threshold {THRESHOLD}), made and signed by "
+        "each nation's security officer as they would offline (passphrase from "
+        "ATTACHE_AUTHORITY_PASSPHRASE):"
     )
-    codes = await _register(settings, authorities)
+    founding = _found(settings, homes)
+    click.echo(
+        "registering USA, GBR, FRA, publishing the founding policy (as 'attache-server "
+        f"policy publish {homes / 'founding-policy.json'}' does) and alice, bob, chloe "
+        "(cleared NATO SECRET)"
+    )
+    codes = await _register(settings, authorities, founding)
 
     for username, nation, _ in PEOPLE:
         result = await enroll(
@@ -210,6 +260,8 @@ def _instructions(homes: Path) -> str:
             as_user("bob", "listen"),
             "The coalition policy every device pinned, signed by the three nations:",
             as_user("chloe", "policy", "show"),
+            "The founding file the three security officers signed, and its digest:",
+            f"  .venv/bin/attache policy show --file {_quote(str(homes / 'founding-policy.json'))}",
             "(README: a fourth nation joins through propose, the others' signatures, publish)",
         ]
     )

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from clients.cli import main as attache_main
 from tests.test_end_to_end import _field
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,6 +138,9 @@ def test_the_demo_on_another_port(tmp_path: Path) -> None:
         assert f"Attaché listening on http://127.0.0.1:{port}" in log.read_text()
         out = sh.run(*sh.make("demo"))
         assert "The demo is ready" in out
+        # The founding version made and signed with the officers' commands, in one process.
+        assert "attache policy found --coalition demo --threshold 2" in out
+        assert "attache policy sign --file var/demo/founding-policy.json --nation FRA" in out
         assert f'ATTACHE_PORT="{port}"' in out  # the Makefile passed it on
 
         def attache(user: str, *args: str, stdin: str | None = None) -> str:
@@ -162,7 +167,14 @@ def test_the_demo_on_another_port(tmp_path: Path) -> None:
 
         # A fourth nation joins (the README's walk-through): DEU's key, proposed by USA,
         # refused at publication with one signature, signed by GBR, published, followed.
-        assert "coalition demo, policy version 1" in attache("chloe", "policy", "show")
+        held = attache("chloe", "policy", "show")
+        assert "coalition demo, policy version 1" in held
+        # The founding file the demo left: its digest is the one every device pinned. (In this
+        # process: the command is tested on its own in tests/clients/test_coalition_founding.)
+        shown = ["policy", "show", "--file", str(tmp_path / "var/demo/founding-policy.json")]
+        founding = CliRunner().invoke(attache_main, shown).output
+        assert "signed by FRA, GBR, USA: 3 of the 3 founding nations" in founding
+        assert _field(r"founding digest:\s+(\S+)", held) == _field(r"digest:\s+(\S+)", founding)
         dieter = sh.run(
             "attache", "authority", "init", "--nation", "DEU", "--home", "var/demo/dieter",
             ATTACHE_AUTHORITY_PASSPHRASE=DEMO_PASSPHRASE,
