@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from protocol import keys
 from server.auth import service
 from server.auth.dependencies import PrincipalDep, SessionDep, SettingsDep, limited_per_address
 from server.auth.schemas import ChallengeCreate, ChallengeRead, SessionCreate, SessionRead
 from server.directory.schemas import UserRead
+from server.directory.service import clearance_banner, load_catalog
 from server.ratelimit import LOGIN
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -33,16 +34,18 @@ async def create_challenge(
     "/sessions", status_code=status.HTTP_201_CREATED, dependencies=[limited_per_address(LOGIN)]
 )
 async def create_session(
-    body: SessionCreate, session: SessionDep, settings: SettingsDep
+    body: SessionCreate, session: SessionDep, settings: SettingsDep, request: Request
 ) -> SessionRead:
     issued = await service.do_login(
         session, settings, body.challenge_id, keys.b64u_decode(body.signature)
     )
+    # The user as GET /v1/me gives it, clearance banner included.
+    catalog = await load_catalog(session, request.app.state.catalog)
     return SessionRead(
         token=issued.token,
         expires_at=issued.row.expires_at,
         device_id=issued.row.device_id,
-        user=UserRead.of(issued.user),
+        user=UserRead.of(issued.user, clearance_banner(issued.user, catalog)),
     )
 
 

@@ -57,6 +57,9 @@ async def test_a_challenge_works_once(world: World, http: httpx.AsyncClient) -> 
     body = {"challenge_id": challenge["challenge_id"], "signature": signature}
     first = await http.post("/v1/auth/sessions", json=body)
     assert first.status_code == 201
+    # The user as GET /v1/me gives it, clearance banner included.
+    assert first.json()["user"]["clearance"] == "NATO SECRET"
+    assert first.json()["user"]["clearance_canonical"]["level"] == "SECRET"
     replay = await http.post("/v1/auth/sessions", json=body)
     assert replay.status_code == 410
     assert replay.headers["content-type"] == "application/problem+json"
