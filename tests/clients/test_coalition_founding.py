@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from clients.cli import main
 from clients.sdk import Keystore
 from protocol import keys
-from protocol.coalition import SignedPolicy
+from protocol.coalition import SignedPolicy, sign_policy
 from server.cli import main as server_main
 from tests.factories import FAST_KDF, PASSPHRASE, World
 
@@ -163,6 +163,20 @@ def test_a_nation_signing_twice_or_with_a_key_not_listed(tmp_path: Path) -> None
     out = _sign(file, "DEU", homes["USA"], exit_code=1)
     assert "DEU is not a founding nation of" in out
     assert file.read_bytes() == before  # no refusal touched the file
+
+    # A file that arrives carrying a signature by a key not listed for its nation: named by
+    # show --file, and no officer adds a signature to it.
+    signed = SignedPolicy.from_json(before)
+    stray_signed = signed.with_signature(sign_policy(signed.policy, "GBR", stray))
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps(stray_signed.to_json()), encoding="utf-8")
+    shown = _attache("policy", "show", "--file", str(odd))
+    assert "signed by USA: 1 of the 3 founding nations; missing FRA, GBR" in shown
+    assert f"not counted: signature for GBR made with key {stray.key_id}, which version 1 " in (
+        shown
+    )
+    out = _sign(odd, "FRA", homes["FRA"], exit_code=1)
+    assert "carries signatures that do not count" in out
 
     # Asked, and answered no: not signed.
     out = _attache(
