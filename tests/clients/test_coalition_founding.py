@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from clients.cli import main
 from clients.sdk import Keystore
 from protocol import keys
-from protocol.coalition import SignedPolicy, sign_policy
+from protocol.coalition import SignedPolicy, build_policy, sign_policy
 from server.cli import main as server_main
 from tests.factories import FAST_KDF, PASSPHRASE, World
 
@@ -288,6 +288,16 @@ def test_bad_files(tmp_path: Path) -> None:
     assert "as a JSON policy document" in out
     out = _attache("policy", "sign", "--nation", "USA", home=homes["USA"], code=1)
     assert "give either DIGEST (a proposal on the server) or --file FILE" in out
+    # A later version is a proposal, signed through the server, not from a file.
+    v1 = SignedPolicy.from_json(file.read_text(encoding="utf-8")).policy
+    v2 = build_policy(coalition="test", nations=v1.nations.values(), groups={"DUO": ["USA"]},
+                      catalog_toml=v1.catalog_toml, threshold=1, previous=v1)  # fmt: skip
+    later = tmp_path / "v2.json"
+    later.write_text(json.dumps(SignedPolicy(v2, ()).to_json()), encoding="utf-8")
+    shown = _attache("policy", "show", "--file", str(later))
+    assert f"not a founding version: it follows {v1.digest_b64u}" in shown
+    out = _sign(later, "USA", homes["USA"], exit_code=1)
+    assert "holds policy version 2: only a founding version is signed from a file" in out
     # The officer's machine holds no key for the nation asked.
     out = _sign(file, "USA", homes["GBR"], exit_code=1)
     assert "no authority key for USA" in out
