@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import ssl
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import quote
 
@@ -69,6 +70,8 @@ class AttacheClient:
     ) -> None:
         self.server = server.rstrip("/")
         self.token = token
+        # When the session this client signed in to ends (None: a token given, or none).
+        self.token_expires_at: datetime | None = None
         self._http = httpx.AsyncClient(
             base_url=self.server, transport=transport, timeout=timeout, verify=_tls()
         )
@@ -145,11 +148,19 @@ class AttacheClient:
             },
         )
         self.token = session["token"]
+        self.token_expires_at = datetime.fromisoformat(session["expires_at"])
         return dict(session)
+
+    def session_expired(self) -> bool:
+        """Whether the session this client signed in to has expired by its own clock (False
+        when it did not sign in itself: a token given, or none)."""
+        expires = self.token_expires_at
+        return self.token is not None and expires is not None and datetime.now(UTC) >= expires
 
     async def logout(self) -> None:
         await self.request("DELETE", "/v1/auth/sessions/current")
         self.token = None
+        self.token_expires_at = None
 
     async def me(self) -> dict[str, Any]:
         return dict(await self.request("GET", "/v1/me"))

@@ -84,6 +84,10 @@ STREAM_KEEPALIVE = 20.0
 # (1003), and a session that is over (4401: signed out, expired, device revoked, account
 # disabled; the server's reason says which).
 FINAL_CLOSE_CODES = frozenset({1003, 4401})
+# How the server's reason for 4401 begins when the session merely expired (PROTOCOL.md §17.7):
+# a client holding its device key may sign in again, which it may not after a logout or a
+# revocation.
+SESSION_EXPIRED = "the session expired"
 
 
 class MessagingError(Exception):
@@ -1146,14 +1150,22 @@ class Messenger:
         Messenger has one (it has synced), else from now (``GET /v1/sync/head``).
         ``on_status`` hears of each connection and each loss.
 
-        Raises ``StreamClosed`` when the server ends the session (signed out, expired, device
-        revoked), ``ApiError`` when it refuses a request for another reason than a fault of
-        its own, and ``ConnectionFailed`` when the first connection fails.
+        A session that expires while it follows is renewed: the server closes the stream
+        saying so, and this signs in again with the device key and goes on (on_status hears
+        of it as a loss); so is a session this client knows has expired before it connects
+        again after a loss.
+
+        Raises ``StreamClosed`` when the server ends the session otherwise (signed out, device
+        revoked, account disabled), ``ApiError`` when it refuses a request for another reason
+        than a fault of its own (a sign-in refused included), and ``ConnectionFailed`` when
+        the first connection fails.
         """
         seen = _Seen()
         first, attempt = True, 0
         while True:
             try:
+                if not first and self.client.session_expired():
+                    await self.client.login(self.device_id, self._device_keys)
                 async with self.stream(keepalive=keepalive, content_types=content_types) as live:
                     # Signed in, so everything committed from now on is pushed: what was sent
                     # before is fetched after, and a message that comes both ways once.
@@ -1176,8 +1188,13 @@ class Messenger:
                             yield message
                 reason = "the server closed the stream"
             except StreamClosed as exc:
-                if exc.final or first:
+                renewable = exc.code == 4401 and SESSION_EXPIRED in str(exc)
+                if first or (exc.final and not renewable):
                     raise
+                if renewable:
+                    # Signed in again before the next attempt; refused (the device revoked
+                    # meanwhile, say), the ApiError ends this.
+                    await self.client.login(self.device_id, self._device_keys)
                 reason = str(exc)
             except ConnectionFailed as exc:
                 if first:

@@ -22,15 +22,19 @@ from sqlalchemy import func, select, update
 from clients.sdk import (
     ApiError,
     AttacheClient,
+    Backoff,
     ConnectionFailed,
     MessagingError,
     Messenger,
     ReceivedMessage,
+    StreamClosed,
 )
 from protocol import envelopes, keys
 from protocol.labels import parse_label
 from server.audit.models import AuditEvent
+from server.auth.models import SessionToken
 from server.channels.models import Audience, Message
+from server.db.base import utcnow
 from server.devices.models import Device
 from server.realtime import bus
 from tests.factories import PASSPHRASE, Member, World
@@ -496,6 +500,47 @@ async def test_a_stream_without_a_session_is_refused(world: World, live: str) ->
     with pytest.raises(ConnectionFailed, match="closed the stream"):
         async with t.bm.stream():
             pass
+
+
+async def test_follow_signs_in_again_when_its_session_expires_but_not_after_a_logout(
+    world: World, live: str
+) -> None:
+    t = await _trio(world)
+    t.bob.client.token_expires_at = None  # as a client given a saved token: no clock to go by
+    follow = t.bm.follow(backoff=Backoff(first=0.05, limit=0.1))
+    first = asyncio.create_task(anext(follow))
+    await world.app.state.bus.settled()
+    while t.bob.device_id not in world.app.state.bus._by_device:
+        await asyncio.sleep(0.01)
+    sent = await t.am.send("liaison", "before", label=REL_USA_GBR)
+    assert (await asyncio.wait_for(first, 5)).seq == sent.seq
+
+    # The session ends by time: the token no longer works, and the open stream is closed at
+    # the next push, saying why.
+    expired = t.bob.client.token
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(SessionToken)
+            .where(SessionToken.device_id == t.bob.device_id)
+            .values(expires_at=utcnow())
+        )
+    for connection in world.app.state.bus._by_device[t.bob.device_id]:
+        connection.expires_at = 0.0
+    sent = await t.am.send("liaison", "after", label=REL_USA_GBR)
+    got = await asyncio.wait_for(anext(follow), 10)
+    assert got.seq == sent.seq
+    assert got.text == "after"
+    assert t.bob.client.token not in (None, expired)
+    assert not t.bob.client.session_expired()
+
+    # Signed out: the stream closes for good, and nobody signs in behind the user's back.
+    await t.bob.client.logout()
+    with pytest.raises(StreamClosed) as closed:
+        await asyncio.wait_for(anext(follow), 10)
+    assert closed.value.code == 4401
+    assert "the session expired" not in str(closed.value)
+    assert t.bob.client.token is None
+    await follow.aclose()
 
 
 # --- sending in O(1) -------------------------------------------------------------------------
