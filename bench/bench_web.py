@@ -66,7 +66,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from _common import process_tree, spread, unbind_rate_limits
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -82,7 +81,7 @@ from protocol.labels import parse_label  # noqa: E402
 from protocol.stream import DocumentDecryptor, DocumentEncryptor  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from tests.clients import test_web_e2e as e2e  # noqa: E402
-from tests.clients.server_process import free_port  # noqa: E402
+from tests.clients.server_process import attache_server_run, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 WEB = ROOT / "clients" / "web"
@@ -155,23 +154,8 @@ def attache_server(home: Path) -> Iterator[e2e.Server]:
         "ATTACHE_PORT": str(port),
         "NO_COLOR": "1",
     }
-    log = (home / "server.log").open("w+")
-    binary = Path(sys.executable).parent / "attache-server"
-    process = subprocess.Popen([str(binary), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{origin}/healthz", timeout=1).status_code == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: {Path(log.name).read_text()}")
-            time.sleep(0.1)
+    with attache_server_run(env, origin, home / "server.log"):
         yield e2e.Server(origin, settings)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 # --- (a) messages ----------------------------------------------------------------------------

@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.clients.server_process import attache_server_run, free_port
+
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Shell:
@@ -50,7 +43,7 @@ class Shell:
 def server(
     tmp_path: Path, database_url: str, clean_database: None
 ) -> Iterator[tuple[str, Shell, str]]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -62,26 +55,9 @@ def server(
         "NO_COLOR": "1",
         "COLUMNS": "200",
     }
-    log = (tmp_path / "server.log").open("w+")
-    process = subprocess.Popen(
-        [str(BIN / "attache-server"), "run"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, Path(log.name).read_text()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
-        yield url, Shell(env), Path(log.name).read_text()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    log = tmp_path / "server.log"
+    with attache_server_run(env, url, log):
+        yield url, Shell(env), log.read_text()
 
 
 def _field(pattern: str, text: str) -> str:

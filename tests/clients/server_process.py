@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import httpx
 
@@ -50,3 +52,32 @@ def wait_until_up(origin: str, process: subprocess.Popen[bytes]) -> None:
                 return
         time.sleep(0.1)
     raise AssertionError("the server process did not start")
+
+
+@contextlib.contextmanager
+def attache_server_run(
+    env: Mapping[str, str], origin: str, log_path: Path, *, timeout: float = 30.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``attache-server run`` as ``make run`` starts it, with ``env`` (its settings), serving
+    ``origin``, its output in ``log_path``: up (answering ``/healthz``) when this yields,
+    stopped after. A server that stops or does not answer in ``timeout`` seconds fails with
+    its output."""
+    binary = Path(sys.executable).parent / "attache-server"
+    with log_path.open("w+") as log:
+        process = subprocess.Popen(
+            [str(binary), "run"], env=dict(env), stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            with httpx.Client(timeout=1) as http:
+                while True:
+                    with contextlib.suppress(httpx.TransportError):
+                        if http.get(f"{origin}/healthz").status_code == 200:
+                            break
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the server did not start:\n{log_path.read_text()}")
+                    time.sleep(0.1)
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

@@ -17,9 +17,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,11 +44,10 @@ from server.db.engine import create_engine, create_sessionmaker
 from server.devices.service import do_issue_enrolment_code
 from server.directory import service as directory
 from server.settings import Settings
-from tests.clients.server_process import free_port
+from tests.clients.server_process import attache_server_run, free_port
 from tests.conftest import IN_CI
 
 T = TypeVar("T")
-BIN = Path(sys.executable).parent
 PASSPHRASE = "alice's browser passphrase"
 OFFICER_PASSPHRASE = "sam's device passphrase"
 BOB_PASSPHRASE = "bob's device passphrase"
@@ -106,26 +102,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "ATTACHE_PORT": str(port),
         "NO_COLOR": "1",
     }
-    log = (tmp_path / "server.log").open("w+")
-    process = subprocess.Popen(
-        [str(BIN / "attache-server"), "run"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{origin}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, Path(log.name).read_text()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+    with attache_server_run(env, origin, tmp_path / "server.log"):
         yield Server(origin, settings)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 @dataclass
