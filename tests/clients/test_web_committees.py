@@ -6,7 +6,9 @@ chloe's SDK (FRA) marks done. Alice's page (USA) shows the meeting, every agenda
 two banners in its level's colour, the hostile title as text, the minutes and the action item
 with its latest status; chloe's page (FRA) shows nothing of the item not released to FRA, and
 when the server lists it anyway (or swaps an item for another message) it shows a warning,
-never content.
+never content. Alice downloads the document attached to an agenda item: the page decrypts it
+chunk by chunk into the origin-private file system, with progress, and offers it for saving
+only once verified; with one byte changed on its way it is discarded and not offered.
 
 Screenshots go to ``ATTACHE_SCREENS`` when set, else to the test's temporary directory (as in
 test_web_e2e.py, whose server, officers and helpers this test shares).
@@ -23,6 +25,7 @@ from pathlib import Path
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
 from clients.sdk import Committees, Keystore, Messenger, connect
+from clients.sdk.documents import Documents
 from tests.clients import test_web_e2e as web
 from tests.clients.test_web_e2e import (
     HOSTILE,
@@ -57,6 +60,10 @@ NATO_SECRET_RGB = "rgb(200, 16, 46)"
 SOURCES = "Sources in the northern region"
 SOURCE_NOTES = "Two handlers, names withheld"
 MINUTES = "Agreed: the fuel plan by December."
+FUEL_PLAN = "fuel plan <draft>.bin"
+SOURCE_FILE = "sources-north.txt"
+# Five 64 KiB chunks and a short one: the page decrypts and writes them one at a time.
+FUEL_BYTES = bytes((i * 7 + i // 251) % 256 for i in range(5 * 65536 + 1234))
 
 
 @dataclass
@@ -68,6 +75,8 @@ class Meeting:
     sources: str
     sources_message: str
     action: str
+    fuel_plan: str  # document version ids
+    source_file: str
 
 
 async def _sam_makes_the_committee(officer: Officer) -> None:
@@ -85,9 +94,13 @@ async def _sam_makes_the_committee(officer: Officer) -> None:
             await client.add_committee_member(COMMITTEE, name)
 
 
-async def _bob_builds_the_agenda(officer: Officer, chloe: Keystore) -> Meeting:
-    """Bob, the secretary, schedules the meeting and builds its agenda; chloe marks her
-    action item done."""
+async def _bob_builds_the_agenda(officer: Officer, chloe: Keystore, files: Path) -> Meeting:
+    """Bob, the secretary, schedules the meeting and builds its agenda, a document attached
+    to the first item and one REL TO USA, GBR to the third; chloe marks her action item
+    done."""
+    files.mkdir(parents=True, exist_ok=True)
+    (files / "fuel.bin").write_bytes(FUEL_BYTES)
+    (files / "sources.txt").write_text(SOURCE_NOTES)
     async with await Messenger.open(officer.bob, passphrase=web.BOB_PASSPHRASE) as bob_m:
         bob = Committees(bob_m)
         meeting = await bob.schedule_meeting(COMMITTEE, STARTS, "Quarterly review", "Room 4")
@@ -102,6 +115,15 @@ async def _bob_builds_the_agenda(officer: Officer, chloe: Keystore) -> Meeting:
         action = await bob.add_action_item(
             meeting["id"], "Circulate the fuel plan", "chloe", date(2026, 12, 15)
         )
+        channel = str((await bob_m.client.committee(COMMITTEE))["channel_id"])
+        fuel = await Documents(bob_m).put(
+            channel, files / "fuel.bin", label="NATO SECRET", filename=FUEL_PLAN
+        )
+        source = await Documents(bob_m).put(
+            channel, files / "sources.txt", label=REL_USA_GBR, filename=SOURCE_FILE
+        )
+        await bob.attach_document(meeting["id"], logistics["id"], fuel["id"])
+        await bob.attach_document(meeting["id"], sources["id"], source["id"])
     async with await Messenger.open(chloe, passphrase=CHLOE_PASSPHRASE) as chloe_m:
         await Committees(chloe_m).update_action_item(action["id"], "done", "circulated")
     return Meeting(
@@ -112,6 +134,8 @@ async def _bob_builds_the_agenda(officer: Officer, chloe: Keystore) -> Meeting:
         sources["id"],
         sources["message_id"],
         action["id"],
+        fuel["id"],
+        source["id"],
     )
 
 
@@ -137,6 +161,29 @@ class _ListsHiddenItem:
             }
         )
         route.fulfill(response=response, body=json.dumps(structure))
+
+
+class _ChangedContent:
+    """A document's ciphertext with one byte in its third chunk changed on its way."""
+
+    def __call__(self, route: Route) -> None:
+        response = route.fetch()
+        body = bytearray(response.body())
+        body[3 * 65536 + 100] ^= 0x01
+        route.fulfill(response=response, body=bytes(body))
+
+
+DOWNLOADED_FILES = """async () => {
+  const root = await navigator.storage.getDirectory();
+  try {
+    const folder = await root.getDirectoryHandle("downloads");
+    const names = [];
+    for await (const name of folder.keys()) names.push(name);
+    return names;
+  } catch {
+    return [];
+  }
+}"""
 
 
 def _open_meeting(page: Page, *, from_home: bool = True) -> None:
@@ -177,7 +224,7 @@ def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_pag
             _run(_officer_certifies(officer, _enrol(page, "alice", code, PASSPHRASE)))
             chloe_code = _run(_chloe_code(france))
             _run(_chloe_certifies(france, _enrol(chloe_page, "chloe", chloe_code, PASSPHRASE)))
-            meeting = _run(_bob_builds_the_agenda(officer, france.chloe))
+            meeting = _run(_bob_builds_the_agenda(officer, france.chloe, tmp_path / "files"))
 
             # Alice (USA) sees the whole agenda, each item between its two banners.
             _unlock(page, PASSPHRASE)
@@ -196,9 +243,9 @@ def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_pag
             for item, label in zip(
                 items.all(), ("NATO SECRET", "NATO SECRET", REL_USA_GBR), strict=True
             ):
-                expect(item.locator(".banner")).to_have_text([label, label])
+                expect(item.locator(":scope > .banner")).to_have_text([label, label])
                 assert (
-                    item.locator(".banner").first.evaluate(
+                    item.locator(":scope > .banner").first.evaluate(
                         "e => getComputedStyle(e).backgroundColor"
                     )
                     == NATO_SECRET_RGB
@@ -207,6 +254,14 @@ def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_pag
             expect(items.nth(0).locator(".item-lines li")).to_have_text(
                 ["Presenter: bob", "Fuel and transport"]
             )
+            fuel = items.nth(0).locator(".document")
+            expect(fuel.locator(".banner")).to_have_text("NATO SECRET")
+            expect(fuel.locator(".document-name")).to_have_text(FUEL_PLAN)
+            expect(fuel.locator(".document-meta")).to_have_text(
+                f"Version 1, {len(FUEL_BYTES):,} bytes, from bob (GBR)."
+            )
+            expect(items.nth(2).locator(".document-name")).to_have_text(SOURCE_FILE)
+            expect(items.nth(2).locator(".document .banner")).to_have_text(REL_USA_GBR)
             expect(items.nth(1).locator(".item-lines li")).to_have_text(
                 [f"Presenter: {HOSTILE}", HOSTILE]
             )
@@ -228,6 +283,37 @@ def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_pag
             page.set_viewport_size({"width": 360, "height": 1000})
             assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
             page.set_viewport_size({"width": 900, "height": 1200})
+
+            # The document, by keyboard: decrypted chunk by chunk into the origin-private file
+            # system, then offered for saving, verified; saved, it is the file bob sent.
+            fuel.get_by_role("button", name="Download and verify").focus()
+            page.keyboard.press("Enter")
+            save = fuel.get_by_role("link", name=f"Save {FUEL_PLAN}")
+            expect(save).to_be_focused(timeout=SLOW)
+            expect(fuel.locator(".document-state")).to_have_text(
+                "Verified: every chunk, the length and the sender's signature over the content "
+                "hash check out. Save it below."
+            )
+            assert fuel.locator("progress").evaluate("e => e.value === e.max")
+            assert page.evaluate(DOWNLOADED_FILES) == [meeting.fuel_plan]
+            page.screenshot(path=screens / "web-committee-document.png", full_page=True)
+            with page.expect_download() as saved:
+                page.keyboard.press("Enter")
+            assert saved.value.suggested_filename.endswith(".bin")
+            assert Path(saved.value.path()).read_bytes() == FUEL_BYTES
+
+            # One byte changed on its way: the download fails, is discarded and not offered.
+            page.route(f"**/v1/documents/versions/{meeting.fuel_plan}/content", _ChangedContent())
+            fuel.get_by_role("button", name="Download and verify").click()
+            expect(fuel.locator(".document-state")).to_contain_text(
+                f"Not offered: {FUEL_PLAN} failed verification and was discarded: ", timeout=SLOW
+            )
+            expect(fuel.locator(".document-state")).to_contain_text("chunk 3 does not open")
+            expect(save).to_be_hidden()
+            expect(fuel.locator("progress")).to_be_hidden()
+            assert page.evaluate(DOWNLOADED_FILES) == []
+            page.unroute(f"**/v1/documents/versions/{meeting.fuel_plan}/content")
+
             page.get_by_role("button", name="Back to the committees").click()
             expect(page.locator("#committees-title")).to_be_focused()
 
@@ -244,8 +330,9 @@ def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_pag
             expect(chloe_page.locator("#actions .item-lines li").first).to_have_text(
                 "Owner: chloe; due: 2026-12-15; status: done"
             )
+            expect(chloe_items.nth(0).locator(".document-name")).to_have_text(FUEL_PLAN)
             content = chloe_page.locator("#app").inner_text()
-            for secret in (SOURCES, SOURCE_NOTES, REL_USA_GBR):
+            for secret in (SOURCES, SOURCE_NOTES, REL_USA_GBR, SOURCE_FILE):
                 assert secret not in content
             chloe_page.screenshot(path=screens / "web-committee-fra.png", full_page=True)
 
@@ -268,7 +355,7 @@ def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_pag
             )
             expect(chloe_page.locator("#agenda > .item:not(.item-warning)")).to_have_count(1)
             content = chloe_page.locator("#app").inner_text()
-            for secret in (SOURCES, SOURCE_NOTES, REL_USA_GBR, "Logistics"):
+            for secret in (SOURCES, SOURCE_NOTES, REL_USA_GBR, SOURCE_FILE, "Logistics"):
                 assert secret not in content
             assert chloe_page.locator("#app img").count() == 0
             chloe_page.unroute(f"**/v1/meetings/{meeting.id}")

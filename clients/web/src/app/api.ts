@@ -46,6 +46,30 @@ export class Api {
     this.#token = token;
   }
 
+  /**
+   * `GET path` as a stream of bytes (a document's ciphertext), read as it arrives: never held
+   * whole. Errors before the body are the server's problem details, as for `request`.
+   */
+  async stream(path: string): Promise<ReadableStream<Uint8Array>> {
+    const headers: Record<string, string> = { Accept: "application/octet-stream" };
+    if (this.#token !== null) headers.Authorization = `Bearer ${this.#token}`;
+    let response: Response;
+    try {
+      response = await this.fetcher(`${this.origin}${path}`, {
+        method: "GET",
+        headers,
+        credentials: "omit",
+        cache: "no-store",
+        referrerPolicy: "no-referrer",
+      });
+    } catch (error) {
+      throw new ConnectionFailed(`cannot reach the server at ${this.origin}: ${String(error)}`);
+    }
+    if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+    if (response.body === null) throw new ConnectionFailed("the server sent no content");
+    return response.body;
+  }
+
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     return (await this.exchange<T>(method, path, { body })).body as T;
   }
@@ -78,20 +102,21 @@ export class Api {
     if (response.status === 304) {
       return { status: 304, headers: response.headers, body: undefined };
     }
-    if (!response.ok) {
-      let problem: unknown;
-      try {
-        problem = await response.json();
-      } catch {
-        problem = { detail: `the server answered HTTP ${response.status}` };
-      }
-      const record =
-        typeof problem === "object" && problem !== null && !Array.isArray(problem)
-          ? (problem as Record<string, unknown>)
-          : { detail: String(problem) };
-      throw new ApiError(response.status, record);
-    }
+    if (!response.ok) throw new ApiError(response.status, await problemOf(response));
     const answer = response.status === 204 ? undefined : ((await response.json()) as T);
     return { status: response.status, headers: response.headers, body: answer };
   }
+}
+
+/** A failed answer's RFC 9457 problem details, or a plain one when its body is not JSON. */
+async function problemOf(response: Response): Promise<Record<string, unknown>> {
+  let problem: unknown;
+  try {
+    problem = await response.json();
+  } catch {
+    problem = { detail: `the server answered HTTP ${response.status}` };
+  }
+  return typeof problem === "object" && problem !== null && !Array.isArray(problem)
+    ? (problem as Record<string, unknown>)
+    : { detail: String(problem) };
 }

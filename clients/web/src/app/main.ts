@@ -48,6 +48,14 @@ import {
   type MeetingSummary,
 } from "./committees.js";
 import {
+  DocumentRefused,
+  download as downloadVersion,
+  openVersion,
+  type OpenedVersion,
+  type Sink,
+} from "./documents.js";
+import type { Reader } from "./messages.js";
+import {
   CertificateError,
   CheckpointError,
   SecretError,
@@ -88,6 +96,9 @@ let channels: ChannelRead[] = [];
 let openChannel: ChannelRead | null = null;
 let releases: Releases | null = null;
 let committees: Committees | null = null;
+let reader: Reader | null = null;
+/** The object URLs of verified downloads offered for saving, revoked at sign-out. */
+let offered: string[] = [];
 let auditEntries: AuditEntry[] = [];
 let auditQueried = false;
 
@@ -136,6 +147,7 @@ function explain(error: unknown): string {
   }
   if (error instanceof SendError) return `Not sent: ${error.message}.`;
   if (error instanceof ReleaseError) return `Not released: ${error.message}.`;
+  if (error instanceof DocumentRefused) return `Not offered: ${error.message}.`;
   if (error instanceof AuditStateError) return `Not verified: ${error.message}.`;
   if (error instanceof CheckpointError) return `Not verified: the audit key ${error.message}.`;
   if (error instanceof ConnectionFailed || error instanceof DeviceError) return error.message;
@@ -766,7 +778,158 @@ function none(text: string): HTMLElement {
   return textElement("li", text, "item-none");
 }
 
-function renderAgenda(agenda: MeetingAgenda): void {
+// The origin-private file system holds a download while it is decrypted (never the page's
+// memory), under downloads/; it is offered for saving only once verified, and the folder is
+// emptied when the page starts and at sign-out.
+const DOWNLOADS = "downloads";
+
+async function clearDownloads(): Promise<void> {
+  for (const url of offered) URL.revokeObjectURL(url);
+  offered = [];
+  try {
+    const root = await navigator.storage.getDirectory();
+    await root.removeEntry(DOWNLOADS, { recursive: true });
+  } catch {
+    // Nothing there, or no origin-private file system: nothing to clear.
+  }
+}
+
+/** A file in the origin-private file system, written through a swap file that becomes the
+ * file only when closed; aborted, it is removed. */
+async function fileSink(versionId: string): Promise<{ sink: Sink; file: () => Promise<File> }> {
+  const root = await navigator.storage.getDirectory();
+  const folder = await root.getDirectoryHandle(DOWNLOADS, { create: true });
+  const name = versionId.replace(/[^A-Za-z0-9-]/g, "_");
+  const handle = await folder.getFileHandle(name, { create: true });
+  const writable = await handle.createWritable({ keepExistingData: false });
+  return {
+    sink: {
+      write: (chunk) => writable.write(chunk as Uint8Array<ArrayBuffer>),
+      close: () => writable.close(),
+      abort: async () => {
+        await writable.abort().catch(() => undefined);
+        await folder.removeEntry(name).catch(() => undefined);
+      },
+    },
+    file: () => handle.getFile(),
+  };
+}
+
+function bytes(size: number): string {
+  return `${size.toLocaleString("en")} byte${size === 1 ? "" : "s"}`;
+}
+
+/** An attached document version: its own banner, what its sender signed, and a download. */
+function documentElement(versionId: string, opened: OpenedVersion | Error | undefined) {
+  const box = document.createElement("div");
+  box.className = "document";
+  box.dataset.version = versionId;
+  if (opened === undefined || opened instanceof Error) {
+    box.classList.add("item-warning");
+    box.append(
+      textElement("strong", "A document that is not offered:"),
+      textElement("p", opened ? explain(opened) : `version ${versionId}`, "item-problem"),
+    );
+    return box;
+  }
+  const released = opened.releasedBy
+    ? `; released by ${opened.releasedBy}` +
+      (opened.originalBanner ? ` (sent as ${opened.originalBanner})` : "")
+    : opened.sharedBy
+      ? `; shared by ${opened.sharedBy}`
+      : "";
+  const nameId = `document-${versionId}`;
+  const name = textElement("p", opened.filename, "document-name");
+  name.id = nameId;
+  const button = textElement("button", "Download and verify") as HTMLButtonElement;
+  button.type = "button";
+  button.setAttribute("aria-describedby", nameId);
+  const progress = document.createElement("progress");
+  progress.max = Math.max(opened.size, 1);
+  progress.value = 0;
+  progress.hidden = true;
+  progress.setAttribute("aria-label", `Downloading ${opened.filename}`);
+  const state = textElement("p", "", "document-state");
+  state.setAttribute("aria-live", "polite");
+  const save = document.createElement("a");
+  save.className = "document-save";
+  save.hidden = true;
+  button.addEventListener("click", () => {
+    void fetchDocument(opened, { button, progress, state, save });
+  });
+  box.append(
+    banner(opened.banner, opened.colour, "top"),
+    name,
+    textElement(
+      "p",
+      `Version ${opened.number}, ${bytes(opened.size)}, from ${opened.sender} ` +
+        `(${opened.senderNation})${released}.`,
+      "document-meta",
+    ),
+    button,
+    progress,
+    state,
+    save,
+  );
+  return box;
+}
+
+/** Download, decrypt chunk by chunk into the origin-private file system, and offer the file
+ * for saving once its signature and content hash have verified. */
+async function fetchDocument(
+  opened: OpenedVersion,
+  view: {
+    button: HTMLButtonElement;
+    progress: HTMLProgressElement;
+    state: HTMLElement;
+    save: HTMLAnchorElement;
+  },
+): Promise<void> {
+  const { button, progress, state, save } = view;
+  button.disabled = true;
+  save.hidden = true;
+  progress.hidden = false;
+  progress.value = 0;
+  state.className = "document-state";
+  state.textContent = `Downloading and verifying ${opened.filename}…`;
+  say(state.textContent);
+  let shown = 0;
+  try {
+    const target = await fileSink(opened.versionId);
+    await downloadVersion(api, opened, target.sink, (done, size) => {
+      progress.value = done;
+      // The text (read out by screen readers) every 4 MiB and at the end, not every chunk.
+      if (done - shown >= 4 * 1024 * 1024 || done === size) {
+        shown = done;
+        state.textContent = `Downloaded and decrypted ${bytes(done)} of ${bytes(size)}…`;
+      }
+    });
+    const url = URL.createObjectURL(await target.file());
+    offered.push(url);
+    save.href = url;
+    save.download = opened.filename;
+    save.textContent = `Save ${opened.filename}`;
+    save.hidden = false;
+    progress.value = progress.max;
+    state.textContent =
+      `Verified: every chunk, the length and the sender's signature over the content hash ` +
+      `check out. Save it below.`;
+    say(`${opened.filename} verified.`);
+    save.focus();
+  } catch (error) {
+    progress.hidden = true;
+    state.className = "document-state item-problem";
+    state.textContent = explain(error);
+    say("");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function renderAgenda(
+  agenda: MeetingAgenda,
+  versions: ReadonlyMap<string, OpenedVersion | Error>,
+): void {
   const title = agenda.info.verified ? agenda.info.fields.title! : "A meeting";
   byId("meeting-title").textContent = title;
   const status = meetingStatus(agenda.startsAt, agenda.cancelledAt);
@@ -786,7 +949,6 @@ function renderAgenda(agenda: MeetingAgenda): void {
           const lines: string[] = [];
           if (fields.presenter) lines.push(`Presenter: ${fields.presenter}`);
           if (fields.notes) lines.push(fields.notes);
-          for (const version of item.documents) lines.push(`Document version ${version}`);
           const element = entryElement(
             item.entry,
             "agenda item",
@@ -794,6 +956,13 @@ function renderAgenda(agenda: MeetingAgenda): void {
             lines,
           );
           element.dataset.item = item.itemId;
+          if (item.entry.verified && item.documents.length > 0) {
+            const list = document.createElement("div");
+            list.className = "documents";
+            list.setAttribute("aria-label", "Documents");
+            list.append(...item.documents.map((v) => documentElement(v, versions.get(v))));
+            element.querySelector(".item-meta")!.before(list);
+          }
           return element;
         })),
   );
@@ -836,8 +1005,22 @@ async function showMeeting(summary: MeetingSummary): Promise<void> {
   const active = committees;
   say("Opening the meeting…");
   const agenda = await active.agenda(summary.meeting.id);
+  // Each attached version opened and checked (not downloaded) to show what its sender signed.
+  const versions = new Map<string, OpenedVersion | Error>();
+  await Promise.all(
+    agenda.items
+      .filter((item) => item.entry.verified)
+      .flatMap((item) => item.documents)
+      .map(async (id) => {
+        try {
+          versions.set(id, await openVersion(api, reader!, id));
+        } catch (error) {
+          versions.set(id, error instanceof Error ? error : new Error(String(error)));
+        }
+      }),
+  );
   if (active !== committees) return;
-  renderAgenda(agenda);
+  renderAgenda(agenda, versions);
   show("meeting");
   byId("meeting-title").focus();
   const shown = agenda.items.length;
@@ -1030,12 +1213,13 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
       catalog,
     },
   );
-  committees = new Committees(api, {
+  reader = {
     keys: current.keys,
     deviceId: current.certificate.deviceId,
     pins: pinnedKeys(record),
     catalog,
-  });
+  };
+  committees = new Committees(api, reader);
   byId("open-audit").hidden = !user.roles.includes("auditor");
   channels = await api.request<ChannelRead[]>("GET", "/v1/channels");
   renderChannels();
@@ -1194,6 +1378,8 @@ function wire(): void {
     sender = null;
     releases = null;
     committees = null;
+    reader = null;
+    void clearDownloads();
     openChannel = null;
     auditEntries = [];
     auditQueried = false;
@@ -1216,6 +1402,7 @@ async function start(): Promise<void> {
     return;
   }
   wire();
+  void clearDownloads();
   let record: StoredDevice | null;
   try {
     record = await browserStore.load();
