@@ -4,7 +4,8 @@
  * what its sender signed, and streams, in pieces of odd sizes, chunk by chunk into a sink that
  * is closed only once everything verified; a changed byte, a cut or lengthened stream abort
  * the sink and never close it; a banner, certificate, audience or envelope that does not
- * check refuses the version before anything is fetched.
+ * check refuses the version before anything is fetched. A version released to chloe by a grant
+ * opens under the wider label, with who released it, and only when the server shows that label.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -19,6 +20,7 @@ import {
   type JsonObject,
 } from "../src/protocol/canonical.js";
 import { createAudience } from "../src/protocol/envelopes.js";
+import { createGrant } from "../src/protocol/grants.js";
 import { DocumentEncryptor } from "../src/protocol/stream.js";
 import { DeviceKeys, authorityKeyId, formatUtcTime } from "../src/protocol/keys.js";
 import { catalogFromToml, parseLabel } from "../src/protocol/labels.js";
@@ -28,6 +30,8 @@ import { repoText } from "./vectors.js";
 const ORIGIN = "http://127.0.0.1:8600";
 const CHANNEL = "0b0e7f4e-7f39-4a4b-9d1f-0c2b0a7e6d11";
 const VERSION = "7c9e1a3b-5d7f-4b2d-9e4f-6a8c0e2b4d61";
+const NARROW = "NATO SECRET//REL TO GBR";
+const WIDE = "NATO SECRET//REL TO GBR, FRA";
 const catalog = catalogFromToml(repoText("protocol", "catalogs", "default.toml"));
 const SEEDS: Record<string, Uint8Array> = { GBR: randomBytes(32), FRA: randomBytes(32) };
 const PINS = new Map(Object.entries(SEEDS).map(([n, seed]) => [n, ed25519PublicKey(seed)]));
@@ -56,7 +60,7 @@ type Change = (access: Record<string, any>, ciphertext: Uint8Array) => Uint8Arra
 
 /** Bob (GBR) seals a 200,000-byte version for himself and chloe (FRA); `change` plays a
  * server that alters what it serves. */
-async function scene(change: Change = (_, c) => c) {
+async function scene(change: Change = (_, c) => c, granted = false) {
   const bob = await DeviceKeys.generate();
   const chloe = await DeviceKeys.generate();
   const { sealed: audience, audienceKey } = await createAudience(bob, {
@@ -66,7 +70,7 @@ async function scene(change: Change = (_, c) => c) {
     creatorDevice: "device-bob",
     recipients: [
       { deviceId: "device-bob", keys: bob.publicKeys },
-      { deviceId: "device-chloe", keys: chloe.publicKeys },
+      ...(granted ? [] : [{ deviceId: "device-chloe", keys: chloe.publicKeys }]),
     ],
     createdAt: "2026-11-26T10:00:00Z",
   });
@@ -82,7 +86,7 @@ async function scene(change: Change = (_, c) => c) {
     sender_device: "device-bob",
     audience_id: audience.header.audience_id as string,
     created_at: "2026-11-26T10:01:30Z",
-    label: parseLabel("NATO SECRET", catalog, "GBR") as unknown as JsonObject,
+    label: parseLabel(granted ? NARROW : "NATO SECRET", catalog, "GBR") as unknown as JsonObject,
     filename: "plan <1>.pdf",
     content_type: "application/pdf",
     size: content.length,
@@ -103,6 +107,31 @@ async function scene(change: Change = (_, c) => c) {
     sender_certificate: certificate(bob, "bob", "GBR"),
     grant: null,
   };
+  if (granted) {
+    // Bob releases the version to FRA: its own key sealed to chloe's device.
+    const sealed = await createGrant(bob, encryptor.itemKey, {
+      grantId: "9a9a9a9a-0000-4000-8000-000000000001",
+      requestId: "9a9a9a9a-0000-4000-8000-000000000002",
+      itemType: "document_version",
+      itemId: VERSION,
+      container: CHANNEL,
+      grantorUser: "bob",
+      grantorDevice: "device-bob",
+      previousLabel: header.label as JsonObject,
+      label: parseLabel(WIDE, catalog, "GBR") as unknown as JsonObject,
+      recipients: [{ deviceId: "device-chloe", keys: chloe.publicKeys }],
+      createdAt: "2026-11-26T10:05:00Z",
+    });
+    access.label = WIDE;
+    access.version.label = NARROW;
+    access.audience.envelope = null;
+    access.grant = {
+      header: sealed.header,
+      signature: sealed.signature,
+      envelope: sealed.envelopes["device-chloe"],
+      grantor_certificate: certificate(bob, "bob", "GBR"),
+    };
+  }
   const ciphertext = change(access, concat(...chunks));
   const calls: string[] = [];
   const api = new Api(ORIGIN, async (input, init) => {
@@ -215,4 +244,22 @@ test("a version that does not check is refused before its content is fetched", a
     });
     assert.ok(!calls.some((c) => c.endsWith("/content")));
   }
+});
+
+test("a version released by a grant opens under the wider label, and only as shown", async () => {
+  const { api, reader, content } = await scene(undefined, true);
+  const opened = await openVersion(api, reader, VERSION);
+  assert.deepEqual(
+    [opened.banner, opened.releasedBy, opened.originalBanner, opened.sharedBy],
+    [WIDE, "bob", NARROW, null],
+  );
+  const { sink, written, state } = memorySink();
+  await download(api, opened, sink);
+  assert.equal(state.closed, true);
+  assert.deepEqual(concat(...written), content);
+  const shown = await scene((a, c) => ((a.label = NARROW), c), true);
+  await assert.rejects(
+    openVersion(shown.api, shown.reader, VERSION),
+    /the label shown is not the one bob released it as/,
+  );
 });
