@@ -180,17 +180,29 @@ class _ChangedContent:
         route.fulfill(response=response, body=bytes(body))
 
 
+# The files in the page's origin-private file system under downloads/ (each tab's folder).
 DOWNLOADED_FILES = """async () => {
+  const names = [];
+  const walk = async (folder) => {
+    for await (const [name, handle] of folder.entries()) {
+      if (handle.kind === "directory") await walk(handle);
+      else names.push(name);
+    }
+  };
   const root = await navigator.storage.getDirectory();
   try {
-    const folder = await root.getDirectoryHandle("downloads");
-    const names = [];
-    for await (const name of folder.keys()) names.push(name);
-    return names;
-  } catch {
-    return [];
-  }
+    await walk(await root.getDirectoryHandle("downloads"));
+  } catch {}
+  return names;
 }"""
+
+
+def _hostile_committees(route: Route) -> None:
+    response = route.fetch()
+    committees = response.json()
+    committees[0]["name"] = HOSTILE
+    committees[0]["chair"]["username"] = HOSTILE
+    route.fulfill(response=response, body=json.dumps(committees))
 
 
 def _open_meeting(page: Page, *, from_home: bool = True) -> None:
@@ -303,6 +315,14 @@ def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_pag
             )
             assert fuel.locator("progress").evaluate("e => e.value === e.max")
             assert page.evaluate(DOWNLOADED_FILES) == [meeting.fuel_plan]
+            # Another tab of the same page starting does not clear this one's download.
+            second = page.context.new_page()
+            second.goto(server.origin)
+            expect(second.locator("#status")).to_have_text(
+                "Unlock this device with its passphrase."
+            )
+            second.close()
+            assert page.evaluate(DOWNLOADED_FILES) == [meeting.fuel_plan]
             page.screenshot(path=screens / "web-committee-document.png", full_page=True)
             with page.expect_download() as saved:
                 page.keyboard.press("Enter")
@@ -366,6 +386,16 @@ def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_pag
                 assert secret not in content
             assert chloe_page.locator("#app img").count() == 0
             chloe_page.unroute(f"**/v1/meetings/{meeting.id}")
+
+            # A committee's name and members from the server stay text.
+            chloe_page.route("**/v1/committees", _hostile_committees)
+            chloe_page.get_by_role("button", name="Back to the committees").click()
+            committee = chloe_page.locator("#committee-list > li")
+            expect(committee.locator("h3")).to_have_text(HOSTILE)
+            expect(committee.locator(".item-meta")).to_contain_text(f"chair {HOSTILE}, ")
+            assert chloe_page.locator("#app img").count() == 0
+            assert chloe_page.evaluate("() => window.__pwned") is None
+            chloe_page.unroute("**/v1/committees")
 
             _no_violations(page)
             _no_violations(chloe_page)
@@ -493,6 +523,12 @@ def test_a_large_document_is_downloaded_in_bounded_memory(
                 box.locator(".document-save").click()
             digest = hashlib.sha256(Path(saved.value.path()).read_bytes()).digest()
             assert digest == hashlib.sha256(source.read_bytes()).digest()
+            # Signing out removes the decrypted file from the origin-private file system.
+            page.get_by_role("button", name="Back to the committees").click()
+            page.get_by_role("button", name="Back to the channels").first.click()
+            page.get_by_role("button", name="Sign out").click()
+            expect(page.locator("#status")).to_have_text("Signed out. The keys are locked again.")
+            assert page.evaluate(DOWNLOADED_FILES) == []
             assert errors == []
         finally:
             browser.close()

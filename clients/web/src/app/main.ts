@@ -779,26 +779,53 @@ function none(text: string): HTMLElement {
 }
 
 // The origin-private file system holds a download while it is decrypted (never the page's
-// memory), under downloads/; it is offered for saving only once verified, and the folder is
-// emptied when the page starts and at sign-out.
+// memory), under downloads/ in a folder of this page's own (other tabs keep theirs); it is
+// offered for saving only once verified. The page's folder is emptied at sign-out, and
+// downloads/ as a whole when the page starts with no other tab of the origin open (a shared
+// Web Lock, held for the page's life, says which tabs are open).
 const DOWNLOADS = "downloads";
+const DOWNLOADS_LOCK = "attache-downloads";
+const TAB = crypto.randomUUID();
 
 async function clearDownloads(): Promise<void> {
   for (const url of offered) URL.revokeObjectURL(url);
   offered = [];
   try {
     const root = await navigator.storage.getDirectory();
-    await root.removeEntry(DOWNLOADS, { recursive: true });
+    const folder = await root.getDirectoryHandle(DOWNLOADS);
+    await folder.removeEntry(TAB, { recursive: true });
   } catch {
     // Nothing there, or no origin-private file system: nothing to clear.
   }
+}
+
+/** At start: what earlier pages left (a tab closed mid-download, or without signing out),
+ * unless another tab of the origin is open and may be using its own. */
+async function clearStaleDownloads(): Promise<void> {
+  if (!navigator.locks) return;
+  await navigator.locks.request(
+    DOWNLOADS_LOCK,
+    { mode: "exclusive", ifAvailable: true },
+    async (lock) => {
+      if (lock === null) return;
+      try {
+        const root = await navigator.storage.getDirectory();
+        await root.removeEntry(DOWNLOADS, { recursive: true });
+      } catch {
+        // Nothing there, or no origin-private file system: nothing to clear.
+      }
+    },
+  );
+  // Held until the page goes: the next page to start knows this one is open.
+  void navigator.locks.request(DOWNLOADS_LOCK, { mode: "shared" }, () => new Promise(() => {}));
 }
 
 /** A file in the origin-private file system, written through a swap file that becomes the
  * file only when closed; aborted, it is removed. */
 async function fileSink(versionId: string): Promise<{ sink: Sink; file: () => Promise<File> }> {
   const root = await navigator.storage.getDirectory();
-  const folder = await root.getDirectoryHandle(DOWNLOADS, { create: true });
+  const downloads = await root.getDirectoryHandle(DOWNLOADS, { create: true });
+  const folder = await downloads.getDirectoryHandle(TAB, { create: true });
   const name = versionId.replace(/[^A-Za-z0-9-]/g, "_");
   const handle = await folder.getFileHandle(name, { create: true });
   const writable = await handle.createWritable({ keepExistingData: false });
@@ -1379,13 +1406,12 @@ function wire(): void {
     releases = null;
     committees = null;
     reader = null;
-    void clearDownloads();
     openChannel = null;
     auditEntries = [];
     auditQueried = false;
     byId("audit-verdict").textContent = "";
     byId("audit-problems").replaceChildren();
-    void signOut(api).then(() => {
+    void Promise.all([signOut(api), clearDownloads()]).then(() => {
       show("device", "unlock");
       field(byId<HTMLFormElement>("unlock"), "passphrase").focus();
       say("Signed out. The keys are locked again.");
@@ -1402,7 +1428,7 @@ async function start(): Promise<void> {
     return;
   }
   wire();
-  void clearDownloads();
+  void clearStaleDownloads().catch(() => undefined);
   let record: StoredDevice | null;
   try {
     record = await browserStore.load();
