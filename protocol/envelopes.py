@@ -302,6 +302,19 @@ class AudienceHeader:
         }
 
 
+def _device_list(header: Mapping[str, Any], kind: str, maximum: int) -> list[str]:
+    """A header's ``devices``: a list of 1 to ``maximum`` ids in strictly ascending order."""
+    devices = header["devices"]
+    if not isinstance(devices, list) or not 1 <= len(devices) <= maximum:
+        raise EnvelopeError(f"{kind} header field devices must be a list of 1 to {maximum} ids")
+    for device in devices:
+        if not isinstance(device, str) or _ID.fullmatch(device) is None:
+            raise EnvelopeError(f"{kind} header field devices holds a malformed id {device!r}")
+    if any(a >= b for a, b in itertools.pairwise(devices)):
+        raise EnvelopeError(f"{kind} header field devices must be sorted ascending and unique")
+    return devices
+
+
 def check_audience_header(header: Mapping[str, Any]) -> AudienceHeader:
     """Check an audience header's structure (not its signature) and type its fields.
 
@@ -311,16 +324,7 @@ def check_audience_header(header: Mapping[str, Any]) -> AudienceHeader:
     """
     kind = "audience"
     _require_fields(header, AUDIENCE_FIELDS, kind, AUDIENCE_TYPE)
-    devices = header["devices"]
-    if not isinstance(devices, list) or not 1 <= len(devices) <= MAX_AUDIENCE_DEVICES:
-        raise EnvelopeError(
-            f"audience header field devices must be a list of 1 to {MAX_AUDIENCE_DEVICES} ids"
-        )
-    for device in devices:
-        if not isinstance(device, str) or _ID.fullmatch(device) is None:
-            raise EnvelopeError(f"audience header field devices holds a malformed id {device!r}")
-    if any(a >= b for a, b in itertools.pairwise(devices)):
-        raise EnvelopeError("audience header field devices must be sorted ascending and unique")
+    devices = _device_list(header, kind, MAX_AUDIENCE_DEVICES)
     keys_digest = header["device_keys_digest"]
     _wire_bytes(keys_digest, "audience header field device_keys_digest", size=DIGEST_SIZE)
     return AudienceHeader(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import hmac
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,7 +48,6 @@ from protocol.canonical import (
 )
 from protocol.catalog import Catalog
 from protocol.envelopes import (
-    _ID,
     DIGEST_SIZE,
     ENVELOPE_SIZE,
     MAX_AUDIENCE_DEVICES,
@@ -57,6 +55,7 @@ from protocol.envelopes import (
     MESSAGE_KEY_SIZE,
     EnvelopeError,
     Recipient,
+    _device_list,
     _header_digest,
     _id_field,
     _key_bytes,
@@ -217,16 +216,7 @@ def check_grant_header(header: Mapping[str, Any]) -> GrantHeader:
     item_type = header["item_type"]
     if not isinstance(item_type, str) or item_type not in ITEM_TYPES:
         raise EnvelopeError("grant header field item_type must be 'message' or 'document_version'")
-    devices = header["devices"]
-    if not isinstance(devices, list) or not 1 <= len(devices) <= MAX_GRANT_DEVICES:
-        raise EnvelopeError(
-            f"grant header field devices must be a list of 1 to {MAX_GRANT_DEVICES} ids"
-        )
-    for device in devices:
-        if not isinstance(device, str) or _ID.fullmatch(device) is None:
-            raise EnvelopeError(f"grant header field devices holds a malformed id {device!r}")
-    if any(a >= b for a, b in itertools.pairwise(devices)):
-        raise EnvelopeError("grant header field devices must be sorted ascending and unique")
+    devices = _device_list(header, kind, MAX_GRANT_DEVICES)
     keys_digest = header["device_keys_digest"]
     _wire_bytes(keys_digest, "grant header field device_keys_digest", size=DIGEST_SIZE)
     commitment = header["item_key_commitment"]

@@ -210,28 +210,32 @@ export interface AudienceHeader {
   headerDigest: Uint8Array;
 }
 
-/** Check an audience header's structure (not its signature) and type its fields. */
-export function checkAudienceHeader(header: unknown): AudienceHeader {
-  const kind = "audience";
-  requireFields(header, AUDIENCE_FIELDS, kind, AUDIENCE_TYPE);
+/** A header's `devices`: a list of 1 to `maximum` ids in strictly ascending order. */
+export function deviceList(header: JsonObject, kind: string, maximum: number): string[] {
   const devices = header.devices;
-  if (!Array.isArray(devices) || devices.length < 1 || devices.length > MAX_AUDIENCE_DEVICES) {
-    throw new EnvelopeError(
-      `audience header field devices must be a list of 1 to ${MAX_AUDIENCE_DEVICES} ids`,
-    );
+  if (!Array.isArray(devices) || devices.length < 1 || devices.length > maximum) {
+    throw new EnvelopeError(`${kind} header field devices must be a list of 1 to ${maximum} ids`);
   }
   for (const device of devices) {
     if (typeof device !== "string" || !ID.test(device)) {
       throw new EnvelopeError(
-        `audience header field devices holds a malformed id ${JSON.stringify(device)}`,
+        `${kind} header field devices holds a malformed id ${JSON.stringify(device)}`,
       );
     }
   }
   const ids = devices as string[];
   // Ids are ASCII, so JavaScript's < (UTF-16 units) orders them as Python does.
   if (ids.some((id, i) => i > 0 && ids[i - 1]! >= id)) {
-    throw new EnvelopeError("audience header field devices must be sorted ascending and unique");
+    throw new EnvelopeError(`${kind} header field devices must be sorted ascending and unique`);
   }
+  return ids;
+}
+
+/** Check an audience header's structure (not its signature) and type its fields. */
+export function checkAudienceHeader(header: unknown): AudienceHeader {
+  const kind = "audience";
+  requireFields(header, AUDIENCE_FIELDS, kind, AUDIENCE_TYPE);
+  const ids = deviceList(header, kind, MAX_AUDIENCE_DEVICES);
   wireBytes(header.device_keys_digest, "audience header field device_keys_digest", DIGEST_SIZE);
   return {
     audienceId: uuidField(header, "audience_id", kind),

@@ -25,12 +25,12 @@ import {
 import {
   ENVELOPE_SIZE,
   EnvelopeError,
-  ID,
   MAX_AUDIENCE_DEVICES,
   MAX_LABEL_BYTES,
   MESSAGE_KEY_SIZE,
   checkMessageHeader,
   deviceKeysDigest,
+  deviceList,
   idField,
   isObject,
   requireFields,
@@ -129,24 +129,7 @@ export function checkGrantHeader(header: unknown): GrantHeader {
   if (typeof itemType !== "string" || !ITEM_TYPES.has(itemType)) {
     throw new EnvelopeError("grant header field item_type must be 'message' or 'document_version'");
   }
-  const devices = header.devices;
-  if (!Array.isArray(devices) || devices.length < 1 || devices.length > MAX_GRANT_DEVICES) {
-    throw new EnvelopeError(
-      `grant header field devices must be a list of 1 to ${MAX_GRANT_DEVICES} ids`,
-    );
-  }
-  for (const device of devices) {
-    if (typeof device !== "string" || !ID.test(device)) {
-      throw new EnvelopeError(
-        `grant header field devices holds a malformed id ${JSON.stringify(device)}`,
-      );
-    }
-  }
-  const ids = devices as string[];
-  // Ids are ASCII, so JavaScript's < (UTF-16 units) orders them as Python does.
-  if (ids.some((id, i) => i > 0 && ids[i - 1]! >= id)) {
-    throw new EnvelopeError("grant header field devices must be sorted ascending and unique");
-  }
+  const ids = deviceList(header, kind, MAX_GRANT_DEVICES);
   wireBytes(header.device_keys_digest, "grant header field device_keys_digest", DIGEST_SIZE);
   wireBytes(header.item_key_commitment, "grant header field item_key_commitment", DIGEST_SIZE);
   return {
