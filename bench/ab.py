@@ -57,7 +57,11 @@ def checkout(revision: str, into: Path) -> str:
     ).stdout.strip()
     subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(into)], check=True)
     subprocess.run(["git", "-C", str(into), "checkout", "-q", commit], check=True)
-    subprocess.run(["make", "-C", str(into), "-s", ".venv/.installed"], check=True)
+    installed = subprocess.run(
+        ["make", "-C", str(into), "-s", ".venv/.installed"], capture_output=True, text=True
+    )
+    if installed.returncode != 0:  # pip's output only when it failed
+        raise RuntimeError(f"installing {revision} failed:\n{installed.stdout}{installed.stderr}")
     return commit
 
 
