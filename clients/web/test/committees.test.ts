@@ -22,44 +22,22 @@ import {
   decodeContent,
 } from "../src/app/committees.js";
 import type { Reader } from "../src/app/messages.js";
-import { b64uEncode, utf8 } from "../src/protocol/bytes.js";
-import {
-  CTX_DEVICE_CERTIFICATE,
-  signingInput,
-  type JsonObject,
-} from "../src/protocol/canonical.js";
+import { utf8 } from "../src/protocol/bytes.js";
+import type { JsonObject } from "../src/protocol/canonical.js";
 import { createAudience, encryptMessage } from "../src/protocol/envelopes.js";
-import { DeviceKeys, authorityKeyId, formatUtcTime } from "../src/protocol/keys.js";
+import { DeviceKeys } from "../src/protocol/keys.js";
 import { catalogFromToml, parseLabel } from "../src/protocol/labels.js";
-import { ed25519PublicKey, ed25519Sign, randomBytes } from "../src/protocol/primitives.js";
+import { Authorities } from "./authorities.js";
 import { repoText } from "./vectors.js";
 
 const ORIGIN = "http://127.0.0.1:8600";
 const CHANNEL = "0b0e7f4e-7f39-4a4b-9d1f-0c2b0a7e6d11";
 const MEETING_ID = "5a5a5a5a-0000-4000-8000-000000000001";
 const catalog = catalogFromToml(repoText("protocol", "catalogs", "default.toml"));
-const SEEDS: Record<string, Uint8Array> = { GBR: randomBytes(32), FRA: randomBytes(32) };
-const PINS = new Map(Object.entries(SEEDS).map(([n, seed]) => [n, ed25519PublicKey(seed)]));
+const AUTHORITIES = new Authorities(["GBR", "FRA"]);
+const PINS = AUTHORITIES.pins;
 
-function certificate(keys: DeviceKeys, user: string, nation: string) {
-  const now = Date.now();
-  const body = {
-    version: 1,
-    serial: b64uEncode(randomBytes(16)),
-    device_id: `device-${user}`,
-    user_id: user,
-    username: user,
-    nation,
-    nationality: nation,
-    clearance: { categories: {}, level: "SECRET", policy: "NATO" },
-    ...keys.publicKeys.toJson(),
-    issued_at: formatUtcTime(new Date(now - 60_000)),
-    expires_at: formatUtcTime(new Date(now + 3_600_000)),
-    authority_key_id: authorityKeyId(ed25519PublicKey(SEEDS[nation]!)),
-  };
-  const signature = ed25519Sign(SEEDS[nation]!, signingInput(CTX_DEVICE_CERTIFICATE, body));
-  return { body, signature: b64uEncode(signature) };
-}
+const certificate = AUTHORITIES.certificate.bind(AUTHORITIES);
 
 /** Bob (GBR) writes the meeting; chloe (FRA) reads it. */
 async function scene(options: { withheld?: boolean; wrong?: "type" | "reply" | "body" } = {}) {

@@ -13,18 +13,14 @@ import { test } from "node:test";
 import { Api } from "../src/app/api.js";
 import { DocumentRefused, download, openVersion, type Sink } from "../src/app/documents.js";
 import type { Reader } from "../src/app/messages.js";
-import { b64uEncode, concat } from "../src/protocol/bytes.js";
-import {
-  CTX_DEVICE_CERTIFICATE,
-  signingInput,
-  type JsonObject,
-} from "../src/protocol/canonical.js";
+import { concat } from "../src/protocol/bytes.js";
+import type { JsonObject } from "../src/protocol/canonical.js";
 import { createAudience } from "../src/protocol/envelopes.js";
 import { createGrant } from "../src/protocol/grants.js";
 import { DocumentEncryptor } from "../src/protocol/stream.js";
-import { DeviceKeys, authorityKeyId, formatUtcTime } from "../src/protocol/keys.js";
+import { DeviceKeys } from "../src/protocol/keys.js";
 import { catalogFromToml, parseLabel } from "../src/protocol/labels.js";
-import { ed25519PublicKey, ed25519Sign, randomBytes } from "../src/protocol/primitives.js";
+import { Authorities } from "./authorities.js";
 import { repoText } from "./vectors.js";
 
 const ORIGIN = "http://127.0.0.1:8600";
@@ -33,28 +29,10 @@ const VERSION = "7c9e1a3b-5d7f-4b2d-9e4f-6a8c0e2b4d61";
 const NARROW = "NATO SECRET//REL TO GBR";
 const WIDE = "NATO SECRET//REL TO GBR, FRA";
 const catalog = catalogFromToml(repoText("protocol", "catalogs", "default.toml"));
-const SEEDS: Record<string, Uint8Array> = { GBR: randomBytes(32), FRA: randomBytes(32) };
-const PINS = new Map(Object.entries(SEEDS).map(([n, seed]) => [n, ed25519PublicKey(seed)]));
+const AUTHORITIES = new Authorities(["GBR", "FRA"]);
+const PINS = AUTHORITIES.pins;
 
-function certificate(keys: DeviceKeys, user: string, nation: string) {
-  const now = Date.now();
-  const body = {
-    version: 1,
-    serial: b64uEncode(randomBytes(16)),
-    device_id: `device-${user}`,
-    user_id: user,
-    username: user,
-    nation,
-    nationality: nation,
-    clearance: { categories: {}, level: "SECRET", policy: "NATO" },
-    ...keys.publicKeys.toJson(),
-    issued_at: formatUtcTime(new Date(now - 60_000)),
-    expires_at: formatUtcTime(new Date(now + 3_600_000)),
-    authority_key_id: authorityKeyId(ed25519PublicKey(SEEDS[nation]!)),
-  };
-  const signature = ed25519Sign(SEEDS[nation]!, signingInput(CTX_DEVICE_CERTIFICATE, body));
-  return { body, signature: b64uEncode(signature) };
-}
+const certificate = AUTHORITIES.certificate.bind(AUTHORITIES);
 
 type Change = (access: Record<string, any>, ciphertext: Uint8Array) => Uint8Array;
 
