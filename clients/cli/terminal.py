@@ -27,6 +27,28 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+# What a spreadsheet reads as the start of a formula (OWASP, "CSV injection"): a cell that an
+# auditor opens in one must never run what someone put in a name, a reason or a label.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """``text`` for a CSV cell: printable (``printable``), and, when it begins as a formula
+    would, after an apostrophe, which spreadsheets show as text and do not evaluate."""
+    text = printable(text)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_text(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The CSV the CLI writes: a heading row, then ``rows``, each cell through ``csv_cell``;
+    quoted as Python's csv module does by default (a comma, a quote or a line end)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)
+    return buffer.getvalue()
+
+
 class Terminal:
     def __init__(self) -> None:
         # markup=False and emoji=False: names, banners and message text come from other people
@@ -69,11 +91,7 @@ class Terminal:
         self.out.file.flush()
 
     def csv(self, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([printable(cell) for cell in row] for row in rows)
-        self.out.file.write(buffer.getvalue())
+        self.out.file.write(csv_text(columns, rows))
         self.out.file.flush()
 
     def listing(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from clients.cli import main
+from clients.cli.terminal import csv_cell, csv_text
 from clients.sdk import Committees, Messenger
 from clients.sdk.documents import Documents
 from tests.factories import PASSPHRASE, Member, World
@@ -133,3 +136,19 @@ async def test_the_agenda_names_its_documents_and_meetings_have_a_status(
     listed = await _ok(alice, "meeting", "list", "cell")
     row = next(line for line in listed.splitlines() if meeting["id"] in line)
     assert re.search(r"\bcancelled\b", row), row
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_written_as_text() -> None:
+    text = csv_text(
+        ["name", "reason"],
+        [
+            ['=HYPERLINK("http://evil.example","open me")', "+1"],
+            ["-2", "@SUM(A1)"],
+            ["bob", "not cleared; a, b"],
+        ],
+    )
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[1] == ['\'=HYPERLINK("http://evil.example","open me")', "'+1"]
+    assert rows[2] == ["'-2", "'@SUM(A1)"]
+    assert rows[3] == ["bob", "not cleared; a, b"]  # nothing else changes
+    assert csv_cell("\tx") == "'\tx"

@@ -273,7 +273,14 @@ test("events are fetched with the filters, paged, named, and exported as the CLI
   const all = Array.from({ length: 5 }, (_, i) => ({
     id: i + 1,
     leaf_index: i < 4 ? i : null,
-    event: event(i + 1, i === 0 ? { reasons: ['a "quoted", reason', "é\u202e\x07"] } : {}),
+    event: event(
+      i + 1,
+      i === 0
+        ? { reasons: ['a "quoted", reason', "é\u202e\x07"] }
+        : i === 1
+          ? { reasons: ['=HYPERLINK("http://evil.example","open me")'] }
+          : {},
+    ),
   }));
   const api = new Api(ORIGIN, async (input) => {
     const url = new URL(input);
@@ -315,6 +322,9 @@ test("events are fetched with the filters, paged, named, and exported as the CLI
     "id,leaf,time,action,decision,actor,actor_id,actor_nation,object,subject_nation,label,reasons",
   );
   assert.ok(csv.includes('"a ""quoted"", reason; é\\u202e\\x07"'));
+  // A reason a spreadsheet would run as a formula is written as text (a leading apostrophe).
+  assert.ok(csv.includes(`"'=HYPERLINK(""http://evil.example"",""open me"")"`));
+  assert.ok(!/(^|,)=HYPERLINK/m.test(csv));
   assert.ok(/^[\x20-\x7e\n]*$/.test(eventsJson(every)));
   if (PYTHON !== undefined) {
     const run = spawnSync(PYTHON, [join(ROOT, "clients", "web", "test", "python_audit.py")], {

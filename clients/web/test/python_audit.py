@@ -6,24 +6,22 @@ virtual environment; not a pytest module."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 
 from clients.cli.audit import FIELDS
-from clients.cli.terminal import printable
+from clients.cli.terminal import csv_text
 
 
 def main() -> None:
     entries = json.load(sys.stdin)
     # As clients/cli/terminal.py's Terminal.csv and Terminal.json write them.
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([heading for heading, _ in FIELDS])
-    writer.writerows([printable(cell(entry)) for _, cell in FIELDS] for entry in entries)
+    text = csv_text(
+        [heading for heading, _ in FIELDS],
+        [[cell(entry) for _, cell in FIELDS] for entry in entries],
+    )
     exported = json.dumps(entries, indent=2, ensure_ascii=True) + "\n"
-    json.dump({"csv": buffer.getvalue(), "json": exported}, sys.stdout)
+    json.dump({"csv": text, "json": exported}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -157,9 +157,14 @@ function printable(text: string): string {
   });
 }
 
+// What a spreadsheet reads as the start of a formula (OWASP, "CSV injection"): such a cell
+// gets a leading apostrophe, shown as text and never evaluated, as the CLI's csv_cell does.
+const FORMULA_START = /^[=+\-@\t\r]/;
+
 function csvCell(text: string): string {
+  const cell = FORMULA_START.test(text) ? `'${text}` : text;
   // Python's csv module (QUOTE_MINIMAL): quoted when it holds a comma, a quote or a line end.
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  return /[",\r\n]/.test(cell) ? `"${cell.replaceAll('"', '""')}"` : cell;
 }
 
 /** The export `attache audit log --format csv` writes, byte for byte. */
