@@ -65,6 +65,10 @@ function memoryStore(): DeviceStore & { record: StoredDevice | null } {
       if (this.record !== null) throw new Error("a device is kept already");
       this.record = record;
     },
+    async update(record) {
+      if (this.record === null) throw new Error("no device is kept");
+      this.record = record;
+    },
   };
 }
 
@@ -281,7 +285,7 @@ test("sign-in: the login proof, the token in memory, the own certificate verifie
   const keys = await openKeys(record, PASSPHRASE);
   openedKeys.set(record, keys);
   const { api, calls } = fakeApi(signInRoutes(record, certificateFor(record, keys)));
-  const session = await signIn(api, record, keys);
+  const session = await signIn(api, record, keys, store);
   assert.equal(session.user.clearance, "NATO SECRET");
   assert.equal(session.certificate.deviceId, record.profile.device_id);
   assert.ok(api.signedIn);
@@ -304,7 +308,7 @@ test("sign-in: a certificate that does not verify ends the session and is refuse
   ];
   for (const certificate of forged) {
     const { api, calls } = fakeApi(signInRoutes(record, certificate));
-    await assert.rejects(signIn(api, record, keys), CertificateError);
+    await assert.rejects(signIn(api, record, keys, store), CertificateError);
     assert.equal(api.signedIn, false);
     assert.ok(calls.some((call) => call.route === "DELETE /v1/auth/sessions/current"));
     assert.ok(!calls.some((call) => call.route === "GET /v1/me"));
@@ -318,7 +322,10 @@ test("sign-in: a server calling itself by another name gets no proof", async () 
   openedKeys.set(record, keys);
   const routes = signInRoutes(record, certificateFor(record, keys), "https://elsewhere.example");
   const { api, calls } = fakeApi(routes);
-  await assert.rejects(signIn(api, record, keys), /calls itself https:\/\/elsewhere.example/);
+  await assert.rejects(
+    signIn(api, record, keys, store),
+    /calls itself https:\/\/elsewhere.example/,
+  );
   assert.deepEqual(
     calls.map((call) => call.route),
     ["POST /v1/auth/challenges"],

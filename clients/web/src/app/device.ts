@@ -8,6 +8,14 @@
  */
 import type { Api } from "./api.js";
 import {
+  holdPolicy,
+  NO_POLICY,
+  pinPolicy,
+  policyAuthorities,
+  type HeldPolicy,
+  type PolicyPin,
+} from "./coalition.js";
+import {
   CertificateError,
   DeviceKeys,
   DevicePublicKeys,
@@ -23,7 +31,9 @@ import {
   signLogin,
   signRegistration,
   verifyCertificate,
+  type AuthorityKeys,
   type CertificateBody,
+  type CoalitionPolicy,
   type KdfParams,
 } from "../protocol/index.js";
 
@@ -45,14 +55,26 @@ export interface StoredDevice {
   profile: Profile;
   /** The device's private keys, sealed under the passphrase (the sealed-secret blob). */
   sealedKeys: Uint8Array;
-  /** Nation -> enrolment authority public key (b64u), pinned at enrolment. */
+  /**
+   * Nation -> enrolment authority public key (b64u), pinned at enrolment from the server's
+   * list of nations (trust on first use); empty when a coalition policy was pinned instead.
+   */
   pins: Record<string, string>;
   fingerprint: string;
+  /**
+   * The coalition policy pinned (app/coalition.ts): its founding digest and the latest version
+   * verified here; absent or null while the server publishes none. Once pinned, its nations'
+   * keys are the only authority keys trusted.
+   */
+  policy?: PolicyPin | null;
 }
 
 export interface DeviceStore {
   load(): Promise<StoredDevice | null>;
+  /** Keep a new device; refuses when one is kept already. */
   save(record: StoredDevice): Promise<void>;
+  /** Replace the kept device's record (the same device: its policy pin moved on). */
+  update(record: StoredDevice): Promise<void>;
 }
 
 /** The device as the server shows it (DeviceRead). */
@@ -89,8 +111,10 @@ export class DeviceError extends Error {}
 export interface Enrolled {
   record: StoredDevice;
   device: DeviceRead;
-  /** Nation -> authority key id, as `attache enroll` lists them. */
+  /** Nation -> authority key id(s), as `attache enroll` lists them. */
   pinned: Record<string, string>;
+  /** The coalition policy pinned; null when the server publishes none (NO_POLICY). */
+  policy: HeldPolicy | null;
 }
 
 const NATION = /^[A-Z]{3}$/;
@@ -117,23 +141,57 @@ export function pinnedKeys(record: StoredDevice): Map<string, Uint8Array> {
   return new Map(Object.entries(record.pins).map(([nation, key]) => [nation, b64uDecode(key)]));
 }
 
+/** The authority keys trusted: the policy's when one is held, else the pins. */
+export function authoritiesOf(record: StoredDevice, policy: HeldPolicy | null): AuthorityKeys {
+  return policy !== null ? policyAuthorities(policy.policy) : pinnedKeys(record);
+}
+
+/** Nation -> its authority key id(s): the policy's when one is held, else the pins'. */
+export function pinnedIds(
+  record: StoredDevice,
+  policy: CoalitionPolicy | null,
+): Record<string, string> {
+  if (policy !== null) {
+    return Object.fromEntries(
+      [...policy.nations].map(([code, nation]) => [
+        code,
+        [...nation.authorityKeys.keys()].join(", "),
+      ]),
+    );
+  }
+  return Object.fromEntries(
+    Object.entries(record.pins).map(([nation, key]) => [nation, authorityKeyId(b64uDecode(key))]),
+  );
+}
+
 /**
- * Create this browser's device keys, register them with a one-time code and pin the nations'
- * authority keys (all those the server lists, trusted on first use, as `attache enroll`
- * does). The keys are sealed before they are registered, so a registered device always has
- * its keys kept. The device starts pending until its nation's security officer certifies it.
+ * Create this browser's device keys, register them with a one-time code and pin the coalition
+ * policy (verified from its founding version, which must be `expectFounding` when the security
+ * officer gave its digest), as `attache enroll` does; when the server publishes none, pin the
+ * nations' authority keys it lists instead (trusted on first use). Nothing is made or sent
+ * before the policy is checked. The keys are sealed before they are registered, so a
+ * registered device always has its keys kept. The device starts pending until its nation's
+ * security officer certifies it.
  */
 export async function enrol(
   api: Api,
   store: DeviceStore,
-  fields: { username: string; code: string; name: string; passphrase: string; kdf?: KdfParams },
+  fields: {
+    username: string;
+    code: string;
+    name: string;
+    passphrase: string;
+    kdf?: KdfParams;
+    expectFounding?: Uint8Array | null;
+  },
 ): Promise<Enrolled> {
   if ((await store.load()) !== null) {
     throw new DeviceError("this browser already holds a device; unlock it instead");
   }
   if (!fields.passphrase)
     throw new DeviceError("choose a passphrase to protect this device's keys");
-  const pins = pinsFrom(await api.request<unknown>("GET", "/v1/nations"));
+  const policy = await pinPolicy(api, fields.expectFounding ?? null);
+  const pins = policy !== null ? {} : pinsFrom(await api.request<unknown>("GET", "/v1/nations"));
   const keys = await DeviceKeys.generate();
   const sealedKeys = await sealSecret(fields.passphrase, keys.toPrivateBytes(), {
     purpose: DEVICE_PURPOSE,
@@ -174,12 +232,10 @@ export async function enrol(
     sealedKeys,
     pins,
     fingerprint,
+    policy: policy?.pin ?? null,
   };
   await store.save(record);
-  const pinned = Object.fromEntries(
-    Object.entries(pins).map(([nation, key]) => [nation, authorityKeyId(b64uDecode(key))]),
-  );
-  return { record, device, pinned };
+  return { record, device, pinned: pinnedIds(record, policy?.policy ?? null), policy };
 }
 
 /**
@@ -192,11 +248,12 @@ export function checkOwnCertificate(
   record: StoredDevice,
   publicKeys: DevicePublicKeys,
   now: Date,
+  authorities: AuthorityKeys = pinnedKeys(record),
 ): CertificateBody {
   if (certificate === null || certificate === undefined) {
     throw new CertificateError("this device has no certificate yet");
   }
-  const body = verifyCertificate(certificate, pinnedKeys(record), { now });
+  const body = verifyCertificate(certificate, authorities, { now });
   const { profile } = record;
   if (
     body.deviceId !== profile.device_id ||
@@ -215,6 +272,14 @@ export interface Session {
   user: UserRead;
   certificate: CertificateBody;
   expiresAt: string;
+  /** The coalition policy held (null: the server publishes none, NO_POLICY applies). */
+  policy: HeldPolicy | null;
+  /** The record as kept after sign-in (its policy pin moved on when the policy did). */
+  record: StoredDevice;
+  /** The authority keys certificates are verified against. */
+  authorities: AuthorityKeys;
+  /** What the page should say about the policy (a warning, or a version followed). */
+  policyNote: string | null;
 }
 
 /** Open the sealed keys (SecretError on a wrong passphrase); nothing is sent before this. */
@@ -230,10 +295,18 @@ export async function openKeys(record: StoredDevice, passphrase: string): Promis
 
 /**
  * Sign in with the device key (challenge-response; the proof names the server, so it cannot
- * be relayed elsewhere), then verify the device's own certificate against the pinned keys.
- * A certificate that does not verify ends the session at once: the page then refuses to go on.
+ * be relayed elsewhere), hold the server to the coalition policy pinned (following a later
+ * version only through valid successors, and keeping it in `store`; PolicyRefused otherwise),
+ * then verify the device's own certificate against the policy's keys (or the pinned keys when
+ * the server publishes no policy). A policy refused or a certificate that does not verify ends
+ * the session at once: the page then refuses to go on.
  */
-export async function signIn(api: Api, record: StoredDevice, keys: DeviceKeys): Promise<Session> {
+export async function signIn(
+  api: Api,
+  record: StoredDevice,
+  keys: DeviceKeys,
+  store: DeviceStore,
+): Promise<Session> {
   const { profile } = record;
   const challenge = await api.request<{ challenge_id: string; challenge: string; server: string }>(
     "POST",
@@ -258,6 +331,18 @@ export async function signIn(api: Api, record: StoredDevice, keys: DeviceKeys): 
   );
   api.setToken(session.token);
   try {
+    const policy = await holdPolicy(api, record.policy ?? null);
+    let policyNote: string | null = policy === null ? NO_POLICY : null;
+    if (policy !== null && (policy.pinnedNow || policy.previousVersion !== null)) {
+      record = { ...record, policy: policy.pin };
+      await store.update(record);
+      policyNote = policy.pinnedNow
+        ? `Pinned coalition policy version ${policy.policy.policyVersion} (founding digest ` +
+          `${policy.pin.founding}) on first use.`
+        : `The coalition policy moved from version ${policy.previousVersion} to version ` +
+          `${policy.policy.policyVersion}, signed by enough of the nations of each version before.`;
+    }
+    const authorities = authoritiesOf(record, policy);
     const device = await api.request<DeviceRead>(
       "GET",
       `/v1/devices/${encodeURIComponent(profile.device_id)}`,
@@ -267,10 +352,20 @@ export async function signIn(api: Api, record: StoredDevice, keys: DeviceKeys): 
       record,
       keys.publicKeys,
       new Date(),
+      authorities,
     );
     // Who the server says this is, with the clearance as a banner (as `attache whoami`).
     const user = await api.request<UserRead>("GET", "/v1/me");
-    return { keys, user, certificate, expiresAt: session.expires_at };
+    return {
+      keys,
+      user,
+      certificate,
+      expiresAt: session.expires_at,
+      policy,
+      record,
+      authorities,
+      policyNote,
+    };
   } catch (error) {
     await signOut(api);
     throw error;

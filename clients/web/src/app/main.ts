@@ -12,12 +12,15 @@ import {
   DeviceError,
   enrol,
   openKeys,
+  pinnedIds,
   signIn,
   signOut,
   type Session,
   type StoredDevice,
 } from "./device.js";
 import { browserAuditStore, browserStore } from "./store.js";
+import { PolicyRefused, parseFoundingDigest } from "./coalition.js";
+import { parseSignedPolicy } from "../protocol/coalition.js";
 import {
   AuditStateError,
   TABLE_COLUMNS,
@@ -38,7 +41,6 @@ import {
   type ReleaseContext,
   type ReleaseRequest,
 } from "./releases.js";
-import { pinnedKeys } from "./device.js";
 import {
   NOT_CLEARED,
   Committees,
@@ -150,6 +152,12 @@ function explain(error: unknown): string {
   if (error instanceof DocumentRefused) return `Not offered: ${error.message}.`;
   if (error instanceof AuditStateError) return `Not verified: ${error.message}.`;
   if (error instanceof CheckpointError) return `Not verified: the audit key ${error.message}.`;
+  if (error instanceof PolicyRefused) {
+    return (
+      `The server's coalition policy is refused: ${error.message}. The page goes no further ` +
+      "and seals nothing: tell your security officer."
+    );
+  }
   if (error instanceof ConnectionFailed || error instanceof DeviceError) return error.message;
   if (error instanceof Mistake) return error.message;
   return `Something failed: ${String(error)}`;
@@ -186,9 +194,17 @@ function showDevice(record: StoredDevice, status: string | null): void {
       ? "Read this fingerprint to your security officer. They compare it with the one they " +
         "see before they certify this device; once they have, unlock it below."
       : "Compare this fingerprint with the one your security officer certified.";
+  // The coalition policy pinned (its nations' keys), else the keys pinned on first use.
+  const policy = record.policy ? parseSignedPolicy(record.policy.latest).policy : null;
+  byId("policy-pin").textContent =
+    policy !== null && record.policy
+      ? `Coalition policy version ${policy.policyVersion} of ${policy.coalition}, founding ` +
+        `digest ${record.policy.founding}.`
+      : "No coalition policy: the server publishes none, so these keys were taken from the " +
+        "server on first use.";
   byId("pins").replaceChildren(
-    ...Object.entries(record.pins).map(([nation, key]) =>
-      textElement("li", `${nation}: ${authorityKeyId(b64uDecode(key))}`),
+    ...Object.entries(pinnedIds(record, policy)).map(([nation, ids]) =>
+      textElement("li", `${nation}: ${ids}`),
     ),
   );
   field(byId<HTMLFormElement>("unlock"), "username").value = profile.username;
@@ -1207,11 +1223,19 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
   byId("whoami").textContent =
     `Signed in as ${user.username} (${user.nationality ?? "no nation"}, cleared ` +
     `${user.clearance ?? "for nothing"}) on device ${current.certificate.deviceId}.`;
-  const catalog = catalogFromRead(await api.request<CatalogRead>("GET", "/v1/catalog"));
+  // The coalition policy's catalog when one is held; the server's only when it publishes none.
+  const catalog =
+    current.policy !== null
+      ? current.policy.policy.catalog
+      : catalogFromRead(await api.request<CatalogRead>("GET", "/v1/catalog"));
+  byId("policy-note").textContent =
+    current.policyNote ??
+    `Coalition policy version ${current.policy!.policy.policyVersion} holds: nations, groups ` +
+      "and labels as the nations signed them.";
   inbox = new Inbox({
     keys: current.keys,
     deviceId: current.certificate.deviceId,
-    pins: pinnedKeys(record),
+    pins: current.authorities,
     catalog,
   });
   sender = new Sender(
@@ -1222,7 +1246,7 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
       nationality: current.certificate.nationality,
       keys: current.keys,
     },
-    pinnedKeys(record),
+    current.authorities,
     catalog,
   );
   releases = new Releases(
@@ -1236,14 +1260,14 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
     {
       keys: current.keys,
       deviceId: current.certificate.deviceId,
-      pins: pinnedKeys(record),
+      pins: current.authorities,
       catalog,
     },
   );
   reader = {
     keys: current.keys,
     deviceId: current.certificate.deviceId,
-    pins: pinnedKeys(record),
+    pins: current.authorities,
     catalog,
   };
   committees = new Committees(api, reader);
@@ -1272,6 +1296,7 @@ function wire(): void {
         code: field(enrolForm, "code").value,
         name: field(enrolForm, "device").value.trim(),
         passphrase,
+        expectFounding: parseFoundingDigest(field(enrolForm, "policy").value),
       });
       enrolForm.reset();
       // Ask the browser not to evict the sealed keys under storage pressure (best effort).
@@ -1298,8 +1323,8 @@ function wire(): void {
       const keys = await openKeys(record, passphrase.value);
       passphrase.value = "";
       say("Signing in…");
-      session = await signIn(api, record, keys);
-      await showHome(session, record);
+      session = await signIn(api, record, keys, browserStore);
+      await showHome(session, session.record);
     });
   });
 

@@ -25,6 +25,7 @@ import {
   openGrant,
   sameJson,
   verifyCertificate,
+  type AuthorityKeys,
   type CertificateBody,
   type DeviceKeys,
   type JsonObject,
@@ -72,7 +73,7 @@ export interface ReceivedMessage {
 export interface Reader {
   keys: DeviceKeys;
   deviceId: string;
-  pins: ReadonlyMap<string, Uint8Array>;
+  pins: AuthorityKeys;
   catalog: Catalog;
 }
 
@@ -85,7 +86,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 export function checkSenderCertificate(
   value: unknown,
-  pins: ReadonlyMap<string, Uint8Array>,
+  pins: AuthorityKeys,
   now: Date,
 ): CertificateBody {
   if (value === null || value === undefined)

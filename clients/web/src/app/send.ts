@@ -22,6 +22,7 @@ import {
   b64uEncode,
   formatUtcTime,
   utf8,
+  type AuthorityKeys,
   type CertificateBody,
   type DeviceKeys,
   type JsonObject,
@@ -117,7 +118,7 @@ export function people(devices: Verified[]): string[] {
  */
 export function checkRoster(
   entries: readonly RosterDevice[],
-  pins: ReadonlyMap<string, Uint8Array>,
+  pins: AuthorityKeys,
   now: Date,
 ): { verified: Verified[]; excluded: Excluded[] } {
   const verified: Verified[] = [];
@@ -180,7 +181,7 @@ export class Sender {
   constructor(
     private readonly api: Api,
     private readonly me: Me,
-    private readonly pins: ReadonlyMap<string, Uint8Array>,
+    private readonly pins: AuthorityKeys,
     private readonly catalog: Catalog,
   ) {}
 

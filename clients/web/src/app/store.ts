@@ -1,6 +1,7 @@
 /**
  * This browser's records in IndexedDB (database "attache", one record under the key "this" in
- * each store). Store "device" holds the profile, the pinned authority keys and the private
+ * each store). Store "device" holds the profile, the pinned authority keys or coalition policy (its founding
+ * digest and latest verified version) and the private
  * keys sealed under the passphrase: nothing unsealed is ever written, and nothing goes to
  * localStorage, a cookie or a URL. Store "audit" (version 2) holds what an auditor verified
  * here: the pinned audit key, the last checkpoint verified and its leaf hashes; all public.
@@ -57,6 +58,9 @@ export const browserStore: DeviceStore = {
   async save(record: StoredDevice): Promise<void> {
     // add, not put: a device once kept is never overwritten by another enrolment.
     await transaction("device", "readwrite", (s) => s.add(record, KEY));
+  },
+  async update(record: StoredDevice): Promise<void> {
+    await transaction("device", "readwrite", (s) => s.put(record, KEY));
   },
 };
 

@@ -11,3 +11,4 @@ export * from "./labels.js";
 export * from "./merkle.js";
 export * from "./checkpoint.js";
 export * from "./grants.js";
+export * from "./coalition.js";

@@ -336,13 +336,21 @@ function parseCertificateBody(body: unknown): CertificateBody {
 }
 
 /**
- * Check a device certificate against the pinned enrolment authority keys (nation -> 32 raw
- * bytes) and return its typed body. The same checks, in the same order, as
+ * Where a certificate's authority key comes from: the pinned keys (nation -> 32 raw bytes), or
+ * a source that gives the key listed for a nation under the key id a certificate names (the
+ * coalition policy held), throwing CertificateError when it lists none.
+ */
+export type AuthorityKeys =
+  ReadonlyMap<string, Uint8Array> | { keyFor(nation: string, keyId: string): Uint8Array };
+
+/**
+ * Check a device certificate against the enrolment authority keys (`AuthorityKeys`) and
+ * return its typed body. The same checks, in the same order, as
  * protocol/keys.py verify_certificate; throws CertificateError saying which failed.
  */
 export function verifyCertificate(
   certificate: unknown,
-  authorityKeys: ReadonlyMap<string, Uint8Array>,
+  authorityKeys: AuthorityKeys,
   { now, leewaySeconds = 0 }: { now: Date; leewaySeconds?: number },
 ): CertificateBody {
   if (!isObject(certificate) || Object.keys(certificate).sort().join() !== "body,signature") {
@@ -355,7 +363,10 @@ export function verifyCertificate(
     throw new CertificateError(`certificate signature is malformed: ${String(error)}`);
   }
   const parsed = parseCertificateBody(certificate.body);
-  const pinned = authorityKeys.get(parsed.nation);
+  const pinned =
+    "keyFor" in authorityKeys
+      ? authorityKeys.keyFor(parsed.nation, parsed.authorityKeyId)
+      : authorityKeys.get(parsed.nation);
   if (pinned === undefined) {
     throw new CertificateError(`no enrolment authority key is pinned for nation ${parsed.nation}`);
   }
