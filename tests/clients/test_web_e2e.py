@@ -3,7 +3,8 @@
 who compares the fingerprint the page shows and certifies the device; the page refuses a
 certificate that does not verify against the authority key it pinned, refuses a wrong
 passphrase, then unlocks, signs in and lists the user's channels, setting text from the server
-as text, with no Content-Security-Policy violation reported.
+as text, with no Content-Security-Policy violation reported. A page given a coalition policy
+refuses a founding version short of a founder's signature and pins a valid one.
 
 Screenshots go to ``ATTACHE_SCREENS`` when set (``ATTACHE_SCREENS=docs/screens`` refreshes the
 README's), else to the test's temporary directory. Without Chromium the test is skipped, except
@@ -37,7 +38,7 @@ from clients.sdk import (
     connect,
     enroll,
 )
-from protocol import keys
+from protocol import coalition, keys
 from server.audit.models import AuditEvent
 from server.auth.principal import CONSOLE
 from server.db.engine import create_engine, create_sessionmaker
@@ -647,6 +648,80 @@ def test_an_auditor_reads_filters_exports_and_verifies_the_log_in_the_page(
             )
 
             _no_violations(page)
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def _founding_policy(*signers: tuple[str, keys.AuthorityKey]) -> tuple[dict[str, Any], str]:
+    """A founding coalition policy of USA, GBR and FRA (FRA a nation the server does not know),
+    signed by ``signers``: its wire form and its digest."""
+    founders = {"USA": "United States", "GBR": "United Kingdom", "FRA": "France"}
+    authorities = dict(signers)
+    for code in founders:
+        authorities.setdefault(code, keys.AuthorityKey.generate())
+    policy = coalition.build_policy(
+        coalition="e2e",
+        nations=[
+            coalition.PolicyNation.of(code, name, [authorities[code].public_bytes()])
+            for code, name in founders.items()
+        ],
+        groups={},
+        catalog_toml=(Path(__file__).parents[2] / "protocol/catalogs/default.toml").read_text(),
+        threshold=2,
+    )
+    signed = coalition.SignedPolicy(
+        policy, tuple(coalition.sign_policy(policy, code, key) for code, key in signers)
+    )
+    return signed.to_json(), policy.digest_b64u
+
+
+def test_the_page_pins_the_coalition_policy_and_refuses_one_short_of_a_founder(
+    chromium: str, server: Server, tmp_path: Path
+) -> None:
+    """The page as a device of a coalition with a signed policy (served here by a route, as
+    the server would serve it): a founding version one founder has not signed is refused
+    before any key is made; a valid one is pinned, its nations' keys taken instead of the
+    server's list of nations. docs/web.md; the Node tests play every other refusal."""
+    usa, gbr, fra = (keys.AuthorityKey.generate() for _ in range(3))
+    code, _ = _run(_directory(server, usa, gbr))
+    forged, _ = _founding_policy(("USA", usa), ("GBR", gbr))
+    valid, digest = _founding_policy(("USA", usa), ("GBR", gbr), ("FRA", fra))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            page = browser.new_context().new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            sent: list[str] = []
+            page.on("request", lambda request: sent.append(request.url))
+            served = [forged]
+            page.route(
+                "**/v1/policy",
+                lambda route: route.fulfill(json=served[0]),
+            )
+            page.goto(server.origin)
+            page.get_by_label("Username").fill("sam")
+            page.get_by_label("Enrolment code").fill(code)
+            page.get_by_label("Passphrase (protects this device's keys)").fill(PASSPHRASE)
+            page.get_by_label("The same passphrase again").fill(PASSPHRASE)
+            page.get_by_role("button", name="Enrol").click()
+            expect(page.locator("#problem")).to_contain_text(
+                "coalition policy is refused", timeout=SLOW
+            )
+            expect(page.locator("#problem")).to_contain_text("missing: FRA")
+            assert not [url for url in sent if url.endswith(("/v1/devices", "/v1/nations"))]
+
+            served[0] = valid
+            page.get_by_label("Passphrase (protects this device's keys)").fill(PASSPHRASE)
+            page.get_by_label("The same passphrase again").fill(PASSPHRASE)
+            page.get_by_role("button", name="Enrol").click()
+            expect(page.locator("#status")).to_contain_text("awaits certification", timeout=SLOW)
+            expect(page.locator("#policy-pin")).to_contain_text(
+                f"Coalition policy version 1 of e2e, founding digest {digest}"
+            )
+            expect(page.locator("#pins")).to_contain_text(f"FRA: {fra.key_id}")
+            assert not [url for url in sent if url.endswith("/v1/nations")]
             assert errors == []
         finally:
             browser.close()
