@@ -10,7 +10,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { Api } from "../src/app/api.js";
-import { NO_POLICY, PolicyRefused, policyAuthorities } from "../src/app/coalition.js";
+import {
+  NO_POLICY,
+  PolicyRefused,
+  parseFoundingDigest,
+  policyAuthorities,
+} from "../src/app/coalition.js";
 import { enrol, openKeys, signIn, type DeviceStore, type StoredDevice } from "../src/app/device.js";
 import { checkRoster } from "../src/app/send.js";
 import { b64uDecode, b64uEncode } from "../src/protocol/bytes.js";
@@ -22,7 +27,12 @@ import {
   withContext,
 } from "../src/protocol/canonical.js";
 import { codeDigest } from "../src/protocol/enrolment.js";
-import { DeviceKeys, DevicePublicKeys, authorityKeyId } from "../src/protocol/keys.js";
+import {
+  CertificateError,
+  DeviceKeys,
+  DevicePublicKeys,
+  authorityKeyId,
+} from "../src/protocol/keys.js";
 import { ed25519Sign, ed25519Verify, randomBytes } from "../src/protocol/primitives.js";
 import { KDF_MINIMUM } from "../src/protocol/secrets.js";
 import { Authorities } from "./authorities.js";
@@ -221,6 +231,9 @@ function server(policies: Signed[], versions: Record<number, Signed> = {}) {
     },
     certify(keys: DeviceKeys) {
       certificate = authorities.certificate(keys, "alice", "USA");
+    },
+    certifyWith(made: unknown) {
+      certificate = made;
     },
   };
 }
@@ -444,4 +457,31 @@ test("without a policy the server's nations are trusted on first use, with a war
   // From then on it is held to: withdrawn, it is refused.
   played.publish();
   await assert.rejects(signInAgainst(store, keys, played), PolicyRefused);
+});
+
+test("the device's own certificate must be under a key the policy lists for its nation", async () => {
+  const { store, played, keys } = await enrolled([V1]);
+  // A USA certificate the server made with a key of its own: the policy lists another.
+  const rogue = new Authorities(["USA"]);
+  played.certifyWith(rogue.certificate(keys, "alice", "USA"));
+  await assert.rejects(
+    signInAgainst(store, keys, played),
+    (error: unknown) =>
+      error instanceof CertificateError &&
+      /which coalition policy version 1 does not list for USA/.test(error.message),
+  );
+  assert.equal(played.api.signedIn, false);
+  assert.ok(!played.calls.includes("GET /v1/me"));
+});
+
+test("a founding digest as typed: spaces ignored, empty for none, anything else refused", () => {
+  const digest = parsePolicy(V1.policy).digestB64u;
+  assert.equal(
+    b64uEncode(parseFoundingDigest(` ${digest.slice(0, 20)} ${digest.slice(20)}\n`)!),
+    digest,
+  );
+  assert.equal(parseFoundingDigest("   "), null);
+  for (const text of [digest.slice(1), `${digest}A`, digest.replace(/.$/, "+")]) {
+    assert.throws(() => parseFoundingDigest(text), PolicyRefused);
+  }
 });
