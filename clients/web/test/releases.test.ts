@@ -33,6 +33,7 @@ const ORIGIN = "http://127.0.0.1:8600";
 const CHANNEL = "0b0e7f4e-7f39-4a4b-9d1f-0c2b0a7e6d11";
 const REQUEST = "7e9a0b1c-2d3e-4f50-8a6b-7c8d9e0f1a2b";
 const VERSION = "7c9e1a3b-5d7f-4b2d-9e4f-6a8c0e2b4d61";
+const OTHER = "8d0f2b4c-6e8a-4c3e-8f5a-7b9d1f3c5e72";
 const NARROW = "NATO SECRET//REL TO USA, GBR";
 const WIDE = "NATO SECRET//REL TO USA, GBR, FRA";
 const catalog = catalogFromToml(repoText("protocol", "catalogs", "default.toml"));
@@ -174,7 +175,11 @@ async function scene(options: { conflictOnce?: boolean } = {}) {
       const items = Number(paged[1]) < 1 ? [delivery("device-dora")] : [];
       return json(200, { items, cursor: 1, more: false });
     }
-    if (route === `GET /v1/documents/versions/${VERSION}`) {
+    // OTHER: a version the server answers with VERSION's, whole and genuine.
+    if (
+      route === `GET /v1/documents/versions/${VERSION}` ||
+      route === `GET /v1/documents/versions/${OTHER}`
+    ) {
       return json(200, {
         channel_id: CHANNEL,
         label: NARROW,
@@ -415,4 +420,23 @@ test("a document version's key, proven by its signed trailer, is released the sa
   const plain: Uint8Array[] = [];
   for await (const chunk of decryptor.decryptChunks([s.document.ciphertext])) plain.push(chunk);
   assert.deepEqual(concat(...plain), s.document.content);
+});
+
+test("a genuine version other than the one asked about is refused, and nothing is sealed", async () => {
+  const s = await scene();
+  const request = {
+    ...s.request,
+    item_type: "document_version",
+    item_id: OTHER,
+    status: "approved",
+  };
+  const context = await s.releases.describe(request);
+  assert.equal(context.holds, false);
+  assert.equal(context.document, null);
+  assert.ok(
+    context.itemNote?.includes(`the server gave version ${VERSION} for ${OTHER}`),
+    String(context.itemNote),
+  );
+  await assert.rejects(s.releases.grant(request), /the server gave version/);
+  assert.equal(s.granted.length, 0);
 });

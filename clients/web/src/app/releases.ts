@@ -385,6 +385,11 @@ export class Releases {
       `/v1/documents/versions/${segment(versionId)}`,
     );
     const header = checkDocumentHeader(access.version.header);
+    // As openVersion checks a download: the version asked for, under an audience its sender
+    // made, with a label its sender's nation signed.
+    if (header.versionId !== versionId) {
+      throw new Unverifiable(`the server gave version ${header.versionId} for ${versionId}`);
+    }
     let sender;
     try {
       sender = checkSenderCertificate(access.sender_certificate, this.reader.pins, new Date());
@@ -394,6 +399,24 @@ export class Releases {
     }
     if (sender.deviceId !== header.senderDevice || sender.userId !== header.senderUser) {
       throw new Unverifiable("the sender's certificate is for another device or user");
+    }
+    const audienceHeader = checkAudienceHeader(access.audience.header);
+    if (
+      audienceHeader.audienceId !== header.audienceId ||
+      audienceHeader.creatorDevice !== header.senderDevice ||
+      audienceHeader.container !== header.container
+    ) {
+      throw new Unverifiable("the version came with an audience its sender did not make");
+    }
+    let originator: string | null;
+    try {
+      originator = labelFromCanonical(header.label, this.reader.catalog).originator;
+    } catch (error) {
+      if (!(error instanceof LabelError)) throw error;
+      throw new Unverifiable(`the version's label: ${error.message}`);
+    }
+    if (originator !== sender.nationality) {
+      throw new Unverifiable("the version's label is not one its sender's nation signed");
     }
     const signingKey = sender.deviceKeys.signingKey;
     let itemKey: Uint8Array;
@@ -430,7 +453,7 @@ export class Releases {
     );
     return {
       itemKey,
-      holders: new Set(checkAudienceHeader(access.audience.header).devices),
+      holders: new Set(audienceHeader.devices),
       message: null,
       document: { filename: header.filename, size: header.size, sender: sender.username },
     };
