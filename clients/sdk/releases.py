@@ -198,6 +198,18 @@ class Releases:
         access = await self.m.client.open_document_version(version_id)
         version = access["version"]
         header = version["header"]
+        # The version asked about, under an audience its sender made (as Documents.get checks
+        # a download): a genuine other version's key must not be released under this id.
+        checked = stream.check_document_header(header)
+        if checked.version_id != version_id:
+            raise _Unverifiable(f"the server gave version {checked.version_id} for {version_id}")
+        audience = envelopes.check_audience_header(access["audience"]["header"])
+        if (audience.audience_id, audience.creator_device, audience.container) != (
+            checked.audience_id,
+            checked.sender_device,
+            checked.container,
+        ):
+            raise _Unverifiable("the version came with an audience its sender did not make")
         signing_key = await self._sender_key(access.get("sender_certificate"), header)
         item_key = await self._item_key(
             header, access["audience"], access.get("grant"), signing_key, stream.document_key

@@ -179,6 +179,32 @@ async def test_a_tampered_document_grant_is_refused(
     assert not target.exists()
 
 
+async def test_a_genuine_other_version_is_not_released_in_place_of_the_one_asked_about(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = await _scene(world, tmp_path)
+    other = tmp_path / "other.bin"
+    other.write_bytes(os.urandom(1_000))
+    secret = await Documents(s.t.am).put("liaison", other, label=REL_USA_GBR)
+    bob, dora = Releases(s.t.bm), Releases(s.dm)
+    request = await bob.request("document_version", s.version_id, ["FRA"])
+    await dora.approve(request["id"], reason="agreed")
+    client = s.t.bm.client
+    real = client.open_document_version
+
+    async def swapped(version_id: str) -> dict[str, Any]:
+        # The server answers with another version, whole and genuine.
+        return await real(secret["id"] if version_id == s.version_id else version_id)
+
+    monkeypatch.setattr(client, "open_document_version", swapped)
+    with pytest.raises(MessagingError) as refused:
+        await bob.grant(request["id"])
+    assert f"the server gave version {secret['id']} for {s.version_id}" in str(refused.value)
+    monkeypatch.undo()
+    assert (await dora.list("approved"))[0]["id"] == request["id"]  # nothing was granted
+    assert await Documents(s.t.cm).versions("liaison") == []
+
+
 # --- the command line ------------------------------------------------------------------------
 
 
