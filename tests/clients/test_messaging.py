@@ -696,3 +696,17 @@ async def test_a_send_whose_answer_was_lost_is_retried_without_a_duplicate(
     assert await _count(world, Message) == 1
     (got,) = await t.bm.read("liaison")
     assert got.text == "once"
+
+
+def test_a_client_knows_its_session_expired_only_by_its_own_sign_in() -> None:
+    client = AttacheClient("http://127.0.0.1:1")
+    assert not client.session_expired()  # not signed in
+    client.token = "given"
+    assert not client.session_expired()  # a token given: no clock to go by
+    client.token_expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    assert client.session_expired()
+    client.token_expires_at = datetime.now(UTC) + timedelta(hours=1)
+    assert not client.session_expired()
+    client.token = None
+    client.token_expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    assert not client.session_expired()  # signed out
