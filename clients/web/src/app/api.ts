@@ -70,6 +70,33 @@ export class Api {
     return response.body;
   }
 
+  /**
+   * `PUT path` with `bytes` as the raw body (application/octet-stream: a piece of a
+   * document's ciphertext), answered with JSON. The caller bounds the piece's size.
+   */
+  async putBytes<T>(path: string, bytes: Uint8Array): Promise<T> {
+    const headers: Record<string, string> = {
+      Accept: "application/json",
+      "Content-Type": "application/octet-stream",
+    };
+    if (this.#token !== null) headers.Authorization = `Bearer ${this.#token}`;
+    let response: Response;
+    try {
+      response = await this.fetcher(`${this.origin}${path}`, {
+        method: "PUT",
+        headers,
+        body: bytes as Uint8Array<ArrayBuffer>,
+        credentials: "omit",
+        cache: "no-store",
+        referrerPolicy: "no-referrer",
+      });
+    } catch (error) {
+      throw new ConnectionFailed(`cannot reach the server at ${this.origin}: ${String(error)}`);
+    }
+    if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+    return (await response.json()) as T;
+  }
+
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     return (await this.exchange<T>(method, path, { body })).body as T;
   }

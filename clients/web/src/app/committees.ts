@@ -336,6 +336,17 @@ export class Committees {
     };
   }
 
+  /** Attach a document version of this committee to an agenda item, as `attache meeting
+   * attach` (`Committees.attach_document`): the chair's or the secretary's, in a meeting not
+   * cancelled; the version's own label still decides who may open it. */
+  attach(meetingId: string, itemId: string, versionId: string): Promise<unknown> {
+    return this.api.request(
+      "POST",
+      `/v1/meetings/${segment(meetingId)}/agenda/${segment(itemId)}/documents`,
+      { version_id: versionId },
+    );
+  }
+
   /** This device's deliveries in the channel among `wanted`, verified and decrypted. */
   async #open(channelId: string, wanted: Set<string>): Promise<Map<string, ReceivedMessage>> {
     const found = new Map<string, ReceivedMessage>();

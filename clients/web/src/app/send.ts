@@ -200,6 +200,11 @@ export class Sender {
     }
   }
 
+  /** `banner` parsed with this user's nation as originator; SendError if it is not one. */
+  parse(banner: string): Label {
+    return this.#label(banner);
+  }
+
   /** The channel's roster, verified; asked again with If-None-Match when one is held. */
   async #roster(channelId: string): Promise<Roster> {
     const held = this.#rosters.get(channelId);
@@ -283,6 +288,28 @@ export class Sender {
     const audience = { audienceId: created.audience_id, key: audienceKey, devices };
     this.#audiences.set(channelId, audience);
     return audience;
+  }
+
+  /**
+   * The audience a document version under `banner` in `channel` is sealed to, as the SDK's
+   * `Documents._begin` makes it: the roster verified, the devices `decide` admits, the held
+   * audience reused while they stay the same, else a new one sealed and created. `fresh`
+   * forgets the held roster and audience first (after the server found one incomplete).
+   */
+  async audienceFor(
+    channel: ChannelInfo,
+    banner: string,
+    fresh = false,
+  ): Promise<{ label: Label; audienceId: string; key: Uint8Array; excluded: Excluded[] }> {
+    const label = this.#label(banner);
+    if (fresh) {
+      this.#audiences.delete(channel.id);
+      this.#rosters.delete(channel.id);
+    }
+    const roster = await this.#roster(channel.id);
+    const eligible = this.#eligible(roster, label, channel);
+    const audience = await this.#audience(channel.id, eligible);
+    return { label, audienceId: audience.audienceId, key: audience.key, excluded: roster.excluded };
   }
 
   /** Encrypt `text` for the devices eligible for `banner` in `channel`, and submit it. */
