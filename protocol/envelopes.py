@@ -102,6 +102,7 @@ __all__ = [
     "open_audience_envelope",
     "verify_audience",
     "verify_message",
+    "verify_message_json",
 ]
 
 AUDIENCE_TYPE: Final = "attache.audience"
@@ -722,17 +723,25 @@ class SealedMessage:
     @classmethod
     def from_json(cls, value: Mapping[str, Any] | str | bytes) -> SealedMessage:
         """Inverse of ``to_json``, checking structure and sizes (not the signature)."""
-        value = _load_wire(value, "sealed message")
-        if set(value) != {"header", "body", "signature"}:
-            raise EnvelopeError("a sealed message has exactly header, body and signature")
-        check_message_header(value["header"])
-        body = _wire_bytes(value["body"], "message body", maximum=MAX_MESSAGE_BODY)
-        _check_body_size(body)
-        return cls(
-            header=copy_json(dict(value["header"])),
-            body=body,
-            signature=_wire_bytes(value["signature"], "message signature", size=SIGNATURE_SIZE),
-        )
+        return _sealed_from_wire(value)[0]
+
+
+def _sealed_from_wire(
+    value: Mapping[str, Any] | str | bytes,
+) -> tuple[SealedMessage, MessageHeader]:
+    """``SealedMessage.from_json``, with the header it checked."""
+    value = _load_wire(value, "sealed message")
+    if set(value) != {"header", "body", "signature"}:
+        raise EnvelopeError("a sealed message has exactly header, body and signature")
+    checked = check_message_header(value["header"])
+    body = _wire_bytes(value["body"], "message body", maximum=MAX_MESSAGE_BODY)
+    _check_body_size(body)
+    sealed = SealedMessage(
+        header=copy_json(dict(value["header"])),
+        body=body,
+        signature=_wire_bytes(value["signature"], "message signature", size=SIGNATURE_SIZE),
+    )
+    return sealed, checked
 
 
 def _check_body_size(body: bytes) -> None:
@@ -816,13 +825,29 @@ def verify_message(sealed: SealedMessage, sender_signing_key: bytes) -> MessageH
     """
     checked = check_message_header(sealed.header)
     _check_body_size(sealed.body)
+    _verify_message_signature(sealed, checked, sender_signing_key)
+    return checked
+
+
+def verify_message_json(
+    value: Mapping[str, Any] | str | bytes, sender_signing_key: bytes
+) -> tuple[SealedMessage, MessageHeader]:
+    """``SealedMessage.from_json`` then ``verify_message``, checking the header once (a
+    submit's header and label are canonicalised once, not twice). Raises EnvelopeError."""
+    sealed, checked = _sealed_from_wire(value)
+    _verify_message_signature(sealed, checked, sender_signing_key)
+    return sealed, checked
+
+
+def _verify_message_signature(
+    sealed: SealedMessage, checked: MessageHeader, sender_signing_key: bytes
+) -> None:
     _verify(
         sender_signing_key,
         sealed.signature,
         _message_signing_input(checked.header_digest, sealed.body),
         "message signature",
     )
-    return checked
 
 
 def _open_body(checked: MessageHeader, body: bytes, item_key: bytes) -> bytes:

@@ -684,8 +684,7 @@ def open_submission(
     """Check a submitted message's form and its signature by the submitting device (no
     database: done before the message waits for its transaction)."""
     try:
-        message = envelopes.SealedMessage.from_json(sealed)
-        header = envelopes.verify_message(message, principal.device.signing_key)
+        message, header = envelopes.verify_message_json(sealed, principal.device.signing_key)
     except (envelopes.EnvelopeError, ValueError) as exc:
         raise InvalidInput(f"message refused: {exc}", field="message") from exc
     if header.container != channel.id:

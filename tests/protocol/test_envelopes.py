@@ -728,6 +728,32 @@ def test_changed_message_header_field_fails(world: World, field: str, value: Any
         )
 
 
+@pytest.mark.parametrize(("field", "value"), MESSAGE_CHANGES)
+def test_a_changed_header_field_on_the_wire_fails_in_one_step(
+    world: World, field: str, value: Any
+) -> None:
+    # What the server checks a submit with: parsed, checked and verified with the header
+    # canonicalised once; it refuses exactly what the two steps refuse.
+    wire = world.send().to_json()
+    wire["header"] = wire["header"] | {field: value}
+    with pytest.raises(EnvelopeError, match="signature"):
+        envelopes.verify_message_json(wire, world.sender.signing_key)
+
+
+def test_verifying_on_the_wire_in_one_step_is_the_two_steps(world: World) -> None:
+    sealed = world.send(reply_to=str(uuid.uuid4()))
+    restored, header = envelopes.verify_message_json(
+        json.dumps(sealed.to_json()), world.sender.signing_key
+    )
+    assert restored == sealed
+    assert header == verify_message(sealed, world.sender.signing_key)
+    with pytest.raises(EnvelopeError, match="signature"):
+        envelopes.verify_message_json(sealed.to_json(), world.alice.signing_key)
+    short = sealed.to_json() | {"body": b64u_encode(sealed.body[:12])}
+    with pytest.raises(EnvelopeError, match="at least"):
+        envelopes.verify_message_json(short, world.sender.signing_key)
+
+
 @pytest.mark.parametrize(
     "index",
     [0, 11, 12, 43, 44, 44 + len(PLAINTEXT) - 1, 44 + len(PLAINTEXT), -1],
