@@ -256,6 +256,14 @@ def verify(
     terminal.say(f"audit log verified: {report.size} leaves, root {report.root.hex()}{before}")
     if report.witnesses:
         terminal.say(f"  cosigned by: {', '.join(sorted(report.witnesses))}")
+    if report.directories is None:
+        terminal.say(
+            "  key directory: not recomputed (you are not shown every nation's key events)"
+        )
+    elif report.directories:
+        terminal.say(
+            f"  key directory: {report.directories} directory leaves match the device key events"
+        )
 
 
 @audit.command("prove")

@@ -4,7 +4,10 @@
 the RFC 9162 root, checks the checkpoint's signature against the pinned audit key, and checks
 that the log is consistent with the checkpoint verified last time (kept locally, with the leaf
 hashes, so that an edited, deleted, reordered or inserted event is named by its index), and
-checks every index column the server queries by against its leaf, naming the first that differs.
+checks every index column the server queries by against its leaf, naming the first that differs,
+and recomputes every key directory leaf from the device key events before it (PROTOCOL.md §19),
+so that a directory that shows a revoked device as active, or keys the log never registered, is
+named.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from urllib.parse import urlsplit
 from clients.sdk._client import ApiError, AttacheClient
 from protocol import audit_index, keys, merkle
 from protocol import checkpoint as notes
+from protocol import transparency as kt
 from protocol.canonical import canonical_json
 from protocol.cosignature import CosignatureVerifier, check_witnesses
 
@@ -49,6 +53,9 @@ class VerifyReport:
     # The witnesses' checkpoint is a prefix of a larger log verified here before (without
     # them): nothing new was verified, and what was kept stands.
     behind: bool = False
+    # Key directory leaves recomputed from the key events before them and found right; None
+    # when they could not be (a nation-scoped auditor is not shown every key event).
+    directories: int | None = 0
 
     @property
     def ok(self) -> bool:
@@ -222,6 +229,7 @@ async def verify_log(
 
     builder = merkle.RootBuilder()
     hashes = bytearray()
+    directory = _DirectoryCheck(report)
 
     async def fetch(start: int) -> Any:
         end = min(start + PAGE, signed.size)
@@ -246,6 +254,7 @@ async def verify_log(
                     digest = b"\x00" * 32
                 else:
                     digest = _check_leaf(leaf, index, cached, report)
+                    directory.check(leaf, index)
                 builder.add(digest)
                 hashes += digest
                 if (
@@ -264,6 +273,7 @@ async def verify_log(
         for task in queue:
             task.cancel()
 
+    directory.finish(signed.size)
     if builder.root() != signed.root:
         report.problem(
             "the leaves do not hash to the signed checkpoint's root",
@@ -309,6 +319,67 @@ def _check_leaf(leaf: dict[str, Any], index: int, cached: bytes, report: VerifyR
     if start + 32 <= len(cached) and cached[start : start + 32] != digest:
         report.problem(f"leaf {index} changed since it was last verified here", index)
     return digest
+
+
+class _DirectoryCheck:
+    """Recomputes the key directory from the key events, in log order, and holds every
+    ``keys.directory`` leaf to it (PROTOCOL.md §19.5). Only an auditor shown every leaf can:
+    a nation-scoped one is not shown other nations' key events, so its check is skipped."""
+
+    def __init__(self, report: VerifyReport) -> None:
+        self.report = report
+        self.directory = kt.KeyDirectory()
+        self.last_directory: int | None = None
+        self.complete = True
+
+    def check(self, leaf: dict[str, Any], index: int) -> None:
+        if not self.complete:
+            return
+        data = leaf.get("data")
+        if leaf.get("status") != "shown" or not isinstance(data, str):
+            self.complete = False
+            self.report.directories = None
+            return
+        if '"action":"device.' not in data and f'"action":"{kt.DIRECTORY_ACTION}"' not in data:
+            return  # the bytes of any other event: not parsed again
+        try:
+            event = kt.parse_leaf(data)
+        except kt.TransparencyError:
+            return  # named by the column check
+        if kt.is_key_event(event):
+            refused = self.directory.apply(index, event)
+            if refused is not None:
+                self.report.problem(
+                    f"leaf {index}: a key event that does not fit: {refused}", index
+                )
+        elif event.get("action") == kt.DIRECTORY_ACTION:
+            self.last_directory = index
+            try:
+                claimed = kt.parse_directory_leaf(event)
+            except kt.TransparencyError as exc:
+                self.report.problem(f"leaf {index}: a malformed key directory leaf: {exc}", index)
+                return
+            root, size = self.directory.root()
+            if claimed != (root, size):
+                self.report.problem(
+                    f"leaf {index}: the key directory says root {claimed[0].hex()} of "
+                    f"{claimed[1]} devices, but the key events before it give root "
+                    f"{root.hex()} of {size}: the server showed a device's status or keys "
+                    "falsely",
+                    index,
+                )
+            elif self.report.directories is not None:
+                self.report.directories += 1
+
+    def finish(self, size: int) -> None:
+        """Once a log has directory leaves, every checkpoint must end in one: else a key
+        event after the last could be hidden from clients."""
+        if self.complete and self.last_directory is not None and self.last_directory != size - 1:
+            self.report.problem(
+                f"the checkpoint of size {size} does not end in a key directory leaf (the last "
+                f"is leaf {self.last_directory})",
+                size - 1,
+            )
 
 
 def _check_columns(leaf: dict[str, Any], data: str, index: int, report: VerifyReport) -> None:

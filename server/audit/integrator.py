@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from protocol import checkpoint as notes
 from protocol import merkle
 from server.audit import repository as repo
+from server.audit import transparency
 from server.audit.models import AuditCheckpoint, AuditEvent, AuditLeaf, AuditNode
 from server.audit.refusals import log_closed_refusals
 
@@ -106,11 +107,19 @@ async def integrate(
     """
     if not locked:
         await repo.lock_integrator(session)
-    events = await repo.pending_events(session, batch)
-    if not events:
+    # One place is kept for the batch's last leaf, the key directory (PROTOCOL.md §19).
+    pending = await repo.pending_events(session, max(batch - 1, 1))
+    if not pending:
         return None
     size = await repo.tree_size(session)
-    hashes = [merkle.leaf_hash(event.body.encode("utf-8")) for event in events]
+    events = [(int(row.id), str(row.body)) for row in pending]
+    directory = await transparency.directory_event(
+        session, size, transparency.key_events(size, [body for _, body in events])
+    )
+    session.add(directory)
+    await session.flush()
+    events.append((directory.id, directory.body))
+    hashes = [merkle.leaf_hash(body.encode("utf-8")) for _, body in events]
     cache = NodeCache(session)
     new_nodes = await cache.run(lambda get: merkle.append_nodes(size, hashes, get))
     cache.remember(new_nodes)
@@ -118,13 +127,16 @@ async def integrate(
     await session.execute(
         insert(AuditLeaf),
         [
-            {"index": size + offset, "event_id": event.id, "leaf_hash": digest}
-            for offset, (event, digest) in enumerate(zip(events, hashes, strict=True))
+            {"index": size + offset, "event_id": event_id, "leaf_hash": digest}
+            for offset, ((event_id, _), digest) in enumerate(zip(events, hashes, strict=True))
         ],
     )
     await session.execute(
         update(AuditEvent),
-        [{"id": event.id, "leaf_index": size + offset} for offset, event in enumerate(events)],
+        [
+            {"id": event_id, "leaf_index": size + offset}
+            for offset, (event_id, _) in enumerate(events)
+        ],
     )
     await session.execute(
         insert(AuditNode), [{"level": lv, "index": ix, "hash": h} for lv, ix, h in new_nodes]

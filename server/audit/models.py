@@ -127,3 +127,16 @@ class AuditCosignature(Base):
     line: Mapped[str] = mapped_column(Text)
     vkey: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KeyDirectoryEntry(Base):
+    """A device's entry in the key directory as of the latest ``keys.directory`` leaf
+    (protocol/transparency.py): written only by the integrator, in the transaction that
+    writes that leaf, so the table is always the directory the latest checkpoint ends with."""
+
+    __tablename__ = "key_directory"
+
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The entry's RFC 8785 JSON (PROTOCOL.md §19.1), and its RFC 9162 leaf hash.
+    body: Mapped[str] = mapped_column(Text)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))

@@ -18,6 +18,7 @@ from server.audit.models import (
     AuditLeaf,
     AuditNode,
     AuditRefusal,
+    KeyDirectoryEntry,
 )
 
 
@@ -356,3 +357,54 @@ async def latest_cosigned_size(
     )
     found = (await session.execute(stmt)).scalar_one_or_none()
     return None if found is None else int(found)
+
+
+async def event_body_at(session: AsyncSession, index: int) -> str | None:
+    """The body of the event integrated at leaf ``index`` (None if none is, or its row is gone)."""
+    stmt = select(AuditEvent.body).where(AuditEvent.leaf_index == index)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def integrated_events_of(
+    session: AsyncSession, actions: Iterable[str]
+) -> Sequence[Row[int | None, str]]:
+    """(leaf index, body) of every integrated event of ``actions``, in log order."""
+    stmt = (
+        select(AuditEvent.leaf_index, AuditEvent.body)
+        .where(AuditEvent.action.in_(list(actions)), AuditEvent.leaf_index.is_not(None))
+        .order_by(AuditEvent.leaf_index)
+    )
+    return (await session.execute(stmt)).all()
+
+
+async def directory_bodies(session: AsyncSession, devices: Iterable[str]) -> Sequence[str]:
+    """The key directory entries (their bodies) of ``devices`` that exist."""
+    wanted = sorted(set(devices))
+    if not wanted:
+        return []
+    stmt = select(KeyDirectoryEntry.body).where(KeyDirectoryEntry.device_id.in_(wanted))
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def put_directory_entry(
+    session: AsyncSession, device_id: str, body: str, leaf_hash: bytes
+) -> None:
+    """Write a device's key directory entry, replacing the one it had."""
+    await session.merge(KeyDirectoryEntry(device_id=device_id, body=body, leaf_hash=leaf_hash))
+
+
+async def clear_directory(session: AsyncSession) -> None:
+    await session.execute(delete(KeyDirectoryEntry))
+
+
+async def directory_hashes(session: AsyncSession) -> Sequence[Row[str, bytes]]:
+    """(device id, leaf hash) of every key directory entry, in no particular order (callers
+    sort by device id themselves: a database's collation need not be code point order)."""
+    stmt = select(KeyDirectoryEntry.device_id, KeyDirectoryEntry.leaf_hash)
+    return (await session.execute(stmt)).all()
+
+
+async def directory_rows(session: AsyncSession) -> Sequence[Row[str, str, bytes]]:
+    """(device id, body, leaf hash) of every key directory entry, in no particular order."""
+    stmt = select(KeyDirectoryEntry.device_id, KeyDirectoryEntry.body, KeyDirectoryEntry.leaf_hash)
+    return (await session.execute(stmt)).all()

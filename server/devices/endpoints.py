@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from protocol import keys
 from server.auth.dependencies import PrincipalDep, SessionDep, SettingsDep, limited_per_address
@@ -13,9 +13,11 @@ from server.devices.schemas import (
     DeviceRead,
     DeviceRevoke,
     EnrolmentCodeRead,
+    TransparencyRead,
 )
 from server.directory.service import access_user
 from server.ratelimit import ENROL
+from server.schemas import MAX_JSON_INT
 
 router = APIRouter(prefix="/v1", tags=["devices"])
 
@@ -64,6 +66,19 @@ async def list_devices(
 async def get_device(device_id: str, principal: PrincipalDep, session: SessionDep) -> DeviceRead:
     device = await service.access_device(session, principal, device_id)
     return DeviceRead.of(device, await access_user(session, device.user_id))
+
+
+@router.get("/devices/{device_id}/transparency")
+async def device_transparency(
+    device_id: Annotated[str, Path(max_length=128)],
+    _: PrincipalDep,
+    session: SessionDep,
+    old: Annotated[int, Query(ge=0, le=MAX_JSON_INT)] = 0,
+) -> TransparencyRead:
+    """Any signed-in member: the proofs of the device's current status at the latest
+    checkpoint, and of that checkpoint's consistency with size ``old`` (PROTOCOL.md §19.3)."""
+    bundle = await service.access_transparency(session, device_id, old)
+    return TransparencyRead.model_validate(bundle)
 
 
 @router.put("/devices/{device_id}/certificate")

@@ -70,3 +70,34 @@ class DeviceRead(ReadModel):
             activated_at=device.activated_at,
             revoked_at=device.revoked_at,
         )
+
+
+class TransparencyCheckpoint(ReadModel):
+    size: int
+    root: str
+    note: str = Field(description="the signed checkpoint note, with witnesses' cosignatures")
+    old: int = Field(description="the size asked to be proven consistent with (0: none)")
+    consistency: list[str] = Field(description="RFC 9162 consistency proof from old to size")
+
+
+class TransparencyLeaf(ReadModel):
+    index: int
+    leaf: str = Field(description="the audit leaf, exactly the bytes hashed (UTF-8)")
+    proof: list[str] = Field(description="RFC 9162 inclusion proof in the checkpoint's tree")
+
+
+class TransparencyEntry(ReadModel):
+    index: int
+    size: int = Field(description="the key directory's size")
+    data: str = Field(description="the entry's RFC 8785 JSON, exactly the bytes hashed")
+    proof: list[str] = Field(description="RFC 9162 inclusion proof in the key directory")
+
+
+class TransparencyRead(ReadModel):
+    """A device's current status, proven at a signed checkpoint (PROTOCOL.md §19.3)."""
+
+    device_id: str
+    checkpoint: TransparencyCheckpoint
+    directory: TransparencyLeaf
+    entry: TransparencyEntry
+    registration: TransparencyLeaf

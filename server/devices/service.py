@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from protocol import enrolment, keys
 from protocol.catalog import Catalog
 from server.audit import log as audit
+from server.audit import transparency
 from server.auth import repository as auth_repo
 from server.auth.principal import Caller, Principal
 from server.db.base import utcnow
@@ -262,6 +263,15 @@ async def access_device(session: AsyncSession, caller: Caller, device_id: str) -
             f"unknown device {device_id!r}", device_id=device_id, keep_changes=True
         ) from None
     return device
+
+
+async def access_transparency(session: AsyncSession, device_id: str, old: int) -> dict[str, Any]:
+    """The transparency bundle of any device the key directory holds (PROTOCOL.md §19.3).
+
+    Any signed-in member may ask: it shows what the log commits to for one device (its ids,
+    public keys, status and registration leaf), which every sender must check before sealing
+    to it. Not audited (server/audit/transparency.py says why)."""
+    return await transparency.device_bundle(session, device_id, old)
 
 
 async def list_devices(

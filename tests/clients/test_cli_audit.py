@@ -37,13 +37,20 @@ async def _export(member: Member, *args: str) -> list[dict[str, Any]]:
 
 
 async def _counts(world: World) -> tuple[int, int]:
-    """(events that are not reads of the log, reads of the log)."""
+    """(events that are not reads of the log, reads of the log). Key directory leaves are left
+    out: the live server's integrator adds one whenever its round finds events, at a moment of
+    its own (PROTOCOL.md §19.2)."""
     async with world.app.state.sessionmaker() as session:
         reads = AuditEvent.action == "audit.read"
         stmt = select(func.count()).select_from(AuditEvent)
+        stmt = stmt.where(AuditEvent.action != "keys.directory")
         others = (await session.execute(stmt.where(~reads))).scalar_one()
         read = (await session.execute(stmt.where(reads))).scalar_one()
     return int(others), int(read)
+
+
+def _not_directories(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["action"] != "keys.directory"]
 
 
 async def test_an_export_is_one_read_and_does_not_list_reads(world: World, live: str) -> None:
@@ -54,20 +61,25 @@ async def test_an_export_is_one_read_and_does_not_list_reads(world: World, live:
     assert (await _invoke(auditor, "login")).exit_code == 0
     others, reads = await _counts(world)
 
-    exported = await _export(auditor)
+    whole = await _export(auditor)
+    exported = _not_directories(whole)
+    directories = [len(whole) - len(exported)]
     first, after_first = await _counts(world)
     assert len(exported) == first == others
     assert all(e["action"] != "audit.read" for e in exported)
     assert after_first == reads + 1
 
     # Asking for far more than there is reads no further, and adds one read.
-    exported = await _export(auditor, "--limit", "3000")
+    whole = await _export(auditor, "--limit", "3000")
+    exported = _not_directories(whole)
+    directories.append(len(whole) - len(exported))
     second, after_second = await _counts(world)
     assert len(exported) == second == others
     assert after_second == reads + 2
 
     listed = await _export(auditor, "--action", "audit.read")
-    assert [e["details"]["returned"] for e in listed][-2:] == [others, others]
+    returned = [e["details"]["returned"] for e in listed][-2:]
+    assert returned == [others + directories[0], others + directories[1]]
     assert [e["details"]["query"]["limit"] for e in listed][-2:] == [1000, 1000]
 
 
