@@ -21,6 +21,10 @@ What the client checks, and does not take from the server:
   certificate verifies only under an authority key that the policy lists for the
   certificate's nation, and the catalog (its nations and groups) is the policy's: a nation or
   a group member the server added on its own does not exist here, so no key is sealed to it.
+- **Key transparency (opt-in).** With ``transparency`` set (``clients.sdk.transparency``), a
+  roster device is sealed to only if the key directory shows it registered and active with
+  its certified keys at a checkpoint that extends the one held (PROTOCOL.md §19.4); checked
+  when a roster is fetched afresh, so a send under an unchanged roster costs nothing more.
 - **Trust on first use, without a policy.** When the server publishes no coalition policy, a
   certificate of a nation not pinned yet (a nation registered after this device enrolled)
   makes the client pin that nation's key from ``GET /v1/nations``, the same trust-on-first-use
@@ -64,6 +68,7 @@ from clients.sdk._client import ApiError, AttacheClient, ConnectionFailed
 from clients.sdk.coalition import HeldPolicy, hold_policy
 from clients.sdk.keystore import Keystore
 from clients.sdk.outbox import Kept, Outbox, request_tag
+from clients.sdk.transparency import DeviceTransparency, TransparencyError
 from protocol import envelopes, grants, keys
 from protocol.catalog import Catalog, CatalogError
 from protocol.labels import Clearance, Label, LabelError, parse_label, render_label
@@ -349,6 +354,9 @@ class Messenger:
         # sets one in its home); None: in memory only.
         self.outbox: Outbox | None = None
         self._tofu_tried: set[str] = set()
+        # With one (opt-in, PROTOCOL.md §19.4): each device of a roster checked afresh is
+        # sealed to only if the key directory shows it active with its certified keys.
+        self.transparency: DeviceTransparency | None = None
         # Certificates verified, by their JSON and the pinned key that verified them.
         self._verified: OrderedDict[tuple[str, bytes | None], keys.CertificateBody] = OrderedDict()
         # Called with a channel id when its roster changed (a member joined, a clearance was
@@ -782,6 +790,8 @@ class Messenger:
         verified: list[_Verified] = []
         excluded: list[ExcludedDevice] = []
         now = datetime.now(UTC)
+        if self.transparency is not None:
+            self.transparency.forget()  # a roster checked afresh: its devices' status too
         for entry in roster:
             device_id = str(entry.get("device_id"))
             try:
@@ -794,12 +804,21 @@ class Messenger:
                 )
                 if listed != body.device_keys:
                     raise _Unverifiable("the server lists keys other than the certified ones")
+                if self.transparency is not None:
+                    await self._check_transparency(body)
             except (_Unverifiable, KeyError, TypeError, ValueError) as exc:
                 reason = str(exc) if isinstance(exc, _Unverifiable) else f"malformed entry: {exc}"
                 excluded.append(ExcludedDevice(device_id, str(entry.get("username")), reason))
                 continue
             verified.append(_Verified(device_id, body))
         return verified, excluded
+
+    async def _check_transparency(self, body: keys.CertificateBody) -> None:
+        assert self.transparency is not None
+        try:
+            await self.transparency.check(body)
+        except (TransparencyError, ApiError) as exc:
+            raise _Unverifiable(f"the key directory does not vouch for it: {exc}") from exc
 
     def _eligible(
         self, verified: Sequence[_Verified], label: Label, container: Container

@@ -7,8 +7,8 @@
 A result is kept per device and checkpoint: a device checked at the checkpoint held is not
 fetched again until ``forget`` (call it when a roster changes: a revocation changes them) or
 until another device's bundle shows a later checkpoint, so checking a roster that did not
-change costs no request. Not yet called by ``Messenger`` before sealing
-(docs/THREATS.md, "Key transparency, what remains").
+change costs no request. ``Messenger.transparency`` uses one, when set, before sealing
+(docs/client.md); nothing sets it by default yet (docs/THREATS.md).
 """
 
 from __future__ import annotations

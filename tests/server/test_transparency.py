@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from clients.sdk import ApiError
+from clients.sdk import ApiError, MessagingError
 from clients.sdk.audit import verify_log
 from clients.sdk.transparency import DeviceTransparency, TransparencyError
 from protocol import checkpoint as notes
@@ -22,7 +22,7 @@ from protocol import transparency as kt
 from server.audit import transparency as server_transparency
 from server.audit.integrator import integrate
 from server.audit.models import AuditCheckpoint, AuditEvent, KeyDirectoryEntry
-from tests.factories import Member, World
+from tests.factories import Member, World, messenger
 
 
 async def _integrate(world: World) -> AuditCheckpoint | None:
@@ -294,3 +294,57 @@ async def test_the_sdk_checks_a_device_once_per_checkpoint(world: World) -> None
     assert asked == [f"/v1/devices/{alice.device_id}/transparency"]
     with pytest.raises(TransparencyError, match="is not in the key directory"):
         await checker.check(dataclasses.replace(body, device_id="no-such-device"))
+
+
+async def test_a_messenger_seals_only_to_devices_the_directory_shows(world: World) -> None:
+    """With ``Messenger.transparency`` set: a device the log does not show yet is not sealed
+    to (the send is refused, naming it, when the server insists on it); once logged it is;
+    a send under an unchanged roster asks for no bundle; and a revoked device that a lying
+    server keeps in the roster is left out, with the reason."""
+    alice, bob, _ = await _coalition(world)
+    await alice.client.create_channel("liaison", "NATO SECRET")
+    await alice.client.add_member("liaison", "bob")
+    carol = await world.member("carol", "USA")  # registered after the latest checkpoint
+    await alice.client.add_member("liaison", "carol")
+    sender = await messenger(alice)
+    sender.transparency = await DeviceTransparency.open(alice.client)
+    with pytest.raises(
+        MessagingError,
+        match=rf"device {carol.device_id} of carol: the key directory does not vouch for it: "
+        rf"device {carol.device_id} is not in the key directory",
+    ):
+        await sender.send("liaison", "not yet")
+    await _integrate(world)
+    sent = await sender.send("liaison", "now")
+    assert {bob.device_id, carol.device_id} <= set(sent.released_to)
+    assert sent.excluded == ()
+
+    asked: list[str] = []
+    original = alice.client.request
+
+    async def counting(method: str, path: str, **kwargs: Any) -> Any:
+        asked.append(path)
+        return await original(method, path, **kwargs)
+
+    alice.client.request = counting  # type: ignore[method-assign]
+    await sender.send("liaison", "again")
+    assert not [p for p in asked if p.endswith("/transparency")]
+
+    # carol's device is revoked; the server keeps showing it in the roster as it was.
+    entries, _ = await alice.client.roster_if_changed("liaison", None)
+    assert entries is not None
+    await carol.client.revoke_device(carol.device_id, "lost")
+    await _integrate(world)
+    honest = alice.client.roster_if_changed
+
+    async def lying(channel: str, etag: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        _, tag = await honest(channel, None)
+        return entries, tag
+
+    alice.client.roster_if_changed = lying  # type: ignore[method-assign]
+    sender.roster_changed()
+    sent = await sender.send("liaison", "after the revocation")
+    assert carol.device_id not in sent.released_to
+    (excluded,) = sent.excluded
+    assert excluded.device_id == carol.device_id
+    assert f"device {carol.device_id} is revoked in the key directory" in excluded.reason
