@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -488,15 +488,3 @@ def verify_device(
             + ", ".join(wrong)
         )
     return VerifiedDevice(size=size, root=root, note=note, entry=entry)
-
-
-def entry_proof(
-    directory: KeyDirectory, device: str
-) -> tuple[DirectoryEntry, int, int, Sequence[bytes]] | None:
-    """(entry, index, directory size, inclusion proof) of ``device``, or None if absent."""
-    entry = directory.get(device)
-    if entry is None:
-        return None
-    tree, positions = directory.tree()
-    index = positions[device]
-    return entry, index, tree.size, tree.inclusion_proof(index)

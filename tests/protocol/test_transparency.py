@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pymerkle import InmemoryTree
 
 from protocol import merkle
 from protocol import transparency as kt
 from protocol.canonical import canonical_json
-from protocol.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
-from protocol.keys import b64u_encode
+from protocol.checkpoint import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint
+from protocol.keys import b64u_decode, b64u_encode
 
 ORIGIN = "attache.example/audit"
 OTHER = b64u_encode(b"\x01" * 32)  # a hash no proof here contains
@@ -399,3 +402,55 @@ def test_the_directory_root_is_the_rfc9162_tree_of_sorted_entries() -> None:
     entry = directory.get(ordered[0].id)
     assert entry is not None
     assert kt.DirectoryEntry.parse(entry.encode()) == entry
+
+
+VECTOR: dict[str, Any] = json.loads(
+    (Path(__file__).parent / "vectors" / "key_directory_v1.json").read_text(encoding="utf-8")
+)
+
+
+def test_the_vector_directory_is_recomputed_independently() -> None:
+    """The directory of the vector's key events, rebuilt from its leaves by the rules of
+    PROTOCOL.md §19.1, has the entries and root it records; pymerkle (an independent RFC 9162
+    implementation) gives the same roots from the raw bytes."""
+    leaves = VECTOR["leaves"]
+    directory = kt.KeyDirectory()
+    for index, data in enumerate(leaves[:-1]):
+        assert directory.apply(index, kt.parse_leaf(data)) is None
+    assert [e.encode().decode() for e in directory.entries()] == VECTOR["entries"]
+    statuses = {e.device: e.status for e in directory.entries()}
+    assert statuses == {"d-alice": "active", "d-bob": "revoked", "d-carol": "active"}
+    entries_tree = InmemoryTree(algorithm="sha256")
+    for entry in VECTOR["entries"]:
+        entries_tree.append_entry(entry.encode("utf-8"))
+    assert entries_tree.get_root() == b64u_decode(VECTOR["directory_root"])
+    assert kt.parse_directory_leaf(kt.parse_leaf(leaves[-1])) == (
+        b64u_decode(VECTOR["directory_root"]),
+        VECTOR["directory_size"],
+    )
+    log_tree = InmemoryTree(algorithm="sha256")
+    for data in leaves:
+        log_tree.append_entry(data.encode("utf-8"))
+    assert log_tree.get_root() == b64u_decode(VECTOR["tree_root"])
+    # Each entry's bytes are its canonical form, sorted by device id.
+    devices = [json.loads(e)["device"] for e in VECTOR["entries"]]
+    assert devices == sorted(devices)
+    for entry in VECTOR["entries"]:
+        assert canonical_json(json.loads(entry)).decode() == entry
+
+
+def test_the_vector_bundle_verifies_and_its_log_key_is_the_seeds() -> None:
+    seed = bytes.fromhex(VECTOR["log_seed"])
+    signer = NoteSigner(ORIGIN, Ed25519PrivateKey.from_private_bytes(seed))
+    assert signer.vkey() == VECTOR["vkey"]
+    alice = next(d for d in VECTOR["devices"] if d["name"] == "alice")
+    verified = kt.verify_device(
+        VECTOR["bundle"],
+        log_key=NoteVerifier.from_vkey(VECTOR["vkey"]),
+        device_id=alice["device_id"],
+        user_id=alice["user_id"],
+        signing_key=b64u_decode(alice["signing_key"]),
+        encryption_key=b64u_decode(alice["encryption_key"]),
+    )
+    assert (verified.size, verified.entry.status) == (VECTOR["tree_size"], "active")
+    assert verified.entry.encode().decode() == VECTOR["bundle"]["entry"]["data"]
