@@ -39,6 +39,7 @@ from server.realtime.bus import InProcessBus
 from server.realtime.gateway import router as stream_router
 from server.realtime.redis_bus import RedisBus, channel_name
 from server.releases.endpoints import router as releases_router
+from server.schemas import NUL_REFUSED
 from server.settings import Settings, get_settings
 from server.timeouts import BodyTimeout
 from server.web.endpoints import router as web_router
@@ -87,7 +88,9 @@ class BodySizeLimit:
 
 class HeaderLimit:
     """Refuse requests with too many headers or too large ones (431), websockets included
-    (closed before they are accepted)."""
+    (closed before they are accepted); and, before anything reads them, a path or query
+    holding the NUL character (422), which PostgreSQL cannot compare with text
+    (``server.schemas.holds_nul`` refuses it in bodies)."""
 
     def __init__(self, app: ASGIApp, max_headers: int, max_bytes: int) -> None:
         self.app = app
@@ -109,6 +112,14 @@ class HeaderLimit:
                     f"at most {self.max_headers} headers of {self.max_bytes} bytes in all",
                 )
                 await response(scope, receive, send)
+                return
+            if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await problem_response(422, "invalid-input", "Invalid input", NUL_REFUSED)(
+                    scope, receive, send
+                )
                 return
         await self.app(scope, receive, send)
 

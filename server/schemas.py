@@ -3,18 +3,50 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from protocol import keys
 
 
 class StrictModel(BaseModel):
-    """Request models refuse unknown fields, so a typo is an error rather than ignored."""
+    """Request models refuse unknown fields, so a typo is an error rather than ignored, and
+    text holding the NUL character anywhere (``holds_nul``)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if holds_nul(data):
+            raise ValueError(NUL_REFUSED)
+        return data
+
+
+NUL_REFUSED = "text may not hold the NUL character (U+0000)"
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a JSON value holds U+0000 in any string or key. PostgreSQL cannot store it in
+    text or JSON (the driver fails: a server error) while SQLite can, so it is refused on
+    input, on both, before anything reads or stores it. Nothing Attaché carries needs it:
+    binary travels as base64url."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_nul(v) for v in value)
+    return False
 
 
 class ReadModel(BaseModel):
@@ -38,6 +70,8 @@ def parse_body(model: type[M], raw: bytes) -> M:
 # The largest value a database integer column (SQLite INTEGER, PostgreSQL BIGINT) holds: any
 # integer from a client that is compared with one must be bounded by it, or the driver fails.
 MAX_INT64 = 2**63 - 1
+# The largest value of a 32-bit integer column (PostgreSQL INTEGER: policy versions).
+MAX_INT32 = 2**31 - 1
 # The largest integer every JSON reader holds exactly (RFC 8785 refuses larger ones): the bound
 # for integers that are echoed into signed, canonical JSON such as an audit event.
 MAX_JSON_INT = 2**53 - 1

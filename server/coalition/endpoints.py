@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.coalition import service
 from server.coalition.schemas import ProposalRead
+from server.schemas import MAX_INT32
 
 router = APIRouter(prefix="/v1", tags=["coalition"])
 
@@ -59,7 +60,9 @@ async def get_latest_policy(session: SessionDep) -> Response:
 
 @router.get("/policy/{policy_version}", response_class=Response, responses=_DOCUMENT)
 async def get_policy(
-    policy_version: Annotated[int, Path(ge=1, le=2**53 - 1)], session: SessionDep
+    # Bounded by the column (a 32-bit INTEGER on PostgreSQL, whose driver fails beyond it).
+    policy_version: Annotated[int, Path(ge=1, le=MAX_INT32)],
+    session: SessionDep,
 ) -> Response:
     """One published coalition policy version, with its signatures."""
     document = await service.access_policy(session, policy_version)

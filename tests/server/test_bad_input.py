@@ -313,3 +313,64 @@ async def test_a_websocket_handshake_with_too_many_headers_is_refused(
     assert refused.startswith(b"HTTP/1.1 403"), refused[:200]
     accepted = await _raw(live_url, handshake + b"\r\n")
     assert accepted.startswith(b"HTTP/1.1 101"), accepted[:200]
+
+
+# --- the NUL character, and integers beyond a 32-bit column -----------------------------------
+# Found by generating requests from the OpenAPI document (test_api_fuzz.py): on PostgreSQL, each
+# of these was a server error (the driver refuses NUL in text, and integers beyond a column).
+
+
+async def _nul_world(world: World) -> Member:
+    await world.nation("USA")
+    alice = await world.member("alice", "USA", roles=("officer", "auditor"))
+    await alice.client.create_channel("liaison", "NATO SECRET")
+    return alice
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/channels/liaison/members", {"user": "bo\x00b"}),
+        ("/v1/channels", {"name": "a\x00", "ceiling": "NATO SECRET"}),
+        ("/v1/committees", {"name": "c", "ceiling": "NATO SECRET", "chair": "\x00"}),
+    ],
+)
+async def test_nul_in_a_body_is_refused_and_nothing_is_stored(
+    world: World, path: str, body: dict[str, str]
+) -> None:
+    alice = await _nul_world(world)
+    headers = {"Authorization": f"Bearer {alice.client.token}"}
+    async with httpx.AsyncClient(
+        transport=world.transport, base_url=world.origin, headers=headers
+    ) as client:
+        refused = await client.post(path, json=body)
+        _assert_client_error(refused, status=422)
+        assert "NUL" in refused.text
+        assert [c["name"] for c in (await client.get("/v1/channels")).json()] == ["liaison"]
+        (members,) = [c["members"] for c in (await client.get("/v1/channels")).json()]
+        assert len(members) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/audit/events", {"action": "message.\x00submit"}),
+        ("/v1/audit/events", {"nation": "\x00"}),
+        ("/v1/channels/lia%00son/messages", {}),
+    ],
+)
+async def test_nul_in_a_query_or_a_path_is_refused(
+    world: World, path: str, params: dict[str, str]
+) -> None:
+    alice = await _nul_world(world)
+    refused = await _get(world, alice, path, params)
+    _assert_client_error(refused, status=422)
+    assert "NUL" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize("version", [2**31, 2**53 - 1, 10**12])
+async def test_a_policy_version_beyond_its_column_is_refused(world: World, version: int) -> None:
+    alice = await _nul_world(world)
+    _assert_client_error(await _get(world, alice, f"/v1/policy/{version}", {}), status=422)
+    # Within it, an ordinary miss.
+    _assert_client_error(await _get(world, alice, f"/v1/policy/{2**31 - 1}", {}), status=404)
