@@ -346,7 +346,12 @@ async function* ciphertextPieces(
   const total = ciphertextSize(source.size);
   let position = 0;
   let start = offset;
-  let piece = new Uint8Array(Math.min(pieceSize, Math.max(total - start, 0)));
+  // Two buffers in turn: a piece is filled while the one before it is sent, and a buffer is
+  // filled again only once the piece it held was sent and answered (so no garbage per piece).
+  const size = Math.min(pieceSize, Math.max(total - start, 0));
+  const buffers = [new Uint8Array(size), new Uint8Array(size)];
+  let turn = 0;
+  let piece = buffers[0]!;
   let filled = 0;
   for await (const chunk of encryptor.encryptChunks(slices(source))) {
     const end = position + chunk.length;
@@ -355,7 +360,8 @@ async function* ciphertextPieces(
       if (filled + part.length > pieceSize) {
         yield { start, bytes: piece.subarray(0, filled) };
         start += filled;
-        piece = new Uint8Array(Math.min(pieceSize, total - start));
+        turn = 1 - turn;
+        piece = buffers[turn]!;
         filled = 0;
       }
       piece.set(part, filled);

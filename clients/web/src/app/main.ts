@@ -51,8 +51,10 @@ import {
 } from "./committees.js";
 import {
   DocumentRefused,
+  UploadFailed,
   download as downloadVersion,
   openVersion,
+  upload as uploadVersion,
   type OpenedVersion,
   type Sink,
 } from "./documents.js";
@@ -150,6 +152,7 @@ function explain(error: unknown): string {
   if (error instanceof SendError) return `Not sent: ${error.message}.`;
   if (error instanceof ReleaseError) return `Not released: ${error.message}.`;
   if (error instanceof DocumentRefused) return `Not offered: ${error.message}.`;
+  if (error instanceof UploadFailed) return `Not uploaded: ${error.message}.`;
   if (error instanceof AuditStateError) return `Not verified: ${error.message}.`;
   if (error instanceof CheckpointError) return `Not verified: the audit key ${error.message}.`;
   if (error instanceof PolicyRefused) {
@@ -1043,11 +1046,26 @@ function renderAgenda(
   );
 }
 
-async function showMeeting(summary: MeetingSummary): Promise<void> {
+/** The meeting on screen: what the upload form needs of it. */
+let shownMeeting: {
+  committee: CommitteeRead;
+  summary: MeetingSummary;
+  agenda: MeetingAgenda;
+  channel: ChannelRead;
+} | null = null;
+
+async function showMeeting(
+  committee: CommitteeRead,
+  summary: MeetingSummary,
+  focus = true,
+): Promise<void> {
   if (committees === null) return;
   const active = committees;
   say("Opening the meeting…");
-  const agenda = await active.agenda(summary.meeting.id);
+  const [agenda, channel] = await Promise.all([
+    active.agenda(summary.meeting.id),
+    api.request<ChannelRead>("GET", `/v1/channels/${encodeURIComponent(committee.channel_id)}`),
+  ]);
   // Each attached version opened and checked (not downloaded) to show what its sender signed.
   const versions = new Map<string, OpenedVersion | Error>();
   await Promise.all(
@@ -1064,13 +1082,167 @@ async function showMeeting(summary: MeetingSummary): Promise<void> {
   );
   if (active !== committees) return;
   renderAgenda(agenda, versions);
+  const again = shownMeeting?.agenda.meetingId === agenda.meetingId;
+  shownMeeting = { committee, summary, agenda, channel };
+  renderUploadForm(again);
   show("meeting");
-  byId("meeting-title").focus();
+  if (focus) byId("meeting-title").focus();
   const shown = agenda.items.length;
   say(`${byId("meeting-title").textContent}: ${shown} agenda item${shown === 1 ? "" : "s"}.`);
 }
 
-function meetingButton(summary: MeetingSummary): HTMLElement {
+/** Whether this user runs the committee (chair or secretary): only they attach documents. */
+function manages(committee: CommitteeRead): boolean {
+  const me = session?.certificate.userId;
+  return me === committee.chair.user_id || me === committee.secretary.user_id;
+}
+
+/**
+ * The upload form under the meeting: the committee channel's labels (its default chosen) and
+ * who a version under the one picked would reach; for the chair and the secretary of a meeting
+ * not cancelled, the agenda items it may be attached to. `again`: the same meeting, redrawn
+ * after an upload, whose choices and last outcome stay.
+ */
+function renderUploadForm(again: boolean): void {
+  if (shownMeeting === null) return;
+  const { committee, agenda, channel } = shownMeeting;
+  const picker = byId<HTMLSelectElement>("upload-label");
+  const chosen = again ? picker.value : channel.default_label;
+  picker.replaceChildren(
+    ...channel.labels.map((banner) => {
+      const option = document.createElement("option");
+      option.value = banner;
+      option.textContent = banner === channel.default_label ? `${banner} (default)` : banner;
+      option.selected = banner === chosen;
+      return option;
+    }),
+  );
+  const attaching = manages(committee) && agenda.cancelledAt === null;
+  const items = byId<HTMLSelectElement>("upload-item");
+  const item = again ? items.value : "";
+  const none = document.createElement("option");
+  none.value = "";
+  none.textContent = "None: upload to the committee only";
+  items.replaceChildren(
+    none,
+    ...agenda.items
+      .filter((entry) => entry.entry.verified)
+      .map((entry) => {
+        const option = document.createElement("option");
+        option.value = entry.itemId;
+        const number = agenda.items.indexOf(entry) + 1;
+        option.textContent = `${number}. ${entry.entry.fields.title ?? ""} (${entry.entry.banner})`;
+        option.selected = entry.itemId === item;
+        return option;
+      }),
+  );
+  byId("upload-attach").hidden = !attaching;
+  byId("upload-intro").textContent =
+    "The file is encrypted in this page, a piece at a time, for the committee members its " +
+    "label admits, and uploaded to the committee's channel" +
+    (attaching
+      ? "; choose an agenda item to attach it to."
+      : ". The chair or the secretary attaches documents to agenda items.");
+  if (!again) {
+    byId("upload-state").textContent = "";
+    byId("upload-progress").hidden = true;
+  }
+  void showUploadReach();
+}
+
+/** Who a version under the label picked would be released to, as the page would seal it. */
+async function showUploadReach(): Promise<void> {
+  if (sender === null || shownMeeting === null) return;
+  const meeting = shownMeeting;
+  const output = byId("upload-reach");
+  const banner = byId<HTMLSelectElement>("upload-label").value;
+  output.textContent = "";
+  try {
+    const reach = await sender.preview(meeting.channel, banner);
+    if (shownMeeting === meeting) output.textContent = `Will be released to: ${reachText(reach)}`;
+  } catch (error) {
+    if (shownMeeting === meeting) output.textContent = explain(error);
+  }
+}
+
+/** Upload the file chosen, with a progress bar; then attach it to the item chosen, if any. */
+async function uploadDocument(form: HTMLFormElement): Promise<void> {
+  const meeting = shownMeeting;
+  const input = byId<HTMLInputElement>("upload-file");
+  const file = input.files?.[0];
+  const state = byId("upload-state");
+  const progress = byId<HTMLProgressElement>("upload-progress");
+  if (meeting === null || sender === null || session === null || committees === null) return;
+  state.className = "document-state";
+  if (file === undefined) {
+    state.className = "document-state item-problem";
+    state.textContent = "Choose a file to upload first.";
+    input.focus();
+    return;
+  }
+  const banner = byId<HTMLSelectElement>("upload-label").value;
+  const itemId = byId("upload-attach").hidden ? "" : byId<HTMLSelectElement>("upload-item").value;
+  const controls = [...form.elements] as (HTMLInputElement | HTMLButtonElement)[];
+  for (const control of controls) control.disabled = true;
+  form.setAttribute("aria-busy", "true");
+  progress.hidden = false;
+  progress.max = Math.max(file.size, 1);
+  progress.value = 0;
+  progress.setAttribute("aria-label", `Uploading ${file.name}`);
+  state.textContent = `Encrypting and uploading ${file.name}…`;
+  say(state.textContent);
+  let shown = 0;
+  try {
+    const me = session.certificate;
+    const uploaded = await uploadVersion(
+      api,
+      sender,
+      { userId: me.userId, deviceId: me.deviceId, nationality: me.nationality, keys: session.keys },
+      meeting.channel,
+      file,
+      {
+        label: banner,
+        progress: (done, size) => {
+          progress.value = done;
+          // The text (read out by screen readers) every 4 MiB and at the end, not every piece.
+          if (done - shown >= 4 * 1024 * 1024 || done === size) {
+            shown = done;
+            state.textContent = `Uploaded ${bytes(done)} of ${bytes(size)}…`;
+          }
+        },
+      },
+    );
+    progress.value = progress.max;
+    const what =
+      `Uploaded ${uploaded.filename} (${bytes(uploaded.size)}) under ${uploaded.banner} to ` +
+      `the committee's channel: version ${uploaded.versionId}.`;
+    if (itemId === "") {
+      state.textContent = what;
+    } else {
+      try {
+        await committees.attach(meeting.agenda.meetingId, itemId, uploaded.versionId);
+        const number = meeting.agenda.items.findIndex((i) => i.itemId === itemId) + 1;
+        state.textContent = `${what} Attached to agenda item ${number}.`;
+        await showMeeting(meeting.committee, meeting.summary, false);
+      } catch (error) {
+        state.className = "document-state item-problem";
+        state.textContent = `${what} Not attached: ${explain(error)}`;
+      }
+    }
+    input.value = "";
+    say(state.textContent);
+  } catch (error) {
+    progress.hidden = true;
+    state.className = "document-state item-problem";
+    state.textContent = explain(error);
+    say("");
+  } finally {
+    for (const control of controls) control.disabled = false;
+    form.removeAttribute("aria-busy");
+  }
+}
+
+function meetingButton(committee: CommitteeRead, summary: MeetingSummary): HTMLElement {
   const { meeting, info } = summary;
   const starts = new Date(meeting.starts_at);
   const cancelled = meeting.cancelled_at === null ? null : new Date(meeting.cancelled_at);
@@ -1089,7 +1261,7 @@ function meetingButton(summary: MeetingSummary): HTMLElement {
   button.dataset.meeting = meeting.id;
   button.addEventListener("click", () => {
     problem(null);
-    void showMeeting(summary).catch((error: unknown) => {
+    void showMeeting(committee, summary).catch((error: unknown) => {
       problem(explain(error));
       say("");
     });
@@ -1111,7 +1283,9 @@ async function committeeElement(committee: CommitteeRead): Promise<HTMLElement> 
   list.setAttribute("aria-labelledby", headingId);
   const summaries = committees === null ? [] : await committees.meetings(committee);
   list.append(
-    ...(summaries.length === 0 ? [none("No meetings for you yet.")] : summaries.map(meetingButton)),
+    ...(summaries.length === 0
+      ? [none("No meetings for you yet.")]
+      : summaries.map((summary) => meetingButton(committee, summary))),
   );
   item.append(
     heading,
@@ -1361,6 +1535,12 @@ function wire(): void {
     byId("home-title").focus();
   });
   byId("meeting-back").addEventListener("click", () => void showCommittees());
+  byId("upload-label").addEventListener("change", () => void showUploadReach());
+  const uploadForm = byId<HTMLFormElement>("upload");
+  uploadForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void uploadDocument(uploadForm);
+  });
   byId("open-releases").addEventListener("click", () => void showReleases());
   byId("releases-back").addEventListener("click", () => {
     renderChannels();
@@ -1430,6 +1610,7 @@ function wire(): void {
     sender = null;
     releases = null;
     committees = null;
+    shownMeeting = null;
     reader = null;
     openChannel = null;
     auditEntries = [];
