@@ -312,6 +312,12 @@ def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_pag
             )
             assert page.locator("#app img").count() == 0
             assert page.evaluate("() => window.__pwned") is None
+            # A member who neither chairs nor is secretary may upload, but attaches nothing.
+            expect(page.locator("#upload").get_by_label("File")).to_be_visible()
+            expect(page.locator("#upload-attach")).to_be_hidden()
+            expect(page.locator("#upload-intro")).to_contain_text(
+                "The chair or the secretary attaches documents to agenda items."
+            )
             page.screenshot(path=screens / "web-committee.png", full_page=True)
             # In a narrow window nothing runs off the side.
             page.set_viewport_size({"width": 360, "height": 1000})
