@@ -81,8 +81,9 @@ def served(
         env["ATTACHE_REDIS_URL"] = settings.redis_url.get_secret_value()
     command = [sys.executable, "-m", "uvicorn", "--factory", "server.app:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(settings.workers)]
-    # As `attache-server run` serves it: no per-message deflate (ciphertext does not compress).
-    command += ["--ws-per-message-deflate", "false"]
+    # As `attache-server run` serves it: no per-message deflate (ciphertext does not compress)
+    # and no protocol-level pings (the stream pings at its own level).
+    command += ["--ws-per-message-deflate", "false", "--ws-ping-interval", "0"]
     process = subprocess.Popen([*command, "--log-level", "warning"], env=env)
     try:
         for _ in range(300):

@@ -235,6 +235,10 @@ def test_sqlite_is_migrated_by_run(served: Served, tmp_path: Path) -> None:
     assert _revisions(url) == (migrate.head_revision(),)
     ((_, options),) = served.calls
     assert options["port"] == 8611
+    # Streams: no per-message deflate (ciphertext), no protocol-level pings besides the
+    # stream's own (server/cli.py says why).
+    assert options["ws_per_message_deflate"] is False
+    assert options["ws_ping_interval"] is None
 
     _stop_serving()
     _set_revision(url, "9999")  # as if a later Attaché had migrated it
