@@ -186,6 +186,24 @@ class CoalitionPolicy:
         """The nation that lists authority key ``key_id`` in this version, if any."""
         return self._key_owners.get(key_id)
 
+    def certificate_key(self, nation: object, key_id: object) -> bytes:
+        """The authority key this version lists for ``nation`` under ``key_id`` (a device
+        certificate's ``nation`` and ``authority_key_id``): the key the certificate must verify
+        against. Raises PolicyError, naming the version, for a nation or key it does not list."""
+        entry = self.nations.get(nation) if isinstance(nation, str) else None
+        if entry is None:
+            raise PolicyError(
+                f"nation {nation} is not in coalition policy version {self.policy_version}: "
+                "the coalition has not admitted it"
+            )
+        listed = entry.authority_keys.get(key_id) if isinstance(key_id, str) else None
+        if listed is None:
+            raise PolicyError(
+                f"authority key {key_id} is not listed for {nation} in coalition policy "
+                f"version {self.policy_version}"
+            )
+        return listed
+
     @property
     def digest_b64u(self) -> str:
         return b64u_encode(self.digest)

@@ -9,7 +9,7 @@ make them trusted.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from server.audit import log as audit
 from server.audit import transparency
 from server.auth import repository as auth_repo
 from server.auth.principal import Caller, Principal
+from server.coalition.service import policy_in_force
 from server.db.base import utcnow
 from server.devices import repository as repo
 from server.devices.models import (
@@ -178,13 +179,28 @@ async def _check_certificate(
 ) -> keys.CertificateBody:
     """Verify a certificate for ``device`` against its nation's authority key and the
     directory's record of the user: it must vouch for exactly this device, user,
-    nationality and clearance."""
+    nationality and clearance.
+
+    The authority key is the one the coalition policy in force lists for the nation under the
+    key id the certificate names, as clients check it (PROTOCOL.md §18), so that a key the
+    nations rotated by signing a version is the one checked from its publication, with no
+    command of the operator's; before any policy is published, the key the directory
+    registered for the nation."""
     if user.nationality is None:
         raise InvalidInput(f"{user.username} belongs to no nation; no authority can vouch")
     nation = await access_nation(session, user.nationality)
+    in_force = await policy_in_force(session)
     try:
         cert = keys.DeviceCertificate.from_json(certificate)
-        body = keys.verify_certificate(cert, {nation.code: nation.authority_key}, now=utcnow())
+        authority: Mapping[str, bytes] | bytes = {nation.code: nation.authority_key}
+        if in_force is not None:
+            body_nation = cert.body.get("nation")
+            if body_nation != nation.code:
+                raise keys.CertificateError(f"it is of nation {body_nation}, not {nation.code}")
+            authority = in_force.policy.certificate_key(
+                body_nation, cert.body.get("authority_key_id")
+            )
+        body = keys.verify_certificate(cert, authority, now=utcnow())
     except (keys.CertificateError, ValueError) as exc:
         raise InvalidInput(f"certificate refused: {exc}", field="certificate") from exc
     expected: dict[str, tuple[object, object]] = {

@@ -39,6 +39,7 @@ from server.auth.principal import CONSOLE
 from server.channels.models import Audience, Message
 from server.coalition import service as coalition
 from server.coalition.models import CoalitionPolicyVersion
+from server.devices import service as devices
 from server.devices.models import Device
 from server.directory import endpoints as directory_endpoints
 from server.directory import service as directory
@@ -291,15 +292,17 @@ async def test_without_a_policy_trust_on_first_use_is_said_then_the_first_is_pin
 
 
 def _ignoring_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The server compromised: it decides with its own directory and catalog, and registers
-    nations and groups no policy version lists, as an honest one no longer does (an honest
-    server's refusals are tests/server/test_coalition.py's)."""
+    """The server compromised: it decides with its own directory and catalog, registers
+    nations and groups no policy version lists and takes certificates made with keys no
+    version lists, as an honest one no longer does (an honest server's refusals are
+    tests/server/test_coalition.py's)."""
 
     async def none(_session: object) -> None:
         return None
 
     monkeypatch.setattr(directory, "policy_in_force", none)
     monkeypatch.setattr(directory_endpoints, "policy_in_force", none)
+    monkeypatch.setattr(devices, "policy_in_force", none)
 
 
 async def test_a_server_made_nation_in_a_widened_group_gets_no_key(

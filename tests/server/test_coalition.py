@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from clients.sdk import ApiError
 from protocol.catalog import load_default_catalog
 from protocol.coalition import (
     CoalitionPolicy,
@@ -379,3 +380,62 @@ def test_policy_publish_and_show(tmp_path: Path, database_url: str, clean_databa
         ("2", "allow"),
     ]
     assert all(e.details["via"] == "attache-server" for e in events)
+
+
+async def test_certificates_are_checked_against_the_keys_of_the_policy_in_force(
+    world: World,
+) -> None:
+    """A nation's authority key rotated by a published version is the one the server checks
+    certificates against from then on, with no step of the operator's; the rotated-out key,
+    and a nation the policy does not list, certify nothing (the server registered both)."""
+    for nation in ("USA", "GBR", "FRA", "DEU"):
+        await world.nation(nation)
+    founders = ("USA", "GBR", "FRA")
+    v1 = build_policy(
+        coalition="test",
+        nations=[
+            PolicyNation.of(code, code.title(), [world.authorities[code].public_bytes()])
+            for code in founders
+        ],
+        groups={},
+        catalog_toml=TOML,
+        threshold=2,
+    )
+    v1_signatures = tuple(sign_policy(v1, n, world.authorities[n]) for n in founders)
+    old, new = world.authorities["USA"], AuthorityKey.generate()
+    v2 = build_policy(
+        coalition="test",
+        nations=[
+            PolicyNation.of("USA", "Usa", [new.public_bytes()]),
+            v1.nations["GBR"],
+            v1.nations["FRA"],
+        ],
+        groups={},
+        catalog_toml=TOML,
+        threshold=2,
+        previous=v1,
+    )
+    async with world.app.state.sessionmaker() as session, session.begin():
+        await service.do_publish_policy(session, CONSOLE, SignedPolicy(v1, v1_signatures))
+        await service.do_publish_policy(
+            session,
+            CONSOLE,
+            SignedPolicy(
+                v2, (sign_policy(v2, "USA", old), sign_policy(v2, "GBR", world.authorities["GBR"]))
+            ),
+        )
+
+    world.authorities["USA"] = new
+    alice = await world.member("alice", "USA")  # certified with the new key: active, signed in
+    assert (await alice.client.me())["username"] == "alice"
+
+    world.authorities["USA"] = old
+    with pytest.raises(ApiError) as refused:
+        await world.member("bob", "USA")
+    assert refused.value.status == 422
+    assert f"authority key {old.key_id} is not listed for USA in coalition policy version 2" in (
+        refused.value.detail
+    )
+    with pytest.raises(ApiError) as refused:
+        await world.member("dieter", "DEU")
+    assert "nation DEU is not in coalition policy version 2" in refused.value.detail
