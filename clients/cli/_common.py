@@ -17,6 +17,7 @@ from clients.sdk import (
     ApiError,
     AttacheClient,
     ConnectionFailed,
+    InvalidArgument,
     Keystore,
     KeystoreError,
     MessagingError,
@@ -149,7 +150,7 @@ def call(work: Callable[[], T]) -> T:
     except ApiError as exc:
         hint = " (run 'attache login')" if exc.status == 401 else ""
         abort(f"{exc.detail}{hint}")
-    except ConnectionFailed as exc:
+    except (ConnectionFailed, InvalidArgument) as exc:
         abort(str(exc))
     except (KeystoreError, MessagingError, PolicyRefused) as exc:
         abort(str(exc))

@@ -11,7 +11,13 @@ async with await Messenger.open(Keystore(), passphrase="...") as m:
         print(msg.banner, msg.sender, msg.text)
 """
 
-from clients.sdk._client import ApiError, AttacheClient, ConnectionFailed, RateLimited
+from clients.sdk._client import (
+    ApiError,
+    AttacheClient,
+    ConnectionFailed,
+    InvalidArgument,
+    RateLimited,
+)
 from clients.sdk._session import (
     Enrolment,
     certify_device,
@@ -56,6 +62,7 @@ __all__ = [
     "ExcludedDevice",
     "HeldPolicy",
     "History",
+    "InvalidArgument",
     "Keystore",
     "KeystoreError",
     "MeetingAgenda",

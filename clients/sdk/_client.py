@@ -50,6 +50,10 @@ class ConnectionFailed(Exception):
     """The server could not be reached."""
 
 
+class InvalidArgument(ValueError):
+    """A name or id given to a request cannot be one (nothing was sent)."""
+
+
 @functools.cache
 def _tls() -> ssl.SSLContext:
     """httpx's own default (certifi's CA bundle, or SSL_CERT_FILE or SSL_CERT_DIR), made once
@@ -116,6 +120,14 @@ class AttacheClient:
             if response.status_code == 429:
                 raise RateLimited(429, problem, _retry_after(response, problem))
             raise ApiError(response.status_code, problem)
+        if response.is_redirect:
+            # The API never redirects; this client follows none (a bearer token must not
+            # travel to wherever a redirect points), so it is said, not taken for an answer.
+            where = response.headers.get("location", "elsewhere")
+            raise ApiError(
+                response.status_code,
+                {"detail": f"the server answered {response.status_code}, a redirect to {where}"},
+            )
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -277,17 +289,19 @@ class AttacheClient:
         return list(await self.request("GET", "/v1/devices", params=params))
 
     async def device(self, device_id: str) -> dict[str, Any]:
-        return dict(await self.request("GET", f"/v1/devices/{device_id}"))
+        return dict(await self.request("GET", f"/v1/devices/{_segment(device_id)}"))
 
     async def submit_certificate(
         self, device_id: str, certificate: dict[str, Any]
     ) -> dict[str, Any]:
         body = {"certificate": certificate}
-        return dict(await self.request("PUT", f"/v1/devices/{device_id}/certificate", json=body))
+        path = f"/v1/devices/{_segment(device_id)}/certificate"
+        return dict(await self.request("PUT", path, json=body))
 
     async def revoke_device(self, device_id: str, reason: str = "") -> dict[str, Any]:
         body = {"reason": reason}
-        return dict(await self.request("POST", f"/v1/devices/{device_id}/revoke", json=body))
+        path = f"/v1/devices/{_segment(device_id)}/revoke"
+        return dict(await self.request("POST", path, json=body))
 
     # --- channels and messages ---------------------------------------------------------------
 
@@ -587,5 +601,8 @@ class AttacheClient:
 
 
 def _segment(value: str) -> str:
-    """One URL path segment: a name typed by a user must not reach another route."""
+    """One URL path segment: a name typed by a user must not reach another route, and an
+    empty one (which would name the collection instead) is refused before anything is sent."""
+    if not value:
+        raise InvalidArgument("an empty name or id names nothing: give one")
     return quote(value, safe="")

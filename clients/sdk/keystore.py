@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import keys
+from protocol.catalog import NATION
 from protocol.coalition import PolicyError, SignedPolicy
 
 DEVICE_PURPOSE = "device-keys"
@@ -188,6 +189,12 @@ class Keystore:
     # --- nation authority keys ---------------------------------------------------------------
 
     def authority_path(self, nation: str) -> Path:
+        """Where ``nation``'s authority key is kept; a code that is not three capital letters
+        (which could name a file elsewhere, or none) is refused."""
+        if not isinstance(nation, str) or NATION.fullmatch(nation) is None:
+            raise KeystoreError(
+                f"{nation[:40]!r} is not a nation code: three capital letters, as USA"
+            )
         return self.home / f"authority-{nation}.key"
 
     def save_authority(self, nation: str, authority: keys.AuthorityKey, passphrase: str) -> Path:
@@ -200,7 +207,7 @@ class Keystore:
         )
         _write_private(path, sealed)
         public = keys.b64u_encode(authority.public_bytes()) + "\n"
-        (self.home / f"authority-{nation}.pub").write_text(public, encoding="utf-8")
+        path.with_suffix(".pub").write_text(public, encoding="utf-8")
         return path
 
     def authority(self, nation: str, passphrase: str) -> keys.AuthorityKey:
