@@ -19,7 +19,20 @@ from clients.cli.session import enroll_command, login_command, logout_command, w
 from clients.cli.users import user
 
 
-@click.group()
+class _Main(click.Group):
+    """The command group, which says a file the system could not use in one sentence (a
+    path too long, a directory, no permission, a full disk) instead of a traceback, wherever
+    in a command it was met."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            what = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{what}{exc.strerror or exc}") from exc
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="attache")
 def main() -> None:
     """Attaché: labelled, end-to-end encrypted messaging for liaison offices."""

@@ -1,10 +1,10 @@
 """Every command of the `attache` CLI, given odd arguments, answers with a plain sentence:
 never a traceback, never an exception out of the command, exit status 0, 1 (refused) or 2
 (usage). The user is a signed-in officer, member of a channel, so that the arguments get past
-"not enrolled" into each command's own checks; every required argument and option is given
-each odd value in turn. Commands that wait for ever (`listen`, `audit witness run`) are left
-out; those that end the session go last. On SQLite only: the server's side of bad input is
-tests/server/test_api_fuzz.py's, on both databases.
+"not enrolled" into each command's own checks; every argument and required option is given
+each odd value in turn, then every option that takes a value too. Commands that wait for ever
+(`listen`, `audit witness run`) are left out; those that end the session go last. On SQLite
+only: the server's side of bad input is tests/server/test_api_fuzz.py's, on both databases.
 """
 
 from __future__ import annotations
@@ -52,15 +52,16 @@ def _command(path: tuple[str, ...]) -> click.Command:
     return command
 
 
-def _argv(path: tuple[str, ...], value: str) -> list[str]:
-    """The command with ``value`` for every argument and required option, and --yes where it
-    asks for a confirmation (there is no terminal to confirm on)."""
+def _argv(path: tuple[str, ...], value: str, *, every_option: bool = False) -> list[str]:
+    """The command with ``value`` for every argument and required option (and, with
+    ``every_option``, every option that takes a value), and --yes where it asks for a
+    confirmation (there is no terminal to confirm on)."""
     command = _command(path)
     argv = list(path)
     arguments: list[str] = []
     for param in command.params:
         if isinstance(param, click.Option):
-            if param.required:
+            if param.required or (every_option and not param.is_flag):
                 argv += [param.opts[0], value]
             elif param.name == "yes":
                 argv.append(param.opts[0])
@@ -92,8 +93,8 @@ async def test_no_odd_argument_makes_a_command_fail_badly(
     assert len(paths) > 50
     failures: list[str] = []
     for path in paths:
-        for value in ODD:
-            argv = _argv(path, value)
+        for value, every_option in [(v, False) for v in ODD] + [(v, True) for v in ODD]:
+            argv = _argv(path, value, every_option=every_option)
             result = await asyncio.to_thread(
                 runner.invoke, main, argv, env=env, input="", catch_exceptions=True
             )
@@ -116,8 +117,8 @@ async def test_what_the_fuzzing_found_is_said_plainly(
     world: World, live: str, database_url: str, tmp_path: Path
 ) -> None:
     """Each was a Python exception out of the command: an empty name (which named the
-    collection, answered by a redirect taken for an empty answer) and a nation code that made
-    the keystore's file name."""
+    collection, answered by a redirect taken for an empty answer), a nation code that made
+    the keystore's file name, and a file name the system refuses."""
     if not database_url.startswith("sqlite"):
         pytest.skip("the CLI's handling of its input does not depend on the database")
     await world.nation("USA")
@@ -141,6 +142,13 @@ async def test_what_the_fuzzing_found_is_said_plainly(
     with pytest.raises(KeystoreError, match="is not a nation code"):
         alice.keystore.save_authority("../USA", world.authorities["USA"], "x")
     assert not (tmp_path / "homes" / "authority-USA.key").exists()
+
+    result = await asyncio.to_thread(
+        runner.invoke, main, ["policy", "show", "--file", "ü" * 300], env=env
+    )
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ")
+    assert "File name too long" in result.output
 
     # A redirect is said, not taken for an answer (the API never redirects).
     with pytest.raises(ApiError, match="a redirect to"):
