@@ -51,7 +51,9 @@ from tests.clients.test_web_e2e import (
 )
 from tests.clients.test_web_releases import (
     CHLOE_PASSPHRASE,
+    REL_USA_GBR_FRA,
     France,
+    _bobs_requests,
     _chloe_certifies,
     _chloe_code,
     _france,
@@ -214,6 +216,37 @@ def test_three_nations_in_three_pages_and_france_gets_nothing_of_rel_to_usa_gbr(
             expect(items.first.locator(".item-meta")).to_contain_text("alice (USA)")
             expect(gbr.locator("#messages .item-warning")).to_have_count(0)
             gbr.screenshot(path=screens / "web-nations-gbr.png", full_page=True)
+
+            # Bob asks, from his page and by keyboard, for the first to be released to FRA
+            # too, as `attache release request` asks; USA's disclosure officers decide.
+            items.first.get_by_role("button", name="Ask for a release").click()
+            expect(gbr.get_by_label("Nations or groups to add")).to_be_focused()
+            gbr.keyboard.type("fra")
+            gbr.keyboard.press("Tab")
+            gbr.keyboard.type("FRA leads the cell")
+            gbr.keyboard.press("Tab")
+            expect(gbr.get_by_role("button", name="Ask for the release")).to_be_focused()
+            gbr.keyboard.press("Enter")
+            asked = gbr.locator("#ask-release-outcome")
+            expect(asked).to_contain_text(
+                f"Asked: the message from alice to go from {REL_USA_GBR} to {REL_USA_GBR_FRA}, "
+                "pending a decision by USA's disclosure officers (request ",
+                timeout=SLOW,
+            )
+            expect(asked).to_be_focused()
+            expect(gbr.locator("#ask-release")).to_be_hidden()
+            gbr.screenshot(path=screens / "web-release-asked.png", full_page=True)
+            (request,) = _run(_bobs_requests(officer))
+            assert (request["item_id"], request["status"]) == (secret_id, "pending")
+            assert request["requested_label"] == REL_USA_GBR_FRA
+            assert request["reason"] == "FRA leads the cell"
+            gbr.get_by_role("button", name="Back to the channels").click()
+            gbr.get_by_role("button", name="Release requests").click()
+            mine = gbr.locator("#releases-mine .release")
+            expect(mine).to_have_count(1, timeout=SLOW)
+            expect(mine.locator(".release-status")).to_have_text(
+                "Pending a decision by a disclosure officer of USA."
+            )
 
             # Chloe's page (FRA) shows the NATO message live, and nothing of the other.
             liaison = fra.locator("#channels .channel-open", has_text="liaison")

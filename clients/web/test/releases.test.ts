@@ -6,14 +6,15 @@
  * devices that hold it, nor to those the old label already admitted), sealing afresh after a
  * 409; chloe's page then opens the message under the wider label, released by dora, and a
  * grant or banner changed on its way is a warning. A request whose banners or labels do not
- * check says so; one not approved is not carried out.
+ * check says so; one not approved is not carried out. Bob's page asks for a release as
+ * `attache release request` does, the nations as typed read in capitals, each once.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { Api } from "../src/app/api.js";
 import { openItem, type Reader } from "../src/app/messages.js";
-import { ReleaseError, Releases, type ReleaseRequest } from "../src/app/releases.js";
+import { ReleaseError, Releases, nationsToAdd, type ReleaseRequest } from "../src/app/releases.js";
 import { concat, utf8 } from "../src/protocol/bytes.js";
 import type { JsonObject } from "../src/protocol/canonical.js";
 import { createAudience, encryptMessage } from "../src/protocol/envelopes.js";
@@ -253,6 +254,38 @@ test("a request is described with what the page checked, its message opened", as
     s.bob.reader,
   );
   assert.equal(asBob.decides(request!), false);
+});
+
+test("a release is asked for as attache release request asks, and nothing is sent without a nation", async () => {
+  assert.deepEqual(nationsToAdd(" fra, eu  FRA,,deu "), ["FRA", "EU", "DEU"]);
+  assert.deepEqual(nationsToAdd(" , "), []);
+  const bob = await member("bob", "GBR");
+  const sent: { route: string; body: unknown }[] = [];
+  const api = new Api(ORIGIN, async (input, init) => {
+    const body = init.body ? JSON.parse(init.body as string) : undefined;
+    sent.push({ route: `${init.method} ${input.slice(ORIGIN.length)}`, body });
+    return new Response(
+      JSON.stringify({ id: REQUEST, label: NARROW, requested_label: WIDE, originator: "USA" }),
+      { status: 201 },
+    );
+  });
+  api.setToken("token");
+  const releases = new Releases(
+    api,
+    { userId: "bob", deviceId: "device-bob", nationality: "GBR", roles: ["officer"] },
+    bob.reader,
+  );
+  const made = await releases.request("message", OTHER, ["FRA"], "FRA leads the cell");
+  assert.equal(made.requested_label, WIDE);
+  assert.deepEqual(sent, [
+    {
+      route: "POST /v1/releases",
+      body: { item_type: "message", item_id: OTHER, add: ["FRA"], reason: "FRA leads the cell" },
+    },
+  ]);
+  await assert.rejects(releases.request("message", OTHER, [], ""), ReleaseError);
+  await assert.rejects(releases.request("channel", OTHER, ["FRA"], ""), ReleaseError);
+  assert.equal(sent.length, 1);
 });
 
 test("approved, the message's key is sealed to the newly eligible device alone, and opens there", async () => {

@@ -37,7 +37,9 @@ import { SendError, Sender, type Reach } from "./send.js";
 import {
   DOCUMENT_VERSION,
   ReleaseError,
+  MESSAGE,
   Releases,
+  nationsToAdd,
   type ReleaseContext,
   type ReleaseRequest,
 } from "./releases.js";
@@ -257,7 +259,27 @@ function banner(text: string, colour: string | null, where: "top" | "bottom"): H
   return element;
 }
 
-function messageElement(message: ReceivedMessage): HTMLElement {
+/** A message of the open channel, offered for a release request (the form below the
+ * messages, which an arrival does not redraw). */
+let asking: ReceivedMessage | null = null;
+
+function askRelease(message: ReceivedMessage): void {
+  asking = message;
+  byId("ask-release-item").textContent =
+    `The message from ${message.sender} (${message.senderNation}) under ${message.banner}: ` +
+    (message.text ?? message.messageId ?? "");
+  byId("ask-release-outcome").textContent = "";
+  byId("ask-release").hidden = false;
+  byId("ask-release-add").focus();
+}
+
+function closeAskRelease(): void {
+  asking = null;
+  byId("ask-release").hidden = true;
+  byId<HTMLFormElement>("ask-release").reset();
+}
+
+function messageElement(message: ReceivedMessage, askable = false): HTMLElement {
   const item = document.createElement("li");
   item.className = "item";
   item.dataset.seq = String(message.seq);
@@ -298,6 +320,16 @@ function messageElement(message: ReceivedMessage): HTMLElement {
     ),
     banner(message.banner, message.colour, "bottom"),
   );
+  if (askable && message.messageId !== null) {
+    const ask = textElement("button", "Ask for a release", "item-ask");
+    (ask as HTMLButtonElement).type = "button";
+    ask.setAttribute(
+      "aria-label",
+      `Ask for a release of the message from ${message.sender} at ${sentAt} UTC`,
+    );
+    ask.addEventListener("click", () => askRelease(message));
+    item.lastElementChild!.before(ask); // within the banners, under the text
+  }
   return item;
 }
 
@@ -308,7 +340,7 @@ function renderMessages(): void {
   list.replaceChildren(
     ...(messages.length === 0
       ? [textElement("li", "No messages yet.", "item-none")]
-      : messages.map(messageElement)),
+      : messages.map((message) => messageElement(message, true))),
   );
   inbox.markRead(openChannel.id);
 }
@@ -354,6 +386,8 @@ function showChannel(channel: ChannelRead): void {
   );
   byId("compose-reach").textContent = "";
   byId("compose-sent").textContent = "";
+  closeAskRelease();
+  byId("ask-release-outcome").textContent = "";
   void showReach();
   renderMessages();
   show("channel");
@@ -1519,6 +1553,39 @@ function wire(): void {
       byId("compose-sent").textContent = `Sent as ${sent.banner}, released to: ${reachText(sent)}`;
       say("Sent.");
     }).then(() => byId("compose-text").focus());
+  });
+
+  const askForm = byId<HTMLFormElement>("ask-release");
+  askForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const message = asking;
+    const active = releases;
+    if (message === null || message.messageId === null || active === null) return;
+    const add = nationsToAdd(byId<HTMLInputElement>("ask-release-add").value);
+    const reason = byId<HTMLTextAreaElement>("ask-release-reason").value.trim();
+    void busy(askForm, async () => {
+      if (add.length === 0) {
+        throw new Mistake("Not asked: name at least one nation or group to release to.");
+      }
+      say("Asking for the release…");
+      const made = await active.request(MESSAGE, message.messageId!, add, reason);
+      closeAskRelease();
+      const outcome = byId("ask-release-outcome");
+      outcome.textContent =
+        `Asked: the message from ${message.sender} to go from ${made.label} to ` +
+        `${made.requested_label}, pending a decision by ${made.originator}'s disclosure ` +
+        `officers (request ${made.id}; see Release requests).`;
+      outcome.focus();
+      say("Asked.");
+    });
+  });
+  byId("ask-release-cancel").addEventListener("click", () => {
+    const message = asking;
+    closeAskRelease();
+    const button = [...document.querySelectorAll<HTMLElement>("#messages .item")]
+      .find((item) => message !== null && item.dataset.seq === String(message.seq))
+      ?.querySelector<HTMLButtonElement>(".item-ask");
+    button?.focus();
   });
 
   byId("back").addEventListener("click", () => {

@@ -71,6 +71,21 @@ export interface ReleaseRequest {
 
 export class ReleaseError extends Error {}
 
+/**
+ * The nations and groups a release is asked to add, as typed ("fra, EU" or "FRA DEU"): split
+ * at commas and spaces, in capitals, each once, in the order given. The server decides
+ * whether each exists (the request names a nation or group of its catalog, as `attache
+ * release request --add` does).
+ */
+export function nationsToAdd(text: string): string[] {
+  const found: string[] = [];
+  for (const part of text.split(/[\s,]+/)) {
+    const code = part.trim().toUpperCase();
+    if (code !== "" && !found.includes(code)) found.push(code);
+  }
+  return found;
+}
+
 /** Who is asking, as the page knows them from their certificate. */
 export interface Me {
   userId: string;
@@ -170,6 +185,32 @@ export class Releases {
     this.#rosters = new Map();
     const query = status ? `?status=${segment(status)}` : "";
     return this.api.request<ReleaseRequest[]>("GET", `/v1/releases${query}`);
+  }
+
+  /**
+   * Ask the item's originator nation to release it to `add` too (`Releases.request` in the
+   * SDK, `attache release request`): its disclosure officers decide, and see `reason`.
+   */
+  request(
+    itemType: string,
+    itemId: string,
+    add: readonly string[],
+    reason: string,
+  ): Promise<ReleaseRequest> {
+    if (itemType !== MESSAGE && itemType !== DOCUMENT_VERSION) {
+      return Promise.reject(
+        new ReleaseError(`an item is a message or a document_version, not ${itemType}`),
+      );
+    }
+    if (add.length === 0) {
+      return Promise.reject(new ReleaseError("name at least one nation to release to"));
+    }
+    return this.api.request<ReleaseRequest>("POST", "/v1/releases", {
+      item_type: itemType,
+      item_id: itemId,
+      add: [...add],
+      reason,
+    });
   }
 
   approve(requestId: string, reason: string): Promise<ReleaseRequest> {
