@@ -76,6 +76,17 @@ class TransparencyError(ValueError):
     prove what it must; the message says what was wrong."""
 
 
+class CheckpointRefused(TransparencyError):
+    """The checkpoint itself is refused (not signed by the pinned key, older than or forked
+    from the one held): the whole log is in doubt, not one device."""
+
+
+class NotLogged(TransparencyError):
+    """The directory does not show the device active *yet*: not in it, or pending there. A
+    device certified since the latest checkpoint looks like this until the integrator logs
+    it, so a client may ask again shortly before refusing it."""
+
+
 def _b64u(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -369,26 +380,26 @@ def verify_device(
     try:
         signed = notes.open_checkpoint(note, [log_key], origin=log_key.name)
     except notes.CheckpointError as exc:
-        raise TransparencyError(
+        raise CheckpointRefused(
             f"the checkpoint is not signed by the pinned audit key: {exc}"
         ) from exc
     size, root = signed.size, signed.root
     if held is not None:
         held_size, held_root = held
         if size < held_size:
-            raise TransparencyError(
+            raise CheckpointRefused(
                 f"the server shows a checkpoint of size {size}, older than the one of size "
                 f"{held_size} seen before: an old key directory served as current"
             )
         if size == held_size and root != held_root:
-            raise TransparencyError(
+            raise CheckpointRefused(
                 f"the checkpoint of size {size} has another root than the one seen before: "
                 "the log forked"
             )
         if size > held_size > 0:
             proof = _hashes(checkpoint.get("consistency"), "the consistency proof")
             if not merkle.verify_consistency(held_size, size, held_root, root, proof):
-                raise TransparencyError(
+                raise CheckpointRefused(
                     f"the checkpoint of size {size} is not consistent with the one of size "
                     f"{held_size} seen before: the log forked or was rewritten"
                 )
@@ -445,7 +456,8 @@ def verify_device(
             f"the key directory has other keys for device {device_id} than its certificate"
         )
     if entry.status != ACTIVE:
-        raise TransparencyError(
+        refusal = NotLogged if entry.status == PENDING else TransparencyError
+        raise refusal(
             f"device {device_id} is {entry.status} in the key directory at checkpoint {size} "
             f"(key event at leaf {entry.event})"
         )

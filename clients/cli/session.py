@@ -95,6 +95,8 @@ def enroll_command(
         )
     for nation, key_id in sorted(result.pinned.items()):
         terminal.say(f"  pinned {nation} authority key {key_id}")
+    if result.audit_key is not None:
+        terminal.say(f"  pinned the server's audit key {result.audit_key}")
     if result.policy is None:
         terminal.say(NO_POLICY)
     if device["status"] == "pending":

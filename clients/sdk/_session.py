@@ -11,6 +11,8 @@ import httpx
 from clients.sdk._client import ApiError, AttacheClient
 from clients.sdk.coalition import HeldPolicy, pin_policy
 from clients.sdk.keystore import Keystore, KeystoreError, Profile
+from clients.sdk.transparency import fetch_audit_key
+from protocol import checkpoint as notes
 from protocol import keys
 
 CERTIFICATE_VALIDITY = timedelta(days=365)
@@ -23,6 +25,8 @@ class Enrolment:
     pinned: dict[str, str]  # nation -> authority key id(s), comma-separated
     # The coalition policy pinned (None when the server publishes none: trust on first use).
     policy: HeldPolicy | None = None
+    # The server's audit (checkpoint) key pinned, for key transparency (docs/client.md).
+    audit_key: str | None = None
 
 
 async def enroll(
@@ -42,6 +46,9 @@ async def enroll(
     The device starts pending until its nation's security officer certifies it. A security
     officer enrolling their own device passes ``authority`` (nation, key) to certify at once.
 
+    The server's audit (checkpoint) key is pinned too: the key directory's checkpoints must
+    verify with it before this device seals to anyone (docs/client.md, key transparency).
+
     When the server publishes a coalition policy, it is verified from its founding version
     (whose digest must be ``policy_digest``, b64u, when the security officer gave it) before
     anything is registered, and pinned; the nations' authority keys are then the policy's,
@@ -59,6 +66,11 @@ async def enroll(
     async with AttacheClient(server, transport=transport) as client:
         found = await pin_policy(client, expect_founding=expect)
         nations = await client.nations() if found is None else []
+        audit_key = await fetch_audit_key(client)
+        try:
+            notes.NoteVerifier.from_vkey(audit_key)
+        except notes.CheckpointError as exc:
+            raise KeystoreError(f"the server's audit key is not a log's key: {exc}") from exc
         if found is not None and authority is not None:
             listed = found[1].policy.nations.get(authority[0])
             if listed is None or authority[1].key_id not in listed.authority_keys:
@@ -77,6 +89,7 @@ async def enroll(
             device_name=device_name,
         )
         keystore.save_device(profile, device_keys, passphrase)
+        keystore.pin_audit_key(audit_key)
         pinned: dict[str, str] = {}
         held = None
         if found is not None:
@@ -95,7 +108,9 @@ async def enroll(
             pinned[nation["code"]] = keys.authority_key_id(key)
         if authority is not None:
             device = await certify_device(client, authority[0], authority[1], device)
-    return Enrolment(profile=profile, device=device, pinned=pinned, policy=held)
+    return Enrolment(
+        profile=profile, device=device, pinned=pinned, policy=held, audit_key=audit_key
+    )
 
 
 def check_certifiable(nation: str, device: dict[str, Any]) -> None:

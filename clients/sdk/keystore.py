@@ -10,6 +10,10 @@ Layout of the home directory (``ATTACHE_HOME``, default ``~/.attache``), created
 - ``policy.json``: the coalition policy this device holds to (docs/coalition.md): the digest
   of its founding version, pinned at enrolment (or on first use, if the server published none
   then), and the latest version verified from it, with its signatures;
+- ``transparency.json``: the server's audit (checkpoint) key, pinned at enrolment (or on
+  first use, for a home enrolled before key transparency), and the largest checkpoint (size,
+  root) this device verified a key directory bundle at, so that the next run refuses an older
+  or forked one (PROTOCOL.md §19.4, docs/client.md);
 - ``session.json``: the current bearer token (0600), a short-lived, revocable secret;
 - ``authority-<NATION>.key``: a security officer's nation enrolment authority key, sealed
   under its own passphrase, with ``authority-<NATION>.pub`` beside it.
@@ -171,6 +175,69 @@ class Keystore:
         except PolicyError as exc:
             raise KeystoreError(f"cannot pin the coalition policy: {exc}") from exc
         _write_private(self.home / "policy.json", json.dumps(document, indent=1).encode())
+
+    # --- key transparency: the pinned audit key and the checkpoint held -------------------
+
+    def _transparency(self) -> dict[str, Any]:
+        data = self._read_json("transparency.json")
+        if data is None:
+            return {}
+        if not isinstance(data, dict) or not isinstance(data.get("vkey"), str):
+            raise KeystoreError(f"{self.home / 'transparency.json'} is damaged: no audit key")
+        return data
+
+    def audit_key(self) -> str | None:
+        """The server's audit (checkpoint) verifier key pinned here, or None."""
+        vkey = self._transparency().get("vkey")
+        return str(vkey) if vkey is not None else None
+
+    def pin_audit_key(self, vkey: str) -> None:
+        """Pin the server's audit key; another key than the one pinned is refused."""
+        pinned = self.audit_key()
+        if pinned is not None and pinned != vkey:
+            raise KeystoreError(
+                f"the server offers another audit key ({vkey}) than the one pinned here "
+                f"({pinned}); refusing it"
+            )
+        if pinned is None:
+            self._write_transparency({"vkey": vkey})
+
+    def held_checkpoint(self) -> tuple[int, bytes] | None:
+        """The (size, root) of the largest checkpoint verified here, or None."""
+        held = self._transparency().get("checkpoint")
+        if held is None:
+            return None
+        try:
+            root = keys.b64u_decode(held["root"])
+            size = held["size"]
+            if not isinstance(size, int) or size < 0 or len(root) != 32:
+                raise ValueError("not a size and a 32-byte root")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KeystoreError(f"{self.home / 'transparency.json'} is damaged: {exc}") from exc
+        return size, root
+
+    def keep_checkpoint(self, size: int, root: bytes) -> None:
+        """Keep a checkpoint the caller verified consistent with the one held (written
+        atomically); a smaller one, or another root for the same size, is refused."""
+        data = self._transparency()
+        if "vkey" not in data:
+            raise KeystoreError("no audit key is pinned here to keep a checkpoint under")
+        held = self.held_checkpoint()
+        if held is not None:
+            if size < held[0] or (size == held[0] and root != held[1]):
+                raise KeystoreError(
+                    f"checkpoint of size {size} does not extend the one of size {held[0]} "
+                    "held here; refusing to keep it"
+                )
+            if held == (size, root):
+                return
+        self._write_transparency(
+            {"vkey": data["vkey"], "checkpoint": {"size": size, "root": keys.b64u_encode(root)}}
+        )
+
+    def _write_transparency(self, data: dict[str, Any]) -> None:
+        self._ensure_home()
+        _write_private(self.home / "transparency.json", json.dumps(data, indent=1).encode())
 
     # --- session -----------------------------------------------------------------------------
 

@@ -73,3 +73,31 @@ def test_missing_state_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(KeystoreError, match="authority init"):
         store.authority("USA", "x")
     assert store.session_token() is None
+
+
+def test_the_audit_key_and_the_checkpoint_held_are_kept_and_never_go_back(
+    tmp_path: Path,
+) -> None:
+    store = Keystore(tmp_path / "home", kdf=FAST)
+    assert store.audit_key() is None
+    assert store.held_checkpoint() is None
+    with pytest.raises(KeystoreError, match="no audit key is pinned"):
+        store.keep_checkpoint(3, b"\1" * 32)
+    store.pin_audit_key("log.example+01234567+AAAA")
+    store.pin_audit_key("log.example+01234567+AAAA")  # the same key again: nothing changes
+    with pytest.raises(KeystoreError, match="another audit key"):
+        store.pin_audit_key("log.example+76543210+BBBB")
+    store.keep_checkpoint(5, b"\1" * 32)
+    store.keep_checkpoint(9, b"\2" * 32)
+    assert store.held_checkpoint() == (9, b"\2" * 32)
+    with pytest.raises(KeystoreError, match="does not extend the one of size 9"):
+        store.keep_checkpoint(7, b"\3" * 32)
+    with pytest.raises(KeystoreError, match="does not extend the one of size 9"):
+        store.keep_checkpoint(9, b"\3" * 32)
+    assert store.held_checkpoint() == (9, b"\2" * 32)
+    assert store.audit_key() == "log.example+01234567+AAAA"
+    assert (store.home / "transparency.json").stat().st_mode & 0o077 == 0
+    assert not (store.home / "transparency.json.tmp").exists()
+    (store.home / "transparency.json").write_text('{"vkey": "k", "checkpoint": {"size": 1}}')
+    with pytest.raises(KeystoreError, match=r"transparency\.json is damaged"):
+        store.held_checkpoint()
