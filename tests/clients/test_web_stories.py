@@ -219,7 +219,14 @@ def test_three_nations_in_three_pages_and_france_gets_nothing_of_rel_to_usa_gbr(
 
             # Bob asks, from his page and by keyboard, for the first to be released to FRA
             # too, as `attache release request` asks; USA's disclosure officers decide.
-            items.first.get_by_role("button", name="Ask for a release").click()
+            ask = items.first.get_by_role("button", name="Ask for a release")
+            ask.click()
+            expect(gbr.get_by_label("Nations or groups to add")).to_be_focused()
+            # Cancel closes the form and goes back to the message's button.
+            gbr.get_by_role("button", name="Cancel").click()
+            expect(gbr.locator("#ask-release")).to_be_hidden()
+            expect(ask).to_be_focused()
+            gbr.keyboard.press("Enter")
             expect(gbr.get_by_label("Nations or groups to add")).to_be_focused()
             gbr.keyboard.type("fra")
             gbr.keyboard.press("Tab")
