@@ -1,8 +1,8 @@
-"""Document uploads against slow and stalled clients and crashes: no upload holds a database
-connection while its body streams, a stalled body is cut off, the uploads streaming at once
-are capped (issue 9, item 4); progress is on record chunk by chunk and abandoned uploads
-expire (item 7; the crash itself is in tests/clients/test_documents.py). Raw sockets stand in
-for the hostile clients."""
+"""Document uploads against slow and stalled clients and crashes: no upload (nor download)
+holds a database connection while its body streams, a stalled body is cut off, the uploads
+streaming at once are capped (issue 9, item 4); progress is on record chunk by chunk and
+abandoned uploads expire (item 7; the crash itself is in tests/clients/test_documents.py).
+Raw sockets stand in for the hostile clients."""
 
 from __future__ import annotations
 
@@ -379,3 +379,48 @@ async def test_only_idle_uploads_not_streaming_expire(world: World) -> None:
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+# --- nor does a download whose reader stalls ---------------------------------------------------
+
+
+async def test_stalled_downloads_leave_the_database_to_everyone_else(
+    world: World, live_url: str
+) -> None:
+    """Readers that ask for a document and never read it (the server's writes wait on full
+    socket buffers) hold no database connection: more of them than the pool has, and every
+    other request is still answered, the same document's download included."""
+    t = await _trio(world)
+    # Beyond what the kernel buffers for a reader that reads nothing (4 MiB sent, 128 KiB
+    # received, at most, here), so that the server is left writing.
+    (version,) = await _pending(t, t.alice, 1, size=16 << 20)
+    async with httpx.AsyncClient(
+        base_url=live_url, headers={"Authorization": f"Bearer {t.alice.client.token}"}
+    ) as http:
+        put = await http.put(f"/v1/uploads/{version.id}/content", content=version.ciphertext)
+        assert put.status_code == 200, put.text
+        done = await http.post(
+            f"/v1/uploads/{version.id}/complete", json={"trailer": version.trailer}
+        )
+        assert done.status_code == 200, done.text
+    path = f"/v1/documents/versions/{version.id}/content"
+    stalled = [
+        await _raw(live_url, path, t.bob.client.token, 0, b"", method="GET") for _ in range(STALLED)
+    ]
+    async with _closing(stalled):
+        # Each has its answer begun: the server is writing, and waits for the reader.
+        for reader in stalled:
+            head = await asyncio.wait_for(reader.reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.startswith(b"HTTP/1.1 200"), head
+        headers = {"Authorization": f"Bearer {t.chloe.client.token}"}
+        async with httpx.AsyncClient(base_url=live_url, headers=headers, timeout=10) as http:
+            answers = await asyncio.gather(
+                http.get("/v1/channels"),
+                http.get("/v1/channels/liaison/messages"),
+                http.get(f"/v1/documents/versions/{version.id}"),
+                http.get(path),
+            )
+        assert [a.status_code for a in answers] == [200, 200, 200, 200], [
+            a.text[:200] for a in answers
+        ]
+        assert answers[3].content == version.ciphertext
