@@ -42,6 +42,9 @@ CTX_GRANT_HEADER = "attache/v1/grant-header"
 CTX_GRANT_SIGNATURE = "attache/v1/grant-signature"
 CTX_GRANT_ENVELOPE = "attache/v1/grant-envelope"
 CTX_GRANT_ITEM_KEY_COMMITMENT = "attache/v1/grant-item-key-commitment"
+CTX_ENROLMENT_CODE = "attache/v1/enrolment-code"
+CTX_COALITION_POLICY = "attache/v1/coalition-policy"
+CTX_COALITION_POLICY_SIGNATURE = "attache/v1/coalition-policy-signature"
 
 
 class CanonicalizationError(ValueError):

@@ -37,7 +37,14 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 
-from protocol.canonical import CanonicalizationError, canonical_json, digest, with_context
+from protocol.canonical import (
+    CTX_COALITION_POLICY,
+    CTX_COALITION_POLICY_SIGNATURE,
+    CanonicalizationError,
+    canonical_json,
+    digest,
+    with_context,
+)
 from protocol.catalog import NAME, NATION, Catalog, CatalogError
 from protocol.keys import (
     AUTHORITY_KEY_ID_SIZE,
@@ -75,12 +82,6 @@ __all__ = [
     "verify_founding",
     "verify_successor",
 ]
-
-# Defined here rather than in protocol/canonical.py for now: the web client's test holds its
-# own list of contexts to canonical.py's one for one, and it implements no policy yet. The
-# registry test (tests/protocol/test_protocol_vectors.py) lists these with the others.
-CTX_COALITION_POLICY = "attache/v1/coalition-policy"
-CTX_COALITION_POLICY_SIGNATURE = "attache/v1/coalition-policy-signature"
 
 POLICY_FORMAT_VERSION: Final = 1
 POLICY_FIELDS: Final = frozenset(

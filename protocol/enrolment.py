@@ -11,9 +11,8 @@ from __future__ import annotations
 import base64
 import secrets
 
-from protocol.canonical import digest
+from protocol.canonical import CTX_ENROLMENT_CODE, digest
 
-CTX_ENROLMENT_CODE = "attache/v1/enrolment-code"
 CODE_BYTES = 15
 
 

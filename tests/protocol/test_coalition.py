@@ -137,9 +137,15 @@ def test_nation_of_key(v1: CoalitionPolicy) -> None:
 def test_contexts_differ_from_every_other() -> None:
     from protocol import canonical
 
-    others = {v for k, v in vars(canonical).items() if k.startswith("CTX_")}
+    others = [
+        v
+        for k, v in vars(canonical).items()
+        if k.startswith("CTX_")
+        and k not in ("CTX_COALITION_POLICY", "CTX_COALITION_POLICY_SIGNATURE")
+    ]
     assert CTX_COALITION_POLICY not in others
     assert CTX_COALITION_POLICY_SIGNATURE not in others
+    assert CTX_COALITION_POLICY != CTX_COALITION_POLICY_SIGNATURE
 
 
 # --- the founding version ---------------------------------------------------------------------

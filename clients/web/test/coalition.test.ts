@@ -38,8 +38,8 @@ const RULES: Record<string, RegExp> = {
   version: /does not follow version 1/,
 };
 
-test("the coalition contexts are protocol/coalition.py's", () => {
-  const python = repoText("protocol", "coalition.py");
+test("the coalition contexts are protocol/canonical.py's", () => {
+  const python = repoText("protocol", "canonical.py");
   for (const [name, value] of [
     ["CTX_COALITION_POLICY", CTX_COALITION_POLICY],
     ["CTX_COALITION_POLICY_SIGNATURE", CTX_COALITION_POLICY_SIGNATURE],

@@ -44,8 +44,8 @@ const ORIGIN = "http://127.0.0.1:8600";
 const CODE = "ABCD-EFGH-IJKL-MNOP-QRST-UVWX";
 const PASSPHRASE = "correct horse battery staple";
 
-test("enrolment codes: protocol/enrolment.py's context, normal form and digest", () => {
-  const python = /^CTX_ENROLMENT_CODE = "([^"]+)"$/m.exec(repoText("protocol", "enrolment.py"));
+test("enrolment codes: protocol/canonical.py's context, protocol/enrolment.py's normal form and digest", () => {
+  const python = /^CTX_ENROLMENT_CODE = "([^"]+)"$/m.exec(repoText("protocol", "canonical.py"));
   assert.equal(python?.[1], CTX_ENROLMENT_CODE);
   assert.equal(normaliseCode("abcd-efgh ijkl\tmnop"), "ABCDEFGHIJKLMNOP");
   // protocol.enrolment.code_digest("abcd-efgh ijkl-mnop-qrst-uvwx"), computed in Python.

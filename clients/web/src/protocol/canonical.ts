@@ -35,6 +35,9 @@ export const CTX_GRANT_HEADER = "attache/v1/grant-header";
 export const CTX_GRANT_SIGNATURE = "attache/v1/grant-signature";
 export const CTX_GRANT_ENVELOPE = "attache/v1/grant-envelope";
 export const CTX_GRANT_ITEM_KEY_COMMITMENT = "attache/v1/grant-item-key-commitment";
+export const CTX_ENROLMENT_CODE = "attache/v1/enrolment-code";
+export const CTX_COALITION_POLICY = "attache/v1/coalition-policy";
+export const CTX_COALITION_POLICY_SIGNATURE = "attache/v1/coalition-policy-signature";
 
 /** A JSON value as the wire carries it. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };

@@ -12,6 +12,8 @@
  */
 import { b64uDecode, b64uEncode, equalBytes } from "./bytes.js";
 import {
+  CTX_COALITION_POLICY,
+  CTX_COALITION_POLICY_SIGNATURE,
   CanonicalizationError,
   canonicalJson,
   digest,
@@ -23,8 +25,7 @@ import { authorityKeyId } from "./keys.js";
 import { LabelError, catalogFromToml, type Catalog } from "./labels.js";
 import { ED25519_PUBLIC_KEY_SIZE, SIGNATURE_SIZE, ed25519Verify } from "./primitives.js";
 
-export const CTX_COALITION_POLICY = "attache/v1/coalition-policy";
-export const CTX_COALITION_POLICY_SIGNATURE = "attache/v1/coalition-policy-signature";
+export { CTX_COALITION_POLICY, CTX_COALITION_POLICY_SIGNATURE };
 
 export const POLICY_FORMAT_VERSION = 1;
 export const POLICY_FIELDS = [

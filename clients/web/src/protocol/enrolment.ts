@@ -3,9 +3,9 @@
  * ignored, and a device's registration proof names the code's digest (never the code).
  */
 import { utf8 } from "./bytes.js";
-import { digest } from "./canonical.js";
+import { CTX_ENROLMENT_CODE, digest } from "./canonical.js";
 
-export const CTX_ENROLMENT_CODE = "attache/v1/enrolment-code";
+export { CTX_ENROLMENT_CODE };
 
 export function normaliseCode(code: string): string {
   return [...code.toUpperCase()].filter((char) => !" -\t".includes(char)).join("");
