@@ -149,7 +149,7 @@ async def http(transport: httpx.ASGITransport) -> AsyncIterator[httpx.AsyncClien
 async def world(
     app: object, transport: httpx.ASGITransport, tmp_path: Path
 ) -> AsyncIterator[World]:
-    w = World(app, transport, tmp_path / "homes", TEST_ORIGIN)
+    w = World(app, transport, tmp_path / "homes", TEST_ORIGIN, key_transparency=False)
     try:
         yield w
     finally:

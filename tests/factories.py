@@ -28,6 +28,8 @@ class Member:
     device_id: str
     device_keys: keys.DeviceKeys
     client: AttacheClient
+    # Whether its Messengers check the key directory (the SDK's default): see World.
+    key_transparency: bool = True
 
 
 @dataclass
@@ -36,6 +38,10 @@ class World:
     transport: httpx.ASGITransport
     homes: Path
     origin: str
+    # False where the server integrates the audit log only when a test says so (tests/
+    # conftest.py): a device enrolled there is never logged by itself, so members' Messengers
+    # do not check the key directory unless a test sets one (test_transparency does).
+    key_transparency: bool = True
     authorities: dict[str, keys.AuthorityKey] = field(default_factory=dict)
     # Each nation's first security officer made by ``member``: once a nation has one, only
     # its security officers set its users' clearances, so ``user`` creates through them.
@@ -128,7 +134,7 @@ class World:
         device_keys = store.device_keys(PASSPHRASE)
         if device["status"] == "active":
             await client.login(device["id"], device_keys)
-        return Member(user, store, device["id"], device_keys, client)
+        return Member(user, store, device["id"], device_keys, client, self.key_transparency)
 
     async def member(
         self,
@@ -149,7 +155,11 @@ class World:
 async def messenger(member: Member) -> Messenger:
     """A Messenger over ``member``'s signed-in client (which stays the world's to close)."""
     return await Messenger.from_client(
-        member.client, member.keystore, member.device_keys, owns_client=False
+        member.client,
+        member.keystore,
+        member.device_keys,
+        owns_client=False,
+        key_transparency=member.key_transparency,
     )
 
 

@@ -21,10 +21,12 @@ What the client checks, and does not take from the server:
   certificate verifies only under an authority key that the policy lists for the
   certificate's nation, and the catalog (its nations and groups) is the policy's: a nation or
   a group member the server added on its own does not exist here, so no key is sealed to it.
-- **Key transparency (opt-in).** With ``transparency`` set (``clients.sdk.transparency``), a
-  roster device is sealed to only if the key directory shows it registered and active with
-  its certified keys at a checkpoint that extends the one held (PROTOCOL.md §19.4); checked
-  when a roster is fetched afresh, so a send under an unchanged roster costs nothing more.
+- **Key transparency.** ``open`` and ``from_client`` set ``transparency``
+  (``clients.sdk.transparency``: the audit key pinned in the keystore, the checkpoint kept
+  there): a roster device is sealed to only if the key directory shows it registered and
+  active with its certified keys at a checkpoint that extends the one held (PROTOCOL.md
+  §19.4); checked when a roster is fetched afresh, so a send under an unchanged roster costs
+  nothing more. A device not logged yet is waited for briefly, then excluded.
 - **Trust on first use, without a policy.** When the server publishes no coalition policy, a
   certificate of a nation not pinned yet (a nation registered after this device enrolled)
   makes the client pin that nation's key from ``GET /v1/nations``, the same trust-on-first-use
@@ -68,7 +70,7 @@ from clients.sdk._client import ApiError, AttacheClient, ConnectionFailed
 from clients.sdk.coalition import HeldPolicy, hold_policy
 from clients.sdk.keystore import Keystore
 from clients.sdk.outbox import Kept, Outbox, request_tag
-from clients.sdk.transparency import DeviceTransparency, TransparencyError
+from clients.sdk.transparency import CheckpointRefused, DeviceTransparency, TransparencyError
 from protocol import envelopes, grants, keys
 from protocol.catalog import Catalog, CatalogError
 from protocol.labels import Clearance, Label, LabelError, parse_label, render_label
@@ -354,8 +356,9 @@ class Messenger:
         # sets one in its home); None: in memory only.
         self.outbox: Outbox | None = None
         self._tofu_tried: set[str] = set()
-        # With one (opt-in, PROTOCOL.md §19.4): each device of a roster checked afresh is
-        # sealed to only if the key directory shows it active with its certified keys.
+        # With one (``open`` and ``from_client`` set it; PROTOCOL.md §19.4): each device of a
+        # roster checked afresh is sealed to only if the key directory shows it active with
+        # its certified keys. None: the directory is not checked.
         self.transparency: DeviceTransparency | None = None
         # Certificates verified, by their JSON and the pinned key that verified them.
         self._verified: OrderedDict[tuple[str, bytes | None], keys.CertificateBody] = OrderedDict()
@@ -380,6 +383,7 @@ class Messenger:
         passphrase: str,
         transport: httpx.AsyncBaseTransport | None = None,
         stream_url: str | None = None,
+        key_transparency: bool = True,
     ) -> Messenger:
         """Unlock this device's keys, sign in with them and load the label catalog."""
         profile = keystore.profile()
@@ -388,7 +392,13 @@ class Messenger:
         try:
             session = await client.login(profile.device_id, device_keys)
             keystore.save_session(session["token"], session["expires_at"])
-            return await cls.from_client(client, keystore, device_keys, stream_url=stream_url)
+            return await cls.from_client(
+                client,
+                keystore,
+                device_keys,
+                stream_url=stream_url,
+                key_transparency=key_transparency,
+            )
         except BaseException:
             await client.aclose()
             raise
@@ -402,11 +412,14 @@ class Messenger:
         *,
         stream_url: str | None = None,
         owns_client: bool = True,
+        key_transparency: bool = True,
     ) -> Messenger:
         """A Messenger over a client already signed in as this keystore's device.
 
         Holds the server to the coalition policy pinned here (``PolicyRefused`` when it
-        serves none that follows it); the catalog is then the policy's, else the server's."""
+        serves none that follows it); the catalog is then the policy's, else the server's.
+        With ``key_transparency`` (the default), seals only to devices the key directory
+        shows active, under the audit key pinned here (pinned now if this home has none)."""
         user = await client.me()
         held = await hold_policy(client, keystore)
         if held is not None:
@@ -419,7 +432,7 @@ class Messenger:
                 )
             except (CatalogError, KeyError, TypeError) as exc:
                 raise MessagingError(f"the server's label catalog is unusable: {exc}") from exc
-        return cls(
+        messenger = cls(
             client,
             keystore,
             device_keys,
@@ -429,6 +442,12 @@ class Messenger:
             stream_url=stream_url,
             owns_client=owns_client,
         )
+        if key_transparency:
+            try:
+                messenger.transparency = await DeviceTransparency.for_keystore(client, keystore)
+            except TransparencyError as exc:
+                raise MessagingError(f"cannot check the key directory: {exc}") from exc
+        return messenger
 
     async def __aenter__(self) -> Self:
         return self
@@ -692,8 +711,7 @@ class Messenger:
         if refused:
             named = "; ".join(f"device {d.device_id} of {d.username}: {d.reason}" for d in refused)
             raise MessagingError(
-                "not sent: the server requires devices whose certificates do not verify here "
-                f"({named})"
+                f"not sent: the server requires devices this client does not vouch for ({named})"
             ) from exc
 
     async def _roster(self, channel_id: str, *, fresh: bool) -> _Roster:
@@ -817,6 +835,11 @@ class Messenger:
         assert self.transparency is not None
         try:
             await self.transparency.check(body)
+        except CheckpointRefused as exc:
+            # Not one device but the whole log is in doubt: nothing is sealed to anyone.
+            raise MessagingError(
+                f"not sent: the server's key directory is refused: {exc} (PROTOCOL.md §19.4)"
+            ) from exc
         except (TransparencyError, ApiError) as exc:
             raise _Unverifiable(f"the key directory does not vouch for it: {exc}") from exc
 

@@ -329,7 +329,7 @@ async def test_a_server_made_nation_in_a_widened_group_gets_no_key(
     with pytest.raises(MessagingError) as refused:
         await am.send("liaison", "for NATO", label="NATO SECRET//REL TO NATO")
     said = str(refused.value)
-    assert said.startswith("not sent: the server requires devices whose certificates do not")
+    assert said.startswith("not sent: the server requires devices this client does not vouch")
     assert f"device {zed.device_id} of zed" in said
     assert "nation ZZZ, which coalition policy version 1 does not list" in said
     assert zed.device_id not in await _audience_devices(world)

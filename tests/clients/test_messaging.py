@@ -243,7 +243,7 @@ async def test_a_server_insisting_on_a_device_it_rekeyed_gets_nothing(world: Wor
         )
     with pytest.raises(MessagingError) as refused:
         await t.am.send("liaison", "secret", label=REL_USA_GBR)
-    assert str(refused.value).startswith("not sent: the server requires devices whose")
+    assert str(refused.value).startswith("not sent: the server requires devices this client")
     assert t.bob.device_id in str(refused.value)
     assert "keys other than the certified ones" in str(refused.value)
     assert await _count(world, Message) == 0

@@ -47,7 +47,11 @@ class Four:
 
 async def _committees(member: Member) -> Committees:
     messenger = await Messenger.from_client(
-        member.client, member.keystore, member.device_keys, owns_client=False
+        member.client,
+        member.keystore,
+        member.device_keys,
+        owns_client=False,
+        key_transparency=member.key_transparency,
     )
     return Committees(messenger)
 

@@ -261,7 +261,13 @@ async def test_uploads_are_limited_per_device(world: World, tmp_path: Path) -> N
     t = await _three(world)
     _tighten(world.app, upload_burst=1, upload_per_minute=1)
     alice, bob = [
-        await Messenger.from_client(m.client, m.keystore, m.device_keys, owns_client=False)
+        await Messenger.from_client(
+            m.client,
+            m.keystore,
+            m.device_keys,
+            owns_client=False,
+            key_transparency=m.key_transparency,
+        )
         for m in (t.usa, t.gbr)
     ]
     plan = tmp_path / "plan.txt"
