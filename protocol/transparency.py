@@ -49,6 +49,7 @@ __all__ = [
     "is_key_event",
     "parse_directory_leaf",
     "parse_leaf",
+    "verify_checkpoint",
     "verify_device",
 ]
 
@@ -348,6 +349,47 @@ def _text(value: object, what: str) -> str:
     return value
 
 
+def verify_checkpoint(
+    checkpoint: Mapping[str, Any],
+    *,
+    log_key: notes.NoteVerifier,
+    held: tuple[int, bytes] | None = None,
+) -> tuple[int, bytes, str]:
+    """Step 1 of PROTOCOL.md §19.4, for any answer that proves something at the latest
+    checkpoint (a device's bundle, a policy version's publication): ``checkpoint`` is its
+    ``{"note", "consistency", ...}`` part. Returns (size, root, note) once the note verifies
+    with the pinned audit key for its origin and extends ``held`` (size, root), if any;
+    ``CheckpointRefused`` otherwise, naming what was wrong."""
+    note = _text(checkpoint.get("note"), "checkpoint note")
+    try:
+        signed = notes.open_checkpoint(note, [log_key], origin=log_key.name)
+    except notes.CheckpointError as exc:
+        raise CheckpointRefused(
+            f"the checkpoint is not signed by the pinned audit key: {exc}"
+        ) from exc
+    size, root = signed.size, signed.root
+    if held is not None:
+        held_size, held_root = held
+        if size < held_size:
+            raise CheckpointRefused(
+                f"the server shows a checkpoint of size {size}, older than the one of size "
+                f"{held_size} seen before: an old key directory served as current"
+            )
+        if size == held_size and root != held_root:
+            raise CheckpointRefused(
+                f"the checkpoint of size {size} has another root than the one seen before: "
+                "the log forked"
+            )
+        if size > held_size > 0:
+            proof = _hashes(checkpoint.get("consistency"), "the consistency proof")
+            if not merkle.verify_consistency(held_size, size, held_root, root, proof):
+                raise CheckpointRefused(
+                    f"the checkpoint of size {size} is not consistent with the one of size "
+                    f"{held_size} seen before: the log forked or was rewritten"
+                )
+    return size, root, note
+
+
 def verify_device(
     bundle: Mapping[str, Any],
     *,
@@ -376,33 +418,7 @@ def verify_device(
     registration = _part(bundle, "registration")
 
     # 1. The checkpoint: signed by the pinned audit key, for its log, not behind the one held.
-    note = _text(checkpoint.get("note"), "checkpoint note")
-    try:
-        signed = notes.open_checkpoint(note, [log_key], origin=log_key.name)
-    except notes.CheckpointError as exc:
-        raise CheckpointRefused(
-            f"the checkpoint is not signed by the pinned audit key: {exc}"
-        ) from exc
-    size, root = signed.size, signed.root
-    if held is not None:
-        held_size, held_root = held
-        if size < held_size:
-            raise CheckpointRefused(
-                f"the server shows a checkpoint of size {size}, older than the one of size "
-                f"{held_size} seen before: an old key directory served as current"
-            )
-        if size == held_size and root != held_root:
-            raise CheckpointRefused(
-                f"the checkpoint of size {size} has another root than the one seen before: "
-                "the log forked"
-            )
-        if size > held_size > 0:
-            proof = _hashes(checkpoint.get("consistency"), "the consistency proof")
-            if not merkle.verify_consistency(held_size, size, held_root, root, proof):
-                raise CheckpointRefused(
-                    f"the checkpoint of size {size} is not consistent with the one of size "
-                    f"{held_size} seen before: the log forked or was rewritten"
-                )
+    size, root, note = verify_checkpoint(checkpoint, log_key=log_key, held=held)
 
     # 2. The directory leaf: the checkpoint's last leaf, so no later key event is hidden.
     directory_index = _index(directory.get("index"), "the directory leaf's index")
