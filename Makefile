@@ -82,6 +82,14 @@ bench-full: $(STAMP)
 	$(BIN)/python bench/bench_channel.py --runs 3 --shape-runs 3 --crowd 5000 --profile \
 		--rooms 20 --rooms-seconds 8 --database $(SETUPS) --all-shapes
 
+# Issue 8's goals on the embedded server alone (about 12 minutes on a quiet machine): one room
+# three times, the other shapes once, the idle crowd at 5,000; writes
+# bench/results/channel-goals.json and .md, leaving bench's four-set-up report alone.
+.PHONY: bench-goals
+bench-goals: $(STAMP)
+	$(BIN)/python bench/bench_channel.py --runs 3 --shape-runs 1 --crowd 5000 --profile \
+		--rooms 20 --rooms-seconds 5 --database sqlite --output bench/results/channel-goals.json
+
 # Revisions' servers, one room on SQLite, run in turn (bench/ab.py; docs/operations.md):
 # make bench-ab A=REV B=REV
 bench-ab: $(STAMP)
