@@ -264,6 +264,22 @@ def verify(
         terminal.say(
             f"  key directory: {report.directories} directory leaves match the device key events"
         )
+    if report.policy:
+        first, digest, index = report.policy[0][0], report.policy[-1][1], report.policy[-1][2]
+        last = report.policy[-1][0]
+        span = f"version {last}" if first == last else f"versions {first} to {last}"
+        terminal.say(
+            f"  coalition policy: {span} published in the log as one chain, each as the server "
+            f"serves it and validly signed (version {last}: digest {digest}, leaf {index})"
+        )
+    else:
+        terminal.say("  coalition policy: no version published in the log")
+    if report.policy_pending:
+        pending = ", ".join(str(v) for v in report.policy_pending)
+        terminal.say(
+            f"  coalition policy: version(s) {pending} published after this checkpoint, "
+            "checked at the next verification"
+        )
 
 
 @audit.command("prove")

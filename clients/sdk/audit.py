@@ -7,7 +7,10 @@ hashes, so that an edited, deleted, reordered or inserted event is named by its 
 checks every index column the server queries by against its leaf, naming the first that differs,
 and recomputes every key directory leaf from the device key events before it (PROTOCOL.md §19),
 so that a directory that shows a revoked device as active, or keys the log never registered, is
-named.
+named. It also holds the coalition policy's publications in the log to one chain (versions 1,
+2, 3 ..., each naming the one before: PROTOCOL.md §18.6) and to the versions the server serves,
+so that a version published twice (a fork), skipped, or served other than the log records it,
+is named with its leaf.
 """
 
 from __future__ import annotations
@@ -26,8 +29,16 @@ from urllib.parse import urlsplit
 from clients.sdk._client import ApiError, AttacheClient
 from protocol import audit_index, keys, merkle
 from protocol import checkpoint as notes
+from protocol import policy_log as pl
 from protocol import transparency as kt
 from protocol.canonical import canonical_json
+from protocol.coalition import (
+    CoalitionPolicy,
+    PolicyError,
+    SignedPolicy,
+    verify_founding,
+    verify_successor,
+)
 from protocol.cosignature import CosignatureVerifier, check_witnesses
 
 PAGE = 10_000
@@ -56,6 +67,12 @@ class VerifyReport:
     # Key directory leaves recomputed from the key events before them and found right; None
     # when they could not be (a nation-scoped auditor is not shown every key event).
     directories: int | None = 0
+    # The coalition policy versions published in the log, in order: (version, digest b64u,
+    # leaf index), each checked against the version the server serves.
+    policy: list[tuple[int, str, int]] = field(default_factory=list)
+    # Versions the server serves that are not in the checkpoint verified (published since,
+    # or waiting for the integrator), proven to be in the log after it.
+    policy_pending: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -230,6 +247,7 @@ async def verify_log(
     builder = merkle.RootBuilder()
     hashes = bytearray()
     directory = _DirectoryCheck(report)
+    policy = _PolicyCheck(report)
 
     async def fetch(start: int) -> Any:
         end = min(start + PAGE, signed.size)
@@ -255,6 +273,7 @@ async def verify_log(
                 else:
                     digest = _check_leaf(leaf, index, cached, report)
                     directory.check(leaf, index)
+                    policy.check(leaf, index)
                 builder.add(digest)
                 hashes += digest
                 if (
@@ -274,6 +293,7 @@ async def verify_log(
             task.cancel()
 
     directory.finish(signed.size)
+    await policy.finish(client, verifier, signed.size, signed.root)
     if builder.root() != signed.root:
         report.problem(
             "the leaves do not hash to the signed checkpoint's root",
@@ -380,6 +400,138 @@ class _DirectoryCheck:
                 f"is leaf {self.last_directory})",
                 size - 1,
             )
+
+
+class _PolicyCheck:
+    """Holds the ``policy.publish`` leaves, in log order, to one chain (PROTOCOL.md §18.6),
+    then each version the log publishes to the one the server serves (same digest, valid
+    signatures from the founding version on), and each version the server serves beyond
+    them to a publication in the log after the checkpoint verified."""
+
+    def __init__(self, report: VerifyReport) -> None:
+        self.report = report
+        self.chain = pl.PolicyChain()
+
+    def check(self, leaf: dict[str, Any], index: int) -> None:
+        data = leaf.get("data")
+        if leaf.get("status") != "shown" or not isinstance(data, str):
+            return
+        if f'"action":"{pl.PUBLISH_ACTION}"' not in data:
+            return  # the bytes of any other event: not parsed again
+        try:
+            event = kt.parse_leaf(data)
+        except kt.TransparencyError:
+            return  # named by the column check
+        problem = self.chain.apply(index, event)
+        if problem is not None:
+            self.report.problem(problem, index)
+
+    async def finish(
+        self, client: AttacheClient, verifier: notes.NoteVerifier, size: int, root: bytes
+    ) -> None:
+        current: CoalitionPolicy | None = None
+        last = 0
+        for version, logged in sorted(self.chain.versions.items()):
+            self.report.policy.append((version, logged.publication.digest, logged.index))
+            served = await self._served(client, version, f"leaf {logged.index}: ")
+            if served is None:
+                current = None
+                continue
+            if served.policy.digest_b64u != logged.publication.digest:
+                self.report.problem(
+                    f"leaf {logged.index}: the log publishes coalition policy version {version} "
+                    f"with digest {logged.publication.digest}, but the server serves version "
+                    f"{version} with digest {served.policy.digest_b64u}",
+                    logged.index,
+                )
+            try:
+                if version == 1:
+                    current = verify_founding(served)
+                elif current is not None and current.policy_version == version - 1:
+                    current = verify_successor(current, served)
+                else:
+                    current = None  # after a gap or a refused version: named already
+            except PolicyError as exc:
+                self.report.problem(
+                    f"leaf {logged.index}: coalition policy version {version} as served does not "
+                    f"verify: {exc}",
+                    logged.index,
+                )
+                current = None
+            last = version
+        latest = await self._served(client, None, "")
+        if latest is None:
+            return
+        for version in range(last + 1, latest.policy.policy_version + 1):
+            served = (
+                latest
+                if version == latest.policy.policy_version
+                else await self._served(client, version, "")
+            )
+            if served is not None:
+                await self._beyond(client, verifier, size, root, served.policy)
+
+    async def _served(
+        self, client: AttacheClient, version: int | None, where: str
+    ) -> SignedPolicy | None:
+        which = "latest version" if version is None else f"version {version}"
+        try:
+            raw = await client.policy(version)
+        except ApiError as exc:
+            self.report.problem(f"{where}the server's coalition policy {which}: {exc.detail}")
+            return None
+        if raw is None:
+            if version is not None:
+                self.report.problem(
+                    f"{where}coalition policy version {version} is in the log, but the server "
+                    "does not serve it"
+                )
+            return None
+        try:
+            return SignedPolicy.from_json(raw)
+        except PolicyError as exc:
+            self.report.problem(f"{where}the server's coalition policy {which} is malformed: {exc}")
+            return None
+
+    async def _beyond(
+        self,
+        client: AttacheClient,
+        verifier: notes.NoteVerifier,
+        size: int,
+        root: bytes,
+        policy: CoalitionPolicy,
+    ) -> None:
+        """A version served but not published in the log verified here: its publication must
+        be in the log after this checkpoint (or wait for the integrator)."""
+        version = policy.policy_version
+        try:
+            answer = await client.request(
+                "GET", f"/v1/policy/{version}/proof", params={"old": size}
+            )
+        except ApiError as exc:
+            if exc.status == 503:
+                self.report.policy_pending.append(version)
+                return
+            self.report.problem(
+                f"coalition policy version {version} is served, but the audit log does not "
+                f"publish it (the server says: {exc.detail})"
+            )
+            return
+        try:
+            found = pl.verify_publication(
+                answer, log_key=verifier, policy=policy, held=(size, root)
+            )
+        except kt.TransparencyError as exc:
+            self.report.problem(f"coalition policy version {version} is served, but: {exc}")
+            return
+        if found.index < size:
+            self.report.problem(
+                f"leaf {found.index}: publishes coalition policy version {version}, but the "
+                "server did not show it to you as one",
+                found.index,
+            )
+            return
+        self.report.policy_pending.append(version)
 
 
 def _check_columns(leaf: dict[str, Any], data: str, index: int, report: VerifyReport) -> None:

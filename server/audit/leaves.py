@@ -20,6 +20,12 @@ from protocol.audit_index import format_time, leaf_index, parse_time
 
 LEAF_VERSION = 1
 
+#: Actions whose events every auditor is shown, a nation-scoped one too: they concern the
+#: whole coalition, and what they record is public (a coalition policy version's publication,
+#: served to anyone by GET /v1/policy). Each nation's auditors can then check the chain of
+#: policy versions in the log themselves (PROTOCOL.md §18.6).
+COALITION_WIDE = frozenset({"policy.publish"})
+
 
 def event_leaf(
     *,
@@ -119,7 +125,7 @@ def matches(
     return (
         (actor is None or index["actor_user_id"] == actor)
         and (nation is None or nation in nations)
-        and (scope_nation is None or scope_nation in nations)
+        and (scope_nation is None or scope_nation in nations or index["action"] in COALITION_WIDE)
         and (container is None or container in (index["object_id"], index["channel_id"]))
         and (action is None or index["action"] == action)
         and (exclude_action is None or index["action"] != exclude_action)

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.audit.leaves import COALITION_WIDE
 from server.audit.models import (
     AuditCheckpoint,
     AuditCosignature,
@@ -164,7 +165,9 @@ async def query_events(
         )
     if scope_nation is not None:
         stmt = stmt.where(
-            (AuditEvent.actor_nation == scope_nation) | (AuditEvent.subject_nation == scope_nation)
+            (AuditEvent.actor_nation == scope_nation)
+            | (AuditEvent.subject_nation == scope_nation)
+            | AuditEvent.action.in_(sorted(COALITION_WIDE))
         )
     if container is not None:
         stmt = stmt.where(

@@ -2,7 +2,8 @@
 an audit event, one per query, kept out of other queries' results unless asked for.
 
 An auditor without a nationality sees every event; an auditor of a nation sees the events
-whose actor or subject is of that nation, and only the leaf hashes of the others (enough to
+whose actor or subject is of that nation, and the coalition's (a policy version's
+publication, which is public anyway), and only the leaf hashes of the others (enough to
 recompute the tree, nothing of what happened).
 """
 
@@ -22,7 +23,7 @@ from protocol.cosignature import Cosignature, CosignatureVerifier
 from server.audit import log as audit
 from server.audit import repository as repo
 from server.audit.integrator import NodeCache
-from server.audit.leaves import matches, parse_body, row_index
+from server.audit.leaves import COALITION_WIDE, matches, parse_body, row_index
 from server.audit.models import AuditCheckpoint, AuditCosignature, AuditEvent
 from server.auth.principal import ROLE_AUDITOR, Principal
 from server.db.base import utcnow
@@ -41,12 +42,19 @@ def check_auditor(principal: Principal) -> str | None:
 
 
 class _Nations(Protocol):
+    action: str
     actor_nation: str | None
     subject_nation: str | None
 
 
 def visible(event: _Nations, scope: str | None) -> bool:
-    return scope is None or scope in (event.actor_nation, event.subject_nation)
+    """Whether an auditor scoped to ``scope`` sees the event: one of its nation's, or one of
+    the coalition's (COALITION_WIDE: a policy version's publication)."""
+    return (
+        scope is None
+        or scope in (event.actor_nation, event.subject_nation)
+        or event.action in COALITION_WIDE
+    )
 
 
 # Reads of the log are audited like anything else, but kept out of other queries' results:

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from server.auth.dependencies import PrincipalDep, SessionDep
 from server.coalition import service
-from server.coalition.schemas import ProposalRead
-from server.schemas import MAX_INT32
+from server.coalition.schemas import PolicyProofRead, ProposalRead
+from server.schemas import MAX_INT32, MAX_JSON_INT
 
 router = APIRouter(prefix="/v1", tags=["coalition"])
 
@@ -67,3 +67,16 @@ async def get_policy(
     """One published coalition policy version, with its signatures."""
     document = await service.access_policy(session, policy_version)
     return Response(document, media_type="application/json")
+
+
+@router.get("/policy/{policy_version}/proof")
+async def get_policy_proof(
+    policy_version: Annotated[int, Path(ge=1, le=MAX_INT32)],
+    session: SessionDep,
+    old: Annotated[int, Query(ge=0, le=MAX_JSON_INT)] = 0,
+) -> PolicyProofRead:
+    """That version's publication leaf with its inclusion proof at the latest audit
+    checkpoint, and the checkpoint's consistency with size ``old`` (PROTOCOL.md §18.6).
+    Public, as the policy: a device being enrolled checks it before it registers."""
+    proof = await service.access_policy_proof(session, policy_version, old)
+    return PolicyProofRead.model_validate(proof)

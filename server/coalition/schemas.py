@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import Field
+
 from server.coalition.service import Proposal
 from server.schemas import ReadModel
 
@@ -26,3 +28,26 @@ class ProposalRead(ReadModel):
             proposed_at=proposal.proposed_at,
             updated_at=proposal.updated_at,
         )
+
+
+class PolicyCheckpoint(ReadModel):
+    size: int
+    root: str
+    note: str = Field(description="the signed checkpoint note, with witnesses' cosignatures")
+    old: int = Field(description="the size asked to be proven consistent with (0: none)")
+    consistency: list[str] = Field(description="RFC 9162 consistency proof from old to size")
+
+
+class PolicyPublication(ReadModel):
+    index: int
+    leaf: str = Field(description="the policy.publish audit leaf, exactly the bytes hashed")
+    proof: list[str] = Field(description="RFC 9162 inclusion proof in the checkpoint's tree")
+
+
+class PolicyProofRead(ReadModel):
+    """A published policy version's publication, proven in the audit log (PROTOCOL.md §18.6)."""
+
+    policy_version: int
+    digest: str
+    checkpoint: PolicyCheckpoint
+    publication: PolicyPublication

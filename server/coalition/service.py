@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +24,7 @@ from protocol.coalition import (
     verify_successor,
 )
 from server.audit import log as audit
+from server.audit import publications
 from server.auth.principal import ROLE_SECURITY_OFFICER, Caller, check_operator
 from server.coalition import repository as repo
 from server.coalition.models import CoalitionPolicyProposal, CoalitionPolicyVersion
@@ -104,6 +106,19 @@ async def access_policy(session: AsyncSession, policy_version: int | None) -> st
         )
         raise NotFound(f"{what} is published")
     return row.document
+
+
+async def access_policy_proof(
+    session: AsyncSession, policy_version: int, old: int
+) -> dict[str, Any]:
+    """The proof that published version ``policy_version`` is in the audit log, at the latest
+    checkpoint, consistent with size ``old`` (PROTOCOL.md §17.3.1, §18.6). 404 for a version
+    not published, or one the log has no publication of; 503 until its leaf is in a
+    checkpoint."""
+    row = await repo.get(session, policy_version)
+    if row is None:
+        raise NotFound(f"no policy version {policy_version} is published")
+    return await publications.publication_proof(session, policy_version, row.digest, old)
 
 
 async def do_publish_policy(

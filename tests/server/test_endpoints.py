@@ -15,6 +15,8 @@ PUBLIC = {
     ("GET", "/v1/nations"),  # authority public keys, pinned by devices being enrolled
     ("GET", "/v1/policy"),  # the signed coalition policy, pinned by devices being enrolled
     ("GET", "/v1/policy/{policy_version}"),  # and its earlier versions, to verify the chain
+    # and each version's publication in the audit log, checked before one is accepted
+    ("GET", "/v1/policy/{policy_version}/proof"),
     ("GET", "/v1/audit/key"),  # the audit log's verifier key, pinned by auditors
 }
 

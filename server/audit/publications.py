@@ -1,0 +1,84 @@
+"""Coalition policy versions in the audit log: the proof that a published version's
+``policy.publish`` leaf is in the tree of the latest checkpoint (PROTOCOL.md §18.6,
+protocol/policy_log.py).
+
+Witnesses cosign a checkpoint's origin, size and root, never extension lines, so a policy
+version is bound to the log through its leaf: a client accepts a version only once this proof
+verifies against the audit key it pinned and extends the checkpoint it holds. Not audited, as
+a device's bundle is not: it reveals a public document's publication and tree hashes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from protocol import merkle
+from protocol import policy_log as pl
+from protocol.keys import b64u_encode as _b64u
+from protocol.transparency import TransparencyError
+from server.audit import repository as repo
+from server.audit.integrator import NodeCache
+from server.audit.leaves import parse_body
+from server.errors import NotFound, Unavailable
+
+
+async def _publication_index(session: AsyncSession, policy_version: int, digest: str) -> int | None:
+    """The leaf index of the publication of ``policy_version`` with ``digest`` (None while it
+    waits for the integrator); NotFound when the log has none."""
+    for row in await repo.events_about(session, [str(policy_version)], [pl.PUBLISH_ACTION]):
+        try:
+            found = pl.parse_publication(parse_body(row.body))
+        except (TransparencyError, ValueError):
+            continue  # a refusal (deny), or not an event: not this version's publication
+        if found.policy_version == policy_version and found.digest == digest:
+            return row.leaf_index
+    raise NotFound(
+        f"the audit log has no publication of coalition policy version {policy_version}",
+        policy_version=policy_version,
+    )
+
+
+async def publication_proof(
+    session: AsyncSession, policy_version: int, digest: str, old: int
+) -> dict[str, Any]:
+    """The proof that coalition policy ``policy_version`` of ``digest`` (b64u) is in the log:
+    its ``policy.publish`` leaf with an inclusion proof at the latest checkpoint, and that
+    checkpoint's consistency proof from size ``old`` when 0 < old < its size.
+
+    404 when the log has no publication of that version with that digest; 503 while its leaf
+    is not yet in a checkpoint (the integrator's next batch puts it there)."""
+    index = await _publication_index(session, policy_version, digest)
+    checkpoint = await repo.latest_checkpoint(session)
+    if index is None or checkpoint is None or index >= checkpoint.size:
+        raise Unavailable(
+            f"the publication of coalition policy version {policy_version} is not in a "
+            "checkpoint yet; try again in a moment"
+        )
+    leaf = await repo.event_body_at(session, index)
+    if leaf is None:
+        raise NotFound(
+            f"the publication of coalition policy version {policy_version} is gone from the "
+            "audit log",
+            policy_version=policy_version,
+        )
+    size = checkpoint.size
+    nodes = NodeCache(session)
+    proof = await nodes.run(lambda get: merkle.inclusion_proof(index, size, get))
+    consistency: list[bytes] = []
+    if 0 < old < size:
+        consistency = await nodes.run(lambda get: merkle.consistency_proof(old, size, get))
+    cosignatures = await repo.cosignatures(session, size)
+    return {
+        "policy_version": policy_version,
+        "digest": digest,
+        "checkpoint": {
+            "size": size,
+            "root": _b64u(checkpoint.root),
+            "note": checkpoint.note + "".join(row.line for row in cosignatures),
+            "old": old,
+            "consistency": [_b64u(p) for p in consistency],
+        },
+        "publication": {"index": index, "leaf": leaf, "proof": [_b64u(p) for p in proof]},
+    }
