@@ -38,6 +38,8 @@ import { KDF_MINIMUM } from "../src/protocol/secrets.js";
 import { Authorities } from "./authorities.js";
 import { vector } from "./vectors.js";
 
+const VKEY: string = vector("key_directory_v1.json").vkey;
+
 const ORIGIN = "http://127.0.0.1:8600";
 const CODE = "ABCD-EFGH-IJKL-MNOP-QRST-UVWX";
 const PASSPHRASE = "correct horse battery staple";
@@ -200,6 +202,8 @@ function server(policies: Signed[], versions: Record<number, Signed> = {}) {
         return [200, { username: "alice", nationality: "USA", roles: [] }];
       case "DELETE /v1/auth/sessions/current":
         return [204, null];
+      case "GET /v1/audit/key":
+        return [200, { vkey: VKEY }];
     }
     return [404, { detail: `no route ${route}` }];
   };

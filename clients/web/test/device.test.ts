@@ -38,7 +38,7 @@ import {
   randomBytes,
 } from "../src/protocol/primitives.js";
 import { KDF_MINIMUM, SecretError } from "../src/protocol/secrets.js";
-import { repoText } from "./vectors.js";
+import { repoText, vector } from "./vectors.js";
 
 const ORIGIN = "http://127.0.0.1:8600";
 const CODE = "ABCD-EFGH-IJKL-MNOP-QRST-UVWX";
@@ -94,8 +94,12 @@ function fakeApi(routes: Record<string, Handler>) {
 const authoritySeed = randomBytes(32);
 const authorityKey = ed25519PublicKey(authoritySeed);
 
+// The log's audit key the server serves (GET /v1/audit/key): the key directory vector's.
+const VKEY: string = vector("key_directory_v1.json").vkey;
+
 function enrolmentRoutes(answer?: (device: Record<string, string>) => Record<string, unknown>) {
   return {
+    "GET /v1/audit/key": () => [200, { vkey: VKEY }],
     "GET /v1/nations": () => [
       200,
       [{ code: "USA", name: "United States", authority_key: b64uEncode(authorityKey) }],
@@ -330,4 +334,54 @@ test("sign-in: a server calling itself by another name gets no proof", async () 
     calls.map((call) => call.route),
     ["POST /v1/auth/challenges"],
   );
+});
+
+test("enrolment pins the server's audit key; one that is no log's key enrols nothing", async () => {
+  const { store, result } = await enrolled();
+  assert.equal(result.auditKey, VKEY);
+  assert.deepEqual(store.record!.transparency, { vkey: VKEY, checkpoint: null });
+  for (const answer of [{ vkey: "example.org+00000000+AAAA" }, {}, "a key"]) {
+    const fresh = memoryStore();
+    const { api, calls } = fakeApi({
+      ...enrolmentRoutes(),
+      "GET /v1/audit/key": () => [200, answer],
+    });
+    await assert.rejects(
+      enrol(api, fresh, {
+        username: "alice",
+        code: CODE,
+        name: "browser",
+        passphrase: PASSPHRASE,
+        kdf: KDF_MINIMUM,
+      }),
+      /the server's audit key (answer holds no key|is not a log's key)/,
+    );
+    assert.equal(fresh.record, null);
+    assert.ok(!calls.some((call) => call.route === "POST /v1/devices"));
+  }
+});
+
+test("sign-in: a device enrolled before key transparency pins the audit key on first use, said", async () => {
+  const { store } = await enrolled();
+  const keys = await openKeys(store.record!, PASSPHRASE);
+  // Held already: nothing asked, nothing said.
+  openedKeys.set(store.record!, keys);
+  let { api, calls } = fakeApi(signInRoutes(store.record!, certificateFor(store.record!, keys)));
+  let session = await signIn(api, store.record!, keys, store);
+  assert.equal(session.transparencyNote, null);
+  assert.equal(session.transparency.vkey, VKEY);
+  assert.ok(!calls.some((call) => call.route === "GET /v1/audit/key"));
+  // A record from before: no transparency member.
+  const { transparency: _, ...before } = store.record!;
+  store.record = before as StoredDevice;
+  openedKeys.set(store.record, keys);
+  ({ api, calls } = fakeApi({
+    ...signInRoutes(store.record, certificateFor(store.record, keys)),
+    "GET /v1/audit/key": () => [200, { vkey: VKEY }],
+  }));
+  session = await signIn(api, store.record, keys, store);
+  assert.match(session.transparencyNote!, /^Pinned the server's audit key .* on first use/);
+  assert.ok(session.transparencyNote!.includes(VKEY));
+  assert.deepEqual(store.record!.transparency, { vkey: VKEY, checkpoint: null });
+  assert.deepEqual(session.record.transparency, { vkey: VKEY, checkpoint: null });
 });

@@ -4,9 +4,19 @@
  * one-time code, kept sealed under the user's passphrase in the CLI key store's format
  * (protocol/secrets.ts, purpose "device-keys"), the nations' enrolment authority keys pinned
  * at enrolment, and, once the device is signed in, its own certificate verified against them.
- * Nothing here touches the DOM or IndexedDB (the store is passed in), so Node's tests run it.
+ * The server's audit key is pinned at enrolment too (`GET /v1/audit/key`, as `attache enroll`
+ * pins it), with the largest checkpoint of the key directory verified since (app/transparency.ts);
+ * a device enrolled before the page checked the key directory pins it at its next sign-in,
+ * and the page says so. Nothing here touches the DOM or IndexedDB (the store is passed in),
+ * so Node's tests run it.
  */
 import type { Api } from "./api.js";
+import {
+  DeviceTransparency,
+  fetchAuditKey,
+  type PinStore,
+  type TransparencyPin,
+} from "./transparency.js";
 import {
   holdPolicy,
   NO_POLICY,
@@ -67,6 +77,12 @@ export interface StoredDevice {
    * keys are the only authority keys trusted.
    */
   policy?: PolicyPin | null;
+  /**
+   * The server's audit (checkpoint) key, pinned at enrolment, and the largest key directory
+   * checkpoint verified here (size, b64u root), which never goes back; absent for a device
+   * enrolled before the page checked the key directory (pinned at its next sign-in).
+   */
+  transparency?: TransparencyPin | null;
 }
 
 export interface DeviceStore {
@@ -75,6 +91,12 @@ export interface DeviceStore {
   save(record: StoredDevice): Promise<void>;
   /** Replace the kept device's record (the same device: its policy pin moved on). */
   update(record: StoredDevice): Promise<void>;
+  /**
+   * Change the kept record in one step, read and written in one transaction so that another
+   * tab cannot write between the two (`change` returns null to leave it); without it, `load`
+   * then `update`.
+   */
+  change?(change: (record: StoredDevice) => StoredDevice | null): Promise<void>;
 }
 
 /** The device as the server shows it (DeviceRead). */
@@ -115,6 +137,8 @@ export interface Enrolled {
   pinned: Record<string, string>;
   /** The coalition policy pinned; null when the server publishes none (NO_POLICY). */
   policy: HeldPolicy | null;
+  /** The server's audit key pinned (a note verifier key), as `attache enroll` prints it. */
+  auditKey: string;
 }
 
 const NATION = /^[A-Z]{3}$/;
@@ -191,6 +215,8 @@ export async function enrol(
   if (!fields.passphrase)
     throw new DeviceError("choose a passphrase to protect this device's keys");
   const policy = await pinPolicy(api, fields.expectFounding ?? null);
+  // The log's key, checked to be one before anything is made or registered.
+  const auditKey = await fetchAuditKey(api);
   const pins = policy !== null ? {} : pinsFrom(await api.request<unknown>("GET", "/v1/nations"));
   const keys = await DeviceKeys.generate();
   const sealedKeys = await sealSecret(fields.passphrase, keys.toPrivateBytes(), {
@@ -233,9 +259,10 @@ export async function enrol(
     pins,
     fingerprint,
     policy: policy?.pin ?? null,
+    transparency: { vkey: auditKey, checkpoint: null },
   };
   await store.save(record);
-  return { record, device, pinned: pinnedIds(record, policy?.policy ?? null), policy };
+  return { record, device, pinned: pinnedIds(record, policy?.policy ?? null), policy, auditKey };
 }
 
 /**
@@ -280,6 +307,54 @@ export interface Session {
   authorities: AuthorityKeys;
   /** What the page should say about the policy (a warning, or a version followed). */
   policyNote: string | null;
+  /** The key directory as this browser checks it before sealing (PROTOCOL.md §19.4). */
+  transparency: DeviceTransparency;
+  /** A warning when the audit key was pinned now, on first use; else null. */
+  transparencyNote: string | null;
+}
+
+/** The pin kept in the device record of `store`. */
+export function pinStore(store: DeviceStore): PinStore {
+  return {
+    async load() {
+      return (await store.load())?.transparency ?? null;
+    },
+    async change(change) {
+      const apply = (record: StoredDevice): StoredDevice | null => {
+        const pin = change(record.transparency ?? null);
+        return pin === null ? null : { ...record, transparency: pin };
+      };
+      if (store.change) return store.change(apply);
+      const record = await store.load();
+      if (record === null) throw new DeviceError("this browser holds no device any more");
+      const next = apply(record);
+      if (next !== null) await store.update(next);
+    },
+  };
+}
+
+/**
+ * The key directory checker of the audit key pinned in `record`; a device enrolled before
+ * the page checked the key directory has none, and pins the server's now, on first use (as
+ * the SDK does, logging a warning): the note says so, for the page to show.
+ */
+export async function holdAuditKey(
+  api: Api,
+  record: StoredDevice,
+  store: DeviceStore,
+): Promise<{ record: StoredDevice; transparency: DeviceTransparency; note: string | null }> {
+  let note: string | null = null;
+  if (!record.transparency) {
+    const vkey = await fetchAuditKey(api);
+    record = { ...record, transparency: { vkey, checkpoint: null } };
+    await store.update(record);
+    note =
+      `Pinned the server's audit key ${vkey} on first use: this device was enrolled before ` +
+      "the page checked the key directory. Compare it with the operator's (attache-server " +
+      "audit key).";
+  }
+  const transparency = await DeviceTransparency.fromStore(api, pinStore(store));
+  return { record, transparency, note };
 }
 
 /** Open the sealed keys (SecretError on a wrong passphrase); nothing is sent before this. */
@@ -356,6 +431,8 @@ export async function signIn(
     );
     // Who the server says this is, with the clearance as a banner (as `attache whoami`).
     const user = await api.request<UserRead>("GET", "/v1/me");
+    const held = await holdAuditKey(api, record, store);
+    record = held.record;
     return {
       keys,
       user,
@@ -365,6 +442,8 @@ export async function signIn(
       record,
       authorities,
       policyNote,
+      transparency: held.transparency,
+      transparencyNote: held.note,
     };
   } catch (error) {
     await signOut(api);

@@ -14,7 +14,7 @@
  * Uploads go as clients/sdk/documents.py's `Documents.put` sends them (`upload` below).
  */
 import { ApiError, ConnectionFailed, type Api } from "./api.js";
-import type { ChannelInfo, Me, Sender } from "./send.js";
+import { insisted, type ChannelInfo, type Me, type Sender } from "./send.js";
 import {
   Unverifiable,
   checkSenderCertificate,
@@ -460,15 +460,8 @@ export async function upload(
       if (!(error instanceof ApiError) || error.code !== "audience-incomplete") throw error;
       if (attempt === 1) continue;
       // The server wants devices twice running: if this page would not vouch for them, say so.
-      const wanted = new Set((error.problem.devices as unknown[] | undefined)?.map(String));
-      const refused = audience.excluded.filter((d) => wanted.has(d.deviceId));
-      if (refused.length > 0) {
-        throw new UploadFailed(
-          "the server requires devices whose certificates do not verify here (" +
-            refused.map((d) => `device ${d.deviceId} of ${d.username}: ${d.reason}`).join("; ") +
-            ")",
-        );
-      }
+      const said = insisted(error.problem.devices, audience.excluded);
+      if (said !== null) throw new UploadFailed(said);
       throw error;
     }
   }

@@ -34,6 +34,7 @@ import {
 } from "./audit.js";
 import { Inbox, streamUrl, type ReceivedMessage } from "./messages.js";
 import { SendError, Sender, type Reach } from "./send.js";
+import { TransparencyError } from "./transparency.js";
 import {
   DOCUMENT_VERSION,
   ReleaseError,
@@ -163,6 +164,12 @@ function explain(error: unknown): string {
       "and seals nothing: tell your security officer."
     );
   }
+  if (error instanceof TransparencyError) {
+    return (
+      `The server's key directory is refused: ${error.message}. The page seals nothing: tell ` +
+      "your security officer."
+    );
+  }
   if (error instanceof ConnectionFailed || error instanceof DeviceError) return error.message;
   if (error instanceof Mistake) return error.message;
   return `Something failed: ${String(error)}`;
@@ -212,6 +219,14 @@ function showDevice(record: StoredDevice, status: string | null): void {
       textElement("li", `${nation}: ${ids}`),
     ),
   );
+  // The log's key, as `attache enroll` prints it: held to before sealing to any device.
+  byId("audit-key").textContent =
+    record.transparency?.vkey ?? "none yet: pinned from the server at the next sign-in";
+  const checkpoint = record.transparency?.checkpoint;
+  byId("audit-key-advice").textContent =
+    "Compare this audit key with the operator's (attache-server audit key). The page seals " +
+    "only to devices the key directory signed with it shows active" +
+    (checkpoint ? `; the largest checkpoint verified here has ${checkpoint.size} leaves.` : ".");
   field(byId<HTMLFormElement>("unlock"), "username").value = profile.username;
 }
 
@@ -347,7 +362,7 @@ function renderMessages(): void {
 
 function reachText(reach: Reach): string {
   const excluded = reach.excluded.length
-    ? ` Not sealed to ${reach.excluded.length} device(s) whose certificate does not verify: ` +
+    ? ` Not sealed to ${reach.excluded.length} device(s) this page does not vouch for: ` +
       reach.excluded.map((d) => `${d.username} (${d.reason})`).join("; ") +
       "."
     : "";
@@ -1440,6 +1455,9 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
     current.policyNote ??
     `Coalition policy version ${current.policy!.policy.policyVersion} holds: nations, groups ` +
       "and labels as the nations signed them.";
+  const transparencyNote = byId("transparency-note");
+  transparencyNote.textContent = current.transparencyNote ?? "";
+  transparencyNote.hidden = current.transparencyNote === null;
   inbox = new Inbox({
     keys: current.keys,
     deviceId: current.certificate.deviceId,
@@ -1456,6 +1474,7 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
     },
     current.authorities,
     catalog,
+    current.transparency,
   );
   releases = new Releases(
     api,
@@ -1471,6 +1490,7 @@ async function showHome(current: Session, record: StoredDevice): Promise<void> {
       pins: current.authorities,
       catalog,
     },
+    current.transparency,
   );
   reader = {
     keys: current.keys,
@@ -1513,9 +1533,10 @@ function wire(): void {
       show("device", "unlock");
       field(byId<HTMLFormElement>("unlock"), "passphrase").focus();
       say(
-        enrolled.device.status === "pending"
+        (enrolled.device.status === "pending"
           ? "Enrolled: this device awaits certification by your security officer."
-          : "Enrolled: this device is active.",
+          : "Enrolled: this device is active.") +
+          ` Pinned the server's audit key ${enrolled.auditKey}.`,
       );
     });
   });

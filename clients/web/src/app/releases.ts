@@ -7,8 +7,9 @@
  * carrying out an approved release (`Releases.grant`, the SDK's): the item's own key (never
  * an audience key), proven the item's by its sender's signature and key commitment, sealed in
  * the page to exactly the devices the approved label newly admits, found from their
- * certificates verified against the pins, under a label version this device signs. Nothing
- * here touches the DOM, so Node's tests run it.
+ * certificates verified against the pins and, with key transparency, each shown active with
+ * its certified keys by the key directory (app/transparency.ts), under a label version this
+ * device signs. Nothing here touches the DOM, so Node's tests run it.
  */
 import { ApiError, type Api } from "./api.js";
 import {
@@ -20,7 +21,18 @@ import {
   type ReceivedMessage,
   type SyncPage,
 } from "./messages.js";
-import { admitted, checkRoster, people, type RosterDevice, type Verified } from "./send.js";
+import {
+  admitted,
+  checkRoster,
+  directoryRefused,
+  insisted,
+  people,
+  vouchedRoster,
+  type Excluded,
+  type RosterDevice,
+  type Verified,
+} from "./send.js";
+import { CheckpointRefused, type DeviceTransparency } from "./transparency.js";
 import {
   DocumentDecryptor,
   DocumentError,
@@ -164,6 +176,7 @@ export class Releases {
     private readonly api: Api,
     private readonly me: Me,
     private readonly reader: Reader,
+    private readonly transparency: DeviceTransparency | null = null,
   ) {}
 
   get isDisclosureOfficer(): boolean {
@@ -228,12 +241,28 @@ export class Releases {
   }
 
   async #roster(channelId: string): Promise<{ verified: Verified[]; members: Set<string> }> {
-    const entries = await this.api.request<RosterDevice[]>(
-      "GET",
-      `/v1/channels/${segment(channelId)}/roster`,
-    );
+    const entries = await this.#entries(channelId);
     const { verified } = checkRoster(entries, this.reader.pins, new Date());
     return { verified, members: new Set(entries.map((entry) => String(entry.user_id))) };
+  }
+
+  #entries(channelId: string): Promise<RosterDevice[]> {
+    return this.api.request<RosterDevice[]>("GET", `/v1/channels/${segment(channelId)}/roster`);
+  }
+
+  /** The roster to seal to: certificates verified, and each device vouched for by the key
+   * directory when key transparency is on; ReleaseError when its checkpoint is refused. */
+  async #vouched(
+    channelId: string,
+  ): Promise<{ verified: Verified[]; excluded: Excluded[]; members: Set<string> }> {
+    const entries = await this.#entries(channelId);
+    try {
+      const checked = await vouchedRoster(entries, this.reader.pins, new Date(), this.transparency);
+      return { ...checked, members: new Set(entries.map((entry) => String(entry.user_id))) };
+    } catch (error) {
+      if (error instanceof CheckpointRefused) throw new ReleaseError(directoryRefused(error));
+      throw error;
+    }
   }
 
   #read(canonical: unknown, shown: string, what: string, problems: string[]): Label | null {
@@ -537,7 +566,7 @@ export class Releases {
       throw new ReleaseError(`the channel's ceiling is not one this page knows: ${String(error)}`);
     }
     for (let attempt = 1; ; attempt++) {
-      const roster = await this.#roster(request.channel_id);
+      const roster = await this.#vouched(request.channel_id);
       const container = { ceiling, members: roster.members };
       const before = new Set(
         admitted(roster.verified, previous, container, catalog).eligible.map((d) => d.deviceId),
@@ -581,6 +610,10 @@ export class Releases {
       } catch (error) {
         // A device became eligible since the roster was fetched: seal afresh, once.
         if (error instanceof ApiError && error.status === 409 && attempt === 1) continue;
+        if (error instanceof ApiError && error.status === 409) {
+          const said = insisted(error.problem.devices, roster.excluded);
+          if (said !== null) throw new ReleaseError(said);
+        }
         throw error;
       }
     }

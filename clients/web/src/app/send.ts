@@ -6,10 +6,14 @@
  * decision admits for the label, sealed to in an audience (kept while they stay the same);
  * the message encrypted and signed, and submitted with If-Match naming the roster it was
  * sealed for. A changed roster (412) or an audience the server finds incomplete (409) is
- * fetched and sealed afresh, once. Nothing here touches the DOM, so Node's tests run it.
+ * fetched and sealed afresh, once. With key transparency (app/transparency.ts), a roster
+ * fetched afresh also has each verified device checked in the key directory: a device it does
+ * not vouch for is excluded with its reason, and a checkpoint it refuses refuses the send,
+ * sealing nothing. Nothing here touches the DOM, so Node's tests run it.
  */
 import { ApiError, type Api } from "./api.js";
 import { checkSenderCertificate, TEXT_TYPE } from "./messages.js";
+import { CheckpointRefused, TransparencyError, type DeviceTransparency } from "./transparency.js";
 import {
   CertificateError,
   EnvelopeError,
@@ -148,6 +152,60 @@ export function checkRoster(
 }
 
 /**
+ * `checkRoster`, then each verified device checked in the key directory (as the SDK's
+ * `_check_roster` with `Messenger.transparency` set): one the directory does not vouch for is
+ * excluded with its reason. A checkpoint the directory is refused at (not the pinned key's,
+ * older than or forked from the one kept) is thrown (CheckpointRefused): the whole log is in
+ * doubt, so the caller seals to no one. `transparency` null checks certificates only.
+ */
+export async function vouchedRoster(
+  entries: readonly RosterDevice[],
+  pins: AuthorityKeys,
+  now: Date,
+  transparency: DeviceTransparency | null,
+): Promise<{ verified: Verified[]; excluded: Excluded[] }> {
+  const { verified, excluded } = checkRoster(entries, pins, now);
+  if (transparency === null) return { verified, excluded };
+  transparency.forget(); // a roster checked afresh: its devices' status too
+  const vouched: Verified[] = [];
+  for (const device of verified) {
+    try {
+      await transparency.check(device.body);
+      vouched.push(device);
+    } catch (error) {
+      if (error instanceof CheckpointRefused) throw error;
+      if (!(error instanceof TransparencyError || error instanceof ApiError)) throw error;
+      excluded.push({
+        deviceId: device.deviceId,
+        username: device.body.username,
+        reason: `the key directory does not vouch for it: ${error.message}`,
+      });
+    }
+  }
+  return { verified: vouched, excluded };
+}
+
+/** The sentence for a send the key directory's checkpoint refuses. */
+export function directoryRefused(error: CheckpointRefused): string {
+  return `the server's key directory is refused: ${error.message} (PROTOCOL.md §19.4)`;
+}
+
+/**
+ * The server wants `wanted` devices in the audience twice running: those this page excluded,
+ * named with why, or null when it excluded none of them (the server's refusal then stands).
+ */
+export function insisted(wanted: unknown, excluded: readonly Excluded[]): string | null {
+  const ids = new Set(Array.isArray(wanted) ? wanted.map(String) : []);
+  const refused = excluded.filter((d) => ids.has(d.deviceId));
+  if (refused.length === 0) return null;
+  return (
+    "the server requires devices this page does not vouch for (" +
+    refused.map((d) => `device ${d.deviceId} of ${d.username}: ${d.reason}`).join("; ") +
+    ")"
+  );
+}
+
+/**
  * The verified devices whose certified person the access decision admits for `label` in
  * `container`, and the reasons each other one is not.
  */
@@ -183,6 +241,7 @@ export class Sender {
     private readonly me: Me,
     private readonly pins: AuthorityKeys,
     private readonly catalog: Catalog,
+    private readonly transparency: DeviceTransparency | null = null,
   ) {}
 
   /** Forget what is kept of a channel's roster (a roster-changed frame; null: every one). */
@@ -220,9 +279,16 @@ export class Sender {
       return this.#roster(channelId);
     }
     const entries = answer.body ?? [];
+    let checked;
+    try {
+      checked = await vouchedRoster(entries, this.pins, now, this.transparency);
+    } catch (error) {
+      if (error instanceof CheckpointRefused) throw new SendError(directoryRefused(error));
+      throw error;
+    }
     const roster: Roster = {
       etag: answer.headers.get("ETag"),
-      ...checkRoster(entries, this.pins, now),
+      ...checked,
       members: new Set(entries.map((entry) => String(entry.user_id))),
     };
     this.#rosters.set(channelId, roster);
@@ -374,7 +440,15 @@ export class Sender {
           excluded: roster.excluded,
         };
       } catch (error) {
-        if (!(error instanceof ApiError) || retried) throw error;
+        if (!(error instanceof ApiError)) throw error;
+        if (retried) {
+          const said =
+            error.code === "audience-incomplete"
+              ? insisted(error.problem.devices, roster.excluded)
+              : null;
+          if (said !== null) throw new SendError(said);
+          throw error;
+        }
         if (error.code === "roster-changed") {
           this.#rosters.delete(channel.id); // someone joined, left or was re-certified
         } else if (error.code === "audience-incomplete") {

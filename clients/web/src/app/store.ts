@@ -2,7 +2,9 @@
  * This browser's records in IndexedDB (database "attache", one record under the key "this" in
  * each store). Store "device" holds the profile, the pinned authority keys or coalition policy (its founding
  * digest and latest verified version) and the private
- * keys sealed under the passphrase: nothing unsealed is ever written, and nothing goes to
+ * keys sealed under the passphrase, and the server's audit key with the largest key directory
+ * checkpoint verified (`transparency`, changed in one transaction so that it never goes
+ * back): nothing unsealed is ever written, and nothing goes to
  * localStorage, a cookie or a URL. Store "audit" (version 2) holds what an auditor verified
  * here: the pinned audit key, the last checkpoint verified and its leaf hashes; all public.
  */
@@ -61,6 +63,34 @@ export const browserStore: DeviceStore = {
   },
   async update(record: StoredDevice): Promise<void> {
     await transaction("device", "readwrite", (s) => s.put(record, KEY));
+  },
+  async change(change: (record: StoredDevice) => StoredDevice | null): Promise<void> {
+    // One transaction: the record read, changed and written before another tab can write.
+    const db = await opened();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const tx = db.transaction("device", "readwrite");
+        const store = tx.objectStore("device");
+        const request = store.get(KEY);
+        let failure: unknown = null;
+        request.onsuccess = () => {
+          const record = request.result as StoredDevice | undefined;
+          try {
+            if (record === undefined) throw new Error("this browser holds no device any more");
+            const next = change(record);
+            if (next !== null) store.put(next, KEY);
+          } catch (error) {
+            failure = error;
+            tx.abort();
+          }
+        };
+        tx.oncomplete = () => resolve();
+        tx.onerror = () => reject(failure ?? tx.error ?? new Error("IndexedDB refused the change"));
+        tx.onabort = () => reject(failure ?? tx.error ?? new Error("IndexedDB refused the change"));
+      });
+    } finally {
+      db.close();
+    }
   },
 };
 
