@@ -16,19 +16,33 @@ does not exist here.
 A server that publishes no policy (deployments from before it) is used as before, trusting
 its nations and catalog on first use, and ``NO_POLICY`` is said (logged, and shown by the CLI).
 The first policy such a server publishes is pinned on first use, as at enrolment.
+
+Each version is also bound through the audit log (PROTOCOL.md §18.6): before a version is
+accepted (at enrolment, on first use, when following), ``PolicyLog.prove`` checks its
+``policy.publish`` leaf's inclusion proof (``GET /v1/policy/{version}/proof``) against the
+audit key pinned at enrolment and a checkpoint that extends the one the home keeps, so that a
+version the server shows some clients but never logged, or logged with another digest, is
+refused, naming the version; auditors hold the log to one chain (``clients.sdk.audit``). The
+latest version proven is recorded in ``policy-log.json``; a version pinned before this check
+existed is not refused for lacking a proof, but said (a warning) until one is shown.
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
+import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clients.sdk._client import AttacheClient
-from clients.sdk.keystore import Keystore
-from protocol import keys
+from clients.sdk._client import ApiError, AttacheClient
+from clients.sdk.keystore import Keystore, KeystoreError, _write_private
+from clients.sdk.transparency import NOT_LOGGED_WAIT, DeviceTransparency
+from protocol import checkpoint as notes
+from protocol import keys, policy_log
 from protocol.coalition import (
     CoalitionPolicy,
     PolicyError,
@@ -42,6 +56,7 @@ from protocol.coalition import (
     verify_successor,
 )
 from protocol.keys import AuthorityKey
+from protocol.transparency import TransparencyError
 
 log = logging.getLogger("attache.sdk")
 log.addHandler(logging.NullHandler())  # a library's: shown only where the program logs
@@ -55,6 +70,183 @@ NO_POLICY = (
 
 class PolicyRefused(Exception):
     """The server's coalition policy cannot be held to: the message says what was wrong."""
+
+
+class NotLoggedYet(PolicyRefused):
+    """The server says the version's publication is not in a checkpoint yet (it waits for the
+    audit integrator's next batch) and it still was not after the time allowed."""
+
+
+#: Seconds to keep asking for a version's proof while its publication waits for the audit
+#: integrator's next batch (every second by default), as for a device not logged yet.
+LOG_WAIT = NOT_LOGGED_WAIT
+_FIRST_DELAY = 0.1
+_MAX_DELAY = 1.0
+#: Where a home records the latest policy version it saw proven in the audit log.
+LOGGED_FILE = "policy-log.json"
+
+
+class PolicyLog:
+    """The audit log as this device holds it, for proving policy versions (PROTOCOL.md
+    §18.6): the pinned audit key and the largest checkpoint verified, read from and kept in
+    the keystore when one is given (``Keystore.keep_checkpoint``, as the key directory's
+    checks keep it)."""
+
+    def __init__(
+        self,
+        client: AttacheClient,
+        log_key: notes.NoteVerifier,
+        held: tuple[int, bytes] | None = None,
+        *,
+        keystore: Keystore | None = None,
+        wait: float = LOG_WAIT,
+    ) -> None:
+        self.client = client
+        self.log_key = log_key
+        self.held = held
+        self.keystore = keystore
+        self.wait = wait
+        # The proof of the last version ``pin_policy`` proved, for enrolment to record.
+        self.proven: policy_log.VerifiedPublication | None = None
+
+    @classmethod
+    def for_key(cls, client: AttacheClient, vkey: str, *, wait: float = LOG_WAIT) -> PolicyLog:
+        """For a device being enrolled: the audit key it is about to pin, no checkpoint yet."""
+        try:
+            return cls(client, notes.NoteVerifier.from_vkey(vkey), wait=wait)
+        except notes.CheckpointError as exc:
+            raise PolicyRefused(f"the server's audit key is not a log's key: {exc}") from exc
+
+    @classmethod
+    async def for_keystore(
+        cls, client: AttacheClient, keystore: Keystore, *, wait: float = LOG_WAIT
+    ) -> PolicyLog:
+        """The audit key pinned in ``keystore`` (pinned now, on first use, for a home from
+        before key transparency: ``DeviceTransparency.for_keystore`` says so) and the
+        checkpoint kept there."""
+        try:
+            checker = await DeviceTransparency.for_keystore(client, keystore)
+        except (TransparencyError, KeystoreError) as exc:
+            raise PolicyRefused(f"cannot check the audit log: {exc}") from exc
+        return cls(client, checker.log_key, checker.held, keystore=keystore, wait=wait)
+
+    async def prove(self, policy: CoalitionPolicy) -> policy_log.VerifiedPublication:
+        """``policy``'s publication, proven in the log at a checkpoint that extends the one
+        held; PolicyRefused naming the version otherwise. While the server says the leaf is
+        not in a checkpoint yet (503), asks again for up to ``wait`` seconds."""
+        version = policy.policy_version
+        self._adopt_kept()
+        deadline = time.monotonic() + self.wait
+        delay = _FIRST_DELAY
+        while True:
+            old = 0 if self.held is None else self.held[0]
+            try:
+                answer = await self.client.request(
+                    "GET", f"/v1/policy/{int(version)}/proof", params={"old": old}
+                )
+                break
+            except ApiError as exc:
+                now = time.monotonic()
+                if exc.status == 503 and now < deadline:
+                    await asyncio.sleep(min(delay, deadline - now))
+                    delay = min(delay * 2, _MAX_DELAY)
+                    continue
+                if exc.status in (404, 503):
+                    refusal = NotLoggedYet if exc.status == 503 else PolicyRefused
+                    raise refusal(
+                        f"coalition policy version {version} is not in the audit log (the "
+                        f"server says: {exc.detail}); refusing it"
+                    ) from exc
+                raise PolicyRefused(
+                    f"cannot check that coalition policy version {version} is in the audit "
+                    f"log: {exc.detail}"
+                ) from exc
+        try:
+            verified = policy_log.verify_publication(
+                answer, log_key=self.log_key, policy=policy, held=self.held
+            )
+        except TransparencyError as exc:
+            raise PolicyRefused(f"coalition policy version {version} is refused: {exc}") from exc
+        self._hold(verified.size, verified.root)
+        return verified
+
+    def settle(self, keystore: Keystore) -> None:
+        """At enrolment, once the device is saved, its audit key and its policy pinned: record
+        the last version ``pin_policy`` proved, and keep the checkpoint it was proven at."""
+        if self.proven is None:
+            return
+        record_logged(keystore, self.proven)
+        self.keystore = keystore
+        held, self.held = self.held, None
+        if held is not None:
+            self._hold(*held)
+
+    def _adopt_kept(self) -> None:
+        """Be held to a larger checkpoint another run, or the key directory's checks, kept."""
+        if self.keystore is None:
+            return
+        try:
+            kept = self.keystore.held_checkpoint()
+        except KeystoreError as exc:
+            raise PolicyRefused(f"cannot check the audit log: {exc}") from exc
+        if kept is not None and (self.held is None or kept[0] >= self.held[0]):
+            if self.held is not None and kept[0] == self.held[0] and kept[1] != self.held[1]:
+                raise PolicyRefused(
+                    f"the checkpoint of size {kept[0]} kept in {self.keystore.home} has another "
+                    "root than the one verified here: the log forked"
+                )
+            self.held = kept
+
+    def _hold(self, size: int, root: bytes) -> None:
+        """Hold the checkpoint a proof verified at, and keep it in the home: the server is
+        then bound to a log that holds the publication, since every later checkpoint this
+        home accepts (a bundle's, a proof's) must extend it. Not kept in a home that requires
+        witnesses: it keeps only checkpoints they cosigned, which a proof's need not be."""
+        if self.held == (size, root):
+            return
+        self.held = (size, root)
+        if self.keystore is None or self._requires_witnesses():
+            return
+        try:
+            self.keystore.keep_checkpoint(size, root)
+        except KeystoreError as exc:
+            # Another process kept a larger one meanwhile: the next proof is held to it.
+            kept = self.keystore.held_checkpoint()
+            if kept is None or kept[0] <= size:
+                raise PolicyRefused(f"cannot keep the audit log's checkpoint: {exc}") from exc
+
+    def _requires_witnesses(self) -> bool:
+        required = getattr(self.keystore, "required_witnesses", None)
+        if required is None:
+            return False
+        try:
+            return required() is not None
+        except KeystoreError:
+            return True
+
+
+def logged_version(keystore: Keystore) -> tuple[int, str] | None:
+    """The latest policy version (number, digest b64u) this home saw proven in the log."""
+    try:
+        data = json.loads((keystore.home / LOGGED_FILE).read_text(encoding="utf-8"))
+        return int(data["policy_version"]), str(data["digest"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KeystoreError(f"{keystore.home / LOGGED_FILE} is damaged: {exc}") from exc
+
+
+def record_logged(keystore: Keystore, proven: policy_log.VerifiedPublication) -> None:
+    """Record that this home saw ``proven``'s version in the log (at its leaf and checkpoint)."""
+    found = proven.publication
+    record = {
+        "policy_version": found.policy_version,
+        "digest": found.digest,
+        "index": proven.index,
+        "size": proven.size,
+    }
+    keystore.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_private(keystore.home / LOGGED_FILE, json.dumps(record, indent=1).encode())
 
 
 @dataclass(frozen=True)
@@ -106,8 +298,9 @@ async def _step(
 
 async def _follow(
     client: AttacheClient, held: CoalitionPolicy, served: SignedPolicy
-) -> CoalitionPolicy:
-    """``served``'s policy, once every version from ``held`` to it is a valid successor."""
+) -> list[CoalitionPolicy]:
+    """The versions after ``held`` up to ``served``'s, once each is a valid successor of the
+    one before (none when ``served`` is ``held``)."""
     start, last = held.policy_version, served.policy.policy_version
     if last < start:
         raise PolicyRefused(
@@ -120,8 +313,9 @@ async def _follow(
                 f"the server serves a coalition policy version {last} other than the one held "
                 f"here ({served.policy.digest_b64u}, not {held.digest_b64u}): a fork is refused"
             )
-        return held
+        return []
     current = held
+    followed: list[CoalitionPolicy] = []
     for version in range(start + 1, last + 1):
         signed = await _step(client, version, last, served)
         try:
@@ -131,14 +325,15 @@ async def _follow(
                 f"the server's coalition policy version {signed.policy.policy_version} does not "
                 f"follow version {current.policy_version} held here: {exc}"
             ) from exc
-    return current
+        followed.append(current)
+    return followed
 
 
 async def _from_founding(
     client: AttacheClient, served: SignedPolicy, expect: bytes | None
-) -> bytes:
-    """The founding digest of ``served``, once the chain from the founding version to it is
-    valid (and the founding version is ``expect``, when given)."""
+) -> list[CoalitionPolicy]:
+    """Every version from the founding one to ``served``'s, once the chain is valid (and the
+    founding version is ``expect``, when given)."""
     founding = await _step(client, 1, served.policy.policy_version, served)
     try:
         policy = verify_founding(founding)
@@ -149,16 +344,30 @@ async def _from_founding(
             f"the server's founding coalition policy has digest {policy.digest_b64u}, not "
             f"{keys.b64u_encode(expect)} as you were given; refusing it"
         )
-    await _follow(client, policy, served)
-    return policy.digest
+    return [policy, *await _follow(client, policy, served)]
+
+
+async def _prove_all(
+    checker: PolicyLog, versions: Sequence[CoalitionPolicy]
+) -> policy_log.VerifiedPublication | None:
+    """Prove each of ``versions`` in the log, in order; the last one's proof."""
+    proven = None
+    for policy in versions:
+        proven = await checker.prove(policy)
+    return proven
 
 
 async def pin_policy(
-    client: AttacheClient, *, expect_founding: bytes | None = None
+    client: AttacheClient,
+    *,
+    expect_founding: bytes | None = None,
+    audit_log: PolicyLog | None = None,
 ) -> tuple[bytes, SignedPolicy] | None:
     """At enrolment: the server's latest policy and its founding digest, verified from the
-    founding version (``expect_founding``, when the security officer gave its digest);
-    None when the server publishes none. The caller pins it once the device is saved."""
+    founding version (``expect_founding``, when the security officer gave its digest), and,
+    with ``audit_log`` (for the audit key about to be pinned), every version proven in the
+    audit log (``audit_log.settle`` then records it); None when the server publishes none.
+    The caller pins it once the device is saved."""
     served = await fetch_policy(client)
     if served is None:
         if expect_founding is not None:
@@ -167,15 +376,22 @@ async def pin_policy(
                 "coalition policy; refusing to enrol without it"
             )
         return None
-    return await _from_founding(client, served, expect_founding), served
+    chain = await _from_founding(client, served, expect_founding)
+    if audit_log is not None:
+        audit_log.proven = await _prove_all(audit_log, chain)
+    return chain[0].digest, served
 
 
-async def hold_policy(client: AttacheClient, keystore: Keystore) -> HeldPolicy | None:
+async def hold_policy(
+    client: AttacheClient, keystore: Keystore, *, check_log: bool = True
+) -> HeldPolicy | None:
     """The policy in force for this device, following the server from the one pinned.
 
     Fetches ``GET /v1/policy``; accepts a later version only through valid successors of the
-    one held, and pins it. With none pinned, a served policy is verified from its founding
-    version and pinned (first use); with none pinned and none served, None (``NO_POLICY``).
+    one held, each proven in the audit log (unless ``check_log`` is False), and pins it. With
+    none pinned, a served policy is verified from its founding version, proven, and pinned
+    (first use); with none pinned and none served, None (``NO_POLICY``). A version held from
+    before this home checked the log is kept, and said, until the log proves it.
     """
     held = keystore.policy_pin()
     served = await fetch_policy(client)
@@ -183,14 +399,19 @@ async def hold_policy(client: AttacheClient, keystore: Keystore) -> HeldPolicy |
         if served is None:
             log.warning(NO_POLICY)
             return None
-        founding = await _from_founding(client, served, None)
-        keystore.pin_policy(founding, served)
+        chain = await _from_founding(client, served, None)
+        proven = None
+        if check_log:
+            proven = await _prove_all(await PolicyLog.for_keystore(client, keystore), chain)
+        keystore.pin_policy(chain[0].digest, served)
+        if proven is not None:
+            record_logged(keystore, proven)
         log.warning(
             "pinned coalition policy version %d (founding digest %s) on first use",
             served.policy.policy_version,
-            keys.b64u_encode(founding),
+            keys.b64u_encode(chain[0].digest),
         )
-        return HeldPolicy(founding, served, pinned_now=True)
+        return HeldPolicy(chain[0].digest, served, pinned_now=True)
     founding, latest = held
     if served is None:
         raise PolicyRefused(
@@ -198,11 +419,48 @@ async def hold_policy(client: AttacheClient, keystore: Keystore) -> HeldPolicy |
             "the server publishes none: refusing to fall back to trusting the server's "
             "directory"
         )
-    policy = await _follow(client, latest.policy, served)
-    if policy.policy_version != latest.policy.policy_version:
+    followed = await _follow(client, latest.policy, served)
+    if check_log and followed:
+        proven = await _prove_all(await PolicyLog.for_keystore(client, keystore), followed)
+        assert proven is not None
         keystore.pin_policy(founding, served)
+        record_logged(keystore, proven)
+    elif check_log:
+        await _check_held(client, keystore, latest.policy)
+    elif followed:
+        keystore.pin_policy(founding, served)
+    if followed:
         return HeldPolicy(founding, served, previous_version=latest.policy.policy_version)
     return HeldPolicy(founding, latest)
+
+
+async def _check_held(client: AttacheClient, keystore: Keystore, held: CoalitionPolicy) -> None:
+    """The version held, when this home has not seen it proven in the log (it was pinned
+    before clients checked: an older deployment's home): proven now and recorded if the log
+    shows it; otherwise kept, since it was accepted before, and said (a warning). Nothing
+    accepted before is refused for this; every later version must be in the log."""
+    try:
+        recorded = logged_version(keystore)
+    except KeystoreError as exc:
+        log.warning("%s; checking the policy held again", exc)
+        recorded = None
+    if recorded == (held.policy_version, held.digest_b64u):
+        return
+    try:
+        checker = await PolicyLog.for_keystore(client, keystore, wait=0.0)
+        proven = await checker.prove(held)
+    except NotLoggedYet:
+        return  # published moments ago: asked again at the next use
+    except PolicyRefused as exc:
+        log.warning(
+            "coalition policy version %d held here was pinned before this client checked "
+            "policy versions in the audit log, and the log does not prove it (%s): it stays "
+            "held, as it was accepted before; every later version must be in the log",
+            held.policy_version,
+            exc,
+        )
+        return
+    record_logged(keystore, proven)
 
 
 async def policy_versions(

@@ -419,9 +419,10 @@ class Messenger:
         Holds the server to the coalition policy pinned here (``PolicyRefused`` when it
         serves none that follows it); the catalog is then the policy's, else the server's.
         With ``key_transparency`` (the default), seals only to devices the key directory
-        shows active, under the audit key pinned here (pinned now if this home has none)."""
+        shows active, under the audit key pinned here (pinned now if this home has none), and
+        accepts a new policy version only once the audit log proves its publication."""
         user = await client.me()
-        held = await hold_policy(client, keystore)
+        held = await hold_policy(client, keystore, check_log=key_transparency)
         if held is not None:
             catalog = held.policy.catalog()
         else:
