@@ -27,7 +27,10 @@ import {
 import { DocumentDecryptor, DocumentEncryptor } from "../src/protocol/stream.js";
 import { DeviceKeys } from "../src/protocol/keys.js";
 import { catalogFromToml, parseLabel } from "../src/protocol/labels.js";
+import { DeviceTransparency } from "../src/app/transparency.js";
+import { b64uEncode } from "../src/protocol/bytes.js";
 import { Authorities } from "./authorities.js";
+import { Log, V, register } from "./keylog.js";
 import { repoText } from "./vectors.js";
 
 const ORIGIN = "http://127.0.0.1:8600";
@@ -59,7 +62,15 @@ async function member(user: string, nation: string) {
 }
 
 /** Sam's message for USA and GBR, bob's request for FRA, and a server that plays along. */
-async function scene(options: { conflictOnce?: boolean } = {}) {
+/**
+ * With `directory`, the page checks the key directory before sealing a grant, against a log
+ * where each member's device is registered active; `planted`: the roster lists chloe's
+ * device with keys the log never registered (certified by FRA's key); `forked`: the
+ * checkpoint the page kept has another root at the log's size.
+ */
+async function scene(
+  options: { conflictOnce?: boolean; directory?: { planted?: boolean; forked?: boolean } } = {},
+) {
   const [sam, dora, bob, chloe] = await Promise.all([
     member("sam", "USA"),
     member("dora", "USA"),
@@ -154,6 +165,25 @@ async function scene(options: { conflictOnce?: boolean } = {}) {
     decided_at: null,
     created_at: "2026-11-26T10:02:00Z",
   };
+  const log = new Log();
+  for (const m of [sam, dora, bob, chloe]) {
+    const { signingKey, encryptionKey } = m.keys.publicKeys;
+    const device = {
+      deviceId: m.entry.device_id,
+      userId: m.entry.user_id,
+      signingKey,
+      encryptionKey,
+    };
+    log.add(register(device, "active"));
+  }
+  log.checkpoint();
+  if (options.directory?.planted) {
+    const planted = await DeviceKeys.generate();
+    Object.assign(chloe.entry, {
+      ...planted.publicKeys.toJson(),
+      certificate: certificate(planted, "chloe", "FRA"),
+    });
+  }
   const granted: SealedGrant[] = [];
   const decisions: { verb: string; reason: string }[] = [];
   let conflict = options.conflictOnce ?? false;
@@ -165,6 +195,8 @@ async function scene(options: { conflictOnce?: boolean } = {}) {
     const json = (status: number, answer: unknown) =>
       new Response(JSON.stringify(answer), { status });
     if (route === "GET /v1/releases") return json(200, [request]);
+    const bundle = /^GET \/v1\/devices\/([^/]+)\/transparency\?old=(\d+)$/.exec(route);
+    if (bundle) return json(200, log.bundle(bundle[1]!, log.latest(), Number(bundle[2])));
     if (route === `GET /v1/channels/${CHANNEL}/roster`) {
       return json(
         200,
@@ -213,10 +245,24 @@ async function scene(options: { conflictOnce?: boolean } = {}) {
     return json(404, { detail: `no route ${route}` });
   });
   api.setToken("token");
+  const held = options.directory?.forked
+    ? { size: log.latest(), root: b64uEncode(new Uint8Array(32).fill(9)) }
+    : null;
+  let pin = { vkey: V.vkey as string, checkpoint: held };
+  const pins = {
+    load: async () => structuredClone(pin),
+    change: async (change: (p: typeof pin) => typeof pin | null) => {
+      pin = change(structuredClone(pin)) ?? pin;
+    },
+  };
+  const transparency = options.directory
+    ? await DeviceTransparency.fromStore(api, pins, { now: () => 0, sleep: async () => {} })
+    : null;
   const releases = new Releases(
     api,
     { userId: "dora", deviceId: "device-dora", nationality: "USA", roles: ["disclosure_officer"] },
     dora.reader,
+    transparency,
   );
   return {
     sam,
@@ -472,4 +518,33 @@ test("a genuine version other than the one asked about is refused, and nothing i
   );
   await assert.rejects(s.releases.grant(request), /the server gave version/);
   assert.equal(s.granted.length, 0);
+});
+
+test("with the key directory checked, a grant is sealed only to devices it vouches for", async () => {
+  // Honest: chloe's device is shown active with its keys, and is granted the message's key.
+  const honest = await scene({ directory: {} });
+  const done = await honest.releases.grant({ ...honest.request, status: "approved" });
+  assert.deepEqual(done.devices, ["device-chloe"]);
+  assert.ok(
+    honest.calls.some((call) => call.startsWith("GET /v1/devices/device-chloe/transparency?")),
+  );
+  // Keys the log never registered, under a certificate FRA's key signed: nothing sealed.
+  const planted = await scene({ directory: { planted: true } });
+  await assert.rejects(
+    planted.releases.grant({ ...planted.request, status: "approved" }),
+    (error: unknown) =>
+      error instanceof ReleaseError &&
+      /no device in the channel is newly eligible/.test(error.message),
+  );
+  assert.deepEqual(planted.granted, []);
+  // A checkpoint forked from the one kept: refused outright, nothing sealed.
+  const forked = await scene({ directory: { forked: true } });
+  await assert.rejects(
+    forked.releases.grant({ ...forked.request, status: "approved" }),
+    (error: unknown) =>
+      error instanceof ReleaseError &&
+      error.message.startsWith("the server's key directory is refused: ") &&
+      /the log forked/.test(error.message),
+  );
+  assert.deepEqual(forked.granted, []);
 });
