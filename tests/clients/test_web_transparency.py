@@ -8,7 +8,8 @@ for keys the log never registered, under a certificate GBR's own authority key s
 them; dan's device, revoked (and logged so), is listed as active again; and, after a reload,
 the checkpoint the page kept is one the log forked from. The page names each device it does
 not vouch for and why, seals no envelope for either (every audience it POSTs is recorded), and
-refuses the forked log outright, sealing nothing at all.
+refuses the forked log outright, sealing nothing at all. A record from before key
+transparency (no audit key) pins the server's at the next sign-in, saying so as a warning.
 
 Screenshots go to ``ATTACHE_SCREENS`` when set, else to the test's temporary directory (as in
 test_web_e2e.py, whose server, officers and helpers these tests share).
@@ -84,6 +85,27 @@ FORK_PIN = """async (root) => {
     request.onsuccess = () => {
       const record = request.result;
       record.transparency.checkpoint.root = root;
+      store.put(record, "this").onsuccess = resolve;
+    };
+    request.onerror = () => reject(request.error);
+  });
+  db.close();
+}"""
+
+
+# A record kept by a page from before key transparency: no audit key pinned, no checkpoint.
+FORGET_PIN = """async () => {
+  const db = await new Promise((resolve, reject) => {
+    const request = indexedDB.open("attache");
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+  await new Promise((resolve, reject) => {
+    const store = db.transaction("device", "readwrite").objectStore("device");
+    const request = store.get("this");
+    request.onsuccess = () => {
+      const record = request.result;
+      delete record.transparency;
       store.put(record, "this").onsuccess = resolve;
     };
     request.onerror = () => reject(request.error);
@@ -319,6 +341,19 @@ def test_the_page_seals_only_to_devices_the_key_directory_vouches_for(
                 "size": kept_before_fork["size"],
                 "root": forged,
             }
+
+            # A page enrolled before key transparency pins the audit key at its next sign-in,
+            # and says so as a warning; it is held to that key from then on.
+            page.reload()
+            expect(page.locator("#status")).to_contain_text("Unlock this device")
+            page.evaluate(FORGET_PIN)
+            page.reload()
+            expect(page.locator("#audit-key")).to_contain_text("none yet")
+            _unlock(page, PASSPHRASE)
+            note = page.locator("#transparency-note")
+            expect(note).to_be_visible(timeout=SLOW)
+            expect(note).to_contain_text(f"Pinned the server's audit key {vkey} on first use")
+            assert page.evaluate(READ_PIN) == {"vkey": vkey, "checkpoint": None}
 
             _no_violations(page)
             assert errors == []
