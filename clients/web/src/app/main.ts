@@ -225,7 +225,7 @@ function showDevice(record: StoredDevice, status: string | null): void {
   const checkpoint = record.transparency?.checkpoint;
   byId("audit-key-advice").textContent =
     "Compare this audit key with the operator's (attache-server audit key). The page seals " +
-    "only to devices the key directory signed with it shows active" +
+    "only to devices that the key directory, under this key, shows active with their keys" +
     (checkpoint ? `; the largest checkpoint verified here has ${checkpoint.size} leaves.` : ".");
   field(byId<HTMLFormElement>("unlock"), "username").value = profile.username;
 }
