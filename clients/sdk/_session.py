@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from clients.sdk._client import ApiError, AttacheClient
-from clients.sdk.coalition import HeldPolicy, pin_policy
+from clients.sdk.coalition import HeldPolicy, PolicyLog, pin_policy
 from clients.sdk.keystore import Keystore, KeystoreError, Profile
 from clients.sdk.transparency import fetch_audit_key
 from protocol import checkpoint as notes
@@ -51,7 +51,8 @@ async def enroll(
 
     When the server publishes a coalition policy, it is verified from its founding version
     (whose digest must be ``policy_digest``, b64u, when the security officer gave it) before
-    anything is registered, and pinned; the nations' authority keys are then the policy's,
+    anything is registered, each version proven in the audit log under the audit key pinned
+    here (PROTOCOL.md §18.6), and pinned; the nations' authority keys are then the policy's,
     not ``GET /v1/nations``'s. Without one, the nations are pinned on first use as before.
     """
     if keystore.has_device():
@@ -64,13 +65,15 @@ async def enroll(
             raise KeystoreError(f"the coalition policy digest is malformed: {exc}") from exc
     device_keys = keys.DeviceKeys.generate()
     async with AttacheClient(server, transport=transport) as client:
-        found = await pin_policy(client, expect_founding=expect)
-        nations = await client.nations() if found is None else []
+        # The audit key first: each policy version is proven in the log under it (§18.6).
         audit_key = await fetch_audit_key(client)
         try:
-            notes.NoteVerifier.from_vkey(audit_key)
+            log_key = notes.NoteVerifier.from_vkey(audit_key)
         except notes.CheckpointError as exc:
             raise KeystoreError(f"the server's audit key is not a log's key: {exc}") from exc
+        audit_log = PolicyLog(client, log_key)
+        found = await pin_policy(client, expect_founding=expect, audit_log=audit_log)
+        nations = await client.nations() if found is None else []
         if found is not None and authority is not None:
             listed = found[1].policy.nations.get(authority[0])
             if listed is None or authority[1].key_id not in listed.authority_keys:
@@ -94,6 +97,7 @@ async def enroll(
         held = None
         if found is not None:
             keystore.pin_policy(*found)
+            audit_log.settle(keystore)
             held = HeldPolicy(found[0], found[1], pinned_now=True)
             for code, entry in found[1].policy.nations.items():
                 pinned[code] = ", ".join(sorted(entry.authority_keys))

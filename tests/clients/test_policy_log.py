@@ -16,9 +16,12 @@ import logging
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from clients.sdk import enroll
 from clients.sdk.coalition import LOGGED_FILE, PolicyRefused, logged_version
 from server.audit import publications
+from server.audit.models import AuditEvent
 from server.errors import NotFound
 from tests.clients.test_cli_audit import _invoke
 from tests.clients.test_coalition_pinning import (
@@ -30,7 +33,7 @@ from tests.clients.test_coalition_pinning import (
     _successor,
 )
 from tests.clients.test_policy_audit import _publication_leaf
-from tests.factories import Member, World
+from tests.factories import PASSPHRASE, Member, World
 
 
 def _pinned_version(member: Member) -> int:
@@ -42,13 +45,12 @@ def _pinned_version(member: Member) -> int:
 # --- clients ---------------------------------------------------------------------------------
 
 
-async def test_following_proves_each_version_in_the_log(world: World) -> None:
+async def test_enrolment_and_following_prove_each_version_in_the_log(world: World) -> None:
     c = await _founded(world)
-    index = await _publication_leaf(world, c.v1)
-    await _messenger(c.alice)
+    # Enrolment proved version 1 and kept the checkpoint it was proven at.
     assert logged_version(c.alice.keystore) == (1, c.v1.digest_b64u)
     record = json.loads((c.alice.keystore.home / LOGGED_FILE).read_text())
-    assert record["index"] == index
+    assert record["index"] == await _publication_leaf(world, c.v1)
     held = c.alice.keystore.held_checkpoint()
     assert held is not None
     assert held[0] >= record["size"] > record["index"]
@@ -80,6 +82,26 @@ async def test_a_version_the_log_never_published_is_refused(world: World) -> Non
     assert said.startswith("coalition policy version 2 is not in the audit log")
     assert "the audit log has no publication of coalition policy version 2" in said
     assert _pinned_version(c.alice) == 1
+    assert logged_version(c.alice.keystore) == (1, c.v1.digest_b64u)
+
+    user = await world.user("dan", "USA")
+    store = world.keystore("dan")
+    with pytest.raises(PolicyRefused, match="coalition policy version 2 is not in the audit log"):
+        await enroll(
+            world.origin,
+            username="dan",
+            code=await world.code(user),
+            device_name="dan-laptop",
+            passphrase=PASSPHRASE,
+            keystore=store,
+            transport=world.transport,
+        )
+    assert not store.has_device()
+    async with world.app.state.sessionmaker() as session:
+        registered = await session.execute(
+            select(AuditEvent).where(AuditEvent.action == "device.register")
+        )
+        assert len(registered.scalars().all()) == 3  # alice's, bob's and chloe's only
 
 
 async def test_a_version_served_with_another_digests_publication_is_refused(
@@ -155,7 +177,7 @@ async def test_a_version_pinned_before_the_log_was_checked_stays_held_and_is_sai
     accepted before is refused for this. A home that saw it proven is not warned, and every
     later version must be proven."""
     c = await _founded(world)
-    (c.alice.keystore.home / LOGGED_FILE).unlink(missing_ok=True)
+    (c.alice.keystore.home / LOGGED_FILE).unlink()
 
     async def none(session: Any, policy_version: int, digest: str, old: int) -> Any:
         raise NotFound(
@@ -175,6 +197,10 @@ async def test_a_version_pinned_before_the_log_was_checked_stays_held_and_is_sai
     assert logged_version(c.alice.keystore) is None
     sent = await am.send("liaison", "still works", label="NATO SECRET//REL TO USA, GBR")
     assert c.bob.device_id in sent.released_to
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="attache.sdk"):
+        await _messenger(c.bob)  # proven at its enrolment: nothing to say
+    assert "pinned before this client checked" not in caplog.text
     # Once the log proves it, it is recorded and no longer said.
     monkeypatch.undo()
     caplog.clear()

@@ -24,6 +24,7 @@ from protocol.coalition import (
     verify_chain,
 )
 from protocol.keys import AuthorityKey
+from server.audit.integrator import integrate
 from server.audit.models import AuditEvent
 from server.auth.principal import CONSOLE
 from server.cli import main
@@ -425,6 +426,9 @@ async def test_certificates_are_checked_against_the_keys_of_the_policy_in_force(
             ),
         )
 
+    async with world.app.state.sessionmaker() as session, session.begin():
+        # Enrolment proves each version's publication in the log (PROTOCOL.md §18.6).
+        await integrate(session, world.app.state.audit_signer)
     world.authorities["USA"] = new
     alice = await world.member("alice", "USA")  # certified with the new key: active, signed in
     assert (await alice.client.me())["username"] == "alice"
