@@ -27,6 +27,7 @@ from clients.sdk.coalition import (
     describe_changes,
     fetch_proposal,
     hold_policy,
+    logged_leaf,
     next_version,
     policy_versions,
     propose,
@@ -94,6 +95,17 @@ def show_command(file: Path | None, home: Path | None) -> None:
         )
     else:
         terminal.say(f"  pinned here: version {latest.policy_version}, the server's latest")
+    logged = logged_leaf(store, latest)
+    if logged is not None:
+        terminal.say(
+            f"  in the audit log: published at leaf {logged[0]}, proven at the checkpoint of "
+            f"size {logged[1]}"
+        )
+    else:
+        terminal.say(
+            "  in the audit log: not proven here (pinned before clients checked the log, or "
+            "waiting for the log); every later version must be"
+        )
     _say_contents(latest)
 
 

@@ -236,6 +236,20 @@ def logged_version(keystore: Keystore) -> tuple[int, str] | None:
         raise KeystoreError(f"{keystore.home / LOGGED_FILE} is damaged: {exc}") from exc
 
 
+def logged_leaf(keystore: Keystore, policy: CoalitionPolicy) -> tuple[int, int] | None:
+    """(leaf index, checkpoint size) at which this home saw ``policy`` proven in the log, or
+    None if it did not (a version pinned before clients checked, or not proven yet)."""
+    try:
+        data = json.loads((keystore.home / LOGGED_FILE).read_text(encoding="utf-8"))
+        if (data["policy_version"], data["digest"]) != (policy.policy_version, policy.digest_b64u):
+            return None
+        return int(data["index"]), int(data["size"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # logged_version names a damaged file
+
+
 def record_logged(keystore: Keystore, proven: policy_log.VerifiedPublication) -> None:
     """Record that this home saw ``proven``'s version in the log (at its leaf and checkpoint)."""
     found = proven.publication

@@ -45,7 +45,9 @@ def _pinned_version(member: Member) -> int:
 # --- clients ---------------------------------------------------------------------------------
 
 
-async def test_enrolment_and_following_prove_each_version_in_the_log(world: World) -> None:
+async def test_enrolment_and_following_prove_each_version_in_the_log(
+    world: World, live: str
+) -> None:
     c = await _founded(world)
     # Enrolment proved version 1 and kept the checkpoint it was proven at.
     assert logged_version(c.alice.keystore) == (1, c.v1.digest_b64u)
@@ -67,6 +69,13 @@ async def test_enrolment_and_following_prove_each_version_in_the_log(world: Worl
     kept = c.alice.keystore.held_checkpoint()
     assert kept is not None
     assert kept[0] > held[0]
+    # attache policy show says where the log publishes the version held.
+    v3_index = await _publication_leaf(world, v3)
+    shown = await _invoke(c.alice, "policy", "show")
+    assert shown.exit_code == 0, shown.output
+    assert f"in the audit log: published at leaf {v3_index}, proven at the checkpoint" in (
+        shown.output
+    )
 
 
 async def test_a_version_the_log_never_published_is_refused(world: World) -> None:
@@ -170,7 +179,7 @@ async def test_a_proof_that_does_not_verify_is_refused(
 
 
 async def test_a_version_pinned_before_the_log_was_checked_stays_held_and_is_said(
-    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, live: str
 ) -> None:
     """An older deployment's home pinned version 1 before clients checked the log (no
     policy-log.json). A server that cannot prove it gets a warning, not a refusal: nothing
@@ -195,6 +204,11 @@ async def test_a_version_pinned_before_the_log_was_checked_stays_held_and_is_sai
     ) in caplog.text
     assert "it stays held, as it was accepted before" in caplog.text
     assert logged_version(c.alice.keystore) is None
+    shown = await _invoke(c.alice, "policy", "show")
+    assert shown.exit_code == 0, shown.output
+    assert "in the audit log: not proven here (pinned before clients checked the log" in (
+        shown.output
+    )
     sent = await am.send("liaison", "still works", label="NATO SECRET//REL TO USA, GBR")
     assert c.bob.device_id in sent.released_to
     caplog.clear()
