@@ -5,11 +5,19 @@
  * message (messages.ts, `openHeld`), then checked for its place: of the content type the
  * place needs, an update replying to its action item, a body of the shape its type promises
  * (protocol/committees.py). A referenced message this device was not given, or one that fails
- * any check, comes back unverified with the reason, never with its fields. Nothing here
- * touches the DOM, so Node's tests run it.
+ * any check, comes back unverified with the reason, never with its fields.
+ *
+ * Writing is the SDK's too (`Committees.schedule_meeting`, `add_agenda_item`, `record_minutes`,
+ * `add_action_item`, `update_action_item`, `reorder_agenda`): each entry's body made as
+ * protocol/committees.py's `encode` makes it (`encodeContent`), sent through send.ts's
+ * `Sender` with its content type (and, for an update, replying to the action item's message),
+ * so it is sealed only to the devices its label releases it to after the same roster and key
+ * directory checks as any message, then linked into the meeting by id. Nothing here touches
+ * the DOM, so Node's tests run it.
  */
 import type { Api } from "./api.js";
 import { openItem, type Reader, type ReceivedMessage, type SyncPage } from "./messages.js";
+import { SendError, type ChannelInfo, type Sender, type Sent } from "./send.js";
 import { isObject } from "../protocol/index.js";
 
 export const MEETING = "application/vnd.attache.meeting+json";
@@ -79,6 +87,32 @@ export function checkContent(contentType: string, body: Record<string, unknown>)
       `status must be one of ${STATUSES.join(", ")}, not ${JSON.stringify(status ?? null)}`,
     );
   }
+}
+
+/** A string holding half of a surrogate pair alone: not text UTF-8 can carry. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * The body of a committee message of `contentType` (protocol/committees.py's `encode`): null
+ * and undefined fields left out, the rest checked, then written as Python's `json.dumps(body,
+ * ensure_ascii=False, sort_keys=True)` writes it (keys sorted, ", " and ": " between, strings
+ * escaped as JSON.stringify escapes them, which for well-formed text is Python's escaping).
+ */
+export function encodeContent(
+  contentType: string,
+  fields: Readonly<Record<string, string | null | undefined>>,
+): string {
+  const body: Record<string, string> = {};
+  for (const [name, value] of Object.entries(fields)) {
+    if (value === null || value === undefined) continue;
+    if (typeof value !== "string" || LONE_SURROGATE.test(value)) {
+      throw new ContentError(`field '${name}' is not text`);
+    }
+    body[name] = value;
+  }
+  checkContent(contentType, body);
+  const names = Object.keys(body).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${names.map((n) => `${JSON.stringify(n)}: ${JSON.stringify(body[n])}`).join(", ")}}`;
 }
 
 /** The fields of a committee body (protocol/committees.py's `decode`); unknown ones ignored. */
@@ -345,6 +379,163 @@ export class Committees {
       `/v1/meetings/${segment(meetingId)}/agenda/${segment(itemId)}/documents`,
       { version_id: versionId },
     );
+  }
+
+  // --- writing (the chair's and the secretary's; updates any member's who can read the item) ---
+
+  /** Send one committee entry in `channel` under `banner`, as the SDK's `Committees._send`. */
+  async #send(
+    sender: Sender,
+    channel: ChannelInfo,
+    contentType: string,
+    fields: Readonly<Record<string, string | null | undefined>>,
+    banner: string,
+    replyTo: string | null = null,
+  ): Promise<Sent> {
+    let body: string;
+    try {
+      body = encodeContent(contentType, fields);
+    } catch (error) {
+      if (error instanceof ContentError) throw new SendError(error.message);
+      throw error;
+    }
+    return sender.send(channel, banner, body, { contentType, replyTo });
+  }
+
+  /** The committee channel a meeting or action item is in, which `channel` must be. */
+  static #same(channel: ChannelInfo, channelId: unknown): void {
+    if (String(channelId) !== channel.id) {
+      throw new SendError("the meeting is not in the channel given (reload the meeting)");
+    }
+  }
+
+  /** Send the meeting's title and place under `banner`, then schedule it at `startsAt`
+   * referring to that message (`Committees.schedule_meeting`). */
+  async scheduleMeeting(
+    sender: Sender,
+    committee: CommitteeRead,
+    channel: ChannelInfo,
+    startsAt: Date,
+    title: string,
+    place: string | null,
+    banner: string,
+  ): Promise<{ meeting: MeetingRead; sent: Sent }> {
+    if (Number.isNaN(startsAt.getTime())) throw new SendError("give the meeting's start");
+    Committees.#same(channel, committee.channel_id);
+    const sent = await this.#send(sender, channel, MEETING, { title, place }, banner);
+    const meeting = await this.api.request<MeetingRead>(
+      "POST",
+      `/v1/committees/${segment(committee.id)}/meetings`,
+      { starts_at: startsAt.toISOString(), info_message_id: sent.messageId },
+    );
+    return { meeting, sent };
+  }
+
+  /** An agenda item sent under `banner` and appended to the meeting's agenda: only the
+   * members its label releases it to see it, or that it exists (`add_agenda_item`). */
+  async addAgendaItem(
+    sender: Sender,
+    meeting: { meetingId: string; channelId: string },
+    channel: ChannelInfo,
+    item: { title: string; presenter?: string | null; notes?: string | null },
+    banner: string,
+  ): Promise<{ item: { id: string; position: number }; sent: Sent }> {
+    Committees.#same(channel, meeting.channelId);
+    const fields = { title: item.title, presenter: item.presenter, notes: item.notes };
+    const sent = await this.#send(sender, channel, AGENDA_ITEM, fields, banner);
+    const linked = await this.api.request<{ id: string; position: number }>(
+      "POST",
+      `/v1/meetings/${segment(meeting.meetingId)}/agenda`,
+      { message_id: sent.messageId },
+    );
+    return { item: linked, sent };
+  }
+
+  /** Every agenda item this user can see, once each, in the new order (`reorder_agenda`). */
+  reorderAgenda(meetingId: string, itemIds: readonly string[]): Promise<unknown> {
+    return this.api.request("PUT", `/v1/meetings/${segment(meetingId)}/agenda/order`, {
+      item_ids: [...itemIds],
+    });
+  }
+
+  /** The meeting's minutes, sent under `banner` and recorded (`record_minutes`). */
+  async recordMinutes(
+    sender: Sender,
+    meeting: { meetingId: string; channelId: string },
+    channel: ChannelInfo,
+    text: string,
+    banner: string,
+  ): Promise<Sent> {
+    Committees.#same(channel, meeting.channelId);
+    const sent = await this.#send(sender, channel, MINUTES, { text }, banner);
+    await this.api.request("PUT", `/v1/meetings/${segment(meeting.meetingId)}/minutes`, {
+      message_id: sent.messageId,
+    });
+    return sent;
+  }
+
+  /** An action item (status `open`) for `owner` (a username), due on `due` (YYYY-MM-DD or
+   * null), sent under `banner` and added to the meeting (`add_action_item`). */
+  async addActionItem(
+    sender: Sender,
+    meeting: { meetingId: string; channelId: string },
+    channel: ChannelInfo,
+    item: { description: string; owner: string; due?: string | null },
+    banner: string,
+  ): Promise<{ item: { id: string }; sent: Sent }> {
+    Committees.#same(channel, meeting.channelId);
+    if (item.due && !/^\d{4}-\d{2}-\d{2}$/.test(item.due)) {
+      throw new SendError("give the due date as YYYY-MM-DD");
+    }
+    const fields = {
+      description: item.description,
+      owner: item.owner,
+      due: item.due || null,
+      status: "open",
+    };
+    const sent = await this.#send(sender, channel, ACTION_ITEM, fields, banner);
+    const linked = await this.api.request<{ id: string }>(
+      "POST",
+      `/v1/meetings/${segment(meeting.meetingId)}/action-items`,
+      { message_id: sent.messageId },
+    );
+    return { item: linked, sent };
+  }
+
+  /**
+   * A status update replying to the action item's message (`update_action_item`). Its label
+   * (`banner` null) is the action item's own, read and verified here first, so a note reaches
+   * no one the item did not; an item that does not verify here is refused, nothing sent.
+   */
+  async updateActionItem(
+    sender: Sender,
+    itemId: string,
+    channel: ChannelInfo,
+    status: string,
+    note: string | null,
+    banner: string | null = null,
+  ): Promise<{ banner: string; sent: Sent }> {
+    const found = await this.api.request<{ channel_id: string; message_id: string }>(
+      "GET",
+      `/v1/action-items/${segment(itemId)}`,
+    );
+    Committees.#same(channel, found.channel_id);
+    const messageId = String(found.message_id);
+    let label = banner;
+    if (label === null) {
+      const opened = await this.#open(channel.id, new Set([messageId]));
+      const entry = entryOf(opened.get(messageId), messageId, ACTION_ITEM, null);
+      if (!entry.verified) {
+        throw new SendError(`the action item cannot be read here: ${entry.problem}`);
+      }
+      label = entry.banner;
+    }
+    const fields = { status, note: note || null };
+    const sent = await this.#send(sender, channel, ACTION_ITEM_UPDATE, fields, label, messageId);
+    await this.api.request("POST", `/v1/action-items/${segment(itemId)}/updates`, {
+      message_id: sent.messageId,
+    });
+    return { banner: label, sent };
   }
 
   /** This device's deliveries in the channel among `wanted`, verified and decrypted. */

@@ -378,8 +378,17 @@ export class Sender {
     return { label, audienceId: audience.audienceId, key: audience.key, excluded: roster.excluded };
   }
 
-  /** Encrypt `text` for the devices eligible for `banner` in `channel`, and submit it. */
-  async send(channel: ChannelInfo, banner: string, text: string): Promise<Sent> {
+  /**
+   * Encrypt `text` for the devices eligible for `banner` in `channel`, and submit it: plain
+   * text by default, or (as the SDK's `Messenger.send` with `content_type` and `reply_to`) a
+   * committee body of its content type, replying to a message.
+   */
+  async send(
+    channel: ChannelInfo,
+    banner: string,
+    text: string,
+    options: { contentType?: string; replyTo?: string | null } = {},
+  ): Promise<Sent> {
     const label = this.#label(banner);
     const plaintext = utf8(text);
     if (plaintext.length > MAX_MESSAGE_PLAINTEXT) {
@@ -406,8 +415,8 @@ export class Sender {
             audience_id: audience.audienceId,
             sent_at: formatUtcTime(new Date()),
             label: label as unknown as JsonObject,
-            content_type: `${TEXT_TYPE}; charset=utf-8`,
-            reply_to: null,
+            content_type: options.contentType ?? `${TEXT_TYPE}; charset=utf-8`,
+            reply_to: options.replyTo ?? null,
           },
           plaintext,
         );
