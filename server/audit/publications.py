@@ -10,6 +10,7 @@ a device's bundle is not: it reveals a public document's publication and tree ha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +22,9 @@ from protocol.transparency import TransparencyError
 from server.audit import repository as repo
 from server.audit.integrator import NodeCache
 from server.audit.leaves import parse_body
-from server.errors import NotFound, Unavailable
+from server.audit.models import AuditCheckpoint
+from server.audit.service import access_checkpoint
+from server.errors import InvalidInput, NotFound, Unavailable
 
 
 async def _publication_index(session: AsyncSession, policy_version: int, digest: str) -> int | None:
@@ -40,21 +43,45 @@ async def _publication_index(session: AsyncSession, policy_version: int, digest:
     )
 
 
+async def _checkpoint(
+    session: AsyncSession, witnesses: Sequence[str], minimum: int | None
+) -> AuditCheckpoint | None:
+    """The latest checkpoint, or with ``witnesses`` (names) the latest that ``minimum`` of
+    them (all when None) cosigned, or the latest when none is (for the client to name what is
+    missing), as for a device's bundle. 422 for names or a minimum out of bounds."""
+    if witnesses:
+        try:
+            return await access_checkpoint(session, None, witnesses, minimum)
+        except NotFound:
+            pass  # none cosigned so: the latest, whose cosignatures the client finds missing
+    elif minimum is not None:
+        raise InvalidInput("min_witnesses needs witness names", field="min_witnesses")
+    return await repo.latest_checkpoint(session)
+
+
 async def publication_proof(
-    session: AsyncSession, policy_version: int, digest: str, old: int
+    session: AsyncSession,
+    policy_version: int,
+    digest: str,
+    old: int,
+    witnesses: Sequence[str] = (),
+    minimum: int | None = None,
 ) -> dict[str, Any]:
     """The proof that coalition policy ``policy_version`` of ``digest`` (b64u) is in the log:
-    its ``policy.publish`` leaf with an inclusion proof at the latest checkpoint, and that
-    checkpoint's consistency proof from size ``old`` when 0 < old < its size.
+    its ``policy.publish`` leaf with an inclusion proof at the latest checkpoint (with
+    ``witnesses``, the latest that ``minimum`` of them cosigned), and that checkpoint's
+    consistency proof from size ``old`` when 0 < old < its size.
 
     404 when the log has no publication of that version with that digest; 503 while its leaf
-    is not yet in a checkpoint (the integrator's next batch puts it there)."""
+    is not yet in that checkpoint (the integrator's next batch, or the witnesses' next round,
+    puts it there)."""
     index = await _publication_index(session, policy_version, digest)
-    checkpoint = await repo.latest_checkpoint(session)
+    checkpoint = await _checkpoint(session, witnesses, minimum)
     if index is None or checkpoint is None or index >= checkpoint.size:
+        where = "a checkpoint the witnesses named cosigned" if witnesses else "a checkpoint"
         raise Unavailable(
-            f"the publication of coalition policy version {policy_version} is not in a "
-            "checkpoint yet; try again in a moment"
+            f"the publication of coalition policy version {policy_version} is not in {where} "
+            "yet; try again in a moment"
         )
     leaf = await repo.event_body_at(session, index)
     if leaf is None:

@@ -74,9 +74,14 @@ async def get_policy_proof(
     policy_version: Annotated[int, Path(ge=1, le=MAX_INT32)],
     session: SessionDep,
     old: Annotated[int, Query(ge=0, le=MAX_JSON_INT)] = 0,
+    witness: Annotated[list[str] | None, Query(max_length=64)] = None,
+    min_witnesses: Annotated[int | None, Query(ge=1, le=64)] = None,
 ) -> PolicyProofRead:
     """That version's publication leaf with its inclusion proof at the latest audit
-    checkpoint, and the checkpoint's consistency with size ``old`` (PROTOCOL.md §18.6).
-    Public, as the policy: a device being enrolled checks it before it registers."""
-    proof = await service.access_policy_proof(session, policy_version, old)
+    checkpoint (or the latest that ``min_witnesses`` of the ``witness`` names cosigned), and
+    the checkpoint's consistency with size ``old`` (PROTOCOL.md §18.6). Public, as the
+    policy: a device being enrolled checks it before it registers."""
+    proof = await service.access_policy_proof(
+        session, policy_version, old, witness or (), min_witnesses
+    )
     return PolicyProofRead.model_validate(proof)

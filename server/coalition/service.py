@@ -5,7 +5,7 @@ Every publication and every refusal writes its audit event in the same transacti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -109,16 +109,23 @@ async def access_policy(session: AsyncSession, policy_version: int | None) -> st
 
 
 async def access_policy_proof(
-    session: AsyncSession, policy_version: int, old: int
+    session: AsyncSession,
+    policy_version: int,
+    old: int,
+    witnesses: Sequence[str] = (),
+    min_witnesses: int | None = None,
 ) -> dict[str, Any]:
     """The proof that published version ``policy_version`` is in the audit log, at the latest
-    checkpoint, consistent with size ``old`` (PROTOCOL.md §17.3.1, §18.6). 404 for a version
-    not published, or one the log has no publication of; 503 until its leaf is in a
+    checkpoint (or the latest that ``min_witnesses`` of the named ``witnesses`` cosigned),
+    consistent with size ``old`` (PROTOCOL.md §17.3.1, §18.6). 404 for a version not
+    published, or one the log has no publication of; 503 until its leaf is in that
     checkpoint."""
     row = await repo.get(session, policy_version)
     if row is None:
         raise NotFound(f"no policy version {policy_version} is published")
-    return await publications.publication_proof(session, policy_version, row.digest, old)
+    return await publications.publication_proof(
+        session, policy_version, row.digest, old, witnesses, min_witnesses
+    )
 
 
 async def do_publish_policy(

@@ -125,8 +125,10 @@ async def test_a_version_served_with_another_digests_publication_is_refused(
     index = await _publication_leaf(world, logged)
     await _serve(world, _signed(world, shown, "USA", "GBR"))
 
-    async def any_digest(session: Any, policy_version: int, digest: str, old: int) -> Any:
-        return await original(session, policy_version, logged.digest_b64u, old)
+    async def any_digest(
+        session: Any, policy_version: int, digest: str, old: int, *witnesses: Any
+    ) -> Any:
+        return await original(session, policy_version, logged.digest_b64u, old, *witnesses)
 
     original = publications.publication_proof
     monkeypatch.setattr(publications, "publication_proof", any_digest)
@@ -151,8 +153,10 @@ async def test_a_proof_that_does_not_verify_is_refused(
     v1_index = await _publication_leaf(world, c.v1)
     original = publications.publication_proof
 
-    async def made_up(session: Any, policy_version: int, digest: str, old: int) -> Any:
-        answer = await original(session, 1, c.v1.digest_b64u, old)
+    async def made_up(
+        session: Any, policy_version: int, digest: str, old: int, *witnesses: Any
+    ) -> Any:
+        answer = await original(session, 1, c.v1.digest_b64u, old, *witnesses)
         leaf = json.loads(answer["publication"]["leaf"])
         leaf["object"]["id"] = "2"
         leaf["details"] |= {"digest": v2.digest_b64u, "previous": c.v1.digest_b64u}
@@ -188,7 +192,7 @@ async def test_a_version_pinned_before_the_log_was_checked_stays_held_and_is_sai
     c = await _founded(world)
     (c.alice.keystore.home / LOGGED_FILE).unlink()
 
-    async def none(session: Any, policy_version: int, digest: str, old: int) -> Any:
+    async def none(session: Any, policy_version: int, *_: Any) -> Any:
         raise NotFound(
             f"the audit log has no publication of coalition policy version {policy_version}"
         )
