@@ -33,6 +33,7 @@ from pathlib import Path
 from playwright.sync_api import FilePayload, Page, Route, expect, sync_playwright
 
 from clients.sdk import Committees, Keystore, Messenger, connect
+from clients.sdk.committees import MeetingAgenda
 from clients.sdk.documents import Documents, OpenedDocument
 from tests.clients import test_web_e2e as web
 from tests.clients.test_web_e2e import (
@@ -842,3 +843,321 @@ def test_a_large_document_is_uploaded_in_bounded_memory(
             assert errors == []
         finally:
             browser.close()
+
+
+# What the chair writes from the page.
+WRITTEN_TITLE = "Quarterly review"
+WRITTEN_PLACE = "Room 4 <annex>"
+WRITTEN_NOTES = f"Fuel and transport {HOSTILE}"
+WRITTEN_MINUTES = "Agreed: the fuel plan by December. <script>window.__pwned = 3</script>"
+WRITTEN_ACTION = "Circulate the fuel plan"
+WRITTEN_NOTE = "circulated <b>today</b>"
+REFUSED_DETAIL = "only the committee's chair or secretary may do this <b>(minutes)</b>"
+
+
+async def _sam_makes_alice_chair(officer: Officer) -> None:
+    """Sam creates the committee with alice as its chair, himself as secretary, and bob (GBR)
+    and chloe (FRA) as members."""
+    async with await connect(officer.keystore, passphrase=OFFICER_PASSPHRASE) as client:
+        await client.create_committee(
+            COMMITTEE,
+            "NATO SECRET",
+            chair="alice",
+            secretary="sam",
+            labels=["NATO SECRET", REL_USA_GBR],
+            default_label="NATO SECRET",
+        )
+        for name in ("bob", "chloe"):
+            await client.add_committee_member(COMMITTEE, name)
+
+
+async def _agenda_of(
+    store: Keystore, passphrase: str, meeting_id: str
+) -> tuple[MeetingAgenda, set[str]]:
+    """The meeting as a member's SDK reads it (Committees.agenda, every entry verified or not),
+    and the ids of every message the server gives that device in the committee's channel."""
+    async with await Messenger.open(store, passphrase=passphrase) as messenger:
+        agenda = await Committees(messenger).agenda(meeting_id)
+        seen: set[str] = set()
+        after = 0
+        while True:
+            page = await messenger.client.channel_messages(agenda.channel_id, after=after)
+            seen |= {str(item["message"]["header"]["message_id"]) for item in page["items"]}
+            after = int(page["cursor"])
+            if not page["more"]:
+                break
+        return agenda, seen
+
+
+class _RefusedMinutes:
+    """The server refusing to record minutes, its problem detail written as markup."""
+
+    def __call__(self, route: Route) -> None:
+        if route.request.method != "PUT":
+            route.continue_()
+            return
+        route.fulfill(
+            status=403,
+            content_type="application/problem+json",
+            body=json.dumps(
+                {
+                    "type": "about:blank",
+                    "title": "Forbidden",
+                    "status": 403,
+                    "detail": REFUSED_DETAIL,
+                }
+            ),
+        )
+
+
+def test_a_chair_writes_the_meeting_from_the_page(
+    chromium: str, server: web.Server, tmp_path: Path
+) -> None:
+    """Alice chairs the committee and writes it all from her page, by keyboard: she schedules
+    a meeting, adds two agenda items (one REL TO USA, GBR, which the picker says will not
+    reach chloe) and moves the second up, records the minutes, adds an action item for bob
+    REL TO USA, GBR and posts a status update to it (under the item's own label). Bob's SDK
+    reads every entry back verified, as alice wrote it, with its banner; chloe's SDK (FRA) reads
+    the meeting, the item for all and the minutes, and is given nothing of the REL TO USA, GBR
+    item, the action item or its update. A refusal shows the server's detail as text, with
+    what to do."""
+    france = _run(_france(server, tmp_path / "chloe"))
+    officer, code = _run(_officer_sets_up(server, tmp_path / "sam"))
+    _run(_sam_makes_alice_chair(officer))
+    screens = _screens(tmp_path)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 900, "height": 1200})
+            context.add_init_script(WATCH_VIOLATIONS)
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(server.origin)
+            _run(_officer_certifies(officer, _enrol(page, "alice", code, PASSPHRASE)))
+            _unlock(page, PASSPHRASE)
+            expect(page.locator("#whoami")).to_contain_text("Signed in as alice", timeout=SLOW)
+            page.get_by_role("button", name="Committees", exact=True).click()
+            expect(page.locator("#committees-title")).to_be_focused()
+            everyone = "alice (USA), bob (GBR), chloe (FRA), sam (USA)"
+            ours = "alice (USA), bob (GBR), sam (USA)"
+
+            # Schedule, by keyboard: title, Tab, place, Tab, the start, the label; Enter.
+            schedule = page.locator("#schedule")
+            expect(page.locator("#schedule-who")).to_contain_text(
+                "you schedule the meetings of nato-liaison", timeout=SLOW
+            )
+            expect(schedule.get_by_label("Label")).to_have_value("NATO SECRET")
+            expect(page.locator("#schedule-reach")).to_have_text(
+                f"Will be released to: {everyone} (4 devices).", timeout=SLOW
+            )
+            schedule.get_by_label("Title").focus()
+            page.keyboard.type(WRITTEN_TITLE)
+            page.keyboard.press("Tab")
+            expect(schedule.get_by_label("Place or link (optional)")).to_be_focused()
+            page.keyboard.type(WRITTEN_PLACE)
+            page.keyboard.press("Tab")
+            expect(schedule.get_by_label("Starts (UTC)")).to_be_focused()
+            schedule.get_by_label("Starts (UTC)").fill("2026-12-01T10:00")
+            schedule.get_by_label("Title").focus()
+            page.keyboard.press("Enter")
+            state = page.locator("#schedule-state")
+            expect(state).to_have_text(
+                re.compile(
+                    rf"^Scheduled {WRITTEN_TITLE} for 2026-12-01 10:00 UTC in nato-liaison, under "
+                    rf"NATO SECRET, released to {re.escape(everyone)}: meeting ([0-9a-f-]+)\.$"
+                ),
+                timeout=SLOW,
+            )
+            expect(state).to_be_focused()
+            found = re.search(r"meeting ([0-9a-f-]+)\.$", state.inner_text())
+            assert found is not None
+            meeting_id = found.group(1)
+            button = page.locator(".meeting-open")
+            expect(button).to_have_text(
+                f"2026-12-01 10:00 UTC, scheduled: {WRITTEN_TITLE}", timeout=SLOW
+            )
+            button.focus()
+            page.keyboard.press("Enter")
+            expect(page.locator("#meeting-title")).to_be_focused(timeout=SLOW)
+            expect(page.locator("#meeting-info .item-lines")).to_have_text(
+                f"Place: {WRITTEN_PLACE}"
+            )
+
+            # Two agenda items: one for all, one REL TO USA, GBR (the picker says whom).
+            add = page.locator("#agenda-add")
+            expect(page.locator("#write-who")).to_contain_text("As the committee's chair")
+            add.get_by_label("Title").focus()
+            page.keyboard.type("Logistics")
+            page.keyboard.press("Tab")
+            page.keyboard.type("bob")
+            page.keyboard.press("Tab")
+            page.keyboard.type(WRITTEN_NOTES)
+            page.keyboard.press("Tab")
+            expect(add.get_by_label("Label")).to_be_focused()
+            expect(page.locator("#agenda-add-reach")).to_have_text(
+                f"Will be released to: {everyone} (4 devices).", timeout=SLOW
+            )
+            page.keyboard.press("Tab")
+            expect(add.get_by_role("button", name="Add to the agenda")).to_be_focused()
+            page.keyboard.press("Enter")
+            added = page.locator("#agenda-add-state")
+            expect(added).to_have_text(
+                f"Added agenda item 1, Logistics, under NATO SECRET, released to {everyone}.",
+                timeout=SLOW,
+            )
+            add.get_by_label("Title").fill(SOURCES)
+            add.get_by_label("Label").focus()
+            add.get_by_label("Label").select_option(REL_USA_GBR)
+            expect(page.locator("#agenda-add-reach")).to_have_text(
+                f"Will be released to: {ours} (3 devices).", timeout=SLOW
+            )
+            page.keyboard.press("Tab")
+            page.keyboard.press("Enter")
+            expect(added).to_have_text(
+                f"Added agenda item 2, {SOURCES}, under {REL_USA_GBR}, released to {ours}.",
+                timeout=SLOW,
+            )
+            items = page.locator("#agenda > .item")
+            expect(items.locator(".item-title")).to_have_text(["1. Logistics", f"2. {SOURCES}"])
+            expect(items.nth(0).locator(".item-lines li")).to_have_text(
+                ["Presenter: bob", WRITTEN_NOTES]
+            )
+            # The second moved up, by keyboard: the order is the server's afterwards.
+            page.get_by_role("button", name=f"Move item 2, {SOURCES} up").focus()
+            page.keyboard.press("Enter")
+            expect(items.locator(".item-title")).to_have_text(
+                [f"1. {SOURCES}", "2. Logistics"], timeout=SLOW
+            )
+            expect(page.locator(".agenda-move:focus")).to_have_count(1)
+            for item, label in zip(items.all(), (REL_USA_GBR, "NATO SECRET"), strict=True):
+                expect(item.locator(":scope > .banner")).to_have_text([label, label])
+
+            # The minutes, then an action item for bob, REL TO USA, GBR.
+            minutes = page.locator("#minutes-add")
+            minutes.get_by_label("Minutes").fill(WRITTEN_MINUTES)
+            minutes.get_by_role("button", name="Record the minutes").focus()
+            page.keyboard.press("Enter")
+            expect(page.locator("#minutes-add-state")).to_have_text(
+                f"Recorded the minutes, under NATO SECRET, released to {everyone}.", timeout=SLOW
+            )
+            expect(page.locator("#minutes .item-lines")).to_have_text(WRITTEN_MINUTES)
+            action = page.locator("#action-add")
+            action.get_by_label("What is to be done").fill(WRITTEN_ACTION)
+            action.get_by_label("Owner").select_option("bob")
+            action.get_by_label("Due (optional)").fill("2026-12-15")
+            action.get_by_label("Label").select_option(REL_USA_GBR)
+            expect(page.locator("#action-add-reach")).to_have_text(
+                f"Will be released to: {ours} (3 devices).", timeout=SLOW
+            )
+            action.get_by_role("button", name="Add the action item").focus()
+            page.keyboard.press("Enter")
+            expect(page.locator("#action-add-state")).to_have_text(
+                f"Added the action item for bob, due 2026-12-15, under {REL_USA_GBR}, released "
+                f"to {ours}.",
+                timeout=SLOW,
+            )
+
+            # A status update: under the action item's own label, said before sending.
+            update = page.locator("#action-update")
+            expect(update).to_be_visible()
+            expect(page.locator("#action-update-reach")).to_have_text(
+                f"Sent under the action item's own label, {REL_USA_GBR}. Will be released to: "
+                f"{ours} (3 devices).",
+                timeout=SLOW,
+            )
+            update.get_by_label("Status").select_option("done")
+            update.get_by_label("Note (optional)").fill(WRITTEN_NOTE)
+            update.get_by_label("Note (optional)").focus()
+            page.keyboard.press("Tab")
+            page.keyboard.press("Enter")
+            expect(page.locator("#action-update-state")).to_have_text(
+                f"Posted the update (done), under {REL_USA_GBR}, released to {ours}.",
+                timeout=SLOW,
+            )
+            shown = page.locator("#actions > .item")
+            expect(shown.locator(".item-title")).to_have_text(WRITTEN_ACTION)
+            expect(shown.locator(".item-lines li")).to_have_text(
+                [
+                    "Owner: bob; due: 2026-12-15; status: done",
+                    re.compile(
+                        rf"^Update by alice \(USA\) at 20.* UTC: done, {re.escape(WRITTEN_NOTE)}$"
+                    ),
+                ]
+            )
+            assert page.locator("#app img, #app script, #app b").count() == 0
+            assert page.evaluate("() => window.__pwned") is None
+            page.screenshot(path=screens / "web-committee-write.png", full_page=True)
+            page.set_viewport_size({"width": 360, "height": 1000})
+            assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+            page.set_viewport_size({"width": 900, "height": 1200})
+
+            # The server refusing: its detail as text, and what to do.
+            page.route("**/v1/meetings/*/minutes", _RefusedMinutes())
+            minutes.get_by_label("Minutes").fill("Second thoughts.")
+            minutes.get_by_role("button", name="Record the minutes").click()
+            refused = page.locator("#minutes-add-state")
+            expect(refused).to_have_text(
+                f"{REFUSED_DETAIL}. Ask the committee's chair or secretary to do it.",
+                timeout=SLOW,
+            )
+            expect(refused).to_have_class(re.compile("item-problem"))
+            assert refused.locator("b").count() == 0
+            page.unroute("**/v1/meetings/*/minutes")
+            expect(page.locator("#minutes .item-lines")).to_have_text(WRITTEN_MINUTES)
+            page.screenshot(path=screens / "web-committee-write-refused.png", full_page=True)
+            _no_violations(page)
+            assert errors == []
+        finally:
+            browser.close()
+
+    # Bob's SDK reads each entry back verified, as alice's page wrote it.
+    agenda, _ = _run(_agenda_of(officer.bob, web.BOB_PASSPHRASE, meeting_id))
+    assert agenda.info.verified, agenda.info.problem
+    assert (agenda.title, agenda.place, agenda.info.sender) == (
+        WRITTEN_TITLE,
+        WRITTEN_PLACE,
+        "alice",
+    )
+    assert agenda.starts_at == STARTS
+    assert [(i.entry.verified, i.title, i.banner) for i in agenda.items] == [
+        (True, SOURCES, REL_USA_GBR),
+        (True, "Logistics", "NATO SECRET"),
+    ]
+    assert (agenda.items[1].presenter, agenda.items[1].notes) == ("bob", WRITTEN_NOTES)
+    assert agenda.minutes is not None
+    assert agenda.minutes.verified
+    assert agenda.minutes.get("text") == WRITTEN_MINUTES
+    (action,) = agenda.action_items
+    assert action.entry.verified
+    assert action.entry.banner == REL_USA_GBR
+    assert (action.description, action.owner, action.due, action.status) == (
+        WRITTEN_ACTION,
+        "bob",
+        "2026-12-15",
+        "done",
+    )
+    (posted,) = action.updates
+    assert posted.verified, posted.problem
+    assert (posted.sender, posted.banner, posted.get("note")) == (
+        "alice",
+        REL_USA_GBR,
+        WRITTEN_NOTE,
+    )
+    withheld = {
+        agenda.items[0].entry.message_id,
+        action.entry.message_id,
+        posted.message_id,
+    }
+
+    # Chloe's SDK (FRA): the meeting, the item for all and the minutes; nothing of the rest.
+    seen_by_chloe, delivered = _run(_agenda_of(france.chloe, CHLOE_PASSPHRASE, meeting_id))
+    assert seen_by_chloe.title == WRITTEN_TITLE
+    assert [(i.entry.verified, i.title) for i in seen_by_chloe.items] == [(True, "Logistics")]
+    assert seen_by_chloe.minutes is not None
+    assert seen_by_chloe.minutes.verified
+    assert seen_by_chloe.action_items == ()
+    assert not withheld & delivered
+    assert agenda.info.message_id in delivered
+    assert SOURCES not in repr(seen_by_chloe)
+    assert WRITTEN_ACTION not in repr(seen_by_chloe)

@@ -46,6 +46,7 @@ import {
 } from "./releases.js";
 import {
   NOT_CLEARED,
+  STATUSES,
   Committees,
   type CommitteeEntry,
   type CommitteeRead,
@@ -1024,6 +1025,7 @@ async function fetchDocument(
 function renderAgenda(
   agenda: MeetingAgenda,
   versions: ReadonlyMap<string, OpenedVersion | Error>,
+  move: ((index: number, by: -1 | 1) => void) | null = null,
 ): void {
   const title = agenda.info.verified ? agenda.info.fields.title! : "A meeting";
   byId("meeting-title").textContent = title;
@@ -1051,6 +1053,26 @@ function renderAgenda(
             lines,
           );
           element.dataset.item = item.itemId;
+          if (move !== null && agenda.items.length > 1) {
+            // The chair's and the secretary's: the agenda in a new order, by button.
+            const name = `item ${index + 1}${fields.title ? `, ${fields.title}` : ""}`;
+            const buttons = document.createElement("div");
+            for (const [by, word] of [
+              [-1, "up"],
+              [1, "down"],
+            ] as const) {
+              if ((by === -1 && index === 0) || (by === 1 && index === agenda.items.length - 1)) {
+                continue;
+              }
+              const button = textElement("button", `Move ${word}`, "agenda-move");
+              (button as HTMLButtonElement).type = "button";
+              button.dataset.move = word;
+              button.setAttribute("aria-label", `Move ${name} ${word}`);
+              button.addEventListener("click", () => move(index, by));
+              buttons.append(button);
+            }
+            element.append(buttons);
+          }
           if (item.entry.verified && item.documents.length > 0) {
             const list = document.createElement("div");
             list.className = "documents";
@@ -1130,10 +1152,12 @@ async function showMeeting(
       }),
   );
   if (active !== committees) return;
-  renderAgenda(agenda, versions);
+  const movable = manages(committee) && agenda.cancelledAt === null;
+  renderAgenda(agenda, versions, movable ? (index, by) => void moveItem(index, by) : null);
   const again = shownMeeting?.agenda.meetingId === agenda.meetingId;
   shownMeeting = { committee, summary, agenda, channel };
   renderUploadForm(again);
+  renderWriteForms(again);
   show("meeting");
   if (focus) byId("meeting-title").focus();
   const shown = agenda.items.length;
@@ -1291,6 +1315,380 @@ async function uploadDocument(form: HTMLFormElement): Promise<void> {
   }
 }
 
+// --- Committees (chairs and secretaries write) ---------------------------------------------------
+
+/** The committees on screen that this user runs, and their channels once fetched. */
+let managed: CommitteeRead[] = [];
+const committeeChannels = new Map<string, ChannelRead>();
+
+async function committeeChannel(committee: CommitteeRead): Promise<ChannelRead> {
+  let channel = committeeChannels.get(committee.channel_id);
+  if (channel === undefined) {
+    channel = await api.request<ChannelRead>(
+      "GET",
+      `/v1/channels/${encodeURIComponent(committee.channel_id)}`,
+    );
+    committeeChannels.set(committee.channel_id, channel);
+  }
+  return channel;
+}
+
+/** A label picker offering the channel's labels, `chosen` selected (else the default). */
+function fillPicker(picker: HTMLSelectElement, channel: ChannelRead, chosen: string | null): void {
+  const keep = chosen !== null && channel.labels.includes(chosen) ? chosen : channel.default_label;
+  picker.replaceChildren(
+    ...channel.labels.map((label) => {
+      const option = document.createElement("option");
+      option.value = label;
+      option.textContent = label === channel.default_label ? `${label} (default)` : label;
+      option.selected = label === keep;
+      return option;
+    }),
+  );
+}
+
+/** Options of `select` as text, `keep` chosen when still offered. */
+function fillOptions(select: HTMLSelectElement, options: [string, string][], keep: string): void {
+  select.replaceChildren(
+    ...options.map(([value, text]) => {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = text;
+      option.selected = value === keep;
+      return option;
+    }),
+  );
+}
+
+/** Who an entry under `banner` would be released to, as the page would seal it now. */
+async function writeReach(
+  output: HTMLElement,
+  channel: ChannelRead,
+  banner: string,
+  prefix = "",
+): Promise<void> {
+  if (sender === null) return;
+  output.textContent = "";
+  try {
+    const reach = await sender.preview(channel, banner);
+    output.textContent = `${prefix}Will be released to: ${reachText(reach)}`;
+  } catch (error) {
+    output.textContent = `${prefix}${explain(error)}`;
+  }
+}
+
+/** A refusal as one sentence saying what went wrong and what to do. */
+function refusal(error: unknown): string {
+  const said = explain(error);
+  if (!(error instanceof ApiError)) return said;
+  const end = /[.!?]$/.test(said) ? "" : ".";
+  if (error.status === 403) {
+    return `${said}${end} Ask the committee's chair or secretary to do it.`;
+  }
+  if (error.status === 404) return `${said}${end} Go back to the committees and open it again.`;
+  if (error.status === 409) return `${said}${end} Open the meeting again to see where it stands.`;
+  if (error.status === 422) return `${said}${end} Correct it and try again.`;
+  return said;
+}
+
+/** Run a form's write with its controls disabled; the outcome (or refusal) in `state`. */
+async function writing(
+  form: HTMLFormElement,
+  state: HTMLElement,
+  work: () => Promise<string>,
+): Promise<void> {
+  const controls = [...form.elements] as (HTMLInputElement | HTMLButtonElement)[];
+  for (const control of controls) control.disabled = true;
+  form.setAttribute("aria-busy", "true");
+  state.className = "document-state";
+  state.textContent = "Encrypting and sending…";
+  problem(null);
+  try {
+    const done = await work();
+    state.textContent = done;
+    say(done);
+  } catch (error) {
+    state.className = "document-state item-problem";
+    state.textContent = refusal(error);
+    say("");
+  } finally {
+    for (const control of controls) control.disabled = false;
+    form.removeAttribute("aria-busy");
+    state.focus(); // the outcome, where a keyboard user goes on from (and a reader reads)
+  }
+}
+
+function released(sent: { banner: string; people: string[] }): string {
+  return `under ${sent.banner}, released to ${sent.people.join(", ")}`;
+}
+
+/** The input's value trimmed, or null when empty (a field the SDK leaves out). */
+function optional(id: string): string | null {
+  const value = byId<HTMLInputElement | HTMLTextAreaElement>(id).value.trim();
+  return value === "" ? null : value;
+}
+
+/** A `datetime-local` value read as UTC, or null. */
+function utcStart(value: string): Date | null {
+  const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(:\d{2}(\.\d+)?)?$/.exec(value);
+  if (match === null) return null;
+  const moment = new Date(`${match[1]}${match[2] ?? ":00"}Z`);
+  return Number.isNaN(moment.getTime()) ? null : moment;
+}
+
+/** The schedule form under the committees: for the committees this user chairs or is
+ * secretary of (the server lets only them schedule), each with its channel's labels. */
+function renderScheduleForm(found: CommitteeRead[]): void {
+  managed = found.filter(manages);
+  const form = byId("schedule");
+  form.hidden = managed.length === 0;
+  byId("schedule-who").textContent =
+    managed.length === 0
+      ? "Only a committee's chair or secretary schedules its meetings; in your committees you " +
+        "are neither."
+      : `As chair or secretary, you schedule the meetings of ${managed
+          .map((c) => c.name)
+          .join(", ")}. The meeting's title and place are encrypted in this page for the ` +
+        "members its label admits.";
+  const select = byId<HTMLSelectElement>("schedule-committee");
+  fillOptions(
+    select,
+    managed.map((c) => [c.id, c.name]),
+    select.value,
+  );
+  void scheduleCommitteeChanged();
+}
+
+async function scheduleCommitteeChanged(): Promise<void> {
+  const committee = managed.find(
+    (c) => c.id === byId<HTMLSelectElement>("schedule-committee").value,
+  );
+  if (committee === undefined) return;
+  const picker = byId<HTMLSelectElement>("schedule-label");
+  try {
+    const channel = await committeeChannel(committee);
+    fillPicker(picker, channel, picker.value || null);
+    await writeReach(byId("schedule-reach"), channel, picker.value);
+  } catch (error) {
+    byId("schedule-reach").textContent = explain(error);
+  }
+}
+
+async function scheduleMeeting(form: HTMLFormElement): Promise<void> {
+  const committee = managed.find(
+    (c) => c.id === byId<HTMLSelectElement>("schedule-committee").value,
+  );
+  const state = byId("schedule-state");
+  if (committee === undefined || committees === null || sender === null) return;
+  const active = committees;
+  const writer = sender;
+  const starts = utcStart(byId<HTMLInputElement>("schedule-start").value);
+  if (starts === null) {
+    state.className = "document-state item-problem";
+    state.textContent = "Give the meeting's start as a date and a time (UTC).";
+    byId("schedule-start").focus();
+    return;
+  }
+  const title = byId<HTMLInputElement>("schedule-name").value;
+  const banner = byId<HTMLSelectElement>("schedule-label").value;
+  await writing(form, state, async () => {
+    const channel = await committeeChannel(committee);
+    const { meeting, sent } = await active.scheduleMeeting(
+      writer,
+      committee,
+      channel,
+      starts,
+      title,
+      optional("schedule-place"),
+      banner,
+    );
+    byId<HTMLInputElement>("schedule-name").value = "";
+    byId<HTMLInputElement>("schedule-place").value = "";
+    await listCommittees();
+    return `Scheduled ${title} for ${utc(starts)} in ${committee.name}, ${released(sent)}: meeting ${meeting.id}.`;
+  });
+}
+
+/** The write forms under a meeting, as the server decides who may use them: the chair and
+ * the secretary add agenda items, minutes and action items to a meeting not cancelled; any
+ * member who can read an action item posts updates to it. */
+function renderWriteForms(again: boolean): void {
+  if (shownMeeting === null) return;
+  const { committee, agenda, channel } = shownMeeting;
+  const running = manages(committee) && agenda.cancelledAt === null;
+  const actions = agenda.actionItems.filter((a) => a.entry.verified);
+  for (const id of ["agenda-add", "minutes-add", "action-add"]) byId(id).hidden = !running;
+  byId("action-update").hidden = actions.length === 0 || agenda.cancelledAt !== null;
+  byId("write-who").textContent =
+    agenda.cancelledAt !== null
+      ? "The meeting is cancelled: nothing more is added to it."
+      : running
+        ? "As the committee's chair or secretary, you add agenda items, record the minutes and " +
+          "add action items; any member who can read an action item posts updates to it. Each " +
+          "is encrypted in this page for the members its label admits."
+        : `Only the committee's chair (${committee.chair.username}) or secretary ` +
+          `(${committee.secretary.username}) adds agenda items, minutes and action items; ` +
+          "you may post updates to the action items you can read.";
+  for (const id of ["agenda-add", "minutes-add", "action-add"]) {
+    const picker = byId<HTMLSelectElement>(`${id}-label`);
+    fillPicker(picker, channel, again ? picker.value : null);
+    if (!again) byId(`${id}-state`).textContent = "";
+    if (running) void writeReach(byId(`${id}-reach`), channel, picker.value);
+  }
+  const owner = byId<HTMLSelectElement>("action-add-owner");
+  fillOptions(
+    owner,
+    committee.members.map((m) => [m.username, `${m.username} (${m.nationality ?? "no nation"})`]),
+    again ? owner.value : "",
+  );
+  const item = byId<HTMLSelectElement>("action-update-item");
+  fillOptions(
+    item,
+    actions.map((a) => [
+      a.itemId,
+      `${a.entry.fields.description ?? ""} (${a.entry.fields.owner ?? "-"}, ${a.status ?? "-"})`,
+    ]),
+    again ? item.value : "",
+  );
+  const status = byId<HTMLSelectElement>("action-update-status");
+  fillOptions(
+    status,
+    STATUSES.map((s) => [s, s]),
+    again ? status.value : "in-progress",
+  );
+  if (!again) byId("action-update-state").textContent = "";
+  void updateReach();
+}
+
+/** An update goes under its action item's own label: who that reaches, said before sending. */
+async function updateReach(): Promise<void> {
+  const meeting = shownMeeting;
+  if (meeting === null) return;
+  const itemId = byId<HTMLSelectElement>("action-update-item").value;
+  const action = meeting.agenda.actionItems.find((a) => a.itemId === itemId);
+  if (action === undefined) return;
+  await writeReach(
+    byId("action-update-reach"),
+    meeting.channel,
+    action.entry.banner,
+    `Sent under the action item's own label, ${action.entry.banner}. `,
+  );
+}
+
+/** Read the meeting again after a write, keeping the forms' choices and outcomes. */
+async function meetingAgain(): Promise<void> {
+  const meeting = shownMeeting;
+  if (meeting !== null) await showMeeting(meeting.committee, meeting.summary, false);
+}
+
+function meetingRef(): { meetingId: string; channelId: string } {
+  const { agenda } = shownMeeting!;
+  return { meetingId: agenda.meetingId, channelId: agenda.channelId };
+}
+
+async function addAgendaItem(form: HTMLFormElement): Promise<void> {
+  const meeting = shownMeeting;
+  if (meeting === null || committees === null || sender === null) return;
+  const [active, writer] = [committees, sender];
+  const title = byId<HTMLInputElement>("agenda-add-name").value;
+  const banner = byId<HTMLSelectElement>("agenda-add-label").value;
+  const item = {
+    title,
+    presenter: optional("agenda-add-presenter"),
+    notes: optional("agenda-add-notes"),
+  };
+  await writing(form, byId("agenda-add-state"), async () => {
+    const { sent } = await active.addAgendaItem(
+      writer,
+      meetingRef(),
+      meeting.channel,
+      item,
+      banner,
+    );
+    for (const id of ["agenda-add-name", "agenda-add-presenter", "agenda-add-notes"]) {
+      byId<HTMLInputElement>(id).value = "";
+    }
+    await meetingAgain();
+    const count = shownMeeting?.agenda.items.length ?? 0;
+    return `Added agenda item ${count}, ${title}, ${released(sent)}.`;
+  });
+}
+
+async function recordMinutes(form: HTMLFormElement): Promise<void> {
+  const meeting = shownMeeting;
+  if (meeting === null || committees === null || sender === null) return;
+  const [active, writer] = [committees, sender];
+  const text = byId<HTMLTextAreaElement>("minutes-add-text").value;
+  const banner = byId<HTMLSelectElement>("minutes-add-label").value;
+  await writing(form, byId("minutes-add-state"), async () => {
+    const sent = await active.recordMinutes(writer, meetingRef(), meeting.channel, text, banner);
+    byId<HTMLTextAreaElement>("minutes-add-text").value = "";
+    await meetingAgain();
+    return `Recorded the minutes, ${released(sent)}.`;
+  });
+}
+
+async function addActionItem(form: HTMLFormElement): Promise<void> {
+  const meeting = shownMeeting;
+  if (meeting === null || committees === null || sender === null) return;
+  const [active, writer] = [committees, sender];
+  const description = byId<HTMLTextAreaElement>("action-add-text").value;
+  const owner = byId<HTMLSelectElement>("action-add-owner").value;
+  const due = optional("action-add-due");
+  const banner = byId<HTMLSelectElement>("action-add-label").value;
+  await writing(form, byId("action-add-state"), async () => {
+    const { sent } = await active.addActionItem(
+      writer,
+      meetingRef(),
+      meeting.channel,
+      { description, owner, due },
+      banner,
+    );
+    byId<HTMLTextAreaElement>("action-add-text").value = "";
+    byId<HTMLInputElement>("action-add-due").value = "";
+    await meetingAgain();
+    return `Added the action item for ${owner}${due ? `, due ${due}` : ""}, ${released(sent)}.`;
+  });
+}
+
+async function updateActionItem(form: HTMLFormElement): Promise<void> {
+  const meeting = shownMeeting;
+  if (meeting === null || committees === null || sender === null) return;
+  const [active, writer] = [committees, sender];
+  const itemId = byId<HTMLSelectElement>("action-update-item").value;
+  const status = byId<HTMLSelectElement>("action-update-status").value;
+  const note = optional("action-update-note");
+  await writing(form, byId("action-update-state"), async () => {
+    const { sent } = await active.updateActionItem(writer, itemId, meeting.channel, status, note);
+    byId<HTMLTextAreaElement>("action-update-note").value = "";
+    await meetingAgain();
+    return `Posted the update (${status}), ${released(sent)}.`;
+  });
+}
+
+/** Move agenda item `index` up or down: every item this user sees, in the new order. */
+async function moveItem(index: number, by: -1 | 1): Promise<void> {
+  const meeting = shownMeeting;
+  if (meeting === null || committees === null) return;
+  const ids = meeting.agenda.items.map((i) => i.itemId);
+  const [moved] = ids.splice(index, 1);
+  ids.splice(index + by, 0, moved!);
+  problem(null);
+  try {
+    await committees.reorderAgenda(meeting.agenda.meetingId, ids);
+    await meetingAgain();
+    const place = index + by;
+    const word = by === -1 ? "up" : "down";
+    say(`Moved agenda item ${index + 1} ${word}: it is item ${place + 1} now.`);
+    const element = byId("agenda").children[place];
+    const button = element?.querySelector<HTMLButtonElement>(`button[data-move="${word}"]`);
+    (button ?? element?.querySelector<HTMLButtonElement>("button.agenda-move"))?.focus();
+  } catch (error) {
+    problem(refusal(error));
+    say("");
+  }
+}
+
 function meetingButton(committee: CommitteeRead, summary: MeetingSummary): HTMLElement {
   const { meeting, info } = summary;
   const starts = new Date(meeting.starts_at);
@@ -1349,17 +1747,25 @@ async function committeeElement(committee: CommitteeRead): Promise<HTMLElement> 
   return item;
 }
 
+/** The committees and their meetings, read afresh; and the schedule form for those run here. */
+async function listCommittees(): Promise<CommitteeRead[]> {
+  if (committees === null) return [];
+  const found = await committees.list();
+  const items = await Promise.all(found.map(committeeElement));
+  byId("committee-list").replaceChildren(
+    ...(items.length === 0 ? [none("You are in no committee.")] : items),
+  );
+  renderScheduleForm(found);
+  return found;
+}
+
 async function showCommittees(): Promise<void> {
   if (committees === null) return;
   show("committees");
   byId("committees-title").focus();
   say("Reading your committees…");
   try {
-    const found = await committees.list();
-    const items = await Promise.all(found.map(committeeElement));
-    byId("committee-list").replaceChildren(
-      ...(items.length === 0 ? [none("You are in no committee.")] : items),
-    );
+    const found = await listCommittees();
     say(`${found.length} committee${found.length === 1 ? "" : "s"}.`);
   } catch (error) {
     problem(explain(error));
@@ -1624,6 +2030,45 @@ function wire(): void {
   });
   byId("meeting-back").addEventListener("click", () => void showCommittees());
   byId("upload-label").addEventListener("change", () => void showUploadReach());
+  const writes: [string, (form: HTMLFormElement) => Promise<void>][] = [
+    ["schedule", scheduleMeeting],
+    ["agenda-add", addAgendaItem],
+    ["minutes-add", recordMinutes],
+    ["action-add", addActionItem],
+    ["action-update", updateActionItem],
+  ];
+  for (const [id, write] of writes) {
+    const form = byId<HTMLFormElement>(id);
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void write(form);
+    });
+  }
+  byId("schedule-committee").addEventListener("change", () => void scheduleCommitteeChanged());
+  byId("schedule-label").addEventListener("change", () => {
+    const committee = managed.find(
+      (c) => c.id === byId<HTMLSelectElement>("schedule-committee").value,
+    );
+    const channel = committee && committeeChannels.get(committee.channel_id);
+    if (channel) {
+      void writeReach(
+        byId("schedule-reach"),
+        channel,
+        byId<HTMLSelectElement>("schedule-label").value,
+      );
+    }
+  });
+  for (const id of ["agenda-add", "minutes-add", "action-add"]) {
+    byId(`${id}-label`).addEventListener("change", () => {
+      if (shownMeeting === null) return;
+      void writeReach(
+        byId(`${id}-reach`),
+        shownMeeting.channel,
+        byId<HTMLSelectElement>(`${id}-label`).value,
+      );
+    });
+  }
+  byId("action-update-item").addEventListener("change", () => void updateReach());
   const uploadForm = byId<HTMLFormElement>("upload");
   uploadForm.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -1699,6 +2144,8 @@ function wire(): void {
     releases = null;
     committees = null;
     shownMeeting = null;
+    managed = [];
+    committeeChannels.clear();
     reader = null;
     openChannel = null;
     auditEntries = [];
