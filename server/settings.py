@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     # Largest request body the API accepts: an audience for several hundred devices fits
     # (documents stream elsewhere, in a later issue).
     max_request_bytes: int = Field(default=4 << 20, ge=1024)
-    # Freeze what start-up allocated out of the garbage collector's reach (server/app.py).
+    # Freeze what start-up allocated out of the garbage collector's reach, and collect the
+    # youngest generation less often (server/app.py).
     # `attache-server run` turns it on (unless ATTACHE_GC_FREEZE says otherwise); off for an
     # app made in a process that makes many (tests): frozen objects are never collected.
     gc_freeze: bool = False
