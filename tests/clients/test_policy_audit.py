@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from clients.sdk.audit import verify_log
 from protocol.coalition import CoalitionPolicy
+from server.audit import leaves, repository, service
 from server.audit import log as audit
 from server.audit.integrator import integrate
 from server.audit.models import AuditEvent
@@ -28,6 +30,7 @@ from tests.clients.test_coalition_pinning import (
     _serve,
     _signed,
     _successor,
+    _unpublish,
 )
 from tests.factories import Member, World
 
@@ -173,3 +176,30 @@ async def test_auditors_name_a_version_served_that_the_log_never_published(
         "server says: the audit log has no publication of coalition policy version 2)"
     ) in report.problems
     assert report.policy == [(1, c.v1.digest_b64u, await _publication_leaf(world, c.v1))]
+
+
+async def test_a_publication_hidden_from_a_nation_scoped_auditor_is_named(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that shows a nation's auditor the publications as another nation's business
+    (out of scope, as an older server did): the auditor finds none in the leaves it is
+    shown, but the version the server serves proves its publication at a leaf below the
+    checkpoint verified, which the auditor names. A version the log publishes that the server
+    no longer serves is named too."""
+    c = await _founded(world)
+    _, usa = await _auditors(world)
+    index = await _publication_leaf(world, c.v1)
+    for module in (leaves, service, repository):
+        monkeypatch.setattr(module, "COALITION_WIDE", frozenset())
+    report = await verify_log(usa.client, tmp_path / "usa")
+    assert report.policy == []
+    assert (
+        f"leaf {index}: publishes coalition policy version 1, but the server did not show it "
+        "to you as one"
+    ) in report.problems
+    monkeypatch.undo()
+    await _unpublish(world, 1)
+    report = await verify_log(usa.client, tmp_path / "again")
+    assert (
+        f"leaf {index}: coalition policy version 1 is in the log, but the server does not serve it"
+    ) in report.problems
