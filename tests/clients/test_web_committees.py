@@ -11,7 +11,9 @@ chunk by chunk into the origin-private file system, with progress, and offers it
 only once verified; with one byte changed on its way it is discarded and not offered. Alice,
 secretary of another committee, uploads a document from the page and attaches it to an agenda
 item; bob's SDK downloads it verified, byte for byte; a large upload leaves nothing in the
-page's memory.
+page's memory. Alice, chair of another committee, writes a meeting from her page (scheduling,
+agenda items, their order, minutes, an action item and its update); bob's SDK reads each back
+verified, and chloe's SDK is given nothing of the entries REL TO USA, GBR.
 
 Screenshots go to ``ATTACHE_SCREENS`` when set, else to the test's temporary directory (as in
 test_web_e2e.py, whose server, officers and helpers this test shares).
