@@ -321,6 +321,16 @@ def test_a_committee_member_reads_the_agenda_minutes_and_action_items_in_the_pag
             expect(page.locator("#upload-intro")).to_contain_text(
                 "The chair or the secretary attaches documents to agenda items."
             )
+            # Nor writes the agenda, minutes or action items: the page says who does, and
+            # offers her the status update on the action item she can read, and no reordering.
+            for form in ("#agenda-add", "#minutes-add", "#action-add"):
+                expect(page.locator(form)).to_be_hidden()
+            expect(page.locator(".agenda-move")).to_have_count(0)
+            expect(page.locator("#write-who")).to_have_text(
+                "Only the committee's chair (sam) or secretary (bob) adds agenda items, minutes "
+                "and action items; you may post updates to the action items you can read."
+            )
+            expect(page.locator("#action-update")).to_be_visible()
             page.screenshot(path=screens / "web-committee.png", full_page=True)
             # In a narrow window nothing runs off the side.
             page.set_viewport_size({"width": 360, "height": 1000})
