@@ -17,6 +17,7 @@ from clients.cli.policy import policy
 from clients.cli.releases import release
 from clients.cli.session import enroll_command, login_command, logout_command, whoami_command
 from clients.cli.users import user
+from clients.cli.witnesses import witness
 
 
 class _Main(click.Group):
@@ -58,3 +59,4 @@ main.add_command(audit)
 main.add_command(doc)
 main.add_command(release)
 main.add_command(policy)
+main.add_command(witness)

@@ -20,6 +20,7 @@ from clients.cli._common import (
     with_client,
 )
 from clients.cli.terminal import terminal
+from clients.cli.witnesses import describe, requirement
 from clients.sdk import AttacheClient, Enrolment, connect, enroll
 from clients.sdk.coalition import NO_POLICY
 
@@ -49,6 +50,27 @@ from clients.sdk.coalition import NO_POLICY
     help="the founding coalition policy's digest, from your security officer: the server's "
     "policy must descend from it",
 )
+@click.option(
+    "--witness",
+    "witness_keys",
+    multiple=True,
+    metavar="VKEY",
+    help="a witness whose cosignature the key directory's checkpoints must carry before this "
+    "device seals to anyone (name+key id+base64, from its nation); repeatable",
+)
+@click.option(
+    "--min-witnesses",
+    type=click.IntRange(min=1),
+    default=None,
+    help="how many of the --witness keys must have cosigned (default: all)",
+)
+@click.option(
+    "--witness-max-age",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="a witness's cosignature older than this does not count",
+)
 @home_option
 def enroll_command(
     server: str | None,
@@ -57,9 +79,14 @@ def enroll_command(
     device_name: str | None,
     certify_as: str | None,
     policy_digest: str | None,
+    witness_keys: tuple[str, ...],
+    min_witnesses: int | None,
+    witness_max_age: int | None,
     home: Path | None,
 ) -> None:
     """Create this device's keys and register them with a one-time enrolment code."""
+    # Checked before anything is registered.
+    witnesses = requirement(witness_keys, min_witnesses, witness_max_age, flag="--min-witnesses")
     address = server_address(server)
     store = keystore(home)
     name = device_name or socket.gethostname()[:64] or "device"
@@ -79,6 +106,7 @@ def enroll_command(
             keystore=store,
             authority=authority,
             policy_digest=policy_digest,
+            witnesses=witnesses,
         )
     )
     device = result.device
@@ -97,6 +125,9 @@ def enroll_command(
         terminal.say(f"  pinned {nation} authority key {key_id}")
     if result.audit_key is not None:
         terminal.say(f"  pinned the server's audit key {result.audit_key}")
+    if result.witnesses is not None:
+        for line in describe(result.witnesses):
+            terminal.say(f"  {line}")
     if result.policy is None:
         terminal.say(NO_POLICY)
     if device["status"] == "pending":

@@ -10,7 +10,7 @@ import httpx
 
 from clients.sdk._client import ApiError, AttacheClient
 from clients.sdk.coalition import HeldPolicy, PolicyLog, pin_policy
-from clients.sdk.keystore import Keystore, KeystoreError, Profile
+from clients.sdk.keystore import Keystore, KeystoreError, Profile, WitnessRequirement
 from clients.sdk.transparency import fetch_audit_key
 from protocol import checkpoint as notes
 from protocol import keys
@@ -27,6 +27,8 @@ class Enrolment:
     policy: HeldPolicy | None = None
     # The server's audit (checkpoint) key pinned, for key transparency (docs/client.md).
     audit_key: str | None = None
+    # The witnesses whose cosignatures the key directory's checkpoints must carry, if given.
+    witnesses: WitnessRequirement | None = None
 
 
 async def enroll(
@@ -39,6 +41,7 @@ async def enroll(
     keystore: Keystore,
     authority: tuple[str, keys.AuthorityKey] | None = None,
     policy_digest: str | None = None,
+    witnesses: WitnessRequirement | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Enrolment:
     """Create this device's keys, register them with a one-time code and pin the authorities.
@@ -48,6 +51,8 @@ async def enroll(
 
     The server's audit (checkpoint) key is pinned too: the key directory's checkpoints must
     verify with it before this device seals to anyone (docs/client.md, key transparency).
+    With ``witnesses``, those checkpoints must also carry the cosignatures they require
+    (kept beside the audit key; ``attache witness require`` changes them later).
 
     When the server publishes a coalition policy, it is verified from its founding version
     (whose digest must be ``policy_digest``, b64u, when the security officer gave it) before
@@ -93,6 +98,8 @@ async def enroll(
         )
         keystore.save_device(profile, device_keys, passphrase)
         keystore.pin_audit_key(audit_key)
+        if witnesses is not None:
+            keystore.require_witnesses(witnesses)
         pinned: dict[str, str] = {}
         held = None
         if found is not None:
@@ -113,7 +120,12 @@ async def enroll(
         if authority is not None:
             device = await certify_device(client, authority[0], authority[1], device)
     return Enrolment(
-        profile=profile, device=device, pinned=pinned, policy=held, audit_key=audit_key
+        profile=profile,
+        device=device,
+        pinned=pinned,
+        policy=held,
+        audit_key=audit_key,
+        witnesses=witnesses,
     )
 
 

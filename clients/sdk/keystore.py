@@ -13,7 +13,10 @@ Layout of the home directory (``ATTACHE_HOME``, default ``~/.attache``), created
 - ``transparency.json``: the server's audit (checkpoint) key, pinned at enrolment (or on
   first use, for a home enrolled before key transparency), and the largest checkpoint (size,
   root) this device verified a key directory bundle at, so that the next run refuses an older
-  or forked one (PROTOCOL.md §19.4, docs/client.md);
+  or forked one (PROTOCOL.md §19.4, docs/client.md); and the witnesses whose cosignatures a
+  checkpoint must carry before this device trusts it, if the user required any
+  (``WitnessRequirement``: set at enrolment or by ``attache witness require``, never from a
+  server's answer);
 - ``session.json``: the current bearer token (0600), a short-lived, revocable secret;
 - ``authority-<NATION>.key``: a security officer's nation enrolment authority key, sealed
   under its own passphrase, with ``authority-<NATION>.pub`` beside it.
@@ -29,7 +32,9 @@ from typing import Any
 
 from protocol import keys
 from protocol.catalog import NATION
+from protocol.checkpoint import CheckpointError
 from protocol.coalition import PolicyError, SignedPolicy
+from protocol.cosignature import CosignatureVerifier
 
 DEVICE_PURPOSE = "device-keys"
 AUTHORITY_PURPOSE = "authority-key"
@@ -46,6 +51,89 @@ class Profile:
     user_id: str
     device_id: str
     device_name: str
+
+
+#: At most this many witnesses may be required (the server keeps 64 cosignatures a checkpoint).
+MAX_WITNESSES = 64
+
+
+@dataclass(frozen=True)
+class WitnessRequirement:
+    """The witnesses whose cosignatures a key directory checkpoint must carry before this
+    device seals to anyone (PROTOCOL.md §19.4): their vkeys (C2SP tlog-cosignature,
+    ``name+key id+base64``), how many of them must have cosigned (``min``; None: all), and
+    the largest age in seconds of a cosignature that counts (``max_age``; None: any age)."""
+
+    vkeys: tuple[str, ...]
+    min: int | None = None
+    max_age: int | None = None
+
+    @classmethod
+    def of(
+        cls, vkeys: Any, minimum: int | None = None, max_age: int | None = None
+    ) -> WitnessRequirement:
+        """Checked: well-formed vkeys of distinct witnesses (at least one), ``minimum``
+        between 1 and their number, ``max_age`` at least 1. KeystoreError saying what is
+        wrong otherwise."""
+        if isinstance(vkeys, str) or not isinstance(vkeys, (list, tuple)) or not vkeys:
+            raise KeystoreError("give at least one witness key (name+key id+base64)")
+        if len(vkeys) > MAX_WITNESSES:
+            raise KeystoreError(f"at most {MAX_WITNESSES} witnesses can be required")
+        parsed = []
+        for vkey in vkeys:
+            text = vkey.strip() if isinstance(vkey, str) else vkey
+            try:
+                parsed.append(CosignatureVerifier.from_vkey(text))
+            except CheckpointError as exc:
+                raise KeystoreError(f"witness key {str(vkey)[:120]!r}: {exc}") from exc
+        names = [w.name for w in parsed]
+        if len(set(names)) != len(names):
+            raise KeystoreError("each witness key must name a different witness")
+        if minimum is not None and (type(minimum) is not int or not 1 <= minimum <= len(parsed)):
+            raise KeystoreError(
+                f"{minimum} witnesses required but only {len(parsed)} witness keys given: "
+                f"the minimum is between 1 and {len(parsed)}"
+            )
+        if max_age is not None and (type(max_age) is not int or max_age < 1):
+            raise KeystoreError(f"a maximum age is a number of seconds, at least 1: {max_age!r}")
+        return cls(tuple(sorted(w.vkey() for w in parsed)), minimum, max_age)
+
+    @property
+    def minimum(self) -> int:
+        """How many of the witnesses must have cosigned."""
+        return len(self.vkeys) if self.min is None else self.min
+
+    def verifiers(self) -> list[CosignatureVerifier]:
+        return [CosignatureVerifier.from_vkey(v) for v in self.vkeys]
+
+    def names(self) -> list[str]:
+        return [w.name for w in self.verifiers()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"keys": list(self.vkeys), "min": self.min, "max_age": self.max_age}
+
+    def loosened_by(self, new: WitnessRequirement | None) -> list[str]:
+        """How ``new`` would accept a checkpoint that this requirement refuses, in sentences
+        (empty when it accepts nothing this one refuses). ``new`` None requires no witness."""
+        if new is None:
+            return ["no witness would be required any more"]
+        said = [
+            f"witness {CosignatureVerifier.from_vkey(v).name} would no longer be required"
+            for v in self.vkeys
+            if v not in new.vkeys
+        ]
+        # Any ``new.minimum`` of new's witnesses must include ``self.minimum`` of ours, even
+        # when it takes every witness that is new.
+        added = len(set(new.vkeys) - set(self.vkeys))
+        if not said and new.minimum - added < self.minimum:
+            said.append(
+                f"{new.minimum} of {len(new.vkeys)} witnesses would do where {self.minimum} of "
+                f"these {len(self.vkeys)} must cosign now"
+            )
+        if self.max_age is not None and (new.max_age is None or new.max_age > self.max_age):
+            after = "no limit" if new.max_age is None else f"{new.max_age} s"
+            said.append(f"cosignatures up to {after} old would count, not {self.max_age} s")
+        return said
 
 
 def default_home() -> Path:
@@ -182,7 +270,7 @@ class Keystore:
         data = self._read_json("transparency.json")
         if data is None:
             return {}
-        if not isinstance(data, dict) or not isinstance(data.get("vkey"), str):
+        if not isinstance(data, dict) or not isinstance(data.get("vkey", ""), str):
             raise KeystoreError(f"{self.home / 'transparency.json'} is damaged: no audit key")
         return data
 
@@ -193,14 +281,15 @@ class Keystore:
 
     def pin_audit_key(self, vkey: str) -> None:
         """Pin the server's audit key; another key than the one pinned is refused."""
-        pinned = self.audit_key()
+        data = self._transparency()
+        pinned = data.get("vkey")
         if pinned is not None and pinned != vkey:
             raise KeystoreError(
                 f"the server offers another audit key ({vkey}) than the one pinned here "
                 f"({pinned}); refusing it"
             )
         if pinned is None:
-            self._write_transparency({"vkey": vkey})
+            self._write_transparency({**data, "vkey": vkey})
 
     def held_checkpoint(self) -> tuple[int, bytes] | None:
         """The (size, root) of the largest checkpoint verified here, or None."""
@@ -217,8 +306,9 @@ class Keystore:
         return size, root
 
     def keep_checkpoint(self, size: int, root: bytes) -> None:
-        """Keep a checkpoint the caller verified consistent with the one held (written
-        atomically); a smaller one, or another root for the same size, is refused."""
+        """Keep a checkpoint the caller verified consistent with the one held, and with the
+        cosignatures required here (written atomically); a smaller one, or another root for
+        the same size, is refused."""
         data = self._transparency()
         if "vkey" not in data:
             raise KeystoreError("no audit key is pinned here to keep a checkpoint under")
@@ -232,8 +322,44 @@ class Keystore:
             if held == (size, root):
                 return
         self._write_transparency(
-            {"vkey": data["vkey"], "checkpoint": {"size": size, "root": keys.b64u_encode(root)}}
+            {**data, "checkpoint": {"size": size, "root": keys.b64u_encode(root)}}
         )
+
+    def required_witnesses(self) -> WitnessRequirement | None:
+        """The witnesses whose cosignatures a checkpoint must carry here, or None."""
+        stored = self._transparency().get("witnesses")
+        if stored is None:
+            return None
+        try:
+            return WitnessRequirement.of(stored["keys"], stored["min"], stored["max_age"])
+        except (KeyError, TypeError, KeystoreError) as exc:
+            raise KeystoreError(
+                f"{self.home / 'transparency.json'} is damaged: its witnesses: {exc}"
+            ) from exc
+
+    def require_witnesses(
+        self, required: WitnessRequirement | None, *, loosen: bool = False
+    ) -> None:
+        """Require ``required`` from now on (None: no witness), in place of what was
+        required. A change that would accept a checkpoint the current requirement refuses
+        (a witness dropped, a smaller share of them, an older cosignature counting) is
+        refused unless ``loosen``: a user does that on purpose, never by accident, and no
+        server's answer ever calls this."""
+        data = self._transparency()
+        current = self.required_witnesses()
+        if current is not None and not loosen:
+            looser = current.loosened_by(required)
+            if looser:
+                raise KeystoreError(
+                    "that loosens the witnesses required here ("
+                    + "; ".join(looser)
+                    + "): say so with --force"
+                )
+        if required is None:
+            data.pop("witnesses", None)
+        else:
+            data["witnesses"] = required.to_json()
+        self._write_transparency(data)
 
     def _write_transparency(self, data: dict[str, Any]) -> None:
         self._ensure_home()

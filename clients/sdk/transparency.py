@@ -19,6 +19,14 @@ A device the directory does not show active *yet* (not in it, or pending: certif
 the latest checkpoint, which the server's integrator signs every second by default) is asked
 for again, with a short backoff, for up to ``wait`` seconds in all per roster check (from one
 ``forget`` to the next), then refused.
+
+With witnesses required (``Keystore.require_witnesses``: their keys, how many, how recent),
+the bundle is asked for at the latest checkpoint that many of them cosigned, and its note
+must carry their valid cosignatures (``protocol.cosignature.check_witnesses``) before
+anything else is believed: a missing, forged or too old cosignature refuses the checkpoint
+(``CosignaturesRefused``, a ``CheckpointRefused``: nothing is sealed to anyone), and only a
+checkpoint that passed is kept. The requirement is read from the home before each bundle,
+as the checkpoint is; the server's answers never change it.
 """
 
 from __future__ import annotations
@@ -29,10 +37,11 @@ import logging
 import time
 
 from clients.sdk._client import ApiError, AttacheClient
-from clients.sdk.keystore import Keystore, KeystoreError
+from clients.sdk.keystore import Keystore, KeystoreError, WitnessRequirement
 from protocol import checkpoint as notes
 from protocol import keys
 from protocol import transparency as kt
+from protocol.cosignature import check_witnesses
 from protocol.transparency import (
     CheckpointRefused,
     NotLogged,
@@ -43,6 +52,7 @@ from protocol.transparency import (
 __all__ = [
     "NOT_LOGGED_WAIT",
     "CheckpointRefused",
+    "CosignaturesRefused",
     "DeviceTransparency",
     "NotLogged",
     "TransparencyError",
@@ -57,6 +67,11 @@ _FIRST_DELAY = 0.1
 _MAX_DELAY = 1.0
 
 
+class CosignaturesRefused(CheckpointRefused):
+    """The checkpoint lacks the witnesses' cosignatures this device requires: one missing,
+    forged or too old, named in the message. As for a fork, nothing is sealed to anyone."""
+
+
 class DeviceTransparency:
     """One server's key directory as this client checked it."""
 
@@ -67,10 +82,12 @@ class DeviceTransparency:
         held: tuple[int, bytes] | None = None,
         *,
         keystore: Keystore | None = None,
+        witnesses: WitnessRequirement | None = None,
     ) -> None:
         """``vkey``: the log's pinned audit key (note verifier key); ``held``: the (size,
-        root) of the largest checkpoint verified before. With ``keystore``, the checkpoint
-        held is also read from it and kept in it (``Keystore.keep_checkpoint``)."""
+        root) of the largest checkpoint verified before; ``witnesses``: the cosignatures a
+        checkpoint must carry. With ``keystore``, the checkpoint held is also read from it
+        and kept in it (``Keystore.keep_checkpoint``), and so are the witnesses required."""
         try:
             self.log_key = notes.NoteVerifier.from_vkey(vkey)
         except notes.CheckpointError as exc:
@@ -78,6 +95,7 @@ class DeviceTransparency:
         self.client = client
         self.held = held
         self.keystore = keystore
+        self.witnesses = witnesses
         # Seconds to keep asking for devices not logged yet, per roster check (0: refuse them
         # at once).
         self.wait = NOT_LOGGED_WAIT
@@ -103,10 +121,15 @@ class DeviceTransparency:
         """The audit key pinned in ``keystore`` and the checkpoint kept there. A home enrolled
         before key transparency has no audit key: the server's is pinned now, on first use
         (logged as a warning), as nations' keys are pinned without a coalition policy."""
-        vkey = keystore.audit_key()
+        try:
+            vkey = keystore.audit_key()
+            required = keystore.required_witnesses()
+        except KeystoreError as exc:
+            raise CheckpointRefused(str(exc)) from exc
         if vkey is None:
             vkey = await fetch_audit_key(client)
-            checker = cls(client, vkey, keystore=keystore)  # refuses a malformed key first
+            # Refuses a malformed key first.
+            checker = cls(client, vkey, keystore=keystore, witnesses=required)
             keystore.pin_audit_key(vkey)
             log.warning(
                 "pinned the server's audit key %s on first use: compare it with the "
@@ -114,7 +137,13 @@ class DeviceTransparency:
                 vkey,
             )
             return checker
-        return cls(client, vkey, keystore.held_checkpoint(), keystore=keystore)
+        return cls(
+            client,
+            vkey,
+            keystore.held_checkpoint(),
+            keystore=keystore,
+            witnesses=required,
+        )
 
     async def check(self, body: keys.CertificateBody) -> VerifiedDevice:
         """The device a verified certificate names, shown registered, active and with the
@@ -141,9 +170,15 @@ class DeviceTransparency:
 
     async def _check_once(self, body: keys.CertificateBody) -> VerifiedDevice:
         old = self.held[0] if self.held is not None else 0
+        params: dict[str, object] = {"old": old}
+        if self.witnesses is not None:
+            # The latest checkpoint is seldom cosigned yet (witnesses run on their own
+            # schedule): ask for the latest that the witnesses required here did cosign.
+            params["witness"] = self.witnesses.names()
+            params["min_witnesses"] = self.witnesses.minimum
         try:
             bundle = await self.client.request(
-                "GET", f"/v1/devices/{body.device_id}/transparency", params={"old": old}
+                "GET", f"/v1/devices/{body.device_id}/transparency", params=params
             )
         except ApiError as exc:
             if exc.status == 404:
@@ -154,6 +189,7 @@ class DeviceTransparency:
             if exc.status == 503:  # the directory is being updated: ask again shortly
                 raise NotLogged(f"the key directory is unavailable: {exc.detail}") from exc
             raise
+        self._check_cosignatures(bundle)
         verified = kt.verify_device(
             bundle,
             log_key=self.log_key,
@@ -167,6 +203,38 @@ class DeviceTransparency:
         self._verified[body.device_id] = verified
         return verified
 
+    def _check_cosignatures(self, bundle: object) -> None:
+        """The bundle's checkpoint carries the cosignatures required here, and is not older
+        than the one held; CosignaturesRefused naming the witnesses otherwise. Run before
+        anything in the bundle is believed, so that no device is accepted, and no checkpoint
+        kept, on a checkpoint the witnesses did not vouch for."""
+        required = self.witnesses
+        if required is None:
+            return
+        part = bundle.get("checkpoint") if isinstance(bundle, dict) else None
+        note = part.get("note") if isinstance(part, dict) else None
+        if not isinstance(note, str):
+            raise CosignaturesRefused("the key directory's answer holds no checkpoint note")
+        now = None if required.max_age is None else int(time.time())
+        try:
+            found = check_witnesses(note, required.verifiers(), now=now, max_age=required.max_age)
+            served = notes.Checkpoint.parse(notes.split_note(note)[0])
+        except notes.CheckpointError as exc:
+            raise CosignaturesRefused(f"the checkpoint note is malformed: {exc}") from exc
+        problems = found.problems(required.minimum)
+        if problems:
+            raise CosignaturesRefused(
+                f"the checkpoint of size {served.size} lacks the witnesses' cosignatures this "
+                "device requires: " + "; ".join(problems)
+            )
+        if self.held is not None and served.size < self.held[0]:
+            raise CosignaturesRefused(
+                f"the latest checkpoint the witnesses required here cosigned, of size "
+                f"{served.size}, is older than the one of size {self.held[0]} seen before: an "
+                "old key directory served as current, or the witnesses have not cosigned "
+                "that far yet (ask again once they have run)"
+            )
+
     def forget(self) -> None:
         """Check every device again, at the latest checkpoint, from the next ``check`` on: to
         call when something may have changed (a roster notice, a refused send). Starts a new
@@ -175,14 +243,18 @@ class DeviceTransparency:
         self._deadline = None
 
     def _adopt_kept(self) -> None:
-        """Another run or process sharing the home may have verified a later checkpoint: be
-        held to it too."""
+        """Another run or process sharing the home may have verified a later checkpoint, or
+        the user may have changed the witnesses required: be held to those too."""
         if self.keystore is None:
             return
         try:
             kept = self.keystore.held_checkpoint()
+            required = self.keystore.required_witnesses()
         except KeystoreError as exc:
             raise CheckpointRefused(str(exc)) from exc
+        if required != self.witnesses:
+            self.witnesses = required
+            self._verified.clear()  # checked under another requirement
         if kept is None or (self.held is not None and kept[0] < self.held[0]):
             return
         if self.held is not None and kept[0] == self.held[0] and kept[1] != self.held[1]:

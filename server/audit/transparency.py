@@ -8,6 +8,12 @@ is always the directory of the latest checkpoint. A bundle is served from it wit
 computed from the stored tree nodes; the directory's own tree is kept in memory per process,
 keyed by its root, so a read costs O(log n) while the directory does not change.
 
+A client that requires witnesses' cosignatures (PROTOCOL.md §19.4) names them: the bundle is
+then served at the latest checkpoint that enough of them cosigned, which is often behind the
+latest (witnesses run on their own schedule). Its directory is the table's when no key event
+came since; otherwise it is rebuilt once from the key events before that checkpoint and kept
+per process, keyed by its root, like the latest one.
+
 Reading a bundle is not audited: every member's client fetches bundles before sealing, and
 an event per read would add a leaf, then a checkpoint, then a new bundle to fetch, for ever.
 It reveals what the log already commits to for one device: its ids, its public keys, its
@@ -19,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,8 +35,11 @@ from protocol.keys import b64u_encode as _b64u
 from server.audit import log as audit
 from server.audit import repository as repo
 from server.audit.leaves import parse_body
-from server.audit.models import AuditEvent
-from server.errors import NotFound, Unavailable
+from server.audit.models import AuditCheckpoint, AuditEvent
+from server.errors import InvalidInput, NotFound, Unavailable
+
+if TYPE_CHECKING:
+    from server.audit.integrator import NodeCache
 
 logger = logging.getLogger("attache.audit")
 
@@ -150,27 +159,103 @@ async def _view(session: AsyncSession, root: bytes, size: int) -> _DirectoryView
     return view
 
 
-async def device_bundle(session: AsyncSession, device_id: str, old: int) -> dict[str, Any]:
+#: At most this many witnesses may be named (as for GET /v1/audit/checkpoint).
+MAX_WITNESSES = 64
+# Directories of past (cosigned) checkpoints this process rebuilt, by (root, size).
+_past: dict[tuple[bytes, int], _DirectoryView] = {}
+_PAST_KEPT = 4
+
+
+def _directory_of(last: str | None, tree_size: int) -> tuple[bytes, int]:
+    """(root, size) of the directory leaf ``last`` that ends the checkpoint of ``tree_size``."""
+    refusal = f"the checkpoint of size {tree_size} does not end in a key directory leaf"
+    if last is None:
+        raise NotFound(refusal)
+    try:
+        return kt.parse_directory_leaf(parse_body(last))
+    except (kt.TransparencyError, ValueError):
+        raise NotFound(refusal) from None
+
+
+async def _past_view(
+    session: AsyncSession, tree_size: int, root: bytes, size: int
+) -> _DirectoryView:
+    """The directory that the leaf at ``tree_size - 1`` commits to (``root``, ``size``):
+    the table's when it has not changed since, else rebuilt from the key events before it."""
+    found = _past.get((root, size)) or await _view(session, root, size)
+    if found is not None:
+        return found
+    directory = kt.KeyDirectory()
+    for index, body in await repo.integrated_events_of(session, kt.KEY_ACTIONS):
+        if index is None or index >= tree_size - 1:
+            break
+        try:
+            directory.apply(index, parse_body(body))
+        except ValueError:
+            continue  # not an event: the integrator left it out too
+    tree, positions = directory.tree()
+    if tree.size != size or tree.root() != root:
+        logger.warning("key directory: the key events do not give the directory at %s", tree_size)
+        raise Unavailable("the key directory of that checkpoint cannot be rebuilt; try again")
+    view = _DirectoryView(tree, positions, [e.encode().decode() for e in directory.entries()])
+    if len(_past) >= _PAST_KEPT:
+        _past.clear()
+    _past[(root, size)] = view
+    return view
+
+
+def check_witness_names(witnesses: Sequence[str], minimum: int | None) -> tuple[list[str], int]:
+    """The distinct witness names asked for and how many must have cosigned (all when
+    ``minimum`` is None); InvalidInput otherwise."""
+    names = sorted(set(witnesses))
+    if not names:
+        if minimum is not None:
+            raise InvalidInput("min_witnesses needs witness names", field="min_witnesses")
+        return names, 0
+    if len(names) > MAX_WITNESSES:
+        raise InvalidInput(f"name at most {MAX_WITNESSES} witnesses", field="witness")
+    wanted = len(names) if minimum is None else minimum
+    if not 1 <= wanted <= len(names):
+        raise InvalidInput(
+            f"min_witnesses must be between 1 and the {len(names)} witnesses named",
+            field="min_witnesses",
+        )
+    return names, wanted
+
+
+async def device_bundle(
+    session: AsyncSession,
+    device_id: str,
+    old: int,
+    witnesses: Sequence[str] = (),
+    minimum: int | None = None,
+) -> dict[str, Any]:
     """The transparency bundle of ``device_id`` at the latest checkpoint (PROTOCOL.md §19.3),
-    with a consistency proof from size ``old`` when 0 < old < its size."""
+    with a consistency proof from size ``old`` when 0 < old < its size. With ``witnesses``
+    (names), at the latest checkpoint that ``minimum`` of them (all when None) cosigned, or
+    the latest when none is: the client checks the cosignatures and names what is missing."""
     # Here, not at the top: the integrator imports this module to write directory leaves.
     from server.audit.integrator import NodeCache
 
+    names, wanted = check_witness_names(witnesses, minimum)
+    checkpoint: AuditCheckpoint | None = None
+    view: _DirectoryView | None = None
+    last: str | None = None
+    if names:
+        cosigned = await repo.latest_cosigned_size(session, names, wanted)
+        checkpoint = None if cosigned is None else await repo.checkpoint_at(session, cosigned)
+    if checkpoint is not None:
+        last = await repo.event_body_at(session, checkpoint.size - 1)
+        view = await _past_view(session, checkpoint.size, *_directory_of(last, checkpoint.size))
     for _ in range(3):
+        if view is not None:
+            break
         checkpoint = await repo.latest_checkpoint(session)
         if checkpoint is None:
             raise NotFound("the audit log has no checkpoint yet")
         last = await repo.event_body_at(session, checkpoint.size - 1)
-        if last is None:
-            raise NotFound("the latest checkpoint does not end in a key directory leaf")
-        try:
-            root, size = kt.parse_directory_leaf(parse_body(last))
-        except (kt.TransparencyError, ValueError):
-            raise NotFound("the latest checkpoint does not end in a key directory leaf") from None
-        view = await _view(session, root, size)
-        if view is not None:
-            break
-    else:
+        view = await _view(session, *_directory_of(last, checkpoint.size))
+    if view is None or checkpoint is None or last is None:
         logger.warning("key directory: the table does not give the latest directory leaf's root")
         raise Unavailable("the key directory is being updated; try again")
     position = view.positions.get(device_id)
@@ -189,19 +274,9 @@ async def device_bundle(session: AsyncSession, device_id: str, old: int) -> dict
     registration_proof = await nodes.run(
         lambda get: merkle.inclusion_proof(entry.registered, tree_size, get)
     )
-    consistency: list[bytes] = []
-    if 0 < old < tree_size:
-        consistency = await nodes.run(lambda get: merkle.consistency_proof(old, tree_size, get))
-    note = await _cosigned(session, checkpoint.size, checkpoint.note)
     return {
         "device_id": device_id,
-        "checkpoint": {
-            "size": tree_size,
-            "root": _b64u(checkpoint.root),
-            "note": note,
-            "old": old,
-            "consistency": [_b64u(p) for p in consistency],
-        },
+        "checkpoint": await _checkpoint_part(session, checkpoint, old, nodes),
         "directory": {
             "index": tree_size - 1,
             "leaf": last,
@@ -218,6 +293,24 @@ async def device_bundle(session: AsyncSession, device_id: str, old: int) -> dict
             "leaf": registration,
             "proof": [_b64u(p) for p in registration_proof],
         },
+    }
+
+
+async def _checkpoint_part(
+    session: AsyncSession, checkpoint: AuditCheckpoint, old: int, nodes: NodeCache
+) -> dict[str, Any]:
+    """The ``checkpoint`` member of a proof answer: the checkpoint, its note with the
+    witnesses' cosignatures, and the consistency proof from ``old`` when 0 < old < size."""
+    size = checkpoint.size
+    consistency: list[bytes] = []
+    if 0 < old < size:
+        consistency = await nodes.run(lambda get: merkle.consistency_proof(old, size, get))
+    return {
+        "size": size,
+        "root": _b64u(checkpoint.root),
+        "note": await _cosigned(session, size, checkpoint.note),
+        "old": old,
+        "consistency": [_b64u(p) for p in consistency],
     }
 
 

@@ -74,10 +74,15 @@ async def device_transparency(
     _: PrincipalDep,
     session: SessionDep,
     old: Annotated[int, Query(ge=0, le=MAX_JSON_INT)] = 0,
+    witness: Annotated[list[str] | None, Query(max_length=64)] = None,
+    min_witnesses: Annotated[int | None, Query(ge=1, le=64)] = None,
 ) -> TransparencyRead:
     """Any signed-in member: the proofs of the device's current status at the latest
-    checkpoint, and of that checkpoint's consistency with size ``old`` (PROTOCOL.md §19.3)."""
-    bundle = await service.access_transparency(session, device_id, old)
+    checkpoint (or the latest that ``min_witnesses`` of the ``witness`` names cosigned), and
+    of that checkpoint's consistency with size ``old`` (PROTOCOL.md §19.3)."""
+    bundle = await service.access_transparency(
+        session, device_id, old, witness or (), min_witnesses
+    )
     return TransparencyRead.model_validate(bundle)
 
 

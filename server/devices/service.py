@@ -281,13 +281,21 @@ async def access_device(session: AsyncSession, caller: Caller, device_id: str) -
     return device
 
 
-async def access_transparency(session: AsyncSession, device_id: str, old: int) -> dict[str, Any]:
-    """The transparency bundle of any device the key directory holds (PROTOCOL.md §19.3).
+async def access_transparency(
+    session: AsyncSession,
+    device_id: str,
+    old: int,
+    witnesses: Sequence[str] = (),
+    min_witnesses: int | None = None,
+) -> dict[str, Any]:
+    """The transparency bundle of any device the key directory holds (PROTOCOL.md §19.3),
+    at the latest checkpoint, or at the latest that ``min_witnesses`` of the named
+    ``witnesses`` cosigned (for a client that requires them).
 
     Any signed-in member may ask: it shows what the log commits to for one device (its ids,
     public keys, status and registration leaf), which every sender must check before sealing
     to it. Not audited (server/audit/transparency.py says why)."""
-    return await transparency.device_bundle(session, device_id, old)
+    return await transparency.device_bundle(session, device_id, old, witnesses, min_witnesses)
 
 
 async def list_devices(

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from clients.sdk import Keystore, KeystoreError, Profile
+from clients.sdk.keystore import WitnessRequirement
 from protocol import keys
+from protocol.cosignature import CosignatureSigner
 
 FAST = keys.KdfParams.for_tests()
 PROFILE = Profile("http://s", "alice", "u1", "d1", "laptop")
@@ -101,3 +104,36 @@ def test_the_audit_key_and_the_checkpoint_held_are_kept_and_never_go_back(
     (store.home / "transparency.json").write_text('{"vkey": "k", "checkpoint": {"size": 1}}')
     with pytest.raises(KeystoreError, match=r"transparency\.json is damaged"):
         store.held_checkpoint()
+
+
+def test_the_witnesses_required_are_kept_beside_the_checkpoint(tmp_path: Path) -> None:
+    """Set before the audit key is pinned, kept through pinning and keeping checkpoints,
+    loosened only when asked to; a damaged entry is named, not taken as no requirement."""
+    one, two = (
+        CosignatureSigner(f"w{i}.example", Ed25519PrivateKey.generate()).vkey() for i in (1, 2)
+    )
+    store = Keystore(tmp_path / "home", kdf=FAST)
+    assert store.required_witnesses() is None
+    required = WitnessRequirement.of([two, one], max_age=60)
+    store.require_witnesses(required)
+    store.pin_audit_key("log.example+01234567+AAAA")
+    store.keep_checkpoint(5, b"\1" * 32)
+    assert store.required_witnesses() == required
+    assert required.minimum == 2
+    assert required.names() == ["w1.example", "w2.example"]
+    with pytest.raises(KeystoreError, match=r"w2\.example would no longer be required"):
+        store.require_witnesses(WitnessRequirement.of([one], max_age=60))
+    assert store.required_witnesses() == required
+    store.require_witnesses(None, loosen=True)
+    assert store.required_witnesses() is None
+    assert store.held_checkpoint() == (5, b"\1" * 32)
+    with pytest.raises(KeystoreError, match="each witness key must name a different witness"):
+        WitnessRequirement.of([one, one])
+    with pytest.raises(KeystoreError, match="give at least one witness key"):
+        WitnessRequirement.of([])
+    with pytest.raises(KeystoreError, match="3 witnesses required but only 2"):
+        WitnessRequirement.of([one, two], 3)
+    path = store.home / "transparency.json"
+    path.write_text('{"vkey": "k", "witnesses": {"keys": ["nonsense"], "min": null}}')
+    with pytest.raises(KeystoreError, match=r"transparency\.json is damaged: its witnesses"):
+        store.required_witnesses()
