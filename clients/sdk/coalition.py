@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clients.sdk._client import ApiError, AttacheClient
-from clients.sdk.keystore import Keystore, KeystoreError, _write_private
+from clients.sdk.keystore import Keystore, KeystoreError, WitnessRequirement, _write_private
 from clients.sdk.transparency import NOT_LOGGED_WAIT, DeviceTransparency
 from protocol import checkpoint as notes
 from protocol import keys, policy_log
@@ -55,6 +55,7 @@ from protocol.coalition import (
     verify_founding,
     verify_successor,
 )
+from protocol.cosignature import check_witnesses
 from protocol.keys import AuthorityKey
 from protocol.transparency import TransparencyError
 
@@ -119,7 +120,7 @@ class PolicyLog:
 
     @classmethod
     async def for_keystore(
-        cls, client: AttacheClient, keystore: Keystore, *, wait: float = LOG_WAIT
+        cls, client: AttacheClient, keystore: Keystore, *, wait: float | None = None
     ) -> PolicyLog:
         """The audit key pinned in ``keystore`` (pinned now, on first use, for a home from
         before key transparency: ``DeviceTransparency.for_keystore`` says so) and the
@@ -128,6 +129,7 @@ class PolicyLog:
             checker = await DeviceTransparency.for_keystore(client, keystore)
         except (TransparencyError, KeystoreError) as exc:
             raise PolicyRefused(f"cannot check the audit log: {exc}") from exc
+        wait = LOG_WAIT if wait is None else wait
         return cls(client, checker.log_key, checker.held, keystore=keystore, wait=wait)
 
     async def prove(self, policy: CoalitionPolicy) -> policy_log.VerifiedPublication:
@@ -136,13 +138,17 @@ class PolicyLog:
         not in a checkpoint yet (503), asks again for up to ``wait`` seconds."""
         version = policy.policy_version
         self._adopt_kept()
+        required = self._required()
         deadline = time.monotonic() + self.wait
         delay = _FIRST_DELAY
         while True:
-            old = 0 if self.held is None else self.held[0]
+            params: dict[str, Any] = {"old": 0 if self.held is None else self.held[0]}
+            if required is not None:
+                # At the latest checkpoint the witnesses required here cosigned, as bundles.
+                params |= {"witness": required.names(), "min_witnesses": required.minimum}
             try:
                 answer = await self.client.request(
-                    "GET", f"/v1/policy/{int(version)}/proof", params={"old": old}
+                    "GET", f"/v1/policy/{int(version)}/proof", params=params
                 )
                 break
             except ApiError as exc:
@@ -161,14 +167,48 @@ class PolicyLog:
                     f"cannot check that coalition policy version {version} is in the audit "
                     f"log: {exc.detail}"
                 ) from exc
+        if required is not None:
+            self._check_cosignatures(answer, required, version)
         try:
             verified = policy_log.verify_publication(
                 answer, log_key=self.log_key, policy=policy, held=self.held
             )
         except TransparencyError as exc:
             raise PolicyRefused(f"coalition policy version {version} is refused: {exc}") from exc
-        self._hold(verified.size, verified.root)
+        self._hold(verified.size, verified.root, cosigned=required is not None)
         return verified
+
+    def _required(self) -> WitnessRequirement | None:
+        """The witnesses this home requires (``Keystore.required_witnesses``), or None."""
+        if self.keystore is None:
+            return None
+        try:
+            return self.keystore.required_witnesses()
+        except KeystoreError as exc:
+            raise PolicyRefused(f"cannot check the audit log: {exc}") from exc
+
+    @staticmethod
+    def _check_cosignatures(answer: Any, required: WitnessRequirement, version: int) -> None:
+        """The proof's checkpoint carries the cosignatures required here (as a bundle's must,
+        clients.sdk.transparency), before anything in it is believed."""
+        part = answer.get("checkpoint") if isinstance(answer, dict) else None
+        note = part.get("note") if isinstance(part, dict) else None
+        if not isinstance(note, str):
+            raise PolicyRefused(f"the proof of coalition policy version {version} has no note")
+        now = None if required.max_age is None else int(time.time())
+        try:
+            found = check_witnesses(note, required.verifiers(), now=now, max_age=required.max_age)
+        except notes.CheckpointError as exc:
+            raise PolicyRefused(
+                f"coalition policy version {version} is refused: its checkpoint note is "
+                f"malformed: {exc}"
+            ) from exc
+        problems = found.problems(required.minimum)
+        if problems:
+            raise PolicyRefused(
+                f"coalition policy version {version} is refused: the checkpoint it is proven at "
+                "lacks the witnesses' cosignatures this device requires: " + "; ".join(problems)
+            )
 
     def settle(self, keystore: Keystore) -> None:
         """At enrolment, once the device is saved, its audit key and its policy pinned: record
@@ -197,15 +237,16 @@ class PolicyLog:
                 )
             self.held = kept
 
-    def _hold(self, size: int, root: bytes) -> None:
+    def _hold(self, size: int, root: bytes, *, cosigned: bool = False) -> None:
         """Hold the checkpoint a proof verified at, and keep it in the home: the server is
         then bound to a log that holds the publication, since every later checkpoint this
-        home accepts (a bundle's, a proof's) must extend it. Not kept in a home that requires
-        witnesses: it keeps only checkpoints they cosigned, which a proof's need not be."""
+        home accepts (a bundle's, a proof's) must extend it. A home that requires witnesses
+        keeps only checkpoints they cosigned: one checked without them (at enrolment, before
+        the requirement is kept) is held for this run only."""
         if self.held == (size, root):
             return
         self.held = (size, root)
-        if self.keystore is None or self._requires_witnesses():
+        if self.keystore is None or (not cosigned and self._requires_witnesses()):
             return
         try:
             self.keystore.keep_checkpoint(size, root)
@@ -216,12 +257,9 @@ class PolicyLog:
                 raise PolicyRefused(f"cannot keep the audit log's checkpoint: {exc}") from exc
 
     def _requires_witnesses(self) -> bool:
-        required = getattr(self.keystore, "required_witnesses", None)
-        if required is None:
-            return False
         try:
-            return required() is not None
-        except KeystoreError:
+            return self._required() is not None
+        except PolicyRefused:
             return True
 
 
