@@ -35,7 +35,9 @@ import {
 } from "../src/protocol/keys.js";
 import { ed25519Sign, ed25519Verify, randomBytes } from "../src/protocol/primitives.js";
 import { KDF_MINIMUM } from "../src/protocol/secrets.js";
+import type { JsonObject } from "../src/protocol/canonical.js";
 import { Authorities } from "./authorities.js";
+import { PolicyLogServer, publicationLeaf } from "./policylog.js";
 import { vector } from "./vectors.js";
 
 const VKEY: string = vector("key_directory_v1.json").vkey;
@@ -137,12 +139,32 @@ type Answer = [number, unknown];
  */
 function server(policies: Signed[], versions: Record<number, Signed> = {}) {
   const calls: string[] = [];
+  // The audit log: an honest server logs each version it publishes (PROTOCOL.md §18.6),
+  // except those `unlogged` names (a server that shows a version it never logged).
+  const log = new PolicyLogServer();
+  const unlogged = new Set<number>();
+  const logged = new Set<string>();
+  const logAll = (list: Signed[]) => {
+    for (const signed of list) {
+      const policy = parsePolicy(signed.policy);
+      if (logged.has(policy.digestB64u) || unlogged.has(policy.policyVersion)) continue;
+      logged.add(policy.digestB64u);
+      log.append({ v: 1, action: "message.send", decision: "allow", n: log.leaves.length });
+      log.publish(signed.policy as JsonObject);
+    }
+  };
+  logAll([...policies, ...Object.values(versions)]);
   let deviceKeys: DevicePublicKeys | null = null;
   const challenge = b64uEncode(randomBytes(32));
   const serve = (route: string, body: any): Answer => {
     if (route === "GET /v1/policy") {
       const latest = policies.at(-1);
       return latest ? [200, latest] : [404, { detail: "no coalition policy is published" }];
+    }
+    const proof = /^GET \/v1\/policy\/(\d+)\/proof\?old=(\d+)$/.exec(route);
+    if (proof) {
+      const answer = log.proof(Number(proof[1]), Number(proof[2]));
+      return answer ? [200, answer] : [404, { detail: "the log holds no such publication" }];
     }
     const asked = /^GET \/v1\/policy\/(\d+)$/.exec(route);
     if (asked) {
@@ -230,8 +252,16 @@ function server(policies: Signed[], versions: Record<number, Signed> = {}) {
   return {
     api,
     calls,
+    log,
     publish(...next: Signed[]) {
       policies = next;
+      logAll(next);
+    },
+    /** Publish `next` without logging the versions `hidden` names. */
+    publishUnlogged(hidden: number[], ...next: Signed[]) {
+      for (const n of hidden) unlogged.add(n);
+      policies = next;
+      logAll(next);
     },
     certify(keys: DeviceKeys) {
       certificate = authorities.certificate(keys, "alice", "USA");
@@ -243,9 +273,8 @@ function server(policies: Signed[], versions: Record<number, Signed> = {}) {
 }
 
 /** A device enrolled against `policies`, certified by USA; its store and its keys. */
-async function enrolled(policies: Signed[]) {
+async function enrolled(policies: Signed[], played = server(policies)) {
   const store = memoryStore();
-  const played = server(policies);
   const result = await enrol(played.api, store, {
     username: "alice",
     code: CODE,
@@ -313,7 +342,8 @@ test("sign-in follows a later version only through successors signed by the thre
   assert.equal(session.policy!.previousVersion, 1);
   assert.match(session.policyNote!, /moved from version 1 to version 2/);
   assert.equal((store.record!.policy!.latest.policy as any).policy_version, 2);
-  assert.equal(store.updates, 1);
+  // Two writes: the checkpoint version 2's proof moved on to, and the policy pin.
+  assert.equal(store.updates, 2);
   // The catalog is the policy's: its group DUO, the catalog's NATO, and no ZZZ anywhere.
   const catalog = session.policy!.policy.catalog;
   assert.deepEqual([...catalog.groups.get("DUO")!], ["GBR", "USA"]);
@@ -321,7 +351,7 @@ test("sign-in follows a later version only through successors signed by the thre
   // Unchanged the next time: nothing new is pinned.
   const again = await signInAgainst(store, keys, played);
   assert.equal(again.policyNote, null);
-  assert.equal(store.updates, 1);
+  assert.equal(store.updates, 2);
 });
 
 const ZZZ_ADDED = version(V1, {
@@ -488,4 +518,115 @@ test("a founding digest as typed: spaces ignored, empty for none, anything else 
   for (const text of [digest.slice(1), `${digest}A`, digest.replace(/.$/, "+")]) {
     assert.throws(() => parseFoundingDigest(text), PolicyRefused);
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Policy versions proven in the audit log (PROTOCOL.md §18.5, §18.6)
+
+test("enrolment proves every version from the founding one in the audit log and keeps its checkpoint", async () => {
+  const { store, played } = await enrolled([V1, V2]);
+  const record = store.record!;
+  assert.ok(played.calls.includes("GET /v1/policy/1/proof?old=0"));
+  assert.ok(played.calls.some((call) => /^GET \/v1\/policy\/2\/proof\?old=\d+$/.test(call)));
+  assert.deepEqual(record.policy!.logged, {
+    version: 2,
+    digest: parsePolicy(V2.policy).digestB64u,
+    index: 3,
+    size: 4,
+  });
+  assert.equal(record.transparency!.checkpoint!.size, played.log.leaves.length);
+  // The audit key was asked for before any policy proof, and nothing was registered before.
+  const key = played.calls.indexOf("GET /v1/audit/key");
+  const first = played.calls.indexOf("GET /v1/policy/1/proof?old=0");
+  assert.ok(key >= 0 && key < first && first < played.calls.indexOf("POST /v1/devices"));
+});
+
+test("enrolment against a version the log does not hold is refused naming it, nothing registered", async () => {
+  const played = server([]);
+  played.publishUnlogged([2], V1, V2);
+  const store = memoryStore();
+  await assert.rejects(
+    enrolled([V1, V2], played),
+    (error: unknown) =>
+      error instanceof PolicyRefused &&
+      /^coalition policy version 2 is not in the audit log \(the server says: the log holds no such publication\); refusing it$/.test(
+        error.message,
+      ),
+  );
+  assert.equal(store.record, null);
+  assert.ok(!played.calls.includes("POST /v1/devices"));
+});
+
+test("sign-in follows a version only once the log proves it; the checkpoint kept moves on", async () => {
+  const { store, played, keys } = await enrolled([V1]);
+  const kept = store.record!.transparency!.checkpoint!;
+  played.publish(V1, V2);
+  const session = await signInAgainst(store, keys, played);
+  assert.equal(session.policy!.policy.policyVersion, 2);
+  assert.match(session.policyNote!, /each version's publication proven in the audit log/);
+  assert.ok(played.calls.includes(`GET /v1/policy/2/proof?old=${kept.size}`));
+  assert.equal(store.record!.policy!.logged!.version, 2);
+  assert.equal(store.record!.transparency!.checkpoint!.size, played.log.leaves.length);
+  assert.ok(store.record!.transparency!.checkpoint!.size > kept.size);
+});
+
+test("sign-in refuses a version the log does not hold, or holds with another digest, and nothing changes", async () => {
+  const cases: [string, (played: ReturnType<typeof server>) => void, RegExp][] = [
+    [
+      "a version never logged",
+      (played) => played.publishUnlogged([2], V1, V2),
+      /^coalition policy version 2 is not in the audit log \(the server says: .*\); refusing it$/,
+    ],
+    [
+      "a version logged with another digest",
+      (played) => {
+        played.publishUnlogged([2], V1, V2);
+        const other = version(V1, { threshold: 3 });
+        played.log.append(publicationLeaf(other.policy as JsonObject));
+      },
+      /^coalition policy version 2 is refused: the audit log's publication at leaf \d+ is not coalition policy version 2 as served: its digest differ/,
+    ],
+    [
+      "version 1's publication shown as version 2's",
+      (played) => {
+        played.publishUnlogged([2], V1, V2);
+        played.log.at.set(2, played.log.find(1)!);
+      },
+      /^coalition policy version 2 is refused: .* its policy_version, digest, previous differ/,
+    ],
+  ];
+  for (const [what, misbehave, reason] of cases) {
+    const { store, played, keys } = await enrolled([V1]);
+    const before = structuredClone(store.record);
+    misbehave(played);
+    await assert.rejects(
+      signInAgainst(store, keys, played),
+      (error: unknown) => error instanceof PolicyRefused && reason.test(error.message),
+      what,
+    );
+    assert.deepEqual(store.record, before, what);
+    assert.equal(played.api.signedIn, false, what);
+    assert.ok(!played.calls.includes("GET /v1/me"), what);
+  }
+});
+
+test("a device enrolled before the page checked the log keeps its version and is warned until the log proves it", async () => {
+  const { store, played, keys } = await enrolled([V1]);
+  // As an older page enrolled it: the policy pinned, no version recorded as proven.
+  const { founding, latest } = store.record!.policy!;
+  store.record = { ...store.record!, policy: { founding, latest } };
+  // And a log that does not prove version 1 (the server shows a message leaf as it).
+  played.log.at.set(1, 0);
+  const session = await signInAgainst(store, keys, played);
+  assert.equal(session.policy!.policy.policyVersion, 1);
+  assert.match(
+    session.policyNote!,
+    /^Warning: coalition policy version 1 held here was pinned before this page checked .*\(coalition policy version 1 is refused: the leaf 0 shown as .* is not one: .*\)\. It stays held/,
+  );
+  assert.equal(store.record!.policy!.logged, undefined);
+  // Once the log proves it, it is recorded as proven and nothing is said.
+  played.log.at.delete(1);
+  const proven = await signInAgainst(store, keys, played);
+  assert.equal(proven.policyNote, null);
+  assert.equal(store.record!.policy!.logged!.version, 1);
 });

@@ -31,6 +31,7 @@ import {
   type JsonObject,
   type SignedPolicy,
 } from "../protocol/index.js";
+import type { VerifiedPublication } from "../protocol/policy_log.js";
 
 export const NO_POLICY =
   "Warning: the server publishes no coalition policy, so this page takes the nations' " +
@@ -40,12 +41,27 @@ export const NO_POLICY =
 /** The server's coalition policy cannot be held to: the message says what was wrong. */
 export class PolicyRefused extends Error {}
 
+/** The server says a version's publication is not in a checkpoint yet, after the wait. */
+export class NotLoggedYet extends PolicyRefused {}
+
+/** What proves policy versions in the audit log (app/policy_log.ts's PolicyLog; fakes in tests). */
+export interface PolicyProver {
+  /** `policy`'s publication proven (PROTOCOL.md §18.6), or PolicyRefused naming the version;
+   * `wait`: milliseconds to keep asking while the server answers 503. */
+  prove(policy: CoalitionPolicy, wait?: number): Promise<VerifiedPublication>;
+}
+
 /** What the device record keeps of the policy (all public). */
 export interface PolicyPin {
   /** b64u of the founding version's digest. */
   founding: string;
   /** The latest version verified here, in its wire form (`{policy, signatures}`). */
   latest: JsonObject;
+  /**
+   * The latest version this browser saw proven in the audit log (as the SDK's
+   * policy-log.json); absent for a device enrolled before the page checked the log.
+   */
+  logged?: { version: number; digest: string; index: number; size: number } | null;
 }
 
 /** The policy this browser holds to, and what the last check changed. */
@@ -56,6 +72,11 @@ export interface HeldPolicy {
   pinnedNow: boolean;
   /** The version held before this check, when it moved on. */
   previousVersion: number | null;
+  /** Whether `pin` changed (moved on, or its version now seen proven): the caller keeps it. */
+  changed?: boolean;
+  /** A warning for the page: the version held was pinned before the page checked the log,
+   * and the log does not prove it (it stays held, as it was accepted before). */
+  logNote?: string | null;
 }
 
 /** The signed policy the server serves (the latest, or `version`), parsed for structure only;
@@ -99,12 +120,13 @@ async function step(
   return signed;
 }
 
-/** `served`'s policy, once every version from `held` to it is a valid successor. */
+/** The versions after `held` up to `served`'s, once each is a valid successor of the one
+ * before (none when `served` is `held`). */
 async function follow(
   api: Api,
   held: CoalitionPolicy,
   served: SignedPolicy,
-): Promise<CoalitionPolicy> {
+): Promise<CoalitionPolicy[]> {
   const start = held.policyVersion;
   const last = served.policy.policyVersion;
   if (last < start) {
@@ -120,9 +142,10 @@ async function follow(
           `(${served.policy.digestB64u}, not ${held.digestB64u}): a fork is refused`,
       );
     }
-    return held;
+    return [];
   }
   let current = held;
+  const followed: CoalitionPolicy[] = [];
   for (let version = start + 1; version <= last; version++) {
     const signed = await step(api, version, last, served);
     try {
@@ -134,17 +157,18 @@ async function follow(
           `version ${current.policyVersion} held here: ${error.message}`,
       );
     }
+    followed.push(current);
   }
-  return current;
+  return followed;
 }
 
-/** The founding digest of `served`, once the chain from the founding version to it is valid
- * (and the founding version is `expect`, when given). */
+/** Every version from the founding one to `served`'s, once the chain is valid (and the
+ * founding version is `expect`, when given). */
 async function fromFounding(
   api: Api,
   served: SignedPolicy,
   expect: Uint8Array | null,
-): Promise<Uint8Array> {
+): Promise<CoalitionPolicy[]> {
   const founding = await step(api, 1, served.policy.policyVersion, served);
   let policy: CoalitionPolicy;
   try {
@@ -159,12 +183,33 @@ async function fromFounding(
         `${b64uEncode(expect)} as you were given; refusing it`,
     );
   }
-  await follow(api, policy, served);
-  return policy.digest;
+  return [policy, ...(await follow(api, policy, served))];
 }
 
-function pinOf(founding: Uint8Array, signed: SignedPolicy): PolicyPin {
-  return { founding: b64uEncode(founding), latest: signedPolicyJson(signed) };
+/** Prove each of `versions` in the log, in order: the last one's proof (null for none). */
+async function proveAll(
+  log: PolicyProver,
+  versions: CoalitionPolicy[],
+): Promise<VerifiedPublication | null> {
+  let proven: VerifiedPublication | null = null;
+  for (const policy of versions) proven = await log.prove(policy);
+  return proven;
+}
+
+function loggedOf(proven: VerifiedPublication | null): PolicyPin["logged"] {
+  if (proven === null) return undefined;
+  const { publication, index, size } = proven;
+  return { version: publication.policyVersion, digest: publication.digest, index, size };
+}
+
+function pinOf(
+  founding: Uint8Array,
+  signed: SignedPolicy,
+  proven: VerifiedPublication | null,
+): PolicyPin {
+  const pin: PolicyPin = { founding: b64uEncode(founding), latest: signedPolicyJson(signed) };
+  const logged = loggedOf(proven);
+  return logged === undefined ? pin : { ...pin, logged };
 }
 
 /** A founding digest as a user types it: b64u of 32 bytes, spaces ignored. */
@@ -185,12 +230,14 @@ export function parseFoundingDigest(text: string): Uint8Array | null {
 
 /**
  * At enrolment: the server's latest policy, verified from its founding version (which must be
- * `expectFounding`, when the security officer gave its digest); null when the server publishes
- * none. The caller pins it with the device.
+ * `expectFounding`, when the security officer gave its digest) and, with `log` (for the audit
+ * key about to be pinned), every version from the founding one proven in the audit log;
+ * null when the server publishes none. The caller pins it with the device.
  */
 export async function pinPolicy(
   api: Api,
   expectFounding: Uint8Array | null = null,
+  log: PolicyProver | null = null,
 ): Promise<HeldPolicy | null> {
   const served = await fetchPolicy(api);
   if (served === null) {
@@ -202,31 +249,41 @@ export async function pinPolicy(
     }
     return null;
   }
-  const founding = await fromFounding(api, served, expectFounding);
+  const chain = await fromFounding(api, served, expectFounding);
+  const proven = log === null ? null : await proveAll(log, chain);
   return {
-    pin: pinOf(founding, served),
+    pin: pinOf(chain[0]!.digest, served, proven),
     policy: served.policy,
     pinnedNow: true,
     previousVersion: null,
+    changed: true,
   };
 }
 
 /**
  * The policy in force, following the server from `pin` (the one held; null for none): a later
- * version only through valid successors of the one held; with none held, a served policy is
- * verified from its founding version and pinned (first use); with none held and none served,
- * null (NO_POLICY). The caller keeps `pin` when it changed.
+ * version only through valid successors of the one held, each proven in the audit log by `log`
+ * (when given); with none held, a served policy is verified from its founding version, proven
+ * and pinned (first use); with none held and none served, null (NO_POLICY). A version held
+ * from before the page checked the log is kept, and said (`logNote`), until the log proves it.
+ * The caller keeps `pin` when it changed.
  */
-export async function holdPolicy(api: Api, pin: PolicyPin | null): Promise<HeldPolicy | null> {
+export async function holdPolicy(
+  api: Api,
+  pin: PolicyPin | null,
+  log: PolicyProver | null = null,
+): Promise<HeldPolicy | null> {
   const served = await fetchPolicy(api);
   if (pin === null) {
     if (served === null) return null;
-    const founding = await fromFounding(api, served, null);
+    const chain = await fromFounding(api, served, null);
+    const proven = log === null ? null : await proveAll(log, chain);
     return {
-      pin: pinOf(founding, served),
+      pin: pinOf(chain[0]!.digest, served, proven),
       policy: served.policy,
       pinnedNow: true,
       previousVersion: null,
+      changed: true,
     };
   }
   let latest: SignedPolicy;
@@ -241,16 +298,55 @@ export async function holdPolicy(api: Api, pin: PolicyPin | null): Promise<HeldP
         "server publishes none: refusing to fall back to trusting the server's directory",
     );
   }
-  const policy = await follow(api, latest.policy, served);
-  if (policy.policyVersion !== latest.policy.policyVersion) {
+  const followed = await follow(api, latest.policy, served);
+  if (followed.length > 0) {
+    const proven = log === null ? null : await proveAll(log, followed);
+    const moved: PolicyPin = { founding: pin.founding, latest: signedPolicyJson(served) };
+    const logged = log === null ? pin.logged : loggedOf(proven);
     return {
-      pin: { founding: pin.founding, latest: signedPolicyJson(served) },
-      policy,
+      pin: logged === undefined ? moved : { ...moved, logged },
+      policy: followed[followed.length - 1]!,
       pinnedNow: false,
       previousVersion: latest.policy.policyVersion,
+      changed: true,
     };
   }
+  if (log !== null) return checkHeld(log, pin, latest.policy);
   return { pin, policy: latest.policy, pinnedNow: false, previousVersion: null };
+}
+
+/**
+ * The version held, when this browser has not seen it proven in the log (it was pinned before
+ * the page checked: a device enrolled earlier): proven now and recorded if the log shows it;
+ * otherwise kept, since it was accepted before, and said. Nothing accepted before is refused
+ * for this; every later version must be in the log.
+ */
+async function checkHeld(
+  log: PolicyProver,
+  pin: PolicyPin,
+  held: CoalitionPolicy,
+): Promise<HeldPolicy> {
+  const result: HeldPolicy = { pin, policy: held, pinnedNow: false, previousVersion: null };
+  const logged = pin.logged;
+  if (logged && logged.version === held.policyVersion && logged.digest === held.digestB64u) {
+    return result;
+  }
+  let proven: VerifiedPublication;
+  try {
+    proven = await log.prove(held, 0);
+  } catch (error) {
+    if (error instanceof NotLoggedYet) return result; // published moments ago: asked next time
+    if (!(error instanceof PolicyRefused)) throw error;
+    return {
+      ...result,
+      logNote:
+        `Warning: coalition policy version ${held.policyVersion} held here was pinned before ` +
+        `this page checked policy versions in the audit log, and the log does not prove it ` +
+        `(${error.message}). It stays held, as it was accepted before; every later version ` +
+        "must be in the log.",
+    };
+  }
+  return { ...result, pin: { ...pin, logged: loggedOf(proven) }, changed: true };
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   type PinStore,
   type TransparencyPin,
 } from "./transparency.js";
+import { PolicyLog } from "./policy_log.js";
 import {
   holdPolicy,
   NO_POLICY,
@@ -214,9 +215,11 @@ export async function enrol(
   }
   if (!fields.passphrase)
     throw new DeviceError("choose a passphrase to protect this device's keys");
-  const policy = await pinPolicy(api, fields.expectFounding ?? null);
-  // The log's key, checked to be one before anything is made or registered.
+  // The log's key, checked to be one before anything is made or registered; every policy
+  // version from the founding one is proven in its log before it is pinned (§18.5, §18.6).
   const auditKey = await fetchAuditKey(api);
+  const log = new PolicyLog(api, auditKey);
+  const policy = await pinPolicy(api, fields.expectFounding ?? null, log);
   const pins = policy !== null ? {} : pinsFrom(await api.request<unknown>("GET", "/v1/nations"));
   const keys = await DeviceKeys.generate();
   const sealedKeys = await sealSecret(fields.passphrase, keys.toPrivateBytes(), {
@@ -259,7 +262,11 @@ export async function enrol(
     pins,
     fingerprint,
     policy: policy?.pin ?? null,
-    transparency: { vkey: auditKey, checkpoint: null },
+    transparency: {
+      vkey: auditKey,
+      checkpoint:
+        log.held === null ? null : { size: log.held.size, root: b64uEncode(log.held.root) },
+    },
   };
   await store.save(record);
   return { record, device, pinned: pinnedIds(record, policy?.policy ?? null), policy, auditKey };
@@ -331,6 +338,24 @@ export function pinStore(store: DeviceStore): PinStore {
       if (next !== null) await store.update(next);
     },
   };
+}
+
+/**
+ * Keep `pin` as the device record's policy pin, changing only it (in one transaction where the
+ * store can: the checkpoint a proof kept meanwhile stays); the record as kept now.
+ */
+async function keepPolicyPin(store: DeviceStore, pin: PolicyPin): Promise<StoredDevice> {
+  const apply = (record: StoredDevice): StoredDevice => ({ ...record, policy: pin });
+  if (store.change) {
+    await store.change(apply);
+  } else {
+    const record = await store.load();
+    if (record === null) throw new DeviceError("this browser holds no device any more");
+    await store.update(apply(record));
+  }
+  const record = await store.load();
+  if (record === null) throw new DeviceError("this browser holds no device any more");
+  return record;
 }
 
 /**
@@ -406,16 +431,22 @@ export async function signIn(
   );
   api.setToken(session.token);
   try {
-    const policy = await holdPolicy(api, record.policy ?? null);
-    let policyNote: string | null = policy === null ? NO_POLICY : null;
+    // The audit key first: each policy version followed is proven in its log (§18.6).
+    const held = await holdAuditKey(api, record, store);
+    record = held.record;
+    const log = await PolicyLog.fromStore(api, pinStore(store));
+    const policy = await holdPolicy(api, record.policy ?? null, log);
+    let policyNote: string | null = policy === null ? NO_POLICY : (policy.logNote ?? null);
+    if (policy !== null && policy.changed) {
+      record = await keepPolicyPin(store, policy.pin);
+    }
     if (policy !== null && (policy.pinnedNow || policy.previousVersion !== null)) {
-      record = { ...record, policy: policy.pin };
-      await store.update(record);
       policyNote = policy.pinnedNow
         ? `Pinned coalition policy version ${policy.policy.policyVersion} (founding digest ` +
-          `${policy.pin.founding}) on first use.`
+          `${policy.pin.founding}) on first use, its publication proven in the audit log.`
         : `The coalition policy moved from version ${policy.previousVersion} to version ` +
-          `${policy.policy.policyVersion}, signed by enough of the nations of each version before.`;
+          `${policy.policy.policyVersion}, signed by enough of the nations of each version ` +
+          "before, each version's publication proven in the audit log.";
     }
     const authorities = authoritiesOf(record, policy);
     const device = await api.request<DeviceRead>(
@@ -431,8 +462,6 @@ export async function signIn(
     );
     // Who the server says this is, with the clearance as a banner (as `attache whoami`).
     const user = await api.request<UserRead>("GET", "/v1/me");
-    const held = await holdAuditKey(api, record, store);
-    record = held.record;
     return {
       keys,
       user,

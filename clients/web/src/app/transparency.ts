@@ -104,7 +104,8 @@ export async function fetchAuditKey(api: Api): Promise<string> {
   return vkey;
 }
 
-function heldOf(pin: TransparencyPin | null): HeldCheckpoint | null {
+/** The checkpoint a pin keeps (CheckpointRefused when it is damaged). */
+export function heldOf(pin: TransparencyPin | null): HeldCheckpoint | null {
   if (pin?.checkpoint == null) return null;
   const { size, root } = pin.checkpoint;
   let bytes: Uint8Array;
@@ -230,20 +231,7 @@ export class DeviceTransparency {
 
   /** Another tab (or an earlier sign-in) may have verified a later checkpoint: be held to it. */
   async #adoptKept(): Promise<void> {
-    if (this.store === null) return;
-    const kept = heldOf(await this.store.load());
-    if (kept === null || (this.held !== null && kept.size < this.held.size)) return;
-    if (
-      this.held !== null &&
-      kept.size === this.held.size &&
-      !equalBytes(kept.root, this.held.root)
-    ) {
-      throw new CheckpointRefused(
-        `the checkpoint of size ${kept.size} kept in this browser has another root than the ` +
-          "one verified here: the log forked",
-      );
-    }
-    this.held = kept;
+    if (this.store !== null) this.held = await adoptKept(this.store, this.held);
   }
 
   async #hold(verified: VerifiedDevice): Promise<void> {
@@ -254,6 +242,26 @@ export class DeviceTransparency {
     this.held = { size: verified.size, root: verified.root };
     await this.store?.change((pin) => extendPin(pin, this.vkey, verified.size, verified.root));
   }
+}
+
+/**
+ * The checkpoint to be held to: the one kept in `store` when another tab (or an earlier
+ * sign-in, or another check) verified a larger one than `held`, else `held`;
+ * CheckpointRefused when the one kept has `held`'s size and another root.
+ */
+export async function adoptKept(
+  store: PinStore,
+  held: HeldCheckpoint | null,
+): Promise<HeldCheckpoint | null> {
+  const kept = heldOf(await store.load());
+  if (kept === null || (held !== null && kept.size < held.size)) return held;
+  if (held !== null && kept.size === held.size && !equalBytes(kept.root, held.root)) {
+    throw new CheckpointRefused(
+      `the checkpoint of size ${kept.size} kept in this browser has another root than the ` +
+        "one verified here: the log forked",
+    );
+  }
+  return kept;
 }
 
 function matches(kept: VerifiedDevice, body: CertificateBody): boolean {

@@ -101,7 +101,8 @@ function isInt(value: unknown): value is number {
   return typeof value === "number" && Number.isInteger(value);
 }
 
-function repr(value: unknown): string {
+/** A value as Python's repr shows it in a message (strings, None, booleans, numbers). */
+export function repr(value: unknown): string {
   if (typeof value === "string") return `'${value}'`;
   if (value === null || value === undefined) return "None";
   if (value === true) return "True";

@@ -84,9 +84,9 @@ export interface VerifiedDevice {
   entry: DirectoryEntry;
 }
 
-type JsonRecord = Record<string, unknown>;
+export type JsonRecord = Record<string, unknown>;
 
-function isRecord(value: unknown): value is JsonRecord {
+export function isRecord(value: unknown): value is JsonRecord {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
@@ -94,14 +94,14 @@ function isIndex(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 }
 
-function index(value: unknown, what: string): number {
+export function index(value: unknown, what: string): number {
   if (!isIndex(value)) {
     throw new TransparencyError(`${what} is not an index (an integer from 0 to 2^53 - 1)`);
   }
   return value;
 }
 
-function decoded(text: unknown, what: string): Uint8Array {
+export function decoded(text: unknown, what: string): Uint8Array {
   if (typeof text !== "string") throw new TransparencyError(`${what} is not a base64url string`);
   try {
     return b64uDecode(text);
@@ -110,7 +110,7 @@ function decoded(text: unknown, what: string): Uint8Array {
   }
 }
 
-function field(value: unknown, ...path: string[]): unknown {
+export function field(value: unknown, ...path: string[]): unknown {
   for (const name of path) value = isRecord(value) ? value[name] : undefined;
   return value;
 }
@@ -206,21 +206,21 @@ export function parseDirectoryLeaf(leaf: JsonRecord): { root: Uint8Array; size: 
   return { root, size: index(directory.size, "the directory size") };
 }
 
-function hashes(value: unknown, what: string): Uint8Array[] {
+export function hashes(value: unknown, what: string): Uint8Array[] {
   if (!Array.isArray(value) || value.length > MAX_PROOF) {
     throw new TransparencyError(`${what} is not a list of hashes`);
   }
   return value.map((hash) => decoded(hash, `a hash of ${what}`));
 }
 
-function part(bundle: JsonRecord, name: string): JsonRecord {
+export function part(bundle: JsonRecord, name: string): JsonRecord {
   const value = bundle[name];
   if (!isRecord(value))
     throw new TransparencyError(`the transparency bundle has no ${name} object`);
   return value;
 }
 
-function text(value: unknown, what: string): string {
+export function text(value: unknown, what: string): string {
   if (typeof value !== "string") {
     throw new TransparencyError(`the bundle's ${what} is missing or not text`);
   }
@@ -236,31 +236,16 @@ function sameJson(a: unknown, b: unknown): boolean {
 }
 
 /**
- * Check a transparency bundle (PROTOCOL.md §19.4) for the device a verified certificate names,
- * against the pinned audit key `logKey` (whose name is the log's origin) and the checkpoint
- * `held` seen before, if any. The checkpoint and entry, or a TransparencyError naming what was
- * wrong: a checkpoint not signed by the audit key, older than or inconsistent with the one
- * held (CheckpointRefused); a directory leaf that is not the checkpoint's last leaf, or not in
- * the tree; an entry not in the directory, or for another device, user or keys; a device
- * pending (NotLogged) or revoked; a registration leaf not in the tree or not the entry's.
+ * Step 1 of PROTOCOL.md §19.4, for any answer that proves something at the latest checkpoint
+ * (a device's bundle, a policy version's publication), as protocol/transparency.py
+ * `verify_checkpoint`: `checkpoint` is its `{note, consistency}` part. The size, root and note
+ * once the note verifies with the pinned audit key for its origin and extends `held`, if any;
+ * CheckpointRefused otherwise, naming what was wrong.
  */
-export function verifyDevice(
-  bundle: unknown,
-  {
-    logKey,
-    device,
-    held = null,
-  }: { logKey: NoteVerifier; device: CertifiedDevice; held?: HeldCheckpoint | null },
-): VerifiedDevice {
-  if (!isRecord(bundle))
-    throw new TransparencyError("the transparency bundle is not a JSON object");
-  const checkpoint = part(bundle, "checkpoint");
-  const directory = part(bundle, "directory");
-  const entryPart = part(bundle, "entry");
-  const registration = part(bundle, "registration");
-  const deviceId = device.deviceId;
-
-  // 1. The checkpoint: signed by the pinned audit key, for its log, not behind the one held.
+export function verifyCheckpoint(
+  checkpoint: JsonRecord,
+  { logKey, held = null }: { logKey: NoteVerifier; held?: HeldCheckpoint | null },
+): { size: number; root: Uint8Array; note: string } {
   const note = text(checkpoint.note, "checkpoint note");
   let size: number;
   let root: Uint8Array;
@@ -295,6 +280,36 @@ export function verifyDevice(
       }
     }
   }
+  return { size, root, note };
+}
+
+/**
+ * Check a transparency bundle (PROTOCOL.md §19.4) for the device a verified certificate names,
+ * against the pinned audit key `logKey` (whose name is the log's origin) and the checkpoint
+ * `held` seen before, if any. The checkpoint and entry, or a TransparencyError naming what was
+ * wrong: a checkpoint not signed by the audit key, older than or inconsistent with the one
+ * held (CheckpointRefused); a directory leaf that is not the checkpoint's last leaf, or not in
+ * the tree; an entry not in the directory, or for another device, user or keys; a device
+ * pending (NotLogged) or revoked; a registration leaf not in the tree or not the entry's.
+ */
+export function verifyDevice(
+  bundle: unknown,
+  {
+    logKey,
+    device,
+    held = null,
+  }: { logKey: NoteVerifier; device: CertifiedDevice; held?: HeldCheckpoint | null },
+): VerifiedDevice {
+  if (!isRecord(bundle))
+    throw new TransparencyError("the transparency bundle is not a JSON object");
+  const checkpoint = part(bundle, "checkpoint");
+  const directory = part(bundle, "directory");
+  const entryPart = part(bundle, "entry");
+  const registration = part(bundle, "registration");
+  const deviceId = device.deviceId;
+
+  // 1. The checkpoint: signed by the pinned audit key, for its log, not behind the one held.
+  const { size, root, note } = verifyCheckpoint(checkpoint, { logKey, held });
 
   // 2. The directory leaf: the checkpoint's last leaf, so no later key event is hidden.
   const directoryIndex = index(directory.index, "the directory leaf's index");
