@@ -41,6 +41,7 @@ from clients.sdk import (
 from protocol import coalition, keys
 from server.audit.models import AuditEvent
 from server.auth.principal import CONSOLE
+from server.coalition import service as coalition_service
 from server.db.engine import create_engine, create_sessionmaker
 from server.devices.service import do_issue_enrolment_code
 from server.directory import service as directory
@@ -678,13 +679,27 @@ def _founding_policy(*signers: tuple[str, keys.AuthorityKey]) -> tuple[dict[str,
     return signed.to_json(), policy.digest_b64u
 
 
+async def _publish_policy(server: Server, signed: dict[str, Any]) -> None:
+    """What the operator does (as `attache-server policy publish`, directly in the database):
+    publish ``signed``, which the audit log then records (its integrator runs every second)."""
+    engine = create_engine(server.settings.effective_database_url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await coalition_service.do_publish_policy(
+                session, CONSOLE, coalition.SignedPolicy.from_json(signed)
+            )
+    finally:
+        await engine.dispose()
+
+
 def test_the_page_pins_the_coalition_policy_and_refuses_one_short_of_a_founder(
     chromium: str, server: Server, tmp_path: Path
 ) -> None:
     """The page as a device of a coalition with a signed policy (served here by a route, as
     the server would serve it): a founding version one founder has not signed is refused
-    before any key is made; a valid one is pinned, its nations' keys taken instead of the
-    server's list of nations. docs/web.md; the Node tests play every other refusal."""
+    before any key is made; a valid one, once the operator has published it in the audit log
+    (which the page checks, test_web_policy_log.py), is pinned, its nations' keys taken instead
+    of the server's list of nations. docs/web.md; the Node tests play every other refusal."""
     usa, gbr, fra = (keys.AuthorityKey.generate() for _ in range(3))
     code, _ = _run(_directory(server, usa, gbr))
     forged, _ = _founding_policy(("USA", usa), ("GBR", gbr))
@@ -714,6 +729,9 @@ def test_the_page_pins_the_coalition_policy_and_refuses_one_short_of_a_founder(
             expect(page.locator("#problem")).to_contain_text("missing: FRA")
             assert not [url for url in sent if url.endswith(("/v1/devices", "/v1/nations"))]
 
+            # The page accepts a version only once the audit log proves its publication
+            # (PROTOCOL.md §18.6): the operator publishes it, as `attache-server policy publish`.
+            _run(_publish_policy(server, valid))
             served[0] = valid
             page.get_by_label("Passphrase (protects this device's keys)").fill(PASSPHRASE)
             page.get_by_label("The same passphrase again").fill(PASSPHRASE)
