@@ -21,13 +21,20 @@ from server.audit.models import (
     AuditRefusal,
     KeyDirectoryEntry,
 )
+from server.db.engine import hold_writer
 
 
 async def lock_integrator(session: AsyncSession) -> None:
     """One integrator at a time across processes: a PostgreSQL transaction-scoped advisory
-    lock, waited for (SQLite already serialises writers)."""
+    lock, waited for. On SQLite, this process's writer lock, taken before anything is read:
+    SQLite serialises writes, not a transaction's reads before its first write, so two
+    integrations (the background one and one a caller runs) could both read the same
+    pending events and key directory and both write them (a UNIQUE failure on
+    key_directory.device_id in CI)."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('attache-audit'))"))
+    else:
+        await hold_writer(session)
 
 
 async def claim_integrator(session: AsyncSession, holder: str, bound_seconds: int) -> bool:
@@ -36,6 +43,7 @@ async def claim_integrator(session: AsyncSession, holder: str, bound_seconds: in
     bound its statements and its idle moments to ``bound_seconds``, so that a holder whose
     process or machine is gone lets go within that time. True on SQLite."""
     if session.get_bind().dialect.name != "postgresql":
+        await hold_writer(session)  # as lock_integrator: before anything is read
         return True
     try_lock = "SELECT pg_try_advisory_xact_lock(hashtext('attache-audit'))"
     taken = await session.scalar(text(try_lock))
