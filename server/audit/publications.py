@@ -24,6 +24,7 @@ from server.audit.integrator import NodeCache
 from server.audit.leaves import parse_body
 from server.audit.models import AuditCheckpoint
 from server.audit.service import access_checkpoint
+from server.audit.transparency import checkpoint_part
 from server.errors import InvalidInput, NotFound, Unavailable
 
 
@@ -93,19 +94,9 @@ async def publication_proof(
     size = checkpoint.size
     nodes = NodeCache(session)
     proof = await nodes.run(lambda get: merkle.inclusion_proof(index, size, get))
-    consistency: list[bytes] = []
-    if 0 < old < size:
-        consistency = await nodes.run(lambda get: merkle.consistency_proof(old, size, get))
-    cosignatures = await repo.cosignatures(session, size)
     return {
         "policy_version": policy_version,
         "digest": digest,
-        "checkpoint": {
-            "size": size,
-            "root": _b64u(checkpoint.root),
-            "note": checkpoint.note + "".join(row.line for row in cosignatures),
-            "old": old,
-            "consistency": [_b64u(p) for p in consistency],
-        },
+        "checkpoint": await checkpoint_part(session, checkpoint, old, nodes),
         "publication": {"index": index, "leaf": leaf, "proof": [_b64u(p) for p in proof]},
     }

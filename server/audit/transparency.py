@@ -276,7 +276,7 @@ async def device_bundle(
     )
     return {
         "device_id": device_id,
-        "checkpoint": await _checkpoint_part(session, checkpoint, old, nodes),
+        "checkpoint": await checkpoint_part(session, checkpoint, old, nodes),
         "directory": {
             "index": tree_size - 1,
             "leaf": last,
@@ -296,11 +296,12 @@ async def device_bundle(
     }
 
 
-async def _checkpoint_part(
+async def checkpoint_part(
     session: AsyncSession, checkpoint: AuditCheckpoint, old: int, nodes: NodeCache
 ) -> dict[str, Any]:
-    """The ``checkpoint`` member of a proof answer: the checkpoint, its note with the
-    witnesses' cosignatures, and the consistency proof from ``old`` when 0 < old < size."""
+    """The ``checkpoint`` member of a proof answer (a device's bundle, a policy version's
+    publication): the checkpoint, its note with the witnesses' cosignatures, and the
+    consistency proof from ``old`` when 0 < old < size."""
     size = checkpoint.size
     consistency: list[bytes] = []
     if 0 < old < size:

@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import Field
 
 from server.coalition.service import Proposal
+from server.devices.schemas import TransparencyCheckpoint
 from server.schemas import ReadModel
 
 
@@ -30,12 +31,8 @@ class ProposalRead(ReadModel):
         )
 
 
-class PolicyCheckpoint(ReadModel):
-    size: int
-    root: str
-    note: str = Field(description="the signed checkpoint note, with witnesses' cosignatures")
-    old: int = Field(description="the size asked to be proven consistent with (0: none)")
-    consistency: list[str] = Field(description="RFC 9162 consistency proof from old to size")
+class PolicyCheckpoint(TransparencyCheckpoint):
+    """The checkpoint member of a publication's proof: as a device's bundle has it."""
 
 
 class PolicyPublication(ReadModel):
