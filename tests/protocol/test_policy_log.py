@@ -9,6 +9,7 @@ answer or the log says, and the check must refuse with a sentence naming what wa
 
 from __future__ import annotations
 
+import base64
 import copy
 import uuid
 from pathlib import Path
@@ -200,6 +201,17 @@ def test_a_leaf_not_in_the_tree_is_refused(log: Log) -> None:
         _verify(log, answer, v1)
 
 
+def _another_root(note: str) -> str:
+    """The signed note with its root line (the third) replaced: the signed text changed.
+    (Replacing the first "3" in the note was not always that: a note with a random key and
+    root holds no "3" at all about one time in nine, and was then left as it was.)"""
+    lines = note.split("\n")
+    lines[2] = base64.b64encode(
+        bytes(32) if lines[2] != base64.b64encode(bytes(32)).decode() else b"\x01" * 32
+    ).decode()
+    return "\n".join(lines)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -208,7 +220,7 @@ def test_a_leaf_not_in_the_tree_is_refused(log: Log) -> None:
         (lambda a: a["publication"].update(proof=["x"]), "base64url"),
         (lambda a: a.pop("publication"), "has no publication object"),
         (
-            lambda a: a["checkpoint"].update(note=a["checkpoint"]["note"].replace("3", "4", 1)),
+            lambda a: a["checkpoint"].update(note=_another_root(a["checkpoint"]["note"])),
             "not signed by the pinned audit key",
         ),
     ],
