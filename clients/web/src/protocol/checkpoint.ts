@@ -31,7 +31,7 @@ const MAX_TREE_SIZE = 2n ** 63n - 1n;
 const KEY_ID_SIZE = 4;
 const SIGNATURE_PREFIX = "\u2014 ";
 const TREE_SIZE = /^(?:0|[1-9][0-9]*)$/;
-const STD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+export const STD_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const KEY_ID_HEX = /^[0-9a-f]{8}$/;
 const CONTROL = /[\x00-\x09\x0b-\x1f]/;
 // Python's str.isspace(), which protocol/checkpoint.py refuses in a key name.
@@ -42,14 +42,14 @@ const LONE_SURROGATE = /\p{Cs}/u;
 
 export class CheckpointError extends Error {}
 
-function b64Encode(data: Uint8Array): string {
+export function b64Encode(data: Uint8Array): string {
   let binary = "";
   for (const byte of data) binary += String.fromCharCode(byte);
   return btoa(binary);
 }
 
 /** Strict standard base64: padded, no whitespace, no non-zero trailing bits. */
-function b64Decode(text: string, what: string): Uint8Array {
+export function b64Decode(text: string, what: string): Uint8Array {
   if (!STD_BASE64.test(text)) throw new CheckpointError(`${what} is not standard padded base64`);
   const data = Uint8Array.from(atob(text), (char) => char.charCodeAt(0));
   if (b64Encode(data) !== text) {
@@ -74,7 +74,7 @@ function checkLine(line: string, what: string): void {
   if (line.includes("\n")) throw new CheckpointError(`${what} contains a newline`);
 }
 
-function checkKeyName(name: unknown): asserts name is string {
+export function checkKeyName(name: unknown): asserts name is string {
   if (typeof name !== "string" || !name) {
     throw new CheckpointError("a key name must be a non-empty string");
   }
@@ -222,8 +222,10 @@ export class NoteSigner {
   }
 
   signatureLine(text: string): string {
-    const signature = ed25519Sign(this.seed, utf8(text));
-    return `${SIGNATURE_PREFIX}${this.name} ${b64Encode(concat(this.verifier.keyId, signature))}\n`;
+    return signatureLine(
+      this.name,
+      concat(this.verifier.keyId, ed25519Sign(this.seed, utf8(text))),
+    );
   }
 }
 
@@ -261,21 +263,22 @@ function verifierTable(verifiers: readonly NoteVerifier[]): Map<string, NoteVeri
   return table;
 }
 
+/** `— <name> <base64(blob)>\n`, a note signature line (blob: key id || signature). */
+export function signatureLine(name: string, blob: Uint8Array): string {
+  checkKeyName(name);
+  return `${SIGNATURE_PREFIX}${name} ${b64Encode(blob)}\n`;
+}
+
 /**
- * Verify a signed note; its text and the names of the known keys that signed it. Signatures
- * from keys not among `verifiers` (matched on name and key id together) are ignored.
- * CheckpointError if the note is malformed, if any signature from a known key fails, or if no
- * known key signed it.
+ * A note's text and its signature lines, each as (key name, key id || signature bytes),
+ * without verifying any, as protocol/checkpoint.py `split_note`: CheckpointError if the note
+ * is malformed. For signature types other than `openNote`'s, such as cosignatures.
  */
-export function openNote(
-  text: string,
-  verifiers: readonly NoteVerifier[],
-): { body: string; signers: string[] } {
+export function splitNote(text: string): { body: string; signatures: [string, Uint8Array][] } {
   if (typeof text !== "string") throw new CheckpointError("a note must be a string");
   if (text.length > MAX_NOTE_SIZE || checkText(text, "note").length > MAX_NOTE_SIZE) {
     throw new CheckpointError(`note is larger than ${MAX_NOTE_SIZE} bytes`);
   }
-  const table = verifierTable(verifiers);
   const split = text.lastIndexOf("\n\n");
   if (split < 0) throw new CheckpointError("note has no blank line before its signatures");
   const body = text.slice(0, split + 1);
@@ -288,9 +291,7 @@ export function openNote(
   if (lines.length > MAX_SIGNATURES) {
     throw new CheckpointError(`note has ${lines.length} signatures; at most ${MAX_SIGNATURES}`);
   }
-  const message = utf8(body);
-  const verified: string[] = [];
-  lines.forEach((line, i) => {
+  const signatures = lines.map((line, i): [string, Uint8Array] => {
     const number = i + 1;
     if (!line.startsWith(SIGNATURE_PREFIX)) {
       throw new CheckpointError(
@@ -308,12 +309,32 @@ export function openNote(
     if (blob.length < KEY_ID_SIZE + 1) {
       throw new CheckpointError(`signature on line ${number} is too short`);
     }
+    return [name, blob];
+  });
+  return { body, signatures };
+}
+
+/**
+ * Verify a signed note; its text and the names of the known keys that signed it. Signatures
+ * from keys not among `verifiers` (matched on name and key id together) are ignored.
+ * CheckpointError if the note is malformed, if any signature from a known key fails, or if no
+ * known key signed it.
+ */
+export function openNote(
+  text: string,
+  verifiers: readonly NoteVerifier[],
+): { body: string; signers: string[] } {
+  const table = verifierTable(verifiers);
+  const { body, signatures } = splitNote(text);
+  const message = utf8(body);
+  const verified: string[] = [];
+  signatures.forEach(([name, blob], i) => {
     const keyId = blob.slice(0, KEY_ID_SIZE);
     const verifier = table.get(`${name} ${toHex(keyId)}`);
     if (verifier === undefined) return;
     if (!verifier.verify(message, blob.slice(KEY_ID_SIZE))) {
       throw new CheckpointError(
-        `invalid signature for key ${name}+${toHex(keyId)} on line ${number}`,
+        `invalid signature for key ${name}+${toHex(keyId)} on line ${i + 1}`,
       );
     }
     if (!verified.includes(name)) verified.push(name);
