@@ -18,6 +18,7 @@ import {
 } from "../src/app/coalition.js";
 import { enrol, openKeys, signIn, type DeviceStore, type StoredDevice } from "../src/app/device.js";
 import { checkRoster } from "../src/app/send.js";
+import { WitnessRequirement } from "../src/app/witnesses.js";
 import { b64uDecode, b64uEncode } from "../src/protocol/bytes.js";
 import { CTX_COALITION_POLICY_SIGNATURE, parsePolicy } from "../src/protocol/coalition.js";
 import {
@@ -26,6 +27,7 @@ import {
   signingInput,
   withContext,
 } from "../src/protocol/canonical.js";
+import { CosignatureSigner } from "../src/protocol/cosignature.js";
 import { codeDigest } from "../src/protocol/enrolment.js";
 import {
   CertificateError,
@@ -296,6 +298,35 @@ test("enrolment pins the founding policy, verified, and takes no keys from the s
   assert.ok(!played.calls.includes("GET /v1/nations"));
   assert.deepEqual(Object.keys(result.pinned).sort(), ["DEU", "FRA", "GBR", "USA"]);
   assert.ok(played.calls.includes("GET /v1/policy/1"));
+});
+
+test("enrolment keeps the witnesses required, and no checkpoint proven without them", async () => {
+  const witness = new CosignatureSigner("witness.usa.example/w1", new Uint8Array(32).fill(21));
+  const witnesses = WitnessRequirement.of([witness.vkey()], null, 600);
+  const store = memoryStore();
+  const played = server([V1, V2]);
+  const result = await enrol(played.api, store, {
+    username: "alice",
+    code: CODE,
+    name: "browser",
+    passphrase: PASSPHRASE,
+    kdf: KDF_MINIMUM,
+    witnesses,
+  });
+  assert.equal(result.witnesses, witnesses);
+  // The policy versions were proven (as the SDK, without the witnesses: their requirement is
+  // kept only now), but the checkpoint they were proven at is not kept: the next one must be
+  // one the witnesses cosigned.
+  assert.ok(played.calls.some((call) => /^GET \/v1\/policy\/2\/proof\?old=\d+$/.test(call)));
+  assert.deepEqual(store.record!.transparency, {
+    vkey: VKEY,
+    checkpoint: null,
+    witnesses: { keys: [witness.vkey()], min: null, max_age: 600 },
+  });
+  // Without witnesses the checkpoint is kept, as before.
+  const { store: plain } = await enrolled([V1, V2]);
+  assert.ok(!("witnesses" in plain.record!.transparency!));
+  assert.ok(plain.record!.transparency!.checkpoint !== null);
 });
 
 test("enrolment: a founding digest given and not matched, or a forged founding, is refused before any key is made", async () => {

@@ -7,7 +7,8 @@
  * The server's audit key is pinned at enrolment too (`GET /v1/audit/key`, as `attache enroll`
  * pins it), with the largest checkpoint of the key directory verified since (app/transparency.ts);
  * a device enrolled before the page checked the key directory pins it at its next sign-in,
- * and the page says so. Nothing here touches the DOM or IndexedDB (the store is passed in),
+ * and the page says so. The witnesses the user requires, if any (app/witnesses.ts), are given at
+ * enrolment and kept beside the audit key. Nothing here touches the DOM or IndexedDB (the store is passed in),
  * so Node's tests run it.
  */
 import type { Api } from "./api.js";
@@ -18,6 +19,7 @@ import {
   type TransparencyPin,
 } from "./transparency.js";
 import { PolicyLog } from "./policy_log.js";
+import type { WitnessRequirement } from "./witnesses.js";
 import {
   holdPolicy,
   NO_POLICY,
@@ -140,6 +142,8 @@ export interface Enrolled {
   policy: HeldPolicy | null;
   /** The server's audit key pinned (a note verifier key), as `attache enroll` prints it. */
   auditKey: string;
+  /** The witnesses required from now on (null: none). */
+  witnesses: WitnessRequirement | null;
 }
 
 const NATION = /^[A-Z]{3}$/;
@@ -208,6 +212,8 @@ export async function enrol(
     passphrase: string;
     kdf?: KdfParams;
     expectFounding?: Uint8Array | null;
+    /** Witnesses whose cosignatures every checkpoint must carry from now on (checked). */
+    witnesses?: WitnessRequirement | null;
   },
 ): Promise<Enrolled> {
   if ((await store.load()) !== null) {
@@ -215,6 +221,7 @@ export async function enrol(
   }
   if (!fields.passphrase)
     throw new DeviceError("choose a passphrase to protect this device's keys");
+  const witnesses = fields.witnesses ?? null;
   // The log's key, checked to be one before anything is made or registered; every policy
   // version from the founding one is proven in its log before it is pinned (§18.5, §18.6).
   const auditKey = await fetchAuditKey(api);
@@ -264,12 +271,25 @@ export async function enrol(
     policy: policy?.pin ?? null,
     transparency: {
       vkey: auditKey,
+      // The policy proofs above were checked without the witnesses (their requirement is kept
+      // only now, as the SDK's): a home that requires them keeps only checkpoints they
+      // cosigned, so their checkpoint is kept only when none is required.
       checkpoint:
-        log.held === null ? null : { size: log.held.size, root: b64uEncode(log.held.root) },
+        log.held === null || witnesses !== null
+          ? null
+          : { size: log.held.size, root: b64uEncode(log.held.root) },
+      ...(witnesses === null ? {} : { witnesses: witnesses.toPin() }),
     },
   };
   await store.save(record);
-  return { record, device, pinned: pinnedIds(record, policy?.policy ?? null), policy, auditKey };
+  return {
+    record,
+    device,
+    pinned: pinnedIds(record, policy?.policy ?? null),
+    policy,
+    auditKey,
+    witnesses,
+  };
 }
 
 /**

@@ -34,7 +34,8 @@ import {
 } from "./audit.js";
 import { Inbox, streamUrl, type ReceivedMessage } from "./messages.js";
 import { SendError, Sender, type Reach } from "./send.js";
-import { TransparencyError } from "./transparency.js";
+import { CosignaturesRefused, TransparencyError, witnessesOf } from "./transparency.js";
+import { WitnessError, WitnessRequirement } from "./witnesses.js";
 import {
   DOCUMENT_VERSION,
   ReleaseError,
@@ -165,6 +166,13 @@ function explain(error: unknown): string {
       "and seals nothing: tell your security officer."
     );
   }
+  if (error instanceof WitnessError) return `Not enrolled: ${error.message}.`;
+  if (error instanceof CosignaturesRefused) {
+    return (
+      `The server's audit log is refused: ${error.message}. The page seals nothing: tell ` +
+      "your security officer."
+    );
+  }
   if (error instanceof TransparencyError) {
     return (
       `The server's key directory is refused: ${error.message}. The page seals nothing: tell ` +
@@ -228,6 +236,17 @@ function showDevice(record: StoredDevice, status: string | null): void {
     "Compare this audit key with the operator's (attache-server audit key). The page seals " +
     "only to devices that the key directory, under this key, shows active with their keys" +
     (checkpoint ? `; the largest checkpoint verified here has ${checkpoint.size} leaves.` : ".");
+  let witnesses: string;
+  try {
+    const required = witnessesOf(record.transparency ?? null);
+    witnesses =
+      required === null
+        ? "None: the page believes the audit log's checkpoints without witnesses."
+        : `${required.describe()}: every checkpoint believed must carry their cosignatures.`;
+  } catch (error) {
+    witnesses = String((error as Error).message);
+  }
+  byId("witnesses-required").textContent = witnesses;
   field(byId<HTMLFormElement>("unlock"), "username").value = profile.username;
 }
 
@@ -1924,6 +1943,12 @@ function wire(): void {
       if (passphrase !== field(enrolForm, "confirm").value) {
         throw new DeviceError("The two passphrases differ: type the same one twice.");
       }
+      // Checked before anything is made or registered.
+      const witnesses = WitnessRequirement.fromForm(
+        (enrolForm.elements.namedItem("witnesses") as HTMLTextAreaElement).value,
+        field(enrolForm, "min-witnesses").value,
+        field(enrolForm, "witness-max-age").value,
+      );
       say("Making this device's keys and registering them…");
       const enrolled = await enrol(api, browserStore, {
         username: field(enrolForm, "username").value.trim(),
@@ -1931,6 +1956,7 @@ function wire(): void {
         name: field(enrolForm, "device").value.trim(),
         passphrase,
         expectFounding: parseFoundingDigest(field(enrolForm, "policy").value),
+        witnesses,
       });
       enrolForm.reset();
       // Ask the browser not to evict the sealed keys under storage pressure (best effort).
@@ -1942,7 +1968,10 @@ function wire(): void {
         (enrolled.device.status === "pending"
           ? "Enrolled: this device awaits certification by your security officer."
           : "Enrolled: this device is active.") +
-          ` Pinned the server's audit key ${enrolled.auditKey}.`,
+          ` Pinned the server's audit key ${enrolled.auditKey}.` +
+          (enrolled.witnesses === null
+            ? ""
+            : ` Witnesses required: ${enrolled.witnesses.describe()}.`),
       );
     });
   });

@@ -8,11 +8,20 @@
  * the log does not hold, holds with another digest, or a made-up publication, is refused with
  * PolicyRefused naming the version; a version published moments ago (503: its leaf waits for
  * the integrator's next batch) is asked for again, backing off from 0.1 s to 1 s, for up to
- * 10 s. Nothing here touches the DOM, so Node's tests run it.
+ * 10 s.
+ *
+ * When the user required witnesses (kept in the same pin, app/witnesses.ts), the proof is
+ * asked for at the latest checkpoint they cosigned (`witness=...&min_witnesses=N`) and its
+ * note must carry their valid cosignatures before anything in it is believed, as the SDK's
+ * `PolicyLog._check_cosignatures`; PolicyRefused names the witness missing, forged or too old.
+ * At enrolment there is no store, so no requirement: the versions pinned then are proven
+ * without it, and `enrol` keeps their checkpoint only when no witness is required (as the
+ * SDK, PROTOCOL.md §18.7). Nothing here touches the DOM, so Node's tests run it.
  */
 import { ApiError, type Api } from "./api.js";
+import { noteOf, nowSeconds, type WitnessRequirement } from "./witnesses.js";
 import { NotLoggedYet, PolicyRefused, type PolicyProver } from "./coalition.js";
-import { NoteVerifier, type CoalitionPolicy } from "../protocol/index.js";
+import { CheckpointError, NoteVerifier, type CoalitionPolicy } from "../protocol/index.js";
 import { verifyPublication, type VerifiedPublication } from "../protocol/policy_log.js";
 import { TransparencyError, type HeldCheckpoint } from "../protocol/transparency.js";
 import {
@@ -20,6 +29,7 @@ import {
   adoptKept,
   extendPin,
   heldOf,
+  witnessesOf,
   type Clock,
   type PinStore,
 } from "./transparency.js";
@@ -67,7 +77,18 @@ export class PolicyLog implements PolicyProver {
 
   async prove(policy: CoalitionPolicy, wait = this.wait): Promise<VerifiedPublication> {
     const version = policy.policyVersion;
-    if (this.store !== null) this.held = await adoptKept(this.store, this.held);
+    let required: WitnessRequirement | null = null;
+    if (this.store !== null) {
+      try {
+        required = witnessesOf(await this.store.load());
+      } catch (error) {
+        if (!(error instanceof TransparencyError)) throw error;
+        throw new PolicyRefused(`cannot check the audit log: ${error.message}`);
+      }
+      this.held = await adoptKept(this.store, this.held);
+    }
+    // At the latest checkpoint the witnesses required here cosigned, as bundles.
+    const witnesses = required === null ? "" : `&${required.query()}`;
     const deadline = this.clock.now() + wait;
     let delay = FIRST_DELAY;
     let answer: unknown;
@@ -75,7 +96,7 @@ export class PolicyLog implements PolicyProver {
       try {
         answer = await this.api.request<unknown>(
           "GET",
-          `/v1/policy/${version}/proof?old=${this.held?.size ?? 0}`,
+          `/v1/policy/${version}/proof?old=${this.held?.size ?? 0}${witnesses}`,
         );
         break;
       } catch (error) {
@@ -99,6 +120,7 @@ export class PolicyLog implements PolicyProver {
         );
       }
     }
+    if (required !== null) checkCosignatures(answer, required, version);
     let verified: VerifiedPublication;
     try {
       verified = verifyPublication(answer, { logKey: this.logKey, policy, held: this.held });
@@ -109,5 +131,33 @@ export class PolicyLog implements PolicyProver {
     this.held = { size: verified.size, root: verified.root };
     await this.store?.change((pin) => extendPin(pin, this.vkey, verified.size, verified.root));
     return verified;
+  }
+}
+
+/**
+ * The proof's checkpoint carries the cosignatures required here (as a bundle's must,
+ * app/transparency.ts), before anything in it is believed; PolicyRefused naming the witnesses
+ * otherwise, in the SDK's words.
+ */
+function checkCosignatures(answer: unknown, required: WitnessRequirement, version: number): void {
+  const note = noteOf(answer);
+  if (note === null) {
+    throw new PolicyRefused(`the proof of coalition policy version ${version} has no note`);
+  }
+  let problems: string[];
+  try {
+    ({ problems } = required.check(note, nowSeconds()));
+  } catch (error) {
+    if (!(error instanceof CheckpointError)) throw error;
+    throw new PolicyRefused(
+      `coalition policy version ${version} is refused: its checkpoint note is malformed: ` +
+        error.message,
+    );
+  }
+  if (problems.length > 0) {
+    throw new PolicyRefused(
+      `coalition policy version ${version} is refused: the checkpoint it is proven at lacks ` +
+        `the witnesses' cosignatures this device requires: ${problems.join("; ")}`,
+    );
   }
 }

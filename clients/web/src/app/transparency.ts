@@ -14,11 +14,26 @@
  * it), so sending under a roster that did not change costs no request. A device the directory
  * does not show active *yet* (404, 503, or pending: certified after the latest checkpoint) is
  * asked for again, backing off from 0.1 s to 1 s, for up to `wait` milliseconds per roster
- * check (10 s, the SDK's), then refused. Nothing here touches the DOM, so Node's tests run it.
+ * check (10 s, the SDK's), then refused.
+ *
+ * When the user required witnesses (app/witnesses.ts, kept in the same pin), each bundle is
+ * asked for at the latest checkpoint they cosigned (`witness=...&min_witnesses=N`) and its
+ * checkpoint must carry their valid cosignatures before anything in it is believed, as the
+ * SDK's `DeviceTransparency._check_cosignatures`: CosignaturesRefused (a CheckpointRefused, so
+ * nothing is sealed to anyone) names the witness missing, forged or too old. The requirement
+ * is read again with the checkpoint before each roster check. Nothing here touches the DOM,
+ * so Node's tests run it.
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 
 import { ApiError, type Api } from "./api.js";
+import {
+  WitnessError,
+  WitnessRequirement,
+  noteOf,
+  nowSeconds,
+  type WitnessPin,
+} from "./witnesses.js";
 import {
   CheckpointError,
   NoteVerifier,
@@ -43,10 +58,30 @@ export const NOT_LOGGED_WAIT = 10_000;
 const FIRST_DELAY = 100;
 const MAX_DELAY = 1_000;
 
-/** What the device record keeps: the audit key pinned and the largest checkpoint verified. */
+/**
+ * What the device record keeps: the audit key pinned, the largest checkpoint verified and the
+ * witnesses required (absent or null: none).
+ */
 export interface TransparencyPin {
   vkey: string;
   checkpoint: { size: number; root: string } | null;
+  witnesses?: WitnessPin | null;
+}
+
+/**
+ * The checkpoint lacks the witnesses' cosignatures this device requires: one missing, forged
+ * or too old, named in the message. As for a fork, nothing is sealed to anyone.
+ */
+export class CosignaturesRefused extends CheckpointRefused {}
+
+/** The witnesses a pin requires (CheckpointRefused when they are damaged). */
+export function witnessesOf(pin: TransparencyPin | null): WitnessRequirement | null {
+  try {
+    return WitnessRequirement.fromPin(pin?.witnesses);
+  } catch (error) {
+    if (error instanceof WitnessError) throw new CheckpointRefused(error.message);
+    throw error;
+  }
 }
 
 /** Where the pin is kept (the device record in IndexedDB; memory in Node's tests). */
@@ -82,7 +117,8 @@ export function extendPin(
     }
     return null;
   }
-  return { vkey: pin?.vkey ?? vkey, checkpoint: { size, root: b64uEncode(root) } };
+  // The witnesses kept stay as they are: only the user changes them.
+  return { ...pin, vkey: pin?.vkey ?? vkey, checkpoint: { size, root: b64uEncode(root) } };
 }
 
 /** The server's audit key (`GET /v1/audit/key`, public), checked to be a note verifier key. */
@@ -134,6 +170,8 @@ const REAL_CLOCK: Clock = {
 export class DeviceTransparency {
   readonly logKey: NoteVerifier;
   held: HeldCheckpoint | null;
+  /** The witnesses whose cosignatures a checkpoint must carry (null: none required). */
+  witnesses: WitnessRequirement | null;
   /** Milliseconds to keep asking for devices not logged yet, per roster check. */
   wait = NOT_LOGGED_WAIT;
   #deadline: number | null = null;
@@ -145,6 +183,7 @@ export class DeviceTransparency {
     held: HeldCheckpoint | null,
     private readonly store: PinStore | null = null,
     private readonly clock: Clock = REAL_CLOCK,
+    witnesses: WitnessRequirement | null = null,
   ) {
     try {
       this.logKey = NoteVerifier.fromVkey(vkey);
@@ -152,13 +191,14 @@ export class DeviceTransparency {
       throw new TransparencyError(`the audit key ${vkey} is not a log's key: ${String(error)}`);
     }
     this.held = held;
+    this.witnesses = witnesses;
   }
 
   /** The audit key and checkpoint kept in `store`. */
   static async fromStore(api: Api, store: PinStore, clock?: Clock): Promise<DeviceTransparency> {
     const pin = await store.load();
     if (pin === null) throw new TransparencyError("no audit key is pinned in this browser");
-    return new DeviceTransparency(api, pin.vkey, heldOf(pin), store, clock);
+    return new DeviceTransparency(api, pin.vkey, heldOf(pin), store, clock, witnessesOf(pin));
   }
 
   /**
@@ -196,11 +236,14 @@ export class DeviceTransparency {
 
   async #checkOnce(body: CertificateBody): Promise<VerifiedDevice> {
     const old = this.held?.size ?? 0;
+    // The latest checkpoint is seldom cosigned yet (witnesses run on their own schedule): ask
+    // for the latest that the witnesses required here did cosign.
+    const witnesses = this.witnesses === null ? "" : `&${this.witnesses.query()}`;
     let bundle: unknown;
     try {
       bundle = await this.api.request<unknown>(
         "GET",
-        `/v1/devices/${encodeURIComponent(body.deviceId)}/transparency?old=${old}`,
+        `/v1/devices/${encodeURIComponent(body.deviceId)}/transparency?old=${old}${witnesses}`,
       );
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
@@ -214,6 +257,7 @@ export class DeviceTransparency {
       }
       throw error;
     }
+    this.#checkCosignatures(bundle);
     const verified = verifyDevice(bundle, {
       logKey: this.logKey,
       device: {
@@ -229,9 +273,54 @@ export class DeviceTransparency {
     return verified;
   }
 
-  /** Another tab (or an earlier sign-in) may have verified a later checkpoint: be held to it. */
+  /**
+   * The bundle's checkpoint carries the cosignatures required here, and is not older than the
+   * one held; CosignaturesRefused naming the witnesses otherwise. Run before anything in the
+   * bundle is believed, so that no device is accepted, and no checkpoint kept, on a checkpoint
+   * the witnesses did not vouch for.
+   */
+  #checkCosignatures(bundle: unknown): void {
+    const required = this.witnesses;
+    if (required === null) return;
+    const note = noteOf(bundle);
+    if (note === null) {
+      throw new CosignaturesRefused("the key directory's answer holds no checkpoint note");
+    }
+    let found: { size: number; problems: string[] };
+    try {
+      found = required.check(note, nowSeconds());
+    } catch (error) {
+      if (!(error instanceof CheckpointError)) throw error;
+      throw new CosignaturesRefused(`the checkpoint note is malformed: ${error.message}`);
+    }
+    if (found.problems.length > 0) {
+      throw new CosignaturesRefused(
+        `the checkpoint of size ${found.size} lacks the witnesses' cosignatures this ` +
+          `device requires: ${found.problems.join("; ")}`,
+      );
+    }
+    if (this.held !== null && found.size < this.held.size) {
+      throw new CosignaturesRefused(
+        `the latest checkpoint the witnesses required here cosigned, of size ${found.size}, ` +
+          `is older than the one of size ${this.held.size} seen before: an old key directory ` +
+          "served as current, or the witnesses have not cosigned that far yet (ask again " +
+          "once they have run)",
+      );
+    }
+  }
+
+  /**
+   * Another tab (or an earlier sign-in) may have verified a later checkpoint: be held to it;
+   * and the witnesses required may have changed: be held to those too.
+   */
   async #adoptKept(): Promise<void> {
-    if (this.store !== null) this.held = await adoptKept(this.store, this.held);
+    if (this.store === null) return;
+    const required = witnessesOf(await this.store.load());
+    if (!(required === null ? this.witnesses === null : required.equals(this.witnesses))) {
+      this.witnesses = required;
+      this.#verified.clear(); // checked under another requirement
+    }
+    this.held = await adoptKept(this.store, this.held);
   }
 
   async #hold(verified: VerifiedDevice): Promise<void> {

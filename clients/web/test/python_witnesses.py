@@ -1,0 +1,27 @@
+"""Prints, with the Python clients/sdk/keystore.py, what the web client's witness test holds
+the TypeScript to (JSON on standard input: ``[{"vkeys", "min", "max_age"}, ...]``): for each
+case, the requirement ``WitnessRequirement.of`` makes (``{"keys", "min", "max_age"}``, as
+transparency.json keeps it) or the KeystoreError's message. Run by test/witnesses.test.ts
+with the project's virtual environment; not a pytest module."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from clients.sdk.keystore import KeystoreError, WitnessRequirement
+
+
+def main() -> None:
+    results = []
+    for case in json.load(sys.stdin):
+        try:
+            made = WitnessRequirement.of(case["vkeys"], case["min"], case["max_age"])
+            results.append(made.to_json())
+        except KeystoreError as exc:
+            results.append({"error": str(exc)})
+    json.dump(results, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
