@@ -119,6 +119,28 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = _OneTripCursor
 
+    # A COMMIT or ROLLBACK with no transaction open is a no-op in sqlite3 (which begins one
+    # only before a statement that writes), yet it still cost a trip to aiosqlite's thread:
+    # every read-only session paid two (its commit and the pool's reset on return), and
+    # every write one (the reset after its commit). They are skipped when sqlite3 says no
+    # transaction is open (``in_transaction`` reads the connection's autocommit flag, which
+    # only this connection's statements change, and SQLAlchemy never commits while one of
+    # them runs).
+
+    def rollback(self) -> None:
+        if self._open():
+            super().rollback()
+
+    def commit(self) -> None:
+        if self._open():
+            super().commit()
+
+    def _open(self) -> bool:
+        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        raw: sqlite3.Connection | None = getattr(connection, "_connection", None)
+        # A closed connection, or an unexpected one, takes the stock path (and its errors).
+        return raw is None or raw.in_transaction
+
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     """The DBAPI module for ``create_async_engine(..., module=...)`` on ``sqlite+aiosqlite``."""
