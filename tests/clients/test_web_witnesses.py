@@ -10,7 +10,8 @@ cosigned and seals to liaison. The server is then made to lie, as test_required_
 plays it against the SDK and the CLI: it serves the key directory's checkpoint with the
 witness's cosignature stripped, then with it forged (the witness's name and key id, another
 signature). Each time the page refuses the whole directory with a sentence naming the witness
-(missing, forged), POSTs no audience and no message, and keeps the checkpoint it had. The Node
+(missing, forged), POSTs no audience and no message, and keeps the checkpoint it had. Last,
+the user drops the witness on the unlock screen: refused as a loosening until confirmed. The Node
 tests (test/witnesses.test.ts, test/cosignature.test.ts) play the rest: too old, a stranger's
 cosignature only, policy proofs.
 """
@@ -240,6 +241,27 @@ def test_the_page_requires_the_witness_cosignatures_it_was_given(
                 assert posts.messages == []
                 assert page.evaluate(READ_PIN)["checkpoint"] == kept["checkpoint"]
                 page.unroute("**/v1/devices/*/transparency?*", lie)
+
+            # The user may change the witnesses before signing in; dropping them is a
+            # loosening, refused until confirmed (the CLI's --force).
+            page.reload()
+            expect(page.locator("#status")).to_contain_text("Unlock this device")
+            page.get_by_text("Change the witnesses required").click()
+            keys_field = page.get_by_label("Witnesses to require, one key a line")
+            expect(keys_field).to_have_value(signer.vkey())
+            keys_field.fill("")
+            page.get_by_role("button", name="Keep these witnesses").click()
+            expect(problem).to_have_text(
+                "Not changed: that loosens the witnesses required here (no witness would be "
+                'required any more): say so with "Loosen anyway".',
+                timeout=SLOW,
+            )
+            assert page.evaluate(READ_PIN)["witnesses"]["keys"] == [signer.vkey()]
+            page.get_by_label("Loosen anyway").check()
+            page.get_by_role("button", name="Keep these witnesses").click()
+            expect(page.locator("#status")).to_have_text("No witness is required any more.")
+            expect(page.locator("#witnesses-required")).to_contain_text("None")
+            assert "witnesses" not in page.evaluate(READ_PIN)
 
             _no_violations(page)
             assert errors == []

@@ -14,6 +14,7 @@ import { test } from "node:test";
 
 import { Api } from "../src/app/api.js";
 import { PolicyRefused } from "../src/app/coalition.js";
+import { requireWitnesses, type DeviceStore, type StoredDevice } from "../src/app/device.js";
 import { PolicyLog } from "../src/app/policy_log.js";
 import {
   CheckpointRefused,
@@ -246,4 +247,88 @@ test("a policy version is proven only at a checkpoint the required witness cosig
   const verified = await prover.prove(parsePolicy(DOC1));
   assert.equal(pins.pin.checkpoint!.size, verified.size);
   assert.deepEqual(pins.pin.witnesses, required.toPin());
+});
+
+const FRA = new CosignatureSigner("witness.fra.example/w1", new Uint8Array(32).fill(14));
+
+test("a change that loosens the requirement is named as the SDK names it", () => {
+  type Spec = { vkeys: string[]; min: number | null; max_age: number | null };
+  const spec = (vkeys: CosignatureSigner[], min: number | null = null, age: number | null = null) =>
+    ({ vkeys: vkeys.map((s) => s.vkey()), min, max_age: age }) as Spec;
+  const changes: [Spec, Spec | null][] = [
+    [spec([GBR]), null],
+    [spec([GBR, USA]), spec([GBR])],
+    [spec([GBR, USA]), spec([GBR, USA], 1)],
+    [spec([GBR, USA]), spec([GBR, USA, FRA], 2)],
+    [spec([GBR, USA]), spec([GBR, USA, FRA], 3)],
+    [spec([GBR], null, 600), spec([GBR])],
+    [spec([GBR], null, 600), spec([GBR], null, 900)],
+    [spec([GBR], null, 600), spec([GBR, USA], null, 300)],
+    [spec([GBR, USA], 1, 600), spec([FRA], null, 6000)],
+  ];
+  const make = (s: Spec) => WitnessRequirement.of(s.vkeys, s.min, s.max_age);
+  const mine = changes.map(([current, next]) => ({
+    loosened: make(current).loosenedBy(next === null ? null : make(next)),
+  }));
+  assert.deepEqual(mine[0]!.loosened, ["no witness would be required any more"]);
+  assert.deepEqual(mine[2]!.loosened, [
+    "1 of 2 witnesses would do where 2 of these 2 must cosign now",
+  ]);
+  assert.deepEqual(mine[4]!.loosened, []);
+  assert.deepEqual(mine[7]!.loosened, []);
+  if (PYTHON !== undefined) {
+    const run = spawnSync(PYTHON, [join(ROOT, "clients", "web", "test", "python_witnesses.py")], {
+      cwd: ROOT,
+      input: JSON.stringify(changes.map(([current, next]) => ({ current, next }))),
+      encoding: "utf-8",
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(mine, JSON.parse(run.stdout));
+  }
+});
+
+test("the user changes the witnesses kept; a loosening only when confirmed", async () => {
+  const record = {
+    version: 1,
+    transparency: {
+      vkey: V.vkey,
+      checkpoint: { size: 3, root: "x" },
+      witnesses: WitnessRequirement.of([GBR.vkey(), USA.vkey()]).toPin(),
+    },
+  } as unknown as StoredDevice;
+  const store: DeviceStore & { record: StoredDevice } = {
+    record,
+    async load() {
+      return structuredClone(this.record);
+    },
+    async save() {
+      throw new Error("not here");
+    },
+    async update(next) {
+      this.record = structuredClone(next);
+    },
+  };
+  // Tighter: a witness added, all three required.
+  const tighter = WitnessRequirement.of([GBR.vkey(), USA.vkey(), FRA.vkey()]);
+  await requireWitnesses(store, tighter);
+  assert.deepEqual(store.record.transparency!.witnesses, tighter.toPin());
+  assert.deepEqual(store.record.transparency!.checkpoint, { size: 3, root: "x" });
+  // Looser: refused, naming how, and nothing changed; then confirmed.
+  const looser = WitnessRequirement.of([GBR.vkey()]);
+  await assert.rejects(
+    requireWitnesses(store, looser),
+    new WitnessError(
+      `that loosens the witnesses required here (witness ${FRA.name} would no longer be ` +
+        `required; witness ${USA.name} would no longer be required): say so with "Loosen anyway"`,
+    ),
+  );
+  assert.deepEqual(store.record.transparency!.witnesses, tighter.toPin());
+  await requireWitnesses(store, looser, { loosen: true });
+  assert.deepEqual(store.record.transparency!.witnesses, looser.toPin());
+  await assert.rejects(requireWitnesses(store, null), /no witness would be required any more/);
+  await requireWitnesses(store, null, { loosen: true });
+  assert.ok(!("witnesses" in store.record.transparency!));
+  // A device with no audit key pinned yet (enrolled before key transparency) is told to sign in.
+  store.record = { version: 1 } as unknown as StoredDevice;
+  await assert.rejects(requireWitnesses(store, looser), /sign in once, then require witnesses/);
 });

@@ -19,7 +19,7 @@ import {
   type TransparencyPin,
 } from "./transparency.js";
 import { PolicyLog } from "./policy_log.js";
-import type { WitnessRequirement } from "./witnesses.js";
+import { WitnessError, WitnessRequirement } from "./witnesses.js";
 import {
   holdPolicy,
   NO_POLICY,
@@ -400,6 +400,52 @@ export async function holdAuditKey(
   }
   const transparency = await DeviceTransparency.fromStore(api, pinStore(store));
   return { record, transparency, note };
+}
+
+/**
+ * Require `required` from now on (null: no witness), in place of what the record requires, as
+ * the SDK's `Keystore.require_witnesses`: a change that would accept a checkpoint the current
+ * requirement refuses (a witness dropped, a smaller share of them, an older cosignature
+ * counting) is refused unless `loosen`, which the user gives on purpose (the page's "Loosen
+ * anyway", the CLI's --force). Read, checked and written in one transaction where the store
+ * can; the record as kept now. Only the user calls this, never a server's answer.
+ */
+export async function requireWitnesses(
+  store: DeviceStore,
+  required: WitnessRequirement | null,
+  { loosen = false }: { loosen?: boolean } = {},
+): Promise<StoredDevice> {
+  const apply = (record: StoredDevice): StoredDevice => {
+    const pin = record.transparency;
+    if (!pin) {
+      throw new WitnessError(
+        "this device has no audit key pinned yet: sign in once, then require witnesses",
+      );
+    }
+    const current = WitnessRequirement.fromPin(pin.witnesses);
+    if (current !== null && !loosen) {
+      const looser = current.loosenedBy(required);
+      if (looser.length > 0) {
+        throw new WitnessError(
+          `that loosens the witnesses required here (${looser.join("; ")}): say so with ` +
+            '"Loosen anyway"',
+        );
+      }
+    }
+    const { witnesses: _, ...rest } = pin;
+    const next = required === null ? rest : { ...rest, witnesses: required.toPin() };
+    return { ...record, transparency: next };
+  };
+  if (store.change) {
+    await store.change(apply);
+  } else {
+    const record = await store.load();
+    if (record === null) throw new DeviceError("this browser holds no device any more");
+    await store.update(apply(record));
+  }
+  const record = await store.load();
+  if (record === null) throw new DeviceError("this browser holds no device any more");
+  return record;
 }
 
 /** Open the sealed keys (SecretError on a wrong passphrase); nothing is sent before this. */

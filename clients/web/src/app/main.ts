@@ -12,6 +12,7 @@ import {
   DeviceError,
   enrol,
   openKeys,
+  requireWitnesses,
   pinnedIds,
   signIn,
   signOut,
@@ -236,9 +237,17 @@ function showDevice(record: StoredDevice, status: string | null): void {
     "Compare this audit key with the operator's (attache-server audit key). The page seals " +
     "only to devices that the key directory, under this key, shows active with their keys" +
     (checkpoint ? `; the largest checkpoint verified here has ${checkpoint.size} leaves.` : ".");
+  showWitnesses(record);
+  field(byId<HTMLFormElement>("unlock"), "username").value = profile.username;
+}
+
+/** The witnesses the record requires, said with the device and filled into the change form. */
+function showWitnesses(record: StoredDevice): void {
+  const form = byId<HTMLFormElement>("witnesses-form");
   let witnesses: string;
+  let required: WitnessRequirement | null = null;
   try {
-    const required = witnessesOf(record.transparency ?? null);
+    required = witnessesOf(record.transparency ?? null);
     witnesses =
       required === null
         ? "None: the page believes the audit log's checkpoints without witnesses."
@@ -247,7 +256,11 @@ function showDevice(record: StoredDevice, status: string | null): void {
     witnesses = String((error as Error).message);
   }
   byId("witnesses-required").textContent = witnesses;
-  field(byId<HTMLFormElement>("unlock"), "username").value = profile.username;
+  (form.elements.namedItem("witnesses") as HTMLTextAreaElement).value =
+    required?.vkeys.join("\n") ?? "";
+  field(form, "min-witnesses").value = required?.min == null ? "" : String(required.min);
+  field(form, "witness-max-age").value = required?.maxAge == null ? "" : String(required.maxAge);
+  field(form, "loosen").checked = false;
 }
 
 /** The channel list, each with its unread count. */
@@ -1972,6 +1985,35 @@ function wire(): void {
           (enrolled.witnesses === null
             ? ""
             : ` Witnesses required: ${enrolled.witnesses.describe()}.`),
+      );
+    });
+  });
+
+  const witnessesForm = byId<HTMLFormElement>("witnesses-form");
+  witnessesForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void busy(witnessesForm, async () => {
+      let record: StoredDevice;
+      try {
+        const required = WitnessRequirement.fromForm(
+          (witnessesForm.elements.namedItem("witnesses") as HTMLTextAreaElement).value,
+          field(witnessesForm, "min-witnesses").value,
+          field(witnessesForm, "witness-max-age").value,
+        );
+        record = await requireWitnesses(browserStore, required, {
+          loosen: field(witnessesForm, "loosen").checked,
+        });
+      } catch (error) {
+        if (error instanceof WitnessError) throw new Mistake(`Not changed: ${error.message}.`);
+        throw error;
+      }
+      showWitnesses(record);
+      const now = witnessesOf(record.transparency ?? null);
+      say(
+        now === null
+          ? "No witness is required any more."
+          : `Witnesses required now: ${now.describe()}. Each roster checked from now on is ` +
+              "held to them.",
       );
     });
   });

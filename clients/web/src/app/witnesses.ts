@@ -151,6 +151,32 @@ export class WitnessRequirement {
     );
   }
 
+  /**
+   * How `next` would accept a checkpoint that this requirement refuses, in sentences (empty
+   * when it accepts nothing this one refuses), as the SDK's `loosened_by`; `next` null
+   * requires no witness.
+   */
+  loosenedBy(next: WitnessRequirement | null): string[] {
+    if (next === null) return ["no witness would be required any more"];
+    const said = this.vkeys
+      .filter((v) => !next.vkeys.includes(v))
+      .map((v) => `witness ${CosignatureVerifier.fromVkey(v).name} would no longer be required`);
+    // Any `next.minimum` of next's witnesses must include `this.minimum` of ours, even when
+    // it takes every witness that is new.
+    const added = next.vkeys.filter((v) => !this.vkeys.includes(v)).length;
+    if (said.length === 0 && next.minimum - added < this.minimum) {
+      said.push(
+        `${next.minimum} of ${next.vkeys.length} witnesses would do where ${this.minimum} of ` +
+          `these ${this.vkeys.length} must cosign now`,
+      );
+    }
+    if (this.maxAge !== null && (next.maxAge === null || next.maxAge > this.maxAge)) {
+      const after = next.maxAge === null ? "no limit" : `${next.maxAge} s`;
+      said.push(`cosignatures up to ${after} old would count, not ${this.maxAge} s`);
+    }
+    return said;
+  }
+
   /** `witness=<name>&...&min_witnesses=N`: the latest checkpoint they cosigned, please. */
   query(): string {
     const names = this.names().map((name) => `witness=${encodeURIComponent(name)}`);
