@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -31,11 +31,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.audit.models import AuditEvent
 from server.db.base import utcnow
+from server.db.engine import WRITTEN
 
 access_log = logging.getLogger("attache.access")
 
@@ -138,31 +139,22 @@ class Metrics:
             if found:
                 session.info.setdefault(_AUDITED, []).extend(found)
 
-        @event.listens_for(session_class, "do_orm_execute")
-        def _inserted(state: ORMExecuteState) -> None:
-            # Rows inserted in bulk (``server.db.engine.write_staged``), which no flush sees.
-            if not state.is_insert or getattr(state.statement, "table", None) is not _EVENTS:
-                return
-            given = state.parameters
-            rows: Sequence[Mapping[str, Any]] = (
-                given if isinstance(given, list) else [given] if isinstance(given, Mapping) else []
-            )
-            found = [(row["action"], row.get("decision", "allow")) for row in rows]
-            state.session.info.setdefault(_AUDITED, []).extend(found)
-
         @event.listens_for(session_class, "after_commit")
         def _count(session: Session) -> None:
-            found = session.info.pop(_AUDITED, None)
+            found = session.info.pop(_AUDITED, None) or []
+            # Rows inserted in bulk (``server.db.engine.write_staged``), which no flush sees.
+            written = session.info.pop(WRITTEN, None) or ()
+            found += [(row.action, row.decision) for row in written if type(row) is AuditEvent]
             if found:
                 self.count_audited(found)
 
         @event.listens_for(session_class, "after_rollback")
         def _forget(session: Session) -> None:
             session.info.pop(_AUDITED, None)
+            session.info.pop(WRITTEN, None)
 
 
 _AUDITED = "attache.metrics.audited"
-_EVENTS = AuditEvent.__table__
 
 
 class _Collector(Collector):

@@ -59,7 +59,7 @@ async def _prepare(session: AsyncSession, works: Sequence[SubmitWork]) -> dict[s
     """Lock the batch's message ids, then read those already stored, in one query."""
     ids = sorted(work.header.message_id for work in works)
     await serialise_all(session, [("message", i) for i in ids])
-    return {m.id: m for m in await repo.get_messages(session, ids)}
+    return {m.id: m for m in await repo.stored_messages(session, ids)}
 
 
 def submit_queue(

@@ -119,7 +119,7 @@ async def hold_writer(session: AsyncSession) -> None:
     that a check-then-insert is not raced by another request of this process (a no-op where
     writers are not queued: PostgreSQL, which has locks of its own)."""
     claim = getattr(session.sync_session, "claim_writer", None)
-    if claim is not None:
+    if claim is not None and not session.info.get(_WRITING):
         await session.run_sync(claim)
 
 
@@ -136,12 +136,13 @@ async def serialise_all(session: AsyncSession, names: Sequence[Sequence[str]]) -
     if session.get_bind().dialect.name == "postgresql":
         # In one order, so that two transactions locking overlapping sets cannot deadlock.
         keys = sorted({_lock_key(name) for name in names})
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-            {"keys": keys},
-        )
+        connection = await session.connection()
+        await connection.execute(_ADVISORY_LOCKS, {"keys": keys})
     else:
         await hold_writer(session)
+
+
+_ADVISORY_LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
 
 
 def _lock_key(name: Sequence[str]) -> int:
@@ -170,6 +171,7 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
 
 
 STAGED = "attache.staged"
+WRITTEN = "attache.written"
 
 
 def stage(session: AsyncSession, instance: Any) -> None:
@@ -181,6 +183,8 @@ def stage(session: AsyncSession, instance: Any) -> None:
     time per message. ``instance`` stays transient: its values are read as they are set, and
     a database-generated primary key is written back to it. Only rows that no delivery
     decision reads may be staged: the change log (``server.db.changes``) hears flushes only.
+    Once written, the instances are listed in ``session.info[WRITTEN]`` for whoever counts
+    them at commit (``server.metrics``).
     """
     session.info.setdefault(STAGED, []).append(instance)
 
@@ -190,36 +194,44 @@ def staged_count(session: AsyncSession) -> int:
 
 
 async def write_staged(session: AsyncSession) -> None:
-    """Write the rows ``stage`` queued, in the order staged within each table."""
+    """Write the rows ``stage`` queued, in the order staged within each table.
+
+    Through the session's connection, in Core: the ORM's execution path (its compile state,
+    its events, its result set-up) cost more than the statements. The statements skip the
+    session's hooks, so this process's SQLite writer lock is taken here.
+    """
     staged: list[Any] | None = session.info.pop(STAGED, None)
     if not staged:
         return
+    await hold_writer(session)
+    connection = await session.connection()
     by_shape: dict[tuple[type, tuple[str, ...]], list[tuple[Any, dict[str, Any]]]] = {}
     for instance in staged:
         model = type(instance)
         given = instance.__dict__
-        values = {column: given[attr] for attr, column in _columns(model) if attr in given}
+        values = {column: given[attr] for attr, column in columns_of(model) if attr in given}
         by_shape.setdefault((model, tuple(values)), []).append((instance, values))
     for (model, _), rows in by_shape.items():
         table = model.__table__
         generated = table.autoincrement_column
         statement = insert(table)
         if generated is None or generated.key in rows[0][1]:
-            await session.execute(statement, [values for _, values in rows])
+            await connection.execute(statement, [values for _, values in rows])
             continue
-        result = await session.execute(
+        result = await connection.execute(
             statement.returning(generated, sort_by_parameter_order=True),
             [values for _, values in rows],
         )
         attr = inspect(model).get_property_by_column(generated).key
         for (instance, _), key in zip(rows, result.scalars(), strict=True):
             setattr(instance, attr, key)
+    session.info.setdefault(WRITTEN, []).extend(staged)
 
 
 _COLUMNS: dict[type, tuple[tuple[str, str], ...]] = {}
 
 
-def _columns(model: type) -> tuple[tuple[str, str], ...]:
+def columns_of(model: type) -> tuple[tuple[str, str], ...]:
     """(attribute, column key) of each of a model's columns."""
     found = _COLUMNS.get(model)
     if found is None:

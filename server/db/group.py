@@ -149,7 +149,8 @@ class GroupCommit(Generic[T]):
                     await session.rollback()  # alone, a refusal that keeps nothing
                     return outcomes
                 await write_staged(session)
-                await session.flush()
+                if session.new or session.dirty or session.deleted:
+                    await session.flush()  # a refusal's kept event, before ``finish``
                 if self._finish is not None:
                     await self._finish(session, works, outcomes)
                 await session.commit()
