@@ -17,6 +17,7 @@ from server.audit.integrator import load_signer, run_integrator
 from server.auth.endpoints import router as auth_router
 from server.bootstrap import AUDIT_KEY_FILE, ensure_server_keys, keys_dir, record_origins
 from server.channels.delivery import DeliveryGate, RosterNotifier, classify
+from server.channels.endpoints import SubmitRoute
 from server.channels.endpoints import router as channels_router
 from server.channels.submits import submit_queue
 from server.coalition.endpoints import router as coalition_router
@@ -247,6 +248,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.state.uploads = UploadGate(settings.upload_max_concurrent, settings.upload_max_per_device)
     app.state.metrics = Metrics()
     install_error_handlers(app)
+    # Innermost: message submits past the router (server/channels/endpoints.py).
+    app.add_middleware(SubmitRoute)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(BodyTimeout, seconds=settings.body_read_timeout_seconds)
     # Outside the rest: a request the rate limits refused moments ago is refused again at

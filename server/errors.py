@@ -166,6 +166,11 @@ RESERVED_FIELDS = frozenset(
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    return validation_problem(exc)
+
+
+def validation_problem(exc: RequestValidationError) -> JSONResponse:
+    """The 422 problem document of invalid input, each error with its field."""
     errors = [
         {"field": _location(err.get("loc", ())), "message": str(err.get("msg", ""))}
         for err in exc.errors()

@@ -7,6 +7,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, TypeVar
 
 from sqlalchemy import inspect
@@ -157,14 +158,20 @@ async def do_login(
     return IssuedSession(token=token, row=row, user=user)
 
 
-async def access_principal(session: AsyncSession, token: str | None) -> Principal:
+async def access_principal(
+    session: AsyncSession, token: str | None, *, reading: bool = False
+) -> Principal:
+    """The caller of ``token``. With ``reading``, for a caller that only reads its user and
+    device (the message submit): a remembered principal's own instances, detached and shared
+    by every request of that session, without attaching copies to ``session``; whoever asks
+    so must never change them."""
     if not token:
         raise AuthenticationRequired(_BAD_TOKEN)
     digest = hash_token(token)
     cache = kept(session, "principals", 16384)
     hit: _Remembered | None = cache.get(digest) if cache is not None else None
     if hit is not None and hit.expires_at > utcnow():
-        return await hit.principal_in(session)
+        return hit.read_only if reading else await hit.principal_in(session)
     version = cache.log.version if cache is not None else 0
     row = await auth_repo.get_session_by_hash(session, digest)
     # The lookup is by hash; compare again in constant time so that the equality the
@@ -202,6 +209,16 @@ class _Remembered:
             principal.session_expires_at,
             column_values(principal.user),
             column_values(principal.device),
+        )
+
+    @cached_property
+    def read_only(self) -> Principal:
+        """Detached instances made once, for ``access_principal(reading=True)``."""
+        return Principal(
+            user=detached(User, self.user),
+            device=detached(Device, self.device),
+            session_id=self.session_id,
+            session_expires_at=self.expires_at,
         )
 
     async def principal_in(self, session: AsyncSession) -> Principal:

@@ -3,10 +3,12 @@ session that already holds its rows keeps the instances it holds."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import event
 
 from server.auth.service import access_principal
 from server.directory.models import User
+from server.errors import AuthenticationRequired
 from tests.factories import World
 
 
@@ -36,3 +38,28 @@ async def test_a_remembered_principal_joins_the_session_without_a_query(world: W
     assert again.device is first.device
     assert loaded is first.user
     assert first.user.username == "alice"
+
+
+async def test_a_reading_principal_is_shared_detached_and_forgotten_at_logout(
+    world: World,
+) -> None:
+    await world.nation("USA")
+    alice = await world.member("alice", "USA")
+    token = alice.client.token
+    assert token is not None
+    async with world.app.state.sessionmaker() as session:
+        await access_principal(session, token)  # read once, remembered
+    async with world.app.state.sessionmaker() as one, world.app.state.sessionmaker() as two:
+        first = await access_principal(one, token, reading=True)
+        second = await access_principal(two, token, reading=True)
+        # The same instances for every request, and no session's: none attaches or expires them.
+        assert second.user is first.user
+        assert second.device is first.device
+        assert first.user not in one
+        assert first.user not in two
+        assert first.user.username == "alice"
+        assert first.device.id == alice.device_id
+    await alice.client.logout()
+    async with world.app.state.sessionmaker() as session:
+        with pytest.raises(AuthenticationRequired):
+            await access_principal(session, token, reading=True)

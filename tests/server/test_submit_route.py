@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from server.channels import endpoints
 from server.errors import PROBLEM_JSON
 from tests.factories import World
 from tests.server.test_channels import REL_USA_GBR, _audience, _message, _three
@@ -100,3 +101,73 @@ def test_the_openapi_description_keeps_what_the_signature_no_longer_says(app: An
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["required"]) == {"header", "body", "signature"}
     assert {"200", "201"} <= set(operation["responses"])
+
+
+# --- past the router (SubmitRoute) -----------------------------------------------------------
+
+
+async def test_a_submit_takes_the_short_way_and_is_counted_under_its_template(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = await _three(world)
+    audience, key, audience_id = await _audience(t.usa, t.id, [t.usa, t.gbr])
+    await t.usa.client.create_audience("liaison", audience)
+    calls: list[str] = []
+    real = endpoints.submit_message
+
+    async def watched(channel: str, request: Any) -> Any:
+        calls.append(channel)
+        return await real(channel, request)
+
+    # The router holds the declared endpoint; only the short way calls the module's name.
+    monkeypatch.setattr(endpoints, "submit_message", watched)
+    message = _message(t.usa, t.id, audience_id, key, REL_USA_GBR)
+    created = await _post(world, t.usa.client.token, json=message)
+    refused = await _post(world, t.usa.client.token, content=b"{not json")
+    assert created.status_code == 201, created.text
+    _problem(refused, 422, "invalid-input")
+    assert calls == ["liaison", "liaison"]
+    responses = world.app.state.metrics.responses
+    template = "/v1/channels/{channel}/messages"
+    assert responses[("POST", template, 201)].value == 1
+    assert responses[("POST", template, 422)].value == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("PUT", PATH, 405, "method-not-allowed"),
+        ("POST", "/v1/channels/a%2Fb/messages", 404, "not-found"),
+        ("POST", "/v1/channels//messages", 404, "not-found"),
+        ("POST", PATH + "/", 307, None),  # the router's redirect to the path without "/"
+    ],
+)
+async def test_what_is_not_a_submit_is_left_to_the_router(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    path: str,
+    status: int,
+    code: str | None,
+) -> None:
+    t = await _three(world)
+
+    async def never(channel: str, request: Any) -> Any:
+        raise AssertionError(f"taken for a submit: {method} {path}")
+
+    monkeypatch.setattr(endpoints, "submit_message", never)
+    headers = {"Authorization": f"Bearer {t.usa.client.token}"}
+    async with httpx.AsyncClient(transport=world.transport, base_url=world.origin) as client:
+        response = await client.request(method, path, headers=headers, content=b"{}")
+    if code is None:
+        assert response.status_code == status, response.text
+    else:
+        _problem(response, status, code)
+
+
+async def test_a_get_of_the_same_path_is_the_channels_sync(world: World) -> None:
+    t = await _three(world)
+    async with httpx.AsyncClient(transport=world.transport, base_url=world.origin) as client:
+        response = await client.get(PATH, headers={"Authorization": f"Bearer {t.usa.client.token}"})
+    assert response.status_code == 200, response.text
+    assert set(response.json()) == {"items", "cursor", "more"}
