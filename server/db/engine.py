@@ -263,7 +263,11 @@ async def unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await write_staged(session)
-            await session.commit()
+            if session.in_transaction() or session.new or session.dirty or session.deleted:
+                await session.commit()
+            # else nothing was read or written through a connection (a request served from
+            # the caches): an empty transaction begun only to be committed would be the
+            # session's whole cost.
             for callback in session.info.pop(AFTER_COMMIT, []):
                 callback()
 
