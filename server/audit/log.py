@@ -12,7 +12,7 @@ from typing import Any, Concatenate, ParamSpec
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from protocol.canonical import canonical_json
+from protocol.canonical import Encoded, canonical_json
 from server.audit.leaves import event_leaf
 from server.audit.models import AuditEvent
 from server.db.base import new_id, utcnow
@@ -88,7 +88,8 @@ def event(
         label=label,
         label_banner=label_banner,
         reasons=list(reasons),
-        details=full_details,
+        # The column holds the values; the leaf's text took parts encoded once as they are.
+        details={k: v.value if type(v) is Encoded else v for k, v in full_details.items()},
     )
 
 

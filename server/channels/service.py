@@ -14,11 +14,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from protocol import envelopes, keys
+from protocol.canonical import Encoded
 from protocol.catalog import Catalog
 from protocol.labels import (
     Clearance,
@@ -428,6 +430,18 @@ class Eligibility:
     version: int = 0
     members: frozenset[str] = frozenset()  # the channel's member user ids
 
+    @cached_property
+    def released_entries(self) -> Encoded:
+        """The audit details' ``released_to``: each eligible device with its user."""
+        return Encoded(
+            [{"device_id": d, **self.eligible[d].entry()} for d in sorted(self.eligible)]
+        )
+
+    @cached_property
+    def refused_entries(self) -> Encoded:
+        """The audit details' ``not_released``: each member refused, with the reasons."""
+        return Encoded([who.entry(decision) for who, decision in self.refused.values()])
+
 
 async def eligibility(
     session: AsyncSession, channel: Channel, label: Label, catalog: Catalog
@@ -579,12 +593,11 @@ class Release:
     sender: Decision
 
     def details(self) -> dict[str, Any]:
-        """For the allow event: the devices released to and the members not, with why."""
+        """For the allow event: the devices released to and the members not, with why (each
+        list encoded once per eligibility, which every message under it shares)."""
         return {
-            "released_to": [
-                {"device_id": d, **self.now.eligible[d].entry()} for d in sorted(self.now.eligible)
-            ],
-            "not_released": [who.entry(decision) for who, decision in self.now.refused.values()],
+            "released_to": self.now.released_entries,
+            "not_released": self.now.refused_entries,
             **_decision_details(self.sender),
         }
 

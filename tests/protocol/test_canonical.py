@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from protocol.canonical import (
     CanonicalizationError,
+    Encoded,
     canonical_json,
     copy_json,
     digest,
@@ -86,3 +87,39 @@ def test_context_strings_are_separated() -> None:
     assert digest("a", b"bc") != digest("ab", b"c")
     with pytest.raises(ValueError, match="NUL"):
         with_context("a\x00", b"")
+
+
+# --- parts encoded once (Encoded) ------------------------------------------------------------
+
+placeholders = st.sampled_from(["\x000\x00", "\x001\x00", "\x002\x00"])  # what the splice writes
+
+
+@settings(max_examples=300)
+@given(
+    st.dictionaries(texts | placeholders, values | placeholders, max_size=4),
+    st.lists(values, min_size=1, max_size=3),
+    st.data(),
+)
+def test_encoded_parts_give_the_bytes_of_their_values(
+    value: dict[str, Any], parts: list[Any], data: st.DataObject
+) -> None:
+    """Wherever encoded parts sit (once or more, beside strings equal to the placeholders the
+    splice uses, beside floats), the bytes are those of the document holding the values."""
+    wrapped = [Encoded(part) for part in parts]
+    with_parts, with_values = dict(value), dict(value)
+    for n, part in enumerate(wrapped):
+        key = data.draw(texts, label=f"key {n}")
+        places = data.draw(st.integers(min_value=1, max_value=2), label=f"places {n}")
+        with_parts[key] = part if places == 1 else [part, {"again": part}]
+        with_values[key] = part.value if places == 1 else [part.value, {"again": part.value}]
+    assert canonical_json(with_parts) == rfc8785.dumps(with_values)
+
+
+def test_an_encoded_part_is_written_as_it_is_not_encoded_again() -> None:
+    part = Encoded([{"device_id": "d1", "user_id": "u1", "nation": "USA"}])
+    assert part.text == '[{"device_id":"d1","nation":"USA","user_id":"u1"}]'
+    # A part's text is trusted: what it says is written, whatever its value holds since.
+    part.value.append("changed afterwards")
+    assert canonical_json({"released_to": part, "v": 1}) == (
+        b'{"released_to":[{"device_id":"d1","nation":"USA","user_id":"u1"}],"v":1}'
+    )
