@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, or_, select
+from sqlalchemy import Row, RowMapping, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -200,7 +200,7 @@ async def stored_messages(session: AsyncSession, message_ids: Sequence[str]) -> 
     return [detached(Message, _attributes(Message, row)) for row in rows]
 
 
-def _attributes(model: type[Any], row: Mapping[str, Any]) -> dict[str, Any]:
+def _attributes(model: type[Any], row: RowMapping) -> dict[str, Any]:
     return {attr: row[column] for attr, column in columns_of(model)}
 
 

@@ -78,10 +78,14 @@ async def test_a_write_rolled_back_or_abandoned_leaves_nothing(engine: AsyncEngi
     async with async_sessionmaker(engine)() as session:
         await session.execute(text("INSERT INTO t (v) VALUES ('rolled back')"))
         await session.rollback()
-    with pytest.raises(RuntimeError):
+
+    async def abandoned() -> None:
         async with async_sessionmaker(engine)() as session:
             await session.execute(text("INSERT INTO t (v) VALUES ('abandoned')"))
             raise RuntimeError("the request failed")
+
+    with pytest.raises(RuntimeError):
+        await abandoned()
     # Both connections went back to the pool rolled back: the write lock is free.
     async with async_sessionmaker(engine)() as session:
         await session.execute(text("INSERT INTO t (v) VALUES ('after')"))

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from clients.sdk.keystore import KeystoreError, WitnessRequirement
 
 
 def main() -> None:
-    results = []
+    results: list[dict[str, Any]] = []
     for case in json.load(sys.stdin):
         if "current" in case:
             current, new = case["current"], case["next"]
