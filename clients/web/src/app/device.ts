@@ -365,7 +365,17 @@ export function pinStore(store: DeviceStore): PinStore {
  * store can: the checkpoint a proof kept meanwhile stays); the record as kept now.
  */
 async function keepPolicyPin(store: DeviceStore, pin: PolicyPin): Promise<StoredDevice> {
-  const apply = (record: StoredDevice): StoredDevice => ({ ...record, policy: pin });
+  return changeRecord(store, (record) => ({ ...record, policy: pin }));
+}
+
+/**
+ * Change the device record of `store` with `apply` (in one transaction where the store can,
+ * so that what others keep in it meanwhile stays); the record as kept now.
+ */
+async function changeRecord(
+  store: DeviceStore,
+  apply: (record: StoredDevice) => StoredDevice,
+): Promise<StoredDevice> {
   if (store.change) {
     await store.change(apply);
   } else {
@@ -436,16 +446,7 @@ export async function requireWitnesses(
     const next = required === null ? rest : { ...rest, witnesses: required.toPin() };
     return { ...record, transparency: next };
   };
-  if (store.change) {
-    await store.change(apply);
-  } else {
-    const record = await store.load();
-    if (record === null) throw new DeviceError("this browser holds no device any more");
-    await store.update(apply(record));
-  }
-  const record = await store.load();
-  if (record === null) throw new DeviceError("this browser holds no device any more");
-  return record;
+  return changeRecord(store, apply);
 }
 
 /** Open the sealed keys (SecretError on a wrong passphrase); nothing is sent before this. */
