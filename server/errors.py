@@ -154,6 +154,11 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
+    return service_problem(exc)
+
+
+def service_problem(exc: ServiceError) -> JSONResponse:
+    """The problem document of a refusal, with its headers and fields."""
     return problem_response(
         exc.status, exc.code, exc.title, exc.detail, headers=exc.headers, **exc.fields
     )

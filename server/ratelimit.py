@@ -31,7 +31,7 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.errors import TooManyRequests, problem_response
+from server.errors import TooManyRequests, service_problem
 from server.settings import Settings
 
 LOGIN = "login"
@@ -197,15 +197,7 @@ class RefuseAgain:
             if len(limits.refused):
                 refused = limits.refused.refusal(caller_keys(scope))
                 if refused is not None:
-                    response = problem_response(
-                        refused.status,
-                        refused.code,
-                        refused.title,
-                        refused.detail,
-                        headers=refused.headers,
-                        **refused.fields,
-                    )
-                    await response(scope, receive, send)
+                    await service_problem(refused)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 

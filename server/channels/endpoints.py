@@ -30,7 +30,7 @@ from server.db.engine import unit_of_work
 from server.db.group import GroupCommit
 from server.directory.endpoints import CatalogDep
 from server.directory.service import access_user, load_catalog
-from server.errors import ServiceError, problem_response, validation_problem
+from server.errors import ServiceError, service_problem, validation_problem
 from server.ratelimit import SUBMIT
 from server.schemas import MAX_INT64, parse_body
 
@@ -212,9 +212,7 @@ class SubmitRoute:
         try:
             response = await submit_message(channel, request)
         except ServiceError as exc:
-            response = problem_response(
-                exc.status, exc.code, exc.title, exc.detail, headers=exc.headers, **exc.fields
-            )
+            response = service_problem(exc)
         except RequestValidationError as exc:
             response = validation_problem(exc)
         await response(scope, receive, send)

@@ -179,21 +179,15 @@ async def get_message(session: AsyncSession, message_id: str) -> Message | None:
 
 # Built once: each batch of submits runs it, and building the IN clause anew cost more than
 # running it (SQLAlchemy's cache then still keys it).
-_MESSAGES_BY_ID = select(Message).where(Message.id.in_(bindparam("ids", expanding=True)))
-
-
-async def get_messages(session: AsyncSession, message_ids: Sequence[str]) -> Sequence[Message]:
-    return (await session.execute(_MESSAGES_BY_ID, {"ids": list(message_ids)})).scalars().all()
-
-
 _MESSAGE_ROWS_BY_ID = select(Message.__table__).where(
     Message.__table__.c.id.in_(bindparam("ids", expanding=True))
 )
 
 
 async def stored_messages(session: AsyncSession, message_ids: Sequence[str]) -> list[Message]:
-    """``get_messages`` in Core through the session's connection, for a batch of submits,
-    where the ids are almost always new: the ORM's query set-up cost more than the query.
+    """The messages stored under ``message_ids``, read in Core through the session's
+    connection, for a batch of submits, where the ids are almost always new: the ORM's query
+    set-up cost more than the query.
     A message found is a detached instance, read-only, outside the session's identity map."""
     connection = await session.connection()
     rows = (await connection.execute(_MESSAGE_ROWS_BY_ID, {"ids": list(message_ids)})).mappings()
