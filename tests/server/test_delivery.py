@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -101,9 +101,14 @@ def _pushes(connection: Connection) -> list[Push]:
     return found
 
 
-@contextmanager
-def _statements(world: World) -> Iterator[list[str]]:
-    """Every SQL statement the app runs while the block runs."""
+@asynccontextmanager
+async def _statements(world: World) -> AsyncIterator[list[str]]:
+    """Every SQL statement the app runs while the block runs.
+
+    The notices of the set-up's changes are worked out first: they run as a task of their own
+    and read the channel's devices, which would otherwise be counted against the block (it
+    happened once in CI, on PostgreSQL)."""
+    await world.app.state.bus.settled()
     seen: list[str] = []
     engine = world.app.state.engine.sync_engine
 
@@ -143,7 +148,7 @@ async def test_a_push_is_decided_again_from_memory_without_sql(world: World) -> 
     bob = await _standing_in(t.gbr, world)
     await _send(t, [t.usa, t.gbr], REL_USA_GBR)
     (push,) = _pushes(bob)
-    with _statements(world) as statements:
+    async with _statements(world) as statements:
         assert await world.app.state.gate.admit(bob, push)
     assert statements == []
 
@@ -156,7 +161,7 @@ async def test_a_change_elsewhere_does_not_cost_a_query(world: World) -> None:
     # A user enrolled and a device certified, of no concern to this channel (a new nation
     # would be: it changes the catalog, which every decision reads).
     await world.member("dave", "USA")
-    with _statements(world) as statements:
+    async with _statements(world) as statements:
         assert await world.app.state.gate.admit(bob, push)
     assert statements == []
 
@@ -283,7 +288,7 @@ async def test_a_known_session_is_recognised_without_reading_it_until_it_ends(
 ) -> None:
     t = await _three(world)
     await t.gbr.client.me()
-    with _statements(world) as statements:
+    async with _statements(world) as statements:
         me = await t.gbr.client.me()
     assert me["username"] == "bob"
     assert not [s for s in statements if "session_tokens" in s or "FROM devices" in s]
@@ -314,7 +319,7 @@ async def test_sync_reads_a_page_in_a_fixed_number_of_queries(world: World) -> N
 
     async def queries_for_a_page_of(count: int, after: int) -> tuple[int, int]:
         await send(count)
-        with _statements(world) as statements:
+        async with _statements(world) as statements:
             page = await t.gbr.client.sync(after=after)
         assert len(page["items"]) == count
         return len(statements), int(page["cursor"])
