@@ -118,18 +118,26 @@ def latency(values: list[float]) -> dict[str, float]:
     }
 
 
-def _process_cpu(pid: int) -> float:
-    """utime + stime of one process, in seconds (from /proc/<pid>/stat; 0 once it is gone)."""
+def _process_cpu(pid: int, system_only: bool = False) -> float:
+    """utime + stime of one process (stime alone with ``system_only``), in seconds (from
+    /proc/<pid>/stat; 0 once it is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a server, in seconds: its process and, with several workers, theirs."""
     return sum(_process_cpu(p) for p in process_tree(pid))
+
+
+def system_seconds(pid: int) -> float:
+    """stime of a server, in seconds: the part of its CPU spent in the kernel on its behalf
+    (system calls: socket reads and writes, epoll, the database's file I/O)."""
+    return sum(_process_cpu(p, system_only=True) for p in process_tree(pid))
 
 
 def thread_cpu(pid: int) -> Counter[str]:
@@ -567,9 +575,17 @@ class Room:
 def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[str, Any]:
     server = room.server.pid
     cpu0, pg0, threads0 = cpu_seconds(server), postgres_cpu(), thread_cpu(server)
+    kernel0 = system_seconds(server)
     redis0 = postgres_cpu("redis-server")
     spy = None
     if profile is not None:
+        # py-spy counts a thread that holds the GIL whether it runs or waits for a core, and
+        # every write to a socket wakes a load process that may take the server's core then:
+        # the samples would charge that wait to the write. Raised above the load processes'
+        # priority, the server keeps its core, and its samples are near its CPU time.
+        with contextlib.suppress(PermissionError):
+            for process in process_tree(server):
+                os.setpriority(os.PRIO_PROCESS, process, -10)
         spy = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "py-spy"),
@@ -597,10 +613,14 @@ def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[st
     records = [r for sender in room.senders for r in sender.answer()["records"]]
     end = max(r["end"] for r in records)
     cpu1, pg1, threads1 = room.drain(), postgres_cpu(), thread_cpu(server)
+    kernel1 = system_seconds(server)
     redis1 = postgres_cpu("redis-server")
     threads1.subtract(threads0)
     if spy is not None:
         spy.wait(timeout=120)
+        with contextlib.suppress(PermissionError):
+            for process in process_tree(server):
+                os.setpriority(os.PRIO_PROCESS, process, 0)
     room.sent.update({int(r["seq"]): r for r in records})
     seqs = {int(r["seq"]) for r in records}
     delays, deliveries = room.delivered(seqs)
@@ -616,6 +636,7 @@ def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[st
         "delivered_ms": latency([d * 1e3 for d in delays]),
         "server_cpu_s": cpu1 - cpu0,
         "server_cpu_per_message_s": (cpu1 - cpu0) / len(records),
+        "server_system_cpu_per_message_s": (kernel1 - kernel0) / len(records),
         "postgres_cpu_per_message_s": (pg1 - pg0) / len(records),
         "redis_cpu_per_message_s": (redis1 - redis0) / len(records),
         "sender_cpu_per_send_s": statistics.median(r["cpu"] for r in records),
@@ -976,6 +997,7 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "accepted_per_s",
         "deliveries_per_s",
         "server_cpu_per_message_s",
+        "server_system_cpu_per_message_s",
         "postgres_cpu_per_message_s",
         "redis_cpu_per_message_s",
         "sender_cpu_per_send_s",
@@ -1235,6 +1257,10 @@ def markdown(r: dict[str, Any]) -> str:
             *((f"whole SDK send p{p}, ms", _fmt(s[f"send_ms_p{p}"])) for p in (50, 99)),
             ("server CPU per message, ms", _fmt(s["server_cpu_per_message_s"], 1e3, 2)),
             ("server CPU per message, V", _fmt(s["server_cpu_per_message_s"], 1 / v, 0)),
+            (
+                "of which in the kernel (system calls), ms",
+                _fmt(s["server_system_cpu_per_message_s"], 1e3, 2),
+            ),
             (
                 "server CPU per message by thread (last run), ms",
                 ", ".join(
