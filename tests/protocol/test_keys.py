@@ -19,6 +19,8 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.canonical import (
     CTX_DEVICE_REGISTRATION,
@@ -134,6 +136,19 @@ def test_time_roundtrip() -> None:
 def test_time_parsing_is_strict(text: str) -> None:
     with pytest.raises(ValueError, match=r"RFC 3339|does not match"):
         parse_utc_time(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(r"\A[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9]Z\Z"))
+def test_time_parsing_agrees_with_strptime(text: str) -> None:
+    # parse_utc_time checks the ranges with fromisoformat; strptime is the reference.
+    try:
+        expected = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        with pytest.raises(ValueError, match="RFC 3339"):
+            parse_utc_time(text)
+    else:
+        assert parse_utc_time(text) == expected
 
 
 def test_format_time_refuses_naive_datetime() -> None:
