@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,6 +92,62 @@ def check_label_text(text: str, catalog: Catalog, *, originator: str | None, fie
         raise InvalidInput(f"{field} {text!r}: {exc}", field=field) from exc
 
 
+@dataclass(frozen=True, slots=True)
+class KnownLabel:
+    """A label read from its canonical form and checked against a catalog, with its banner:
+    what every submit under the same label would work out again."""
+
+    label: Label
+    banner: str
+    key: str  # its canonical form's JSON with sorted keys: equal keys, equal labels
+
+
+# Per catalog (catalogs compare by identity and never change; the memo goes with its
+# catalog): a label's JSON text -> the label it is, or the clearance. A label is read and
+# checked once, not once per message, which was most of the releasability gate's work. Only
+# forms that passed are kept; the form is compared as text, so nothing parsed differently
+# can share an entry.
+_KNOWN: WeakKeyDictionary[Catalog, dict[str, Any]] = WeakKeyDictionary()
+_KNOWN_PER_CATALOG = 4096
+
+
+def _known(catalog: Catalog, key: str) -> tuple[dict[str, Any], Any]:
+    memo = _KNOWN.get(catalog)
+    if memo is None:
+        memo = _KNOWN.setdefault(catalog, {})
+    return memo, memo.get(key)
+
+
+def _remember(memo: dict[str, Any], key: str, value: Any) -> None:
+    if len(memo) >= _KNOWN_PER_CATALOG:
+        memo.clear()  # a flood of distinct labels costs a re-read, never unbounded memory
+    memo[key] = value
+
+
+def known_label(data: Mapping[str, Any], catalog: Catalog) -> KnownLabel:
+    """``Label.from_canonical`` and ``render_label`` of ``data``, once per catalog and form;
+    LabelError as they raise it."""
+    key = json.dumps(data, sort_keys=True)
+    memo, hit = _known(catalog, "label:" + key)
+    if hit is None:
+        label = Label.from_canonical(data, catalog)
+        canonical = json.dumps(label.canonical(), sort_keys=True)
+        hit = KnownLabel(label, render_label(label, catalog), canonical)
+        _remember(memo, "label:" + key, hit)
+    known: KnownLabel = hit
+    return known
+
+
+def _clearance(data: Mapping[str, Any], catalog: Catalog) -> Clearance:
+    key = "clearance:" + json.dumps(data, sort_keys=True)
+    memo, hit = _known(catalog, key)
+    if hit is None:
+        hit = Clearance.from_canonical(data, catalog)
+        _remember(memo, key, hit)
+    clearance: Clearance = hit
+    return clearance
+
+
 def subject_of(user: User, catalog: Catalog) -> Subject:
     return _subject(user.id, user.nationality, user.clearance, catalog)
 
@@ -101,14 +158,14 @@ def _subject(
     parsed: Clearance | None = None
     if clearance is not None:
         try:
-            parsed = Clearance.from_canonical(clearance, catalog)
+            parsed = _clearance(clearance, catalog)
         except LabelError:
             parsed = None  # unknown to this catalog: fail closed
     return Subject(user_id=user_id, nationality=nationality, clearance=parsed)
 
 
 def ceiling_of(channel: Channel, catalog: Catalog) -> Label:
-    return Label.from_canonical(channel.ceiling, catalog)
+    return known_label(channel.ceiling, catalog).label
 
 
 async def container_of(session: AsyncSession, channel: Channel, catalog: Catalog) -> Container:
@@ -444,7 +501,7 @@ class Eligibility:
 
 
 async def eligibility(
-    session: AsyncSession, channel: Channel, label: Label, catalog: Catalog
+    session: AsyncSession, channel: Channel, label: Label, catalog: Catalog, key: str | None = None
 ) -> Eligibility:
     """The devices eligible for ``label`` in ``channel`` now, and each member refused, with why.
 
@@ -453,8 +510,9 @@ async def eligibility(
     no decision and reads nothing.
     """
     cache = kept(session, "eligibility", 1024)
-    key = (channel.id, json.dumps(label.canonical(), sort_keys=True), catalog.version)
-    hit: Eligibility | None = cache.get(key) if cache is not None else None
+    # ``key``, where the caller has it, is the label's canonical JSON with sorted keys.
+    kept_as = (channel.id, key or json.dumps(label.canonical(), sort_keys=True), catalog.version)
+    hit: Eligibility | None = cache.get(kept_as) if cache is not None else None
     if hit is not None:
         return hit
     version = cache.log.version if cache is not None else 0
@@ -480,7 +538,7 @@ async def eligibility(
     depends = _roster_depends(channel.id, container.members)
     found = Eligibility(eligible, refused, version, container.members)
     if cache is not None:
-        cache.put(key, version, depends, found)
+        cache.put(kept_as, version, depends, found)
     return found
 
 
@@ -622,16 +680,16 @@ async def check_release(
     audited as a deny naming it (spillage stopped here); eligible devices missing give 409.
     """
     try:
-        label = Label.from_canonical(label_json, catalog)
+        known = known_label(label_json, catalog)
     except LabelError as exc:
         raise InvalidInput(f"label refused: {exc}", field="header.label") from exc
+    label, banner = known.label, known.banner
     if label.originator != principal.user.nationality:
         raise InvalidInput(
             f"the label's originator must be the sender's nation {principal.user.nationality}",
             field="header.label.originator",
         )
-    banner = render_label(label, catalog)
-    now = await eligibility(session, channel, label, catalog)
+    now = await eligibility(session, channel, label, catalog, key=known.key)
     container = Container(id=channel.id, ceiling=ceiling_of(channel, catalog), members=now.members)
 
     def refuse(reasons: Sequence[str], detail: str, **fields: Any) -> Refused:
