@@ -191,12 +191,13 @@ async def listener_main(spec: dict[str, Any]) -> None:
                 now = time.time()
                 frame = json.loads(raw)
                 kind = frame.get("type")
+                counts[str(kind)] += 1
                 if kind == "message":
                     received[device_id].append((frame["seq"], now))
+                elif kind == "messages":
+                    received[device_id].extend((item["seq"], now) for item in frame["items"])
                 elif kind == "ping":
                     await ws.send(pong)
-                else:
-                    counts[str(kind)] += 1
         except Exception as exc:
             counts[f"error {exc.__class__.__name__}: {exc}"] += 1
         counts["closed"] += 1
@@ -644,9 +645,9 @@ def markdown(kind: str, d: dict[str, Any], v: float) -> list[str]:
         "",
         f"Lost / duplicated / unexpected, every listening device's stream against what was "
         f"accepted for its channel: {c['lost']} / {c['duplicated']} / {c['unexpected']} "
-        f"({c['devices']:,} devices, {c['accepted']:,} messages accepted). Other stream "
-        "frames: "
-        + (", ".join(f"{k}: {n}" for k, n in m["stream_frames"].items()) or "none")
+        f"({c['devices']:,} devices, {c['accepted']:,} messages accepted). Stream frames by "
+        "type (`messages`: pushes queued together, in one frame): "
+        + (", ".join(f"{k}: {n:,}" for k, n in sorted(m["stream_frames"].items())) or "none")
         + ". Launch lag is how late the sender processes started sends against their "
         "schedule (they share the cores with the server). The server's full GC pauses are "
         "its collections of the oldest generation (logged by bench/gc_probe), during which its "

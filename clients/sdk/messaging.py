@@ -1303,7 +1303,10 @@ class MessageStream:
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise ConnectionFailed(f"cannot reach {messenger.stream_url}: {exc}") from exc
         try:
-            await self._send({"type": "auth", "token": messenger.client.token})
+            # "messages": pushes queued together may come as one frame (PROTOCOL.md §17.7).
+            await self._send(
+                {"type": "auth", "token": messenger.client.token, "accept": ["messages"]}
+            )
             ready = await self._receive()
         except BaseException:
             await self._ws.close()
@@ -1349,13 +1352,21 @@ class MessageStream:
             elif kind == "roster-changed":
                 self._roster_changed(frame)
             elif kind == "message":
-                item = {k: v for k, v in frame.items() if k != "type"}
-                opened = await self._messenger.open_item(item, content_types=self._content_types)
-                self._queue([opened])
-                if isinstance(item.get("seq"), int):
-                    self._messenger.cursor = max(self._messenger.cursor, item["seq"])
+                await self._open_pushed(frame)
+            elif kind == "messages":
+                items = frame.get("items")
+                for pushed in items if isinstance(items, list) else ():
+                    if isinstance(pushed, dict) and pushed.get("type") == "message":
+                        await self._open_pushed(pushed)
             # anything else (a pong, a frame type from a newer server) is ignored
         return self._pending.popleft()
+
+    async def _open_pushed(self, frame: Mapping[str, Any]) -> None:
+        item = {k: v for k, v in frame.items() if k != "type"}
+        opened = await self._messenger.open_item(item, content_types=self._content_types)
+        self._queue([opened])
+        if isinstance(item.get("seq"), int):
+            self._messenger.cursor = max(self._messenger.cursor, item["seq"])
 
     def _roster_changed(self, frame: Mapping[str, Any]) -> None:
         channel_id, etag = frame.get("channel_id"), frame.get("etag")

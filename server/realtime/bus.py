@@ -105,6 +105,9 @@ class Connection:
     resync: bool = False
     closing: tuple[int, str] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # The client said, in its auth frame, that it reads ``messages`` frames: pushes queued
+    # together may be written as one frame (docs/PROTOCOL.md §17.7).
+    batches: bool = False
 
     def offer(self, item: Push | str, now: float) -> None:
         """Queue a push, or a notice's frame. Beyond the bound, the backlog is dropped and the

@@ -421,6 +421,31 @@ async def test_listen_delivers_live_to_the_released_devices_only(world: World, l
         _assert_trusted(chloe_got, "for all three", "alice", "USA")
 
 
+async def test_a_stream_reads_pushes_that_came_together_in_one_frame(
+    world: World, live: str
+) -> None:
+    from tests.server.test_delivery import _pushes, _standing_in
+
+    t = await _trio(world)
+    standing = await _standing_in(t.bob, world)
+    sent = [await t.am.send("liaison", f"number {n}", label=REL_USA_GBR) for n in range(3)]
+    pushes = _pushes(standing)
+    world.app.state.bus.detach(standing)
+    assert [p.seq for p in pushes] == [s.seq for s in sent]
+    async with t.bm.stream() as bob_live:
+        (connection,) = world.app.state.bus._by_device[t.bob.device_id]
+        assert connection.batches  # the SDK said it reads messages frames
+        for push in pushes:  # published together, as one commit of three submits does
+            world.app.state.bus.publish(push)
+        for n, expected in enumerate(sent):
+            got = await asyncio.wait_for(anext(bob_live), 5)
+            _assert_trusted(got, f"number {n}", "alice", "USA")
+            assert got.seq == expected.seq
+        assert t.bm.cursor == sent[-1].seq
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(bob_live), 0.3)
+
+
 async def test_listen_catches_up_on_resync(
     world: World, live: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import websockets
@@ -14,8 +16,10 @@ from websockets.exceptions import ConnectionClosed
 
 from protocol import envelopes
 from protocol.labels import parse_label
+from server.realtime.bus import ANY_ROSTER_CHANGED, Connection, Push
 from tests.factories import Member, World
-from tests.server.test_channels import CATALOG, _three
+from tests.server.test_channels import CATALOG, REL_USA_GBR, _three
+from tests.server.test_delivery import _pushes, _send, _standing_in
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -226,3 +230,160 @@ async def test_the_memory_of_closed_streams_is_freed(world: World, live_url: str
     held = connected - before
     assert held > 400 * 10_000  # the streams did hold memory (tens of KiB each) ...
     assert after - before < held * 0.05  # ... and next to nothing of it outlives them
+
+
+# --- pushes queued together ------------------------------------------------------------------
+
+
+async def _connect_accepting(url: str, member: Member) -> websockets.ClientConnection:
+    ws = await websockets.connect(_ws(url))
+    await ws.send(
+        json.dumps({"type": "auth", "token": member.client.token, "accept": ["messages"]})
+    )
+    ready = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert ready == {"type": "ready", "device_id": member.device_id}
+    return ws
+
+
+async def _frames(ws: websockets.ClientConnection, count: int) -> list[dict[str, Any]]:
+    return [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(count)]
+
+
+def _seqs(frame: dict[str, Any]) -> list[int]:
+    if frame["type"] == "message":
+        return [frame["seq"]]
+    assert frame["type"] == "messages"
+    assert all(item["type"] == "message" for item in frame["items"])
+    return [item["seq"] for item in frame["items"]]
+
+
+async def _three_pushes(world: World) -> tuple[Member, list[Push]]:
+    """Three messages to bob, sent and pushed one by one, and their pushes as published."""
+    t = await _three(world)
+    standing = await _standing_in(t.gbr, world)
+    for _ in range(3):
+        await _send(t, [t.usa, t.gbr], REL_USA_GBR)
+    pushes = _pushes(standing)
+    world.app.state.bus.detach(standing)
+    assert len(pushes) == 3
+    return t.gbr, pushes
+
+
+async def _stream_of(world: World, member: Member, batches: bool) -> Connection:
+    for _ in range(50):
+        found = [
+            c
+            for c in world.app.state.bus._by_device.get(member.device_id, ())
+            if c.batches is batches
+        ]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError("the stream is not attached")
+
+
+async def test_pushes_queued_together_go_as_one_frame_to_a_client_that_reads_them(
+    world: World, live_url: str
+) -> None:
+    bob, pushes = await _three_pushes(world)
+    await world.app.state.bus.settled()
+    batched = await _connect_accepting(live_url, bob)
+    single = await _connect(live_url, bob)
+    await _stream_of(world, bob, batches=True)
+    await _stream_of(world, bob, batches=False)
+    for push in pushes:  # published together, as a commit of three submits publishes them
+        world.app.state.bus.publish(push)
+    seqs = [p.seq for p in pushes]
+    (frame,) = await _frames(batched, 1)
+    assert _seqs(frame) == seqs
+    # Each item is the frame the push alone would have been.
+    assert frame["items"] == [json.loads(p.frame_for(bob.device_id)) for p in pushes]
+    # A client that did not say it reads them gets one message frame per push, as before.
+    assert [s for f in await _frames(single, 3) for s in _seqs(f)] == seqs
+    for ws in (batched, single):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.3)
+        await ws.close()
+
+
+async def test_a_notice_between_pushes_keeps_its_place(world: World, live_url: str) -> None:
+    bob, pushes = await _three_pushes(world)
+    await world.app.state.bus.settled()
+    ws = await _connect_accepting(live_url, bob)
+    connection = await _stream_of(world, bob, batches=True)
+    now = time.monotonic()
+    connection.offer(pushes[0], now)
+    connection.offer(ANY_ROSTER_CHANGED, now)
+    connection.offer(pushes[1], now)
+    connection.offer(pushes[2], now)
+    frames = await _frames(ws, 3)
+    assert _seqs(frames[0]) == [pushes[0].seq]
+    assert frames[1] == {"type": "roster-changed"}
+    assert frames[2]["type"] == "messages"
+    assert _seqs(frames[2]) == [pushes[1].seq, pushes[2].seq]
+    await ws.close()
+
+
+async def test_a_push_refused_again_is_left_out_of_its_frame(
+    world: World, live_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bob, pushes = await _three_pushes(world)
+    await world.app.state.bus.settled()
+    gate = world.app.state.gate
+    refused = pushes[1].seq
+
+    class Refusing:
+        async def admit(self, connection: Connection, push: Push) -> bool:
+            return push.seq != refused and await gate.admit(connection, push)
+
+    monkeypatch.setattr(world.app.state, "gate", Refusing())
+    ws = await _connect_accepting(live_url, bob)
+    connection = await _stream_of(world, bob, batches=True)
+    now = time.monotonic()
+    for push in pushes:
+        connection.offer(push, now)
+    (frame,) = await _frames(ws, 1)
+    assert _seqs(frame) == [pushes[0].seq, pushes[2].seq]
+    await ws.close()
+
+
+async def test_a_batch_is_bounded_by_its_length(
+    world: World, live_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.realtime import gateway
+
+    bob, pushes = await _three_pushes(world)
+    await world.app.state.bus.settled()
+    # Room for two pushes, not three.
+    monkeypatch.setattr(gateway, "BATCH_CHARS", pushes[0].size * 2 + 200)
+    ws = await _connect_accepting(live_url, bob)
+    connection = await _stream_of(world, bob, batches=True)
+    now = time.monotonic()
+    for push in pushes:
+        connection.offer(push, now)
+    frames = await _frames(ws, 2)
+    assert [_seqs(f) for f in frames] == [[p.seq for p in pushes[:2]], [pushes[2].seq]]
+    assert frames[1]["type"] == "message"
+    await ws.close()
+
+
+@pytest.mark.parametrize("accept", ["messages", [1], {"messages": True}])
+async def test_an_accept_that_is_not_a_list_of_strings_is_refused(
+    world: World, live_url: str, accept: Any
+) -> None:
+    await world.nation("USA")
+    alice = await world.member("alice", "USA")
+    ws = await websockets.connect(_ws(live_url))
+    await ws.send(json.dumps({"type": "auth", "token": alice.client.token, "accept": accept}))
+    assert await _closed(ws) == 4401
+
+
+async def test_an_accept_naming_frames_unknown_here_is_ignored(world: World, live_url: str) -> None:
+    await world.nation("USA")
+    alice = await world.member("alice", "USA")
+    ws = await websockets.connect(_ws(live_url))
+    await ws.send(
+        json.dumps({"type": "auth", "token": alice.client.token, "accept": ["holograms"]})
+    )
+    assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ready"
+    await ws.close()
