@@ -555,6 +555,19 @@ class Room:
             cpu += data["cpu"]
         return merged, counts, cpu
 
+    metrics: tuple[str, str] | None = None  # (origin, token) of a one-process server
+
+    def submit_commits(self) -> float | None:
+        """The server's ``attache_submit_commits_total`` (None with several processes)."""
+        if self.metrics is None:
+            return None
+        origin, token = self.metrics
+        text = httpx.get(
+            f"{origin}/metrics", headers={"authorization": f"Bearer {token}"}, timeout=30
+        ).text
+        found = re.search(r"^attache_submit_commits_total ([0-9.e+]+)$", text, re.MULTILINE)
+        return float(found.group(1)) if found else None
+
     def drain(self, timeout: float = 60.0) -> float:
         """Wait until the server is idle again (deliveries done): its CPU time then."""
         last, quiet, end = cpu_seconds(self.server.pid), 0, time.time() + timeout
@@ -576,6 +589,7 @@ class Room:
 
 def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[str, Any]:
     server = room.server.pid
+    commits0 = room.submit_commits()  # first: the scrape's own CPU is not the messages'
     cpu0, pg0, threads0 = cpu_seconds(server), postgres_cpu(), thread_cpu(server)
     kernel0 = system_seconds(server)
     redis0 = postgres_cpu("redis-server")
@@ -615,7 +629,7 @@ def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[st
     records = [r for sender in room.senders for r in sender.answer()["records"]]
     end = max(r["end"] for r in records)
     cpu1, pg1, threads1 = room.drain(), postgres_cpu(), thread_cpu(server)
-    kernel1 = system_seconds(server)
+    kernel1, commits1 = system_seconds(server), room.submit_commits()
     redis1 = postgres_cpu("redis-server")
     threads1.subtract(threads0)
     if spy is not None:
@@ -639,6 +653,11 @@ def one_room(room: Room, seconds: float, profile: Path | None = None) -> dict[st
         "server_cpu_s": cpu1 - cpu0,
         "server_cpu_per_message_s": (cpu1 - cpu0) / len(records),
         "server_system_cpu_per_message_s": (kernel1 - kernel0) / len(records),
+        "messages_per_commit": (
+            len(records) / (commits1 - commits0)
+            if commits0 is not None and commits1 is not None and commits1 > commits0
+            else None
+        ),
         "postgres_cpu_per_message_s": (pg1 - pg0) / len(records),
         "redis_cpu_per_message_s": (redis1 - redis0) / len(records),
         "sender_cpu_per_send_s": statistics.median(r["cpu"] for r in records),
@@ -919,8 +938,12 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
         seeding = time.perf_counter() - started
         note(f"{kind}: seeded in {seeding:.1f} s")
         result: dict[str, Any] = {"seeding_s": seeding}
-        with served(settings, port) as server:
+        # /metrics, for the submits' commits: messages per commit is what the group commit
+        # shares, and what a stream's ``messages`` frame holds at most.
+        metrics_token = secrets.token_urlsafe(16)
+        with served(settings, port, {"ATTACHE_METRICS_TOKEN": metrics_token}) as server:
             room = Room(seeded, server, base, not args.no_deflate)
+            room.metrics = (seeded["origin"], metrics_token) if workers == 1 else None
             try:
                 runs = []
                 for i in range(args.runs):
@@ -1262,6 +1285,10 @@ def markdown(r: dict[str, Any]) -> str:
             (
                 "of which in the kernel (system calls), ms",
                 _fmt(s["server_system_cpu_per_message_s"], 1e3, 2),
+            ),
+            (
+                "messages per commit (submits sharing a transaction; last run)",
+                f"{d['one_room']['runs'][-1]['messages_per_commit'] or 0:.2f}",
             ),
             (
                 "server CPU per message by thread (last run), ms",

@@ -68,6 +68,12 @@ class BusState(Protocol):
     misses: int
 
 
+class Committing(Protocol):
+    """What the scrape reads of the submits' group commit (``server.db.group``)."""
+
+    batches: int
+
+
 class Metrics:
     """One app's metrics and the registry that serves them."""
 
@@ -90,6 +96,7 @@ class Metrics:
         self._timers: dict[tuple[str, str], Any] = {}
         # Read at scrape time; set by the app's lifespan (``watch``).
         self.bus: BusState | None = None
+        self.submits: Committing | None = None
         self.engine: AsyncEngine | None = None
         # Set by the scrape itself, which reads the database first (``audit_backlog``).
         self.audit_pending: float = math.nan
@@ -178,6 +185,12 @@ class _Collector(Collector):
         deliveries.add_metric(["stream"], m.delivered_stream.value)
         deliveries.add_metric(["sync"], m.delivered_sync.value)
         yield deliveries
+        yield _counter(
+            "attache_submit_commits",
+            "Transactions that committed message submits: submits arriving together share one "
+            "(messages accepted per commit is the ratio of the two rates)",
+            m.submits.batches if m.submits is not None else 0,
+        )
         yield _counter(
             "attache_deliveries_withheld",
             "Deliveries refused when decided again (a clearance, membership or device changed "

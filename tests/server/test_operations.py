@@ -444,6 +444,7 @@ async def test_messages_deliveries_and_withholdings_are_counted(
     await t.gbr.client.sync(after=synced["cursor"])  # withheld: bob left the channel since
     samples = await _scrape(http)
     assert _value(samples, "attache_messages_accepted_total") == 2
+    assert _value(samples, "attache_submit_commits_total") == 2  # sent one after the other
     assert _value(samples, "attache_deliveries_total", via="sync") == 1
     assert _value(samples, "attache_deliveries_withheld_total") == 1
     events = "attache_audit_events_total"
