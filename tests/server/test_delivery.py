@@ -417,3 +417,19 @@ async def test_an_audience_created_eight_times_at_once_is_stored_once(
         headers={"Authorization": f"Bearer {t.usa.client.token}"},
     )
     one_winner(await race_same(live_url, call, 8), refused=409)
+
+
+async def test_no_request_keeps_a_connection_or_a_session(world: World) -> None:
+    # Requests served from the caches skip closing their session (it holds nothing); every
+    # other one gives its connection back. Neither leaves one checked out of the pool, nor
+    # a session alive with instances in it.
+    t = await _three(world)
+    pool = world.app.state.engine.sync_engine.pool
+    for _ in range(3):
+        await t.gbr.client.me()  # served from the caches after the first
+        await t.gbr.client.sync()  # reads the database
+        await _send(t, [t.usa, t.gbr], REL_USA_GBR)
+    assert pool.checkedout() == 0
+    with pytest.raises(ApiError):
+        await t.gbr.client.request("GET", "/v1/channels/no-such-channel")
+    assert pool.checkedout() == 0
