@@ -3,12 +3,13 @@
  * `open_item`: a delivery made here as the server gives one (bob's message, his certificate
  * from the GBR authority, his audience with alice's envelope) opens; every change a server
  * could make comes back as a warning with the reason, never with content; the inbox keeps an
- * item seen twice once and counts what is unread.
+ * item seen twice once and counts what is unread; a stream's `messages` frame is read as its
+ * `message` frames one by one.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Inbox, openItem, streamUrl, type Reader } from "../src/app/messages.js";
+import { Inbox, openItem, pushedMessages, streamUrl, type Reader } from "../src/app/messages.js";
 import { b64uDecode, b64uEncode, utf8 } from "../src/protocol/bytes.js";
 import { CTX_DEVICE_CERTIFICATE, signingInput } from "../src/protocol/canonical.js";
 import { createAudience, encryptMessage } from "../src/protocol/envelopes.js";
@@ -202,4 +203,58 @@ test("the inbox keeps an item seen twice once, counts unread and syncs from its 
   assert.equal(inbox.unread.get(CHANNEL), 0);
   assert.equal(streamUrl("https://attache.example:8443"), "wss://attache.example:8443/v1/stream");
   assert.equal(streamUrl("http://127.0.0.1:8600"), "ws://127.0.0.1:8600/v1/stream");
+});
+
+test("a messages frame's items are each handled as their message frame alone, in order", async () => {
+  const { reader, delivery } = await setting();
+  const frames = [];
+  for (const [seq, text] of [
+    [3, "three"],
+    [5, "five"],
+    [7, "seven"],
+  ] as const) {
+    frames.push({ type: "message", ...(await delivery(seq, text)) });
+  }
+  const [three, five, seven] = frames;
+  // Items that are not message frames are left out; the rest keep their order.
+  const items = [three, 42, { type: "ping" }, five, null, [seven], { ...seven, type: "other" }];
+  const frame = { type: "messages", items: [...items, seven] };
+  assert.deepEqual(pushedMessages(frame), [three, five, seven]);
+  assert.equal(pushedMessages(frame)[0], three); // the item itself, as it came
+  assert.deepEqual(pushedMessages(three), [three]);
+  for (const other of [
+    { type: "messages", items: "not a list" },
+    { type: "messages" },
+    { type: "ready", device_id: "device-alice" },
+    { type: "resync" },
+    [three],
+    "message",
+    null,
+  ]) {
+    assert.deepEqual(pushedMessages(other), []);
+  }
+
+  // Handled as the page's stream handles them: each accepted in turn, as if alone.
+  const batched = new Inbox(reader);
+  const fromBatch = [];
+  for (const pushed of pushedMessages(JSON.parse(JSON.stringify(frame)))) {
+    fromBatch.push(await batched.accept(pushed));
+  }
+  const single = new Inbox(reader);
+  const fromSingles = [];
+  for (const alone of frames) fromSingles.push(await single.accept(alone));
+  assert.deepEqual(
+    fromBatch.map((m) => [m?.seq, m?.text, m?.verified]),
+    [
+      [3, "three", true],
+      [5, "five", true],
+      [7, "seven", true],
+    ],
+  );
+  assert.deepEqual(fromBatch, fromSingles);
+  assert.equal(batched.cursor, 7);
+  assert.equal(batched.unread.get(CHANNEL), 3);
+  assert.deepEqual(batched.messages, single.messages);
+  // One pushed again, alone, is seen twice and kept once.
+  assert.equal(await batched.accept(five), null);
 });

@@ -33,7 +33,7 @@ import {
   type AuditFilters,
   type VerifyReport,
 } from "./audit.js";
-import { Inbox, streamUrl, type ReceivedMessage } from "./messages.js";
+import { Inbox, pushedMessages, streamUrl, type ReceivedMessage } from "./messages.js";
 import { SendError, Sender, type Reach } from "./send.js";
 import { CosignaturesRefused, TransparencyError, witnessesOf } from "./transparency.js";
 import { WitnessError, WitnessRequirement } from "./witnesses.js";
@@ -453,8 +453,9 @@ function arrived(messages: ReceivedMessage[]): void {
 }
 
 /**
- * The websocket stream (docs/PROTOCOL.md §17.7): authenticate, then sync from the cursor
- * after `ready` (so nothing committed in between is missed), take each pushed message, answer
+ * The websocket stream (docs/PROTOCOL.md §17.7): authenticate (accepting `messages` frames),
+ * then sync from the cursor after `ready` (so nothing committed in between is missed), take
+ * each pushed message (a `message` frame, or each of a `messages` frame's in order), answer
  * pings and ping every 20 s; on a drop, reconnect with backoff and resume from the cursor.
  * After 4401 (the session ended) it stops.
  */
@@ -474,7 +475,9 @@ class Live {
     if (this.#stopped || token === null) return;
     const socket = new WebSocket(streamUrl(location.origin));
     this.#socket = socket;
-    socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "auth", token })));
+    // "messages": pushes queued together may come as one frame (PROTOCOL.md §17.7).
+    const auth = JSON.stringify({ type: "auth", token, accept: ["messages"] });
+    socket.addEventListener("open", () => socket.send(auth));
     socket.addEventListener("message", (event) => void this.#frame(socket, event.data));
     socket.addEventListener("close", (event) => this.#closed(event.code));
   }
@@ -497,9 +500,14 @@ class Live {
       this.#pinger = setInterval(() => socket.send(JSON.stringify({ type: "ping" })), 20_000);
       byId("live").textContent = "Live.";
       await this.#sync();
-    } else if (frame.type === "message") {
-      const message = await this.box.accept(frame);
-      if (message !== null) arrived([message]);
+    } else if (frame.type === "message" || frame.type === "messages") {
+      // One by one, in order, as each would be alone; shown together once opened.
+      const found: ReceivedMessage[] = [];
+      for (const pushed of pushedMessages(frame)) {
+        const message = await this.box.accept(pushed);
+        if (message !== null) found.push(message);
+      }
+      arrived(found);
     } else if (frame.type === "resync") {
       sender?.rosterChanged(null);
       await this.#sync();

@@ -427,6 +427,21 @@ export class Inbox {
   }
 }
 
+/**
+ * The `message` frames a stream frame carries (§17.7), in order: a `message` frame itself;
+ * the items of a `messages` frame (pushes queued together, sent to a client whose `auth`
+ * accepted them) that are `message` frames, any other item left out; nothing for any other
+ * frame. Each is then handled as the same `message` frame arriving alone would be.
+ */
+export function pushedMessages(frame: unknown): Record<string, unknown>[] {
+  if (!isRecord(frame)) return [];
+  if (frame.type === "message") return [frame];
+  if (frame.type !== "messages" || !Array.isArray(frame.items)) return [];
+  return frame.items.filter(
+    (item): item is Record<string, unknown> => isRecord(item) && item.type === "message",
+  );
+}
+
 /** The websocket address of the stream for the server at `origin` (§17.7). */
 export function streamUrl(origin: string): string {
   const url = new URL("/v1/stream", origin);
