@@ -940,7 +940,7 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
         result: dict[str, Any] = {"seeding_s": seeding}
         # /metrics, for the submits' commits: messages per commit is what the group commit
         # shares, and what a stream's ``messages`` frame holds at most.
-        metrics_token = secrets.token_urlsafe(16)
+        metrics_token = secrets.token_hex(16)
         with served(settings, port, {"ATTACHE_METRICS_TOKEN": metrics_token}) as server:
             room = Room(seeded, server, base, not args.no_deflate)
             room.metrics = (seeded["origin"], metrics_token) if workers == 1 else None
