@@ -173,7 +173,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         app.state.bus.notify_with(RosterNotifier(sessionmaker, app.state.catalog))
         # Before the first request: a peer's change heard from here on reaches every cache.
         await bus.start()
-        app.state.submits = app.state.metrics.submits = submit_queue(sessionmaker, app.state.bus)
+        app.state.submits = submit_queue(
+            sessionmaker, app.state.bus, on_commit=app.state.metrics.submit_commits.inc
+        )
         ensure_server_keys(settings)
         record_origins(settings)
         app.state.audit_signer = load_signer(

@@ -8,7 +8,7 @@ inserted together, one commit, then their pushes published in the order of their
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -63,7 +63,9 @@ async def _prepare(session: AsyncSession, works: Sequence[SubmitWork]) -> dict[s
 
 
 def submit_queue(
-    sessionmaker: async_sessionmaker[AsyncSession], bus: InProcessBus
+    sessionmaker: async_sessionmaker[AsyncSession],
+    bus: InProcessBus,
+    on_commit: Callable[[], object] | None = None,
 ) -> GroupCommit[service.Submitted]:
     async def publish_after_commit(
         session: AsyncSession, works: Sequence[SubmitWork], outcomes: Sequence[Any]
@@ -77,4 +79,4 @@ def submit_queue(
             push = await push_of(session, submitted, work.principal.device.certificate)
             after_commit(session, partial(bus.publish, push))
 
-    return GroupCommit(sessionmaker, _prepare, publish_after_commit)
+    return GroupCommit(sessionmaker, _prepare, publish_after_commit, on_commit=on_commit)

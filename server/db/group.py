@@ -74,11 +74,13 @@ class GroupCommit(Generic[T]):
         prepare: Prepare,
         finish: Finish | None = None,
         limit: int = BATCH_LIMIT,
+        on_commit: Callable[[], object] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._prepare = prepare
         self._finish = finish
         self._limit = limit
+        self._on_commit = on_commit  # called once per transaction committed (the metrics)
         self._waiting: deque[_Waiting] = deque()
         self._leader: asyncio.Task[None] | None = None
         self.batches = 0  # transactions committed (for tests and the benchmark)
@@ -159,6 +161,8 @@ class GroupCommit(Generic[T]):
                 raise
             self.batches += 1
             self.works += len(works)
+            if self._on_commit is not None:
+                self._on_commit()
             for callback in session.info.pop(AFTER_COMMIT, []):
                 callback()
             return outcomes
