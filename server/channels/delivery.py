@@ -20,6 +20,7 @@ import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from protocol.catalog import Catalog
@@ -108,8 +109,8 @@ async def push_of(
     )
     payload = DeliveryRead.of(item).model_dump(mode="json")
     payload["audience"]["envelope"] = _SENTINEL
-    frame = json.dumps({"type": "message", **payload}, separators=(",", ":"))
-    head, _, tail = frame.partition(json.dumps(_SENTINEL))
+    frame = orjson.dumps({"type": "message", **payload}).decode("utf-8")
+    head, _, tail = frame.partition(f'"{_SENTINEL}"')
     sealed = await service.audience_envelopes(session, audience.id)
     return Push(
         seq=message.seq,
