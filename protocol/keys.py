@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import json
 import re
@@ -250,6 +251,14 @@ def load_signing_public_key(data: bytes) -> ed25519.Ed25519PublicKey:
         raise ValueError(
             f"an Ed25519 public key is {ED25519_PUBLIC_KEY_SIZE} bytes, got {len(data)}"
         )
+    return _signing_public_key(data)
+
+
+@functools.lru_cache(maxsize=4096)
+def _signing_public_key(data: bytes) -> ed25519.Ed25519PublicKey:
+    # Loaded once per key: a server verifies each device's messages with the same key (the
+    # load was a twentieth of a verification). Key objects are immutable; a key that does not
+    # load raises, and nothing is kept of it.
     return ed25519.Ed25519PublicKey.from_public_bytes(data)
 
 
