@@ -266,6 +266,7 @@ async def _three_pushes(world: World) -> tuple[Member, list[Push]]:
     pushes = _pushes(standing)
     world.app.state.bus.detach(standing)
     assert len(pushes) == 3
+    await world.app.state.bus.settled()  # the set-up's notices are offered already
     return t.gbr, pushes
 
 
@@ -282,11 +283,25 @@ async def _stream_of(world: World, member: Member, batches: bool) -> Connection:
     raise AssertionError("the stream is not attached")
 
 
+async def _written(
+    world: World, live_url: str, member: Member, items: list[Push | str], count: int
+) -> list[dict[str, Any]]:
+    """The first ``count`` frames written to a new stream of ``member`` that reads
+    ``messages`` frames, when ``items`` are offered to it at once."""
+    ws = await _connect_accepting(live_url, member)
+    connection = await _stream_of(world, member, batches=True)
+    now = time.monotonic()
+    for item in items:
+        connection.offer(item, now)
+    frames = await _frames(ws, count)
+    await ws.close()
+    return frames
+
+
 async def test_pushes_queued_together_go_as_one_frame_to_a_client_that_reads_them(
     world: World, live_url: str
 ) -> None:
     bob, pushes = await _three_pushes(world)
-    await world.app.state.bus.settled()
     batched = await _connect_accepting(live_url, bob)
     single = await _connect(live_url, bob)
     await _stream_of(world, bob, batches=True)
@@ -308,27 +323,18 @@ async def test_pushes_queued_together_go_as_one_frame_to_a_client_that_reads_the
 
 async def test_a_notice_between_pushes_keeps_its_place(world: World, live_url: str) -> None:
     bob, pushes = await _three_pushes(world)
-    await world.app.state.bus.settled()
-    ws = await _connect_accepting(live_url, bob)
-    connection = await _stream_of(world, bob, batches=True)
-    now = time.monotonic()
-    connection.offer(pushes[0], now)
-    connection.offer(ANY_ROSTER_CHANGED, now)
-    connection.offer(pushes[1], now)
-    connection.offer(pushes[2], now)
-    frames = await _frames(ws, 3)
+    items = [pushes[0], ANY_ROSTER_CHANGED, pushes[1], pushes[2]]
+    frames = await _written(world, live_url, bob, items, 3)
     assert _seqs(frames[0]) == [pushes[0].seq]
     assert frames[1] == {"type": "roster-changed"}
     assert frames[2]["type"] == "messages"
     assert _seqs(frames[2]) == [pushes[1].seq, pushes[2].seq]
-    await ws.close()
 
 
 async def test_a_push_refused_again_is_left_out_of_its_frame(
     world: World, live_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bob, pushes = await _three_pushes(world)
-    await world.app.state.bus.settled()
     gate = world.app.state.gate
     refused = pushes[1].seq
 
@@ -337,14 +343,8 @@ async def test_a_push_refused_again_is_left_out_of_its_frame(
             return push.seq != refused and await gate.admit(connection, push)
 
     monkeypatch.setattr(world.app.state, "gate", Refusing())
-    ws = await _connect_accepting(live_url, bob)
-    connection = await _stream_of(world, bob, batches=True)
-    now = time.monotonic()
-    for push in pushes:
-        connection.offer(push, now)
-    (frame,) = await _frames(ws, 1)
+    (frame,) = await _written(world, live_url, bob, list(pushes), 1)
     assert _seqs(frame) == [pushes[0].seq, pushes[2].seq]
-    await ws.close()
 
 
 async def test_a_batch_is_bounded_by_its_length(
@@ -353,18 +353,11 @@ async def test_a_batch_is_bounded_by_its_length(
     from server.realtime import gateway
 
     bob, pushes = await _three_pushes(world)
-    await world.app.state.bus.settled()
     # Room for two pushes, not three.
     monkeypatch.setattr(gateway, "BATCH_CHARS", pushes[0].size * 2 + 200)
-    ws = await _connect_accepting(live_url, bob)
-    connection = await _stream_of(world, bob, batches=True)
-    now = time.monotonic()
-    for push in pushes:
-        connection.offer(push, now)
-    frames = await _frames(ws, 2)
+    frames = await _written(world, live_url, bob, list(pushes), 2)
     assert [_seqs(f) for f in frames] == [[p.seq for p in pushes[:2]], [pushes[2].seq]]
     assert frames[1]["type"] == "message"
-    await ws.close()
 
 
 @pytest.mark.parametrize("accept", ["messages", [1], {"messages": True}])
