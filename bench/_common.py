@@ -56,6 +56,21 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
+def verification_seconds(count: int = 1000) -> float:
+    """V now: the CPU time of one Ed25519 verification (pyca/cryptography), over ``count`` of
+    them (a fifth of a second). Taken just before and after each one-room run
+    (docs/operations.md): these machines' speed moves within minutes."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    signer = ed25519.Ed25519PrivateKey.generate()
+    data = b"attache bench V" * 4
+    public, signature = signer.public_key(), signer.sign(data)
+    start = time.process_time()
+    for _ in range(count):
+        public.verify(signature, data)
+    return (time.process_time() - start) / count
+
+
 def spread(values: list[float]) -> dict[str, float]:
     """The median of ``values`` with the minimum and maximum."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import spread, verification_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "ab.json"
@@ -100,23 +101,6 @@ def one_room(clone: Path, args: argparse.Namespace, output: Path) -> dict[str, f
         "delivered_p50_ms": summary["delivered_ms_p50"]["median"],
         "delivered_p99_ms": summary["delivered_ms_p99"]["median"],
     }
-
-
-def verification_seconds(count: int = 1000) -> float:
-    """V: the CPU time of one Ed25519 verification (pyca/cryptography), over ``count``."""
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    signer = ed25519.Ed25519PrivateKey.generate()
-    data = b"attache bench V" * 4
-    public, signature = signer.public_key(), signer.sign(data)
-    start = time.process_time()
-    for _ in range(count):
-        public.verify(signature, data)
-    return (time.process_time() - start) / count
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from _common import process_tree, served, spread, unbind_rate_limits
+from _common import process_tree, served, spread, unbind_rate_limits, verification_seconds
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import SecretStr
 from websockets.asyncio.client import connect as ws_connect
@@ -187,18 +187,6 @@ def per_op(fn: Any, n: int, batches: int = 7) -> dict[str, float]:
             fn()
         results.append((time.process_time() - start) / n)
     return spread(results)
-
-
-def verification_seconds(count: int = 1000) -> float:
-    """V now: the CPU time of one Ed25519 verification, over ``count`` of them (a fifth of a
-    second), the load quiet."""
-    signer = ed25519.Ed25519PrivateKey.generate()
-    public, data = signer.public_key(), secrets.token_bytes(64)
-    signature = signer.sign(data)
-    start = time.process_time()
-    for _ in range(count):
-        public.verify(signature, data)
-    return (time.process_time() - start) / count
 
 
 def primitives() -> dict[str, dict[str, float]]:
