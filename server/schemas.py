@@ -102,5 +102,8 @@ GroupName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_-]{1,31}$")
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
 ShortText = Annotated[str, StringConstraints(max_length=120)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-B64u = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_b64u)]
+MAX_B64U_TEXT = 4096
+B64u = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_B64U_TEXT), AfterValidator(_b64u)
+]
 LabelText = Annotated[str, StringConstraints(min_length=1, max_length=512)]
