@@ -107,9 +107,7 @@ async def push_of(
         envelope=None,
         sender_certificate=dict(sender_certificate) if sender_certificate else None,
     )
-    payload = DeliveryRead.of(item).model_dump(mode="json")
-    payload["audience"]["envelope"] = _SENTINEL
-    frame = orjson.dumps({"type": "message", **payload}).decode("utf-8")
+    frame = orjson.dumps({"type": "message", **DeliveryRead.pushed(item, _SENTINEL)}).decode()
     head, _, tail = frame.partition(f'"{_SENTINEL}"')
     sealed = await service.audience_envelopes(session, audience.id)
     return Push(

@@ -9,6 +9,7 @@ the database, and what a change made between submit and push does to it.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -141,6 +142,18 @@ async def test_a_push_reaches_only_its_recipients_streams(world: World) -> None:
     frame = push.frame_for(t.gbr.device_id)
     assert push.envelopes[t.gbr.device_id] in frame
     assert push.envelopes[t.usa.device_id] not in frame
+
+
+async def test_a_pushed_frame_is_the_item_sync_gives(world: World) -> None:
+    # The push's frame is built without pydantic (DeliveryRead.pushed); sync's item with it.
+    t = await _three(world)
+    bob = await _standing_in(t.gbr, world)
+    accepted = await _send(t, [t.usa, t.gbr], REL_USA_GBR)
+    (push,) = _pushes(bob)
+    page = await t.gbr.client.sync()
+    (item,) = [i for i in page["items"] if i["seq"] == accepted["seq"]]
+    assert json.loads(push.frame_for(t.gbr.device_id)) == {"type": "message", **item}
+    assert list(json.loads(push.frame_for(t.gbr.device_id))) == ["type", *item]
 
 
 async def test_a_push_is_decided_again_from_memory_without_sql(world: World) -> None:
