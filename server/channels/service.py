@@ -851,7 +851,7 @@ async def submit_message_in(
         label_banner=banner,
         details={"channel_id": channel.id, "audience_id": audience.id, **release.details()},
     )
-    stage(session, event)
+    stage(session, event, key_back=False)
     return Submitted(
         row,
         created=True,

@@ -193,7 +193,7 @@ STAGED = "attache.staged"
 WRITTEN = "attache.written"
 
 
-def stage(session: AsyncSession, instance: Any) -> None:
+def stage(session: AsyncSession, instance: Any, *, key_back: bool = True) -> None:
     """Add a new row to the transaction, to be written by ``write_staged`` with one Core
     INSERT per table for all the rows staged alike, instead of through the unit of work.
 
@@ -203,9 +203,11 @@ def stage(session: AsyncSession, instance: Any) -> None:
     a database-generated primary key is written back to it. Only rows that no delivery
     decision reads may be staged: the change log (``server.db.changes``) hears flushes only.
     Once written, the instances are listed in ``session.info[WRITTEN]`` for whoever counts
-    them at commit (``server.metrics``).
+    them at commit (``server.metrics``). With ``key_back=False`` a database-generated primary
+    key is not read back (no RETURNING: a plain many-row INSERT), for rows nobody reads
+    through the instance again (an audit event, found later by its ``uid``).
     """
-    session.info.setdefault(STAGED, []).append(instance)
+    session.info.setdefault(STAGED, []).append((instance, key_back))
 
 
 def staged_count(session: AsyncSession) -> int:
@@ -219,22 +221,22 @@ async def write_staged(session: AsyncSession) -> None:
     its events, its result set-up) cost more than the statements. The statements skip the
     session's hooks, so this process's SQLite writer lock is taken here.
     """
-    staged: list[Any] | None = session.info.pop(STAGED, None)
+    staged: list[tuple[Any, bool]] | None = session.info.pop(STAGED, None)
     if not staged:
         return
     await hold_writer(session)
     connection = await session.connection()
-    by_shape: dict[tuple[type, tuple[str, ...]], list[tuple[Any, dict[str, Any]]]] = {}
-    for instance in staged:
+    by_shape: dict[tuple[type, tuple[str, ...], bool], list[tuple[Any, dict[str, Any]]]] = {}
+    for instance, key_back in staged:
         model = type(instance)
         given = instance.__dict__
         values = {column: given[attr] for attr, column in columns_of(model) if attr in given}
-        by_shape.setdefault((model, tuple(values)), []).append((instance, values))
-    for (model, _), rows in by_shape.items():
+        by_shape.setdefault((model, tuple(values), key_back), []).append((instance, values))
+    for (model, _, key_back), rows in by_shape.items():
         table = model.__table__
         generated = table.autoincrement_column
         statement = insert(table)
-        if generated is None or generated.key in rows[0][1]:
+        if generated is None or generated.key in rows[0][1] or not key_back:
             await connection.execute(statement, [values for _, values in rows])
             continue
         result = await connection.execute(
@@ -244,7 +246,7 @@ async def write_staged(session: AsyncSession) -> None:
         attr = inspect(model).get_property_by_column(generated).key
         for (instance, _), key in zip(rows, result.scalars(), strict=True):
             setattr(instance, attr, key)
-    session.info.setdefault(WRITTEN, []).extend(staged)
+    session.info.setdefault(WRITTEN, []).extend(instance for instance, _ in staged)
 
 
 _COLUMNS: dict[type, tuple[tuple[str, str], ...]] = {}

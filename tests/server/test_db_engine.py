@@ -135,3 +135,27 @@ async def test_staged_rows_are_written_together_with_their_generated_keys(app: A
         )
         stored = [(row.id, row.object_id, row.body) for row in rows]
     assert stored == [(e.id, e.object_id, e.body) for e in events]
+
+
+async def test_staged_rows_without_their_keys_are_written_in_the_order_staged(app: Any) -> None:
+    """``key_back=False`` (the submit's audit events): no key is read back, and the rows are
+    still stored in the order staged, beside rows of the same table that do read theirs."""
+    events = [
+        audit.event(actor=None, action="test.unkeyed", object_type="test", object_id=str(i))
+        for i in range(4)
+    ]
+    async with app.state.sessionmaker() as session, session.begin():
+        for i, event in enumerate(events):
+            stage(session, event, key_back=i == 3)
+        await write_staged(session)
+    assert [e.__dict__.get("id") for e in events[:3]] == [None, None, None]
+    assert isinstance(events[3].id, int)
+    async with app.state.sessionmaker() as session:
+        rows = await session.execute(
+            select(AuditEvent.id, AuditEvent.object_id)
+            .where(AuditEvent.action == "test.unkeyed")
+            .order_by(AuditEvent.id)
+        )
+        stored = [(row.id, row.object_id) for row in rows]
+    assert [object_id for _, object_id in stored] == ["0", "1", "2", "3"]
+    assert stored[3][0] == events[3].id
