@@ -106,6 +106,8 @@ class AttacheClient:
         params: Any = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
+        if self._http.is_closed:
+            raise RuntimeError("this client is closed")  # as the httpx client would refuse
         merged = self._http.headers.copy()  # httpx's defaults (Accept, User-Agent, ...)
         merged.update({**(headers or {}), **self._auth()})
         request = httpx.Request(

@@ -73,3 +73,15 @@ async def test_a_transport_failure_is_a_connection_failure() -> None:
     async with client:
         with pytest.raises(ConnectionFailed, match="cannot reach"):
             await client.request("GET", "/healthz")
+
+
+async def test_a_closed_client_sends_nothing() -> None:
+    seen: list[httpx.Request] = []
+    client = AttacheClient(
+        "http://127.0.0.1:9",
+        transport=httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(204)),
+    )
+    await client.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.request("GET", "/healthz")
+    assert seen == []
