@@ -635,7 +635,11 @@ class AttacheClient:
 
 def _segment(value: str) -> str:
     """One URL path segment: a name typed by a user must not reach another route, and an
-    empty one (which would name the collection instead) is refused before anything is sent."""
+    empty one (which would name the collection instead) is refused before anything is sent,
+    as are ``.`` and ``..``, which a URL resolves away (RFC 3986 §5.2.4: ``user("..")`` would
+    ask for ``/v1``); no name or id the server gives out is either."""
     if not value:
         raise InvalidArgument("an empty name or id names nothing: give one")
+    if value in (".", ".."):
+        raise InvalidArgument(f"{value!r} is not a name or id: a URL would resolve it away")
     return quote(value, safe="")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from httpcore._synchronization import current_async_library
 
-from clients.sdk._client import AttacheClient, ConnectionFailed
+from clients.sdk._client import AttacheClient, ConnectionFailed, InvalidArgument, _segment
 
 
 async def test_httpcore_finds_its_event_loop_without_an_import_search() -> None:
@@ -85,3 +85,23 @@ async def test_a_closed_client_sends_nothing() -> None:
     with pytest.raises(RuntimeError, match="closed"):
         await client.request("GET", "/healthz")
     assert seen == []
+
+
+@pytest.mark.parametrize("name", [".", "..", ""])
+async def test_a_name_a_url_would_resolve_away_is_refused_before_anything_is_sent(
+    name: str,
+) -> None:
+    # "." and ".." are dot segments: joined into a path they are resolved away, so that
+    # user("..") asked for /v1 and channel("..") for the API's root.
+    seen: list[httpx.Request] = []
+    client = AttacheClient("https://attache.example/", token="t0k")
+    client._http._transport = client._transport = httpx.MockTransport(
+        lambda request: seen.append(request) or httpx.Response(200, json={})
+    )
+    async with client:
+        for call in (client.user, client.channel, client.roster, client.device):
+            with pytest.raises(InvalidArgument):
+                await call(name)
+    assert seen == []
+    for fine in ("...", "a..b", ".x"):
+        assert _segment(fine) == fine
