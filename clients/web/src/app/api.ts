@@ -22,6 +22,22 @@ export class ApiError extends Error {
 
 export class ConnectionFailed extends Error {}
 
+/**
+ * One URL path segment made of a name or id, as the SDK's `_segment`: percent-encoded, so a
+ * "/" or "?" in it stays inside it, and refused before anything is sent when it is empty (it
+ * would name the collection instead) or "." or "..", which encoding leaves as they are and a
+ * URL resolves away (RFC 3986 §5.2.4: a channel ".." would ask for another route). No name or
+ * id the server gives out is any of these. For path segments only: a query's values are
+ * encodeURIComponent's.
+ */
+export function segment(value: string): string {
+  if (value === "") throw new Error("an empty name or id names nothing: give one");
+  if (value === "." || value === "..") {
+    throw new Error(`"${value}" is not a name or id: a URL would resolve it away`);
+  }
+  return encodeURIComponent(value);
+}
+
 export type Fetch = (input: string, init: RequestInit) => Promise<Response>;
 
 export class Api {

@@ -15,7 +15,7 @@
  * directory checks as any message, then linked into the meeting by id. Nothing here touches
  * the DOM, so Node's tests run it.
  */
-import type { Api } from "./api.js";
+import { segment, type Api } from "./api.js";
 import { openItem, type Reader, type ReceivedMessage, type SyncPage } from "./messages.js";
 import { SendError, type ChannelInfo, type Sender, type Sent } from "./send.js";
 import { isObject } from "../protocol/index.js";
@@ -283,10 +283,6 @@ function latestStatus(entry: CommitteeEntry, updates: CommitteeEntry[]): string 
     if (update.verified && update.fields.status) return update.fields.status;
   }
   return entry.fields.status ?? null;
-}
-
-function segment(value: string): string {
-  return encodeURIComponent(value);
 }
 
 function time(text: string | null): Date | null {

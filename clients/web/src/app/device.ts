@@ -11,7 +11,7 @@
  * enrolment and kept beside the audit key. Nothing here touches the DOM or IndexedDB (the store is passed in),
  * so Node's tests run it.
  */
-import type { Api } from "./api.js";
+import { segment, type Api } from "./api.js";
 import {
   DeviceTransparency,
   fetchAuditKey,
@@ -518,7 +518,7 @@ export async function signIn(
     const authorities = authoritiesOf(record, policy);
     const device = await api.request<DeviceRead>(
       "GET",
-      `/v1/devices/${encodeURIComponent(profile.device_id)}`,
+      `/v1/devices/${segment(profile.device_id)}`,
     );
     const certificate = checkOwnCertificate(
       device.certificate,

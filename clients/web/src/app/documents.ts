@@ -13,7 +13,7 @@
  *
  * Uploads go as clients/sdk/documents.py's `Documents.put` sends them (`upload` below).
  */
-import { ApiError, ConnectionFailed, type Api } from "./api.js";
+import { ApiError, ConnectionFailed, segment, type Api } from "./api.js";
 import { insisted, type ChannelInfo, type Me, type Sender } from "./send.js";
 import {
   Unverifiable,
@@ -77,10 +77,6 @@ interface VersionAccess {
   audience: { header: JsonObject; signature: string; envelope: string | null };
   sender_certificate: unknown;
   grant: unknown;
-}
-
-function segment(value: string): string {
-  return encodeURIComponent(value);
 }
 
 /** `GET /v1/documents/versions/{id}`, checked as `Documents.get` checks it. */

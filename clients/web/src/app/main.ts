@@ -7,7 +7,7 @@
  * server or the user is set as text (textContent, never markup); the policy's Trusted Types
  * would refuse a string written into innerHTML anyway.
  */
-import { Api, ApiError, ConnectionFailed } from "./api.js";
+import { Api, ApiError, ConnectionFailed, segment } from "./api.js";
 import {
   DeviceError,
   enrol,
@@ -1175,7 +1175,7 @@ async function showMeeting(
   say("Opening the meeting…");
   const [agenda, channel] = await Promise.all([
     active.agenda(summary.meeting.id),
-    api.request<ChannelRead>("GET", `/v1/channels/${encodeURIComponent(committee.channel_id)}`),
+    api.request<ChannelRead>("GET", `/v1/channels/${segment(committee.channel_id)}`),
   ]);
   // Each attached version opened and checked (not downloaded) to show what its sender signed.
   const versions = new Map<string, OpenedVersion | Error>();
@@ -1366,7 +1366,7 @@ async function committeeChannel(committee: CommitteeRead): Promise<ChannelRead> 
   if (channel === undefined) {
     channel = await api.request<ChannelRead>(
       "GET",
-      `/v1/channels/${encodeURIComponent(committee.channel_id)}`,
+      `/v1/channels/${segment(committee.channel_id)}`,
     );
     committeeChannels.set(committee.channel_id, channel);
   }

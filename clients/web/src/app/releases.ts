@@ -11,7 +11,7 @@
  * its certified keys by the key directory (app/transparency.ts), under a label version this
  * device signs. Nothing here touches the DOM, so Node's tests run it.
  */
-import { ApiError, type Api } from "./api.js";
+import { ApiError, segment, type Api } from "./api.js";
 import {
   Unverifiable,
   checkSenderCertificate,
@@ -160,10 +160,6 @@ interface DocumentAccess {
   grant: unknown;
 }
 
-function segment(value: string): string {
-  return encodeURIComponent(value);
-}
-
 export class Releases {
   readonly #held = new Map<string, Promise<Held>>();
   /** Per channel, where each message seen so far was (the `after` of its page) and how far
@@ -196,7 +192,7 @@ export class Releases {
   /** Your requests and, for a disclosure officer, those about your nation's items. */
   list(status?: string): Promise<ReleaseRequest[]> {
     this.#rosters = new Map();
-    const query = status ? `?status=${segment(status)}` : "";
+    const query = status ? `?status=${encodeURIComponent(status)}` : "";
     return this.api.request<ReleaseRequest[]>("GET", `/v1/releases${query}`);
   }
 

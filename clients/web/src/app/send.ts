@@ -11,7 +11,7 @@
  * not vouch for is excluded with its reason, and a checkpoint it refuses refuses the send,
  * sealing nothing. Nothing here touches the DOM, so Node's tests run it.
  */
-import { ApiError, type Api } from "./api.js";
+import { ApiError, segment, type Api } from "./api.js";
 import { checkSenderCertificate, TEXT_TYPE } from "./messages.js";
 import { CheckpointRefused, TransparencyError, type DeviceTransparency } from "./transparency.js";
 import {
@@ -267,7 +267,7 @@ export class Sender {
   /** The channel's roster, verified; asked again with If-None-Match when one is held. */
   async #roster(channelId: string): Promise<Roster> {
     const held = this.#rosters.get(channelId);
-    const path = `/v1/channels/${encodeURIComponent(channelId)}/roster`;
+    const path = `/v1/channels/${segment(channelId)}/roster`;
     const answer = await this.api.exchange<RosterDevice[]>("GET", path, {
       headers: held?.etag ? { "If-None-Match": held.etag } : {},
     });
@@ -348,7 +348,7 @@ export class Sender {
     });
     const created = await this.api.request<{ audience_id: string }>(
       "POST",
-      `/v1/channels/${encodeURIComponent(channelId)}/audiences`,
+      `/v1/channels/${segment(channelId)}/audiences`,
       sealed,
     );
     const audience = { audienceId: created.audience_id, key: audienceKey, devices };
@@ -433,7 +433,7 @@ export class Sender {
           created: boolean;
           label: string;
           released_to: string[];
-        }>("POST", `/v1/channels/${encodeURIComponent(channel.id)}/messages`, {
+        }>("POST", `/v1/channels/${segment(channel.id)}/messages`, {
           body: sealed,
           headers: roster.etag ? { "If-Match": roster.etag } : {},
         });

@@ -26,7 +26,7 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 
-import { ApiError, type Api } from "./api.js";
+import { ApiError, segment, type Api } from "./api.js";
 import {
   WitnessError,
   WitnessRequirement,
@@ -243,7 +243,7 @@ export class DeviceTransparency {
     try {
       bundle = await this.api.request<unknown>(
         "GET",
-        `/v1/devices/${encodeURIComponent(body.deviceId)}/transparency?old=${old}${witnesses}`,
+        `/v1/devices/${segment(body.deviceId)}/transparency?old=${old}${witnesses}`,
       );
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) {
