@@ -4,12 +4,19 @@
  * from the GBR authority, his audience with alice's envelope) opens; every change a server
  * could make comes back as a warning with the reason, never with content; the inbox keeps an
  * item seen twice once and counts what is unread; a stream's `messages` frame is read as its
- * `message` frames one by one.
+ * `message` frames one by one, and a frame that is not a JSON object is ignored.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Inbox, openItem, pushedMessages, streamUrl, type Reader } from "../src/app/messages.js";
+import {
+  Inbox,
+  openItem,
+  parseFrame,
+  pushedMessages,
+  streamUrl,
+  type Reader,
+} from "../src/app/messages.js";
 import { b64uDecode, b64uEncode, utf8 } from "../src/protocol/bytes.js";
 import { CTX_DEVICE_CERTIFICATE, signingInput } from "../src/protocol/canonical.js";
 import { createAudience, encryptMessage } from "../src/protocol/envelopes.js";
@@ -257,4 +264,19 @@ test("a messages frame's items are each handled as their message frame alone, in
   assert.deepEqual(batched.messages, single.messages);
   // One pushed again, alone, is seen twice and kept once.
   assert.equal(await batched.accept(five), null);
+});
+
+test("a stream frame is read only when it is a JSON object; anything else is ignored", () => {
+  assert.deepEqual(parseFrame('{"type": "ready", "device_id": "device-alice"}'), {
+    type: "ready",
+    device_id: "device-alice",
+  });
+  assert.deepEqual(parseFrame("{}"), {});
+  // Valid JSON that is no object, and text that is no JSON, are ignored alike.
+  for (const text of ["null", "42", '"message"', "[]", '[{"type": "ping"}]', "true", "", "{"]) {
+    assert.equal(parseFrame(text), null, text);
+  }
+  // What a websocket hands over that is not text is read as its String(), as before.
+  assert.equal(parseFrame(null), null);
+  assert.equal(parseFrame(undefined), null);
 });

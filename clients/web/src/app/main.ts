@@ -33,7 +33,7 @@ import {
   type AuditFilters,
   type VerifyReport,
 } from "./audit.js";
-import { Inbox, pushedMessages, streamUrl, type ReceivedMessage } from "./messages.js";
+import { Inbox, parseFrame, pushedMessages, streamUrl, type ReceivedMessage } from "./messages.js";
 import { SendError, Sender, type Reach } from "./send.js";
 import { CosignaturesRefused, TransparencyError, witnessesOf } from "./transparency.js";
 import { WitnessError, WitnessRequirement } from "./witnesses.js";
@@ -489,12 +489,8 @@ class Live {
   }
 
   async #frame(socket: WebSocket, data: unknown): Promise<void> {
-    let frame: Record<string, unknown>;
-    try {
-      frame = JSON.parse(String(data)) as Record<string, unknown>;
-    } catch {
-      return;
-    }
+    const frame = parseFrame(data);
+    if (frame === null) return;
     if (frame.type === "ready") {
       this.#attempt = 0;
       this.#pinger = setInterval(() => socket.send(JSON.stringify({ type: "ping" })), 20_000);

@@ -442,6 +442,22 @@ export function pushedMessages(frame: unknown): Record<string, unknown>[] {
   );
 }
 
+/**
+ * A stream frame as the websocket hands it over (§17.7), read as JSON: the object it is, or
+ * null for anything else (text that is not JSON, or JSON that is not an object: `null`, a
+ * number, a string, an array), which the page ignores as it ignores a frame of a type it does
+ * not know. The server sends only objects; a frame is still text from the network.
+ */
+export function parseFrame(data: unknown): Record<string, unknown> | null {
+  let frame: unknown;
+  try {
+    frame = JSON.parse(String(data));
+  } catch {
+    return null;
+  }
+  return isRecord(frame) ? frame : null;
+}
+
 /** The websocket address of the stream for the server at `origin` (§17.7). */
 export function streamUrl(origin: string): string {
   const url = new URL("/v1/stream", origin);
