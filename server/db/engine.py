@@ -13,6 +13,7 @@ import orjson
 from fastapi import Request
 from sqlalchemy import event, insert, inspect, make_url, text
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -190,6 +191,8 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
 
 
 STAGED = "attache.staged"
+# Staged rows by (model, columns given, key read back): one INSERT each.
+Shapes = dict[tuple[type, tuple[str, ...], bool], list[tuple[Any, dict[str, Any]]]]
 WRITTEN = "attache.written"
 
 
@@ -226,12 +229,16 @@ async def write_staged(session: AsyncSession) -> None:
         return
     await hold_writer(session)
     connection = await session.connection()
-    by_shape: dict[tuple[type, tuple[str, ...], bool], list[tuple[Any, dict[str, Any]]]] = {}
+    by_shape: Shapes = {}
     for instance, key_back in staged:
         model = type(instance)
         given = instance.__dict__
         values = {column: given[attr] for attr, column in columns_of(model) if attr in given}
         by_shape.setdefault((model, tuple(values), key_back), []).append((instance, values))
+    if sqlite.one_trip(connection):
+        await _write_in_one_trip(connection, by_shape)
+        session.info.setdefault(WRITTEN, []).extend(instance for instance, _ in staged)
+        return
     for (model, _, key_back), rows in by_shape.items():
         table = model.__table__
         generated = table.autoincrement_column
@@ -247,6 +254,57 @@ async def write_staged(session: AsyncSession) -> None:
         for (instance, _), key in zip(rows, result.scalars(), strict=True):
             setattr(instance, attr, key)
     session.info.setdefault(WRITTEN, []).extend(instance for instance, _ in staged)
+
+
+async def _write_in_one_trip(connection: AsyncConnection, by_shape: Shapes) -> None:
+    """``write_staged`` on SQLite: every table's rows in one trip to aiosqlite's thread
+    (``server.db.sqlite.insert_in_one_trip``), a generated key read back as the row's rowid."""
+    inserts: list[sqlite.Insert] = []
+    keyed: list[tuple[list[tuple[Any, dict[str, Any]]], str | None]] = []
+    for (model, columns, key_back), rows in by_shape.items():
+        table: Any = model.__table__  # type: ignore[attr-defined]
+        sql, processors, generated = _one_trip_form(table, columns, connection.dialect)
+        back = generated is not None and key_back
+        inserts.append(
+            sqlite.Insert(
+                sql,
+                [sqlite.bound_row(tuple(values.values()), processors) for _, values in rows],
+                rowids=back,
+            )
+        )
+        attr = inspect(model).get_property_by_column(table.c[generated]).key if back else None
+        keyed.append((rows, attr))
+    for (rows, attr), rowids in zip(
+        keyed, await sqlite.insert_in_one_trip(connection, inserts), strict=True
+    ):
+        if attr is not None:
+            for (instance, _), key in zip(rows, rowids, strict=True):
+                setattr(instance, attr, key)
+
+
+_FORMS: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[Any, ...], str | None]] = {}
+
+
+def _one_trip_form(
+    table: Any, columns: tuple[str, ...], dialect: Any
+) -> tuple[str, tuple[Any, ...], str | None]:
+    """A shape's SQL, its columns' bind processors, and the column a rowid is read back into
+    (the table's generated INTEGER PRIMARY KEY, when the rows do not give it)."""
+    key = (table.name, columns)
+    form = _FORMS.get(key)
+    if form is None:
+        generated = table.autoincrement_column
+        rowid = None
+        if generated is not None and generated.key not in columns:
+            if list(table.primary_key.columns) != [generated]:
+                raise ValueError(f"{table.name}: its generated key is not the rowid")
+            rowid = generated.key
+        form = _FORMS[key] = (
+            sqlite.insert_sql(table, columns, dialect),
+            sqlite.bind_processors(table, columns, dialect),
+            rowid,
+        )
+    return form
 
 
 _COLUMNS: dict[type, tuple[tuple[str, str], ...]] = {}

@@ -23,14 +23,19 @@ from __future__ import annotations
 import collections
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
+from sqlalchemy import Table, insert
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util.concurrency import await_
 
 _Outcome = tuple[Any, int, int | None, list[Any] | None]
@@ -151,3 +156,92 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
         stock = super().connect(*arg, **kw)
         return _Connection(self, stock._connection)
+
+
+# --- a batch's inserts in one trip -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Insert:
+    """One INSERT of many rows for ``insert_in_one_trip``: ``sql`` in the qmark style, each
+    row's values already as the driver takes them (``bound_row``)."""
+
+    sql: str
+    rows: list[tuple[Any, ...]]
+    # Whether each row's rowid is wanted back (the table's INTEGER PRIMARY KEY): the rows are
+    # then executed one by one, which is how sqlite3 tells each one's rowid.
+    rowids: bool
+
+
+async def insert_in_one_trip(
+    connection: AsyncConnection, inserts: Sequence[Insert]
+) -> list[list[int]]:
+    """Run ``inserts`` in order, in the connection's transaction, in one trip to aiosqlite's
+    thread; each insert's rowids (empty where not asked for).
+
+    A batch of submits writes its messages and their audit events with this on SQLite: each
+    statement through SQLAlchemy's Core (its execution context, its insertmanyvalues batching
+    for RETURNING, its result set-up) and each trip to the thread cost far more than the
+    statements themselves (bench/bench_channel.py, docs/operations.md). The statements are
+    written and their values bound by SQLAlchemy's own compiler and type processors
+    (``insert_sql``, ``bound_row``), so the rows stored are those Core would store
+    (tests/server/test_db_engine.py compares them byte for byte). A failure is raised as
+    SQLAlchemy's error for it (``IntegrityError`` and so on), parameters hidden.
+    """
+    proxied = await connection.get_raw_connection()
+    adapted = proxied.dbapi_connection
+    if not isinstance(adapted, _Connection):
+        raise TypeError("insert_in_one_trip needs the one-trip SQLite adapter")
+    aio: aiosqlite.Connection = adapted._connection
+    raw: sqlite3.Connection = aio._conn
+
+    def run() -> list[list[int]]:
+        found: list[list[int]] = []
+        for each in inserts:
+            if each.rowids:
+                found.append([raw.execute(each.sql, row).lastrowid or 0 for row in each.rows])
+            else:
+                raw.executemany(each.sql, each.rows)
+                found.append([])
+        return found
+
+    async with adapted._execute_mutex:
+        try:
+            outcome: list[list[int]] = await aio._execute(run)
+        except sqlite3.Error as error:
+            statement = "; ".join(each.sql for each in inserts)
+            raise DBAPIError.instance(
+                statement, None, error, sqlite3.Error, hide_parameters=True
+            ) from error
+    return outcome
+
+
+def one_trip(connection: AsyncConnection) -> bool:
+    """Whether ``connection`` goes through this adapter (``insert_in_one_trip`` applies)."""
+    return connection.dialect.name == "sqlite" and isinstance(
+        connection.dialect.loaded_dbapi, OneTripDBAPI
+    )
+
+
+def insert_sql(table: Table, columns: Sequence[str], dialect: Dialect) -> str:
+    """``INSERT INTO table (columns) VALUES (?, ...)`` as SQLAlchemy's compiler writes it."""
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    if list(compiled.positiontup or ()) != list(columns):
+        # Columns the compiler adds (a Python-side default not given) would need their
+        # defaults run: not for this path.
+        raise ValueError(f"{table.name}: an insert of {list(columns)} takes other columns")
+    return str(compiled)
+
+
+def bind_processors(
+    table: Table, columns: Sequence[str], dialect: Dialect
+) -> tuple[Callable[[Any], Any] | None, ...]:
+    """Each column's bind processor for ``dialect`` (JSON to text, a UTC time to SQLite's
+    text form ...), as SQLAlchemy applies them."""
+    return tuple(table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns)
+
+
+def bound_row(
+    values: Sequence[Any], processors: Sequence[Callable[[Any], Any] | None]
+) -> tuple[Any, ...]:
+    return tuple(v if p is None else p(v) for v, p in zip(values, processors, strict=True))

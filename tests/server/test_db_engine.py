@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, insert, select
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import IntegrityError
 
 from server.audit import log as audit
 from server.audit.models import AuditEvent
-from server.db.engine import _WRITING, stage, staged_count, write_staged
+from server.db import sqlite
+from server.db.base import JSONType, UTCDateTime
+from server.db.engine import _WRITING, create_engine, stage, staged_count, write_staged
 from server.directory.models import Nation
 
 
@@ -159,3 +165,115 @@ async def test_staged_rows_without_their_keys_are_written_in_the_order_staged(ap
         stored = [(row.id, row.object_id) for row in rows]
     assert [object_id for _, object_id in stored] == ["0", "1", "2", "3"]
     assert stored[3][0] == events[3].id
+
+
+# --- a batch's inserts in one trip (SQLite) ----------------------------------------------------
+
+
+def _rows_table(name: str) -> Table:
+    """A table with every kind of column the staged rows hold."""
+    return Table(
+        name,
+        MetaData(),
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("uid", String(36), unique=True),
+        Column("at", UTCDateTime()),
+        Column("doc", JSONType),
+        Column("maybe", JSONType),
+        Column("blob", LargeBinary),
+        Column("note", String(64)),
+    )
+
+
+_VALUES = [
+    {
+        "uid": "a",
+        "at": datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC),
+        "doc": {"é": ["\u2028", 1, 2.5, None, True], "n": 2**62},
+        "maybe": None,
+        "blob": b"\x00\xff" * 8,
+        "note": None,
+    },
+    {
+        "uid": "b",
+        "at": datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+        "doc": {"nested": {"deep": [[], {}]}},
+        "maybe": [1],
+        "blob": b"",
+        "note": "plain",
+    },
+]
+
+
+async def _stored(engine: Any, table: str) -> list[tuple[Any, ...]]:
+    """The rows as SQLite holds them, each value with its storage class: no type processing."""
+    async with engine.connect() as connection:
+        rows = await connection.exec_driver_sql(
+            f"SELECT seq, uid, typeof(at), at, typeof(doc), doc, typeof(maybe), maybe, "
+            f"typeof(blob), blob, typeof(note), note FROM {table} ORDER BY seq"
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_inserts_in_one_trip_store_what_core_stores(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'rows.db'}")
+    try:
+        core_table, trip_table = _rows_table("core_rows"), _rows_table("trip_rows")
+        async with engine.begin() as connection:
+            for table in (core_table, trip_table):
+                await connection.run_sync(table.create)
+        columns = tuple(_VALUES[0])
+        async with engine.begin() as connection:
+            assert sqlite.one_trip(connection)
+            await connection.execute(insert(core_table), _VALUES)
+            processors = sqlite.bind_processors(trip_table, columns, connection.dialect)
+            rows = [sqlite.bound_row([v[c] for c in columns], processors) for v in _VALUES]
+            sql = sqlite.insert_sql(trip_table, columns, connection.dialect)
+            keys = await sqlite.insert_in_one_trip(
+                connection,
+                [sqlite.Insert(sql, rows[:1], rowids=True), sqlite.Insert(sql, rows[1:], False)],
+            )
+        assert keys == [[1], []]
+        assert await _stored(engine, "trip_rows") == await _stored(engine, "core_rows")
+        # And read back through SQLAlchemy's types, the values given.
+        async with engine.connect() as connection:
+            read = (await connection.execute(select(trip_table).order_by(trip_table.c.seq))).all()
+        assert [{c: row._mapping[c] for c in columns} for row in read] == [
+            {**v, "at": v["at"].astimezone(UTC)} for v in _VALUES
+        ]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_failed_insert_in_one_trip_is_sqlalchemys_error_and_keeps_nothing(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'rows.db'}")
+    try:
+        table = _rows_table("rows")
+        async with engine.begin() as connection:
+            await connection.run_sync(table.create)
+        columns = ("uid", "note")
+
+        async def insert_twice() -> None:
+            async with engine.begin() as connection:
+                sql = sqlite.insert_sql(table, columns, connection.dialect)
+                await sqlite.insert_in_one_trip(
+                    connection, [sqlite.Insert(sql, [("x", "first"), ("x", "again")], False)]
+                )
+
+        with pytest.raises(IntegrityError) as refused:
+            await insert_twice()
+        assert "first" not in str(refused.value)  # parameters stay out of the message
+        async with engine.connect() as connection:
+            assert (await connection.exec_driver_sql("SELECT count(*) FROM rows")).scalar() == 0
+    finally:
+        await engine.dispose()
+
+
+def test_a_column_with_a_default_not_given_is_not_for_one_trip() -> None:
+    table = Table(
+        "t", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer, default=1)
+    )
+    with pytest.raises(ValueError, match="takes other columns"):
+        sqlite.insert_sql(table, ("id",), sqlite_dialect.dialect())
