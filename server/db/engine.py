@@ -235,8 +235,7 @@ async def write_staged(session: AsyncSession) -> None:
         given = instance.__dict__
         values = {column: given[attr] for attr, column in columns_of(model) if attr in given}
         by_shape.setdefault((model, tuple(values), key_back), []).append((instance, values))
-    if sqlite.one_trip(connection):
-        await _write_in_one_trip(connection, by_shape)
+    if sqlite.one_trip(connection) and await _write_in_one_trip(connection, by_shape):
         session.info.setdefault(WRITTEN, []).extend(instance for instance, _ in staged)
         return
     for (model, _, key_back), rows in by_shape.items():
@@ -256,14 +255,23 @@ async def write_staged(session: AsyncSession) -> None:
     session.info.setdefault(WRITTEN, []).extend(instance for instance, _ in staged)
 
 
-async def _write_in_one_trip(connection: AsyncConnection, by_shape: Shapes) -> None:
+async def _write_in_one_trip(connection: AsyncConnection, by_shape: Shapes) -> bool:
     """``write_staged`` on SQLite: every table's rows in one trip to aiosqlite's thread
-    (``server.db.sqlite.insert_in_one_trip``), a generated key read back as the row's rowid."""
+    (``server.db.sqlite.insert_in_one_trip``), a generated key read back as the row's rowid.
+    False, having written nothing, when a shape is not for this path (a Python-side default
+    not given, a generated key that is not the rowid): Core writes them all instead."""
+    forms = [
+        _one_trip_form(model.__table__, columns, connection.dialect)  # type: ignore[attr-defined]
+        for model, columns, _ in by_shape
+    ]
+    if None in forms:
+        return False
     inserts: list[sqlite.Insert] = []
     keyed: list[tuple[list[tuple[Any, dict[str, Any]]], str | None]] = []
-    for (model, columns, key_back), rows in by_shape.items():
+    for ((model, _, key_back), rows), form in zip(by_shape.items(), forms, strict=True):
+        assert form is not None
         table: Any = model.__table__  # type: ignore[attr-defined]
-        sql, processors, generated = _one_trip_form(table, columns, connection.dialect)
+        sql, processors, generated = form
         back = generated is not None and key_back
         inserts.append(
             sqlite.Insert(
@@ -280,31 +288,36 @@ async def _write_in_one_trip(connection: AsyncConnection, by_shape: Shapes) -> N
         if attr is not None:
             for (instance, _), key in zip(rows, rowids, strict=True):
                 setattr(instance, attr, key)
+    return True
 
 
-_FORMS: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[Any, ...], str | None]] = {}
+OneTripForm = tuple[str, tuple[Any, ...], str | None]
+_FORMS: dict[tuple[Any, tuple[str, ...]], OneTripForm | None] = {}
 
 
-def _one_trip_form(
-    table: Any, columns: tuple[str, ...], dialect: Any
-) -> tuple[str, tuple[Any, ...], str | None]:
+def _one_trip_form(table: Any, columns: tuple[str, ...], dialect: Any) -> OneTripForm | None:
     """A shape's SQL, its columns' bind processors, and the column a rowid is read back into
-    (the table's generated INTEGER PRIMARY KEY, when the rows do not give it)."""
-    key = (table.name, columns)
-    form = _FORMS.get(key)
-    if form is None:
-        generated = table.autoincrement_column
-        rowid = None
-        if generated is not None and generated.key not in columns:
-            if list(table.primary_key.columns) != [generated]:
-                raise ValueError(f"{table.name}: its generated key is not the rowid")
-            rowid = generated.key
-        form = _FORMS[key] = (
-            sqlite.insert_sql(table, columns, dialect),
-            sqlite.bind_processors(table, columns, dialect),
-            rowid,
-        )
-    return form
+    (the table's generated INTEGER PRIMARY KEY, when the rows do not give it); None for a
+    shape that is not for the one-trip path. Kept per table and columns: every engine here is
+    made by ``create_engine``, whose SQLite dialects bind alike (one JSON serializer)."""
+    key = (table, columns)
+    if key not in _FORMS:
+        _FORMS[key] = _make_one_trip_form(table, columns, dialect)
+    return _FORMS[key]
+
+
+def _make_one_trip_form(table: Any, columns: tuple[str, ...], dialect: Any) -> OneTripForm | None:
+    generated = table.autoincrement_column
+    rowid = None
+    if generated is not None and generated.key not in columns:
+        if list(table.primary_key.columns) != [generated]:
+            return None  # lastrowid would not be its key
+        rowid = generated.key
+    try:
+        sql = sqlite.insert_sql(table, columns, dialect)
+    except ValueError:
+        return None  # a Python-side default not given: Core runs it
+    return sql, sqlite.bind_processors(table, columns, dialect), rowid
 
 
 _COLUMNS: dict[type, tuple[tuple[str, str], ...]] = {}

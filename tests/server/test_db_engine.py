@@ -277,3 +277,21 @@ def test_a_column_with_a_default_not_given_is_not_for_one_trip() -> None:
     )
     with pytest.raises(ValueError, match="takes other columns"):
         sqlite.insert_sql(table, ("id",), sqlite_dialect.dialect())
+
+
+async def test_staged_rows_not_for_one_trip_are_written_by_core(app: Any) -> None:
+    """A staged row that leaves out a column with a Python-side default (an audit event
+    without its time: ``default=utcnow``) cannot be written by the one-trip path, which runs
+    no defaults; it is written by Core, defaults run, as on PostgreSQL."""
+    event = audit.event(actor=None, action="test.defaulted", object_type="test", object_id="1")
+    del event.__dict__["time"]  # as if never set
+    async with app.state.sessionmaker() as session, session.begin():
+        stage(session, event)
+        await write_staged(session)
+    async with app.state.sessionmaker() as session:
+        stored = (
+            await session.execute(
+                select(AuditEvent.time).where(AuditEvent.action == "test.defaulted")
+            )
+        ).scalar_one()
+    assert stored is not None
