@@ -19,6 +19,7 @@ from server.channels.models import (
     Message,
 )
 from server.committees.models import Committee
+from server.db import sqlite
 from server.db.base import detached, new_id
 from server.db.engine import columns_of
 from server.devices.models import DEVICE_ACTIVE, Device
@@ -187,9 +188,19 @@ _MESSAGE_ROWS_BY_ID = select(Message.__table__).where(
 async def stored_messages(session: AsyncSession, message_ids: Sequence[str]) -> list[Message]:
     """The messages stored under ``message_ids``, read in Core through the session's
     connection, for a batch of submits, where the ids are almost always new: the ORM's query
-    set-up cost more than the query.
+    set-up cost more than the query. On SQLite, whether any is stored is asked first through
+    the driver in one trip (``server.db.sqlite.fetch_in_one_trip``), and the rows are read
+    only when one is.
     A message found is a detached instance, read-only, outside the session's identity map."""
+    if not message_ids:
+        return []
     connection = await session.connection()
+    if sqlite.one_trip(connection):
+        # Whether any is stored, in one trip through the driver; only then the rows, in Core.
+        marks = ", ".join("?" * len(message_ids))
+        found = f"SELECT 1 FROM messages WHERE id IN ({marks}) LIMIT 1"
+        if not await sqlite.fetch_in_one_trip(connection, found, list(message_ids)):
+            return []
     rows = (await connection.execute(_MESSAGE_ROWS_BY_ID, {"ids": list(message_ids)})).mappings()
     return [detached(Message, _attributes(Message, row)) for row in rows]
 

@@ -24,7 +24,7 @@ import collections
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from sqlalchemy import Table, insert
@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util.concurrency import await_
 
 _Outcome = tuple[Any, int, int | None, list[Any] | None]
+T = TypeVar("T")
 
 
 def supported() -> bool:
@@ -188,14 +189,8 @@ async def insert_in_one_trip(
     (tests/server/test_db_engine.py compares them byte for byte). A failure is raised as
     SQLAlchemy's error for it (``IntegrityError`` and so on), parameters hidden.
     """
-    proxied = await connection.get_raw_connection()
-    adapted = proxied.dbapi_connection
-    if not isinstance(adapted, _Connection):
-        raise TypeError("insert_in_one_trip needs the one-trip SQLite adapter")
-    aio: aiosqlite.Connection = adapted._connection
-    raw: sqlite3.Connection = aio._conn
 
-    def run() -> list[list[int]]:
+    def run(raw: sqlite3.Connection) -> list[list[int]]:
         found: list[list[int]] = []
         for each in inserts:
             if each.rowids:
@@ -205,11 +200,33 @@ async def insert_in_one_trip(
                 found.append([])
         return found
 
+    return await _in_one_trip(connection, run, "; ".join(each.sql for each in inserts))
+
+
+async def fetch_in_one_trip(
+    connection: AsyncConnection, sql: str, parameters: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """The rows of one query in the connection's transaction, in one trip, as the driver
+    gives them (no result types applied: for values the driver gives as they are, such as
+    text ids)."""
+    return await _in_one_trip(connection, lambda raw: raw.execute(sql, parameters).fetchall(), sql)
+
+
+async def _in_one_trip(
+    connection: AsyncConnection, run: Callable[[sqlite3.Connection], T], statement: str
+) -> T:
+    """``run(the sqlite3 connection)`` on aiosqlite's thread, in turn with this connection's
+    other statements; a driver error raised as SQLAlchemy's error for it, parameters hidden."""
+    proxied = await connection.get_raw_connection()
+    adapted = proxied.dbapi_connection
+    if not isinstance(adapted, _Connection):
+        raise TypeError("a trip through the driver needs the one-trip SQLite adapter")
+    aio: aiosqlite.Connection = adapted._connection
+    raw: sqlite3.Connection = aio._conn
     async with adapted._execute_mutex:
         try:
-            outcome: list[list[int]] = await aio._execute(run)
+            outcome: T = await aio._execute(lambda: run(raw))
         except sqlite3.Error as error:
-            statement = "; ".join(each.sql for each in inserts)
             raise DBAPIError.instance(
                 statement, None, error, sqlite3.Error, hide_parameters=True
             ) from error
