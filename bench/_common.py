@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,6 +71,12 @@ def verification_seconds(count: int = 1000) -> float:
     return (time.process_time() - start) / count
 
 
+def pin(pid: int, cpus: Collection[int]) -> None:
+    """Run process ``pid`` on ``cpus`` only. Called just after the process is started, before
+    it starts threads of its own: the threads it starts later take its cores."""
+    os.sched_setaffinity(pid, set(cpus))
+
+
 def spread(values: list[float]) -> dict[str, float]:
     """The median of ``values`` with the minimum and maximum."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
@@ -78,12 +84,16 @@ def spread(values: list[float]) -> dict[str, float]:
 
 @contextlib.contextmanager
 def served(
-    settings: Settings, port: int, extra_env: Mapping[str, str] | None = None
+    settings: Settings,
+    port: int,
+    extra_env: Mapping[str, str] | None = None,
+    cpus: Collection[int] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The database and keys served by a real uvicorn on ``port``: ``settings.workers``
     processes sharing it (as `attache-server run` with ATTACHE_WORKERS), joined by the Redis
     bus when ``settings.redis_url`` is set. With several, the process returned is uvicorn's
-    supervisor and the servers are its children (``process_tree``)."""
+    supervisor and the servers are its children (``process_tree``). With ``cpus``, the
+    server runs on those cores only (``pin``)."""
     env = {
         **os.environ,
         "ATTACHE_DATA_DIR": str(settings.data_dir),
@@ -100,6 +110,8 @@ def served(
     # and no protocol-level pings (the stream pings at its own level).
     command += ["--ws-per-message-deflate", "false", "--ws-ping-interval", "0"]
     process = subprocess.Popen([*command, "--log-level", "warning"], env=env)
+    if cpus is not None:
+        pin(process.pid, cpus)
     try:
         for _ in range(300):
             with contextlib.suppress(httpx.TransportError):

@@ -66,7 +66,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from _common import process_tree, served, spread, unbind_rate_limits, verification_seconds
+from _common import (
+    pin,
+    process_tree,
+    served,
+    spread,
+    unbind_rate_limits,
+    verification_seconds,
+)
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import SecretStr
 from websockets.asyncio.client import connect as ws_connect
@@ -91,6 +98,8 @@ PASSPHRASE = "bench passphrase"
 POSTGRES_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 PROBES = 5  # messages sent to the room while the idle crowd is connected
 TRACED_SETTLE = 25.0  # seconds from the traced crowd's close to its last snapshot
+# With --pin: (the server's cores, the load's and this script's cores).
+PINNED: tuple[set[int], set[int]] | None = None
 STEADY_SENDS = 50  # client shape: sends with the audience unchanged
 CHANGE_SENDS = 7  # client shape: sends at an audience change
 PACKAGES = ("fastapi", "starlette", "uvicorn", "websockets", "sqlalchemy", "aiosqlite")
@@ -328,6 +337,8 @@ class Child:
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
+        if PINNED is not None:
+            pin(self.process.pid, PINNED[1])
 
     def send(self, command: str) -> None:
         assert self.process.stdin is not None
@@ -948,7 +959,10 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
         # /metrics, for the submits' commits: messages per commit is what the group commit
         # shares, and what a stream's ``messages`` frame holds at most.
         metrics_token = secrets.token_hex(16)
-        with served(settings, port, {"ATTACHE_METRICS_TOKEN": metrics_token}) as server:
+        server_cpus = PINNED[0] if PINNED is not None else None
+        with served(
+            settings, port, {"ATTACHE_METRICS_TOKEN": metrics_token}, server_cpus
+        ) as server:
             room = Room(seeded, server, base, not args.no_deflate)
             room.metrics = (seeded["origin"], metrics_token) if workers == 1 else None
             try:
@@ -990,7 +1004,7 @@ def bench_database(kind: str, args: argparse.Namespace, all_shapes: bool) -> dic
             # memory after closing look returned (the earlier report's runs 2 and 3 did).
             crowds = []
             for i in range(args.shape_runs):
-                with served(settings, port) as server:
+                with served(settings, port, cpus=server_cpus) as server:
                     crowd_room = Room(seeded, server, base, not args.no_deflate)
                     try:
                         crowds.append(idle_crowd(crowd_room, args.crowd))
@@ -1232,8 +1246,9 @@ def markdown(r: dict[str, Any]) -> str:
             else "offer permessage-deflate, which the server declines, as it does the SDK's"
         )
         + ". Senders are the real SDK (`Messenger.send`). The bench's "
-        "own key stores use cheap KDF parameters (`KdfParams.for_tests()`). Load processes "
-        "share the machine's cores with the server. Figures: median (min to max) over runs.",
+        "own key stores use cheap KDF parameters (`KdfParams.for_tests()`). "
+        + r.get("placement", "Load processes share the machine's cores with the server.")
+        + " Figures: median (min to max) over runs.",
         "",
         "## Goals",
         "",
@@ -1453,6 +1468,12 @@ def main() -> None:
         action="store_true",
         help="streams without permessage-deflate (the SDK's stream negotiates it)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server on the first core alone, this script and its load on the others "
+        "(a server with a core of its own, as where load does not share its machine)",
+    )
     parser.add_argument("--output", default=str(RESULTS), help="JSON report (and .md beside)")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("spec", nargs="?", help=argparse.SUPPRESS)
@@ -1466,6 +1487,13 @@ def main() -> None:
         role |= many_rooms.ROLES
         asyncio.run(role[args.role](json.loads(args.spec)))
         return
+    if args.pin:
+        global PINNED
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            parser.error("--pin needs two cores or more")
+        PINNED = ({cores[0]}, set(cores[1:]))
+        pin(os.getpid(), PINNED[1])
     py_spy = Path(sys.executable).parent / "py-spy"
     if args.profile and not py_spy.exists():
         note("py-spy is not installed (.venv/bin/pip install py-spy): not profiling")
@@ -1486,6 +1514,12 @@ def main() -> None:
         "V_s": v,
         "primitives": measured,
         "kdf": "the bench's key stores use KdfParams.for_tests() (cheapest accepted Argon2id)",
+        "placement": (
+            f"The server runs alone on core {sorted(PINNED[0])}, the load processes and this "
+            f"script on {sorted(PINNED[1])} (--pin)."
+            if PINNED is not None
+            else "Load processes share the machine's cores with the server."
+        ),
         "listeners": "lean: JSON-parse each frame, record seq and time.time(); no decryption",
         "databases": databases,
         "rate_limits": rate_limits,
