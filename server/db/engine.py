@@ -221,8 +221,10 @@ async def write_staged(session: AsyncSession) -> None:
     """Write the rows ``stage`` queued, in the order staged within each table.
 
     Through the session's connection, in Core: the ORM's execution path (its compile state,
-    its events, its result set-up) cost more than the statements. The statements skip the
-    session's hooks, so this process's SQLite writer lock is taken here.
+    its events, its result set-up) cost more than the statements. On SQLite, through the
+    driver in one trip (``_write_in_one_trip``), where Core's own execution path cost more
+    again. The statements skip the session's hooks, so this process's SQLite writer lock is
+    taken here.
     """
     staged: list[tuple[Any, bool]] | None = session.info.pop(STAGED, None)
     if not staged:
