@@ -262,27 +262,17 @@ async def _write_in_one_trip(connection: AsyncConnection, by_shape: Shapes) -> b
     (``server.db.sqlite.insert_in_one_trip``), a generated key read back as the row's rowid.
     False, having written nothing, when a shape is not for this path (a Python-side default
     not given, a generated key that is not the rowid): Core writes them all instead."""
-    forms = [
-        _one_trip_form(model.__table__, columns, connection.dialect)  # type: ignore[attr-defined]
-        for model, columns, _ in by_shape
-    ]
+    forms = [_one_trip_form(model, columns, connection.dialect) for model, columns, _ in by_shape]
     if None in forms:
         return False
     inserts: list[sqlite.Insert] = []
     keyed: list[tuple[list[tuple[Any, dict[str, Any]]], str | None]] = []
-    for ((model, _, key_back), rows), form in zip(by_shape.items(), forms, strict=True):
+    for ((_, _, key_back), rows), form in zip(by_shape.items(), forms, strict=True):
         assert form is not None
-        table: Any = model.__table__  # type: ignore[attr-defined]
-        sql, processors, generated = form
-        back = generated is not None and key_back
-        inserts.append(
-            sqlite.Insert(
-                sql,
-                [sqlite.bound_row(tuple(values.values()), processors) for _, values in rows],
-                rowids=back,
-            )
-        )
-        attr = inspect(model).get_property_by_column(table.c[generated]).key if back else None
+        sql, processors, rowid_attr = form
+        attr = rowid_attr if key_back else None
+        bound = [sqlite.bound_row(tuple(values.values()), processors) for _, values in rows]
+        inserts.append(sqlite.Insert(sql, bound, rowids=attr is not None))
         keyed.append((rows, attr))
     for (rows, attr), rowids in zip(
         keyed, await sqlite.insert_in_one_trip(connection, inserts), strict=True
@@ -293,33 +283,35 @@ async def _write_in_one_trip(connection: AsyncConnection, by_shape: Shapes) -> b
     return True
 
 
+# A shape's SQL, its columns' bind processors, and the attribute a rowid is read back into.
 OneTripForm = tuple[str, tuple[Any, ...], str | None]
-_FORMS: dict[tuple[Any, tuple[str, ...]], OneTripForm | None] = {}
+_FORMS: dict[tuple[type, tuple[str, ...]], OneTripForm | None] = {}
 
 
-def _one_trip_form(table: Any, columns: tuple[str, ...], dialect: Any) -> OneTripForm | None:
-    """A shape's SQL, its columns' bind processors, and the column a rowid is read back into
-    (the table's generated INTEGER PRIMARY KEY, when the rows do not give it); None for a
-    shape that is not for the one-trip path. Kept per table and columns: every engine here is
-    made by ``create_engine``, whose SQLite dialects bind alike (one JSON serializer)."""
-    key = (table, columns)
+def _one_trip_form(model: type, columns: tuple[str, ...], dialect: Any) -> OneTripForm | None:
+    """A shape's ``OneTripForm``: the attribute is that of the model's generated INTEGER
+    PRIMARY KEY when the rows do not give it. None for a shape that is not for the one-trip
+    path. Kept per model and columns: every engine here is made by ``create_engine``, whose
+    SQLite dialects bind alike (one JSON serializer)."""
+    key = (model, columns)
     if key not in _FORMS:
-        _FORMS[key] = _make_one_trip_form(table, columns, dialect)
+        _FORMS[key] = _make_one_trip_form(model, columns, dialect)
     return _FORMS[key]
 
 
-def _make_one_trip_form(table: Any, columns: tuple[str, ...], dialect: Any) -> OneTripForm | None:
+def _make_one_trip_form(model: type, columns: tuple[str, ...], dialect: Any) -> OneTripForm | None:
+    table: Any = model.__table__  # type: ignore[attr-defined]
     generated = table.autoincrement_column
-    rowid = None
+    rowid_attr: str | None = None
     if generated is not None and generated.key not in columns:
         if list(table.primary_key.columns) != [generated]:
             return None  # lastrowid would not be its key
-        rowid = generated.key
+        rowid_attr = inspect(model).get_property_by_column(generated).key
     try:
         sql = sqlite.insert_sql(table, columns, dialect)
     except ValueError:
         return None  # a Python-side default not given: Core runs it
-    return sql, sqlite.bind_processors(table, columns, dialect), rowid
+    return sql, sqlite.bind_processors(table, columns, dialect), rowid_attr
 
 
 _COLUMNS: dict[type, tuple[tuple[str, str], ...]] = {}
