@@ -12,9 +12,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -136,3 +136,97 @@ def served(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+# --- the benchmarks' room --------------------------------------------------------------------
+
+NATIONS = ("USA", "GBR", "FRA", "DEU", "ITA", "ESP", "NLD", "CAN", "POL", "NOR")  # all NATO
+CHANNEL = "room"
+CEILING = "NATO SECRET"
+LABEL = "NATO SECRET//REL TO NATO"
+PASSPHRASE = "bench passphrase"
+
+
+async def seed_room(
+    settings: Settings,
+    homes: Path,
+    people: Sequence[tuple[str, str]],
+    idle: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """The benchmarks' room, made through the API: the nations of ``people`` and ``idle``
+    (username, nation), each user cleared for ``CEILING`` with one certified device signed in
+    (a key store under ``homes``, cheap KDF parameters), and ``CHANNEL`` holding ``people``,
+    made by the first; ``idle`` enrolled but members of nothing. Returns the origin,
+    ``members`` and ``crowd`` (the idle), each a username, nation, device_id, token and home,
+    and the authorities."""
+    from clients.sdk import AttacheClient, Keystore, certify_device, enroll
+    from protocol import keys
+    from server.app import create_app
+    from server.auth.principal import CONSOLE
+    from server.devices.service import do_issue_enrolment_code
+    from server.directory import service as directory
+
+    app = create_app(settings)
+    origin = settings.effective_public_url
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        nations = dict.fromkeys(nation for _, nation in [*people, *idle])
+        authorities = {n: keys.AuthorityKey.generate() for n in nations}
+        codes: dict[str, str] = {}
+        async with app.state.sessionmaker() as session, session.begin():
+            catalog = await directory.load_catalog(session, app.state.catalog)
+            for nation, authority in authorities.items():
+                await directory.do_create_nation(
+                    session,
+                    CONSOLE,
+                    catalog,
+                    code=nation,
+                    name=nation,
+                    authority_key=authority.public_bytes(),
+                )
+            catalog = await directory.load_catalog(session, app.state.catalog)
+            for username, nation in [*people, *idle]:
+                user = await directory.do_create_user(
+                    session,
+                    CONSOLE,
+                    catalog,
+                    username=username,
+                    nationality=nation,
+                    clearance=CEILING,
+                    roles=["officer"],
+                )
+                codes[username] = (
+                    await do_issue_enrolment_code(session, CONSOLE, settings, user)
+                ).code
+
+        async def enrol(username: str, nation: str) -> dict[str, str]:
+            store = Keystore(homes / username, kdf=keys.KdfParams.for_tests())
+            enrolled = await enroll(
+                origin,
+                username=username,
+                code=codes[username],
+                device_name=f"{username}-bench",
+                passphrase=PASSPHRASE,
+                keystore=store,
+                transport=transport,
+            )
+            async with AttacheClient(origin, transport=transport) as client:
+                device = await certify_device(client, nation, authorities[nation], enrolled.device)
+                assert device["status"] == "active", device
+                session = await client.login(device["id"], store.device_keys(PASSPHRASE))
+            return {
+                "username": username,
+                "nation": nation,
+                "device_id": device["id"],
+                "token": session["token"],
+                "home": str(homes / username),
+            }
+
+        members = [await enrol(u, n) for u, n in people]
+        crowd = [await enrol(u, n) for u, n in idle]
+        async with AttacheClient(origin, token=members[0]["token"], transport=transport) as owner:
+            await owner.create_channel(CHANNEL, CEILING)
+            for member in members[1:]:
+                await owner.add_member(CHANNEL, member["username"])
+            assert len(await owner.roster(CHANNEL)) == len(members)
+    return {"origin": origin, "members": members, "crowd": crowd, "authorities": authorities}

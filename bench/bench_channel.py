@@ -67,8 +67,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from _common import (
+    CHANNEL,
+    LABEL,
+    NATIONS,
+    PASSPHRASE,
     pin,
     process_tree,
+    seed_room,
     served,
     spread,
     unbind_rate_limits,
@@ -78,7 +83,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import SecretStr
 from websockets.asyncio.client import connect as ws_connect
 
-from clients.sdk import AttacheClient, Keystore, Messenger, certify_device, enroll
+from clients.sdk import Keystore, Messenger
 from protocol import keys
 
 if TYPE_CHECKING:
@@ -88,13 +93,8 @@ if TYPE_CHECKING:
 # processes load what a client program loads and no more.
 
 RESULTS = Path(__file__).resolve().parent / "results" / "channel.json"
-NATIONS = ("USA", "GBR", "FRA", "DEU", "ITA", "ESP", "NLD", "CAN", "POL", "NOR")  # all NATO
 PER_NATION = 5
 SENDERS = 5
-CHANNEL = "room"
-CEILING = "NATO SECRET"
-LABEL = "NATO SECRET//REL TO NATO"
-PASSPHRASE = "bench passphrase"
 POSTGRES_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 PROBES = 5  # messages sent to the room while the idle crowd is connected
 TRACED_SETTLE = 25.0  # seconds from the traced crowd's close to its last snapshot
@@ -219,77 +219,11 @@ def primitives() -> dict[str, dict[str, float]]:
 
 
 async def seed(settings: Settings, homes: Path) -> dict[str, Any]:
-    """Nations, users with certified devices and sessions, and the room, through the API."""
-    from server.app import create_app
-    from server.auth.principal import CONSOLE
-    from server.devices.service import do_issue_enrolment_code
-    from server.directory import service as directory
-
-    app = create_app(settings)
-    origin = settings.effective_public_url
+    """Nations, users with certified devices and sessions, and the room, through the API:
+    ``PER_NATION`` members of each nation, and one idle user per nation (the idle crowd's)."""
     people = [(f"{n.lower()}{i}", n) for i in range(PER_NATION) for n in NATIONS]
     idle = [(f"idle-{n.lower()}", n) for n in NATIONS]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        authorities = {n: keys.AuthorityKey.generate() for n in NATIONS}
-        codes: dict[str, str] = {}
-        async with app.state.sessionmaker() as session, session.begin():
-            catalog = await directory.load_catalog(session, app.state.catalog)
-            for nation, authority in authorities.items():
-                await directory.do_create_nation(
-                    session,
-                    CONSOLE,
-                    catalog,
-                    code=nation,
-                    name=nation,
-                    authority_key=authority.public_bytes(),
-                )
-            catalog = await directory.load_catalog(session, app.state.catalog)
-            for username, nation in people + idle:
-                user = await directory.do_create_user(
-                    session,
-                    CONSOLE,
-                    catalog,
-                    username=username,
-                    nationality=nation,
-                    clearance=CEILING,
-                    roles=["officer"],
-                )
-                codes[username] = (
-                    await do_issue_enrolment_code(session, CONSOLE, settings, user)
-                ).code
-
-        async def enrol(username: str, nation: str) -> dict[str, str]:
-            store = Keystore(homes / username, kdf=keys.KdfParams.for_tests())
-            enrolled = await enroll(
-                origin,
-                username=username,
-                code=codes[username],
-                device_name=f"{username}-bench",
-                passphrase=PASSPHRASE,
-                keystore=store,
-                transport=transport,
-            )
-            async with AttacheClient(origin, transport=transport) as client:
-                device = await certify_device(client, nation, authorities[nation], enrolled.device)
-                assert device["status"] == "active", device
-                session = await client.login(device["id"], store.device_keys(PASSPHRASE))
-            return {
-                "username": username,
-                "nation": nation,
-                "device_id": device["id"],
-                "token": session["token"],
-                "home": str(homes / username),
-            }
-
-        members = [await enrol(u, n) for u, n in people]
-        crowd = [await enrol(u, n) for u, n in idle]
-        async with AttacheClient(origin, token=members[0]["token"], transport=transport) as owner:
-            await owner.create_channel(CHANNEL, CEILING)
-            for member in members[1:]:
-                await owner.add_member(CHANNEL, member["username"])
-            assert len(await owner.roster(CHANNEL)) == len(members)
-    return {"origin": origin, "members": members, "crowd": crowd, "authorities": authorities}
+    return await seed_room(settings, homes, people, idle)
 
 
 @contextlib.contextmanager

@@ -40,87 +40,34 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-from _common import served, spread, unbind_rate_limits, verification_seconds
+from _common import (
+    CHANNEL,
+    LABEL,
+    NATIONS,
+    PASSPHRASE,
+    seed_room,
+    served,
+    spread,
+    unbind_rate_limits,
+    verification_seconds,
+)
 
-from clients.sdk import AttacheClient, Keystore, Messenger, certify_device, enroll
+from clients.sdk import Keystore, Messenger
 from protocol import keys
 
 if TYPE_CHECKING:
     from server.settings import Settings
 
-NATIONS = ("USA", "GBR", "FRA", "DEU", "ITA", "ESP", "NLD", "CAN", "POL", "NOR")
-CHANNEL = "room"
-CEILING = "NATO SECRET"
-LABEL = "NATO SECRET//REL TO NATO"
-PASSPHRASE = "bench passphrase"
 WARM_UP = 20  # sends before the first run: the audience made, the code paths warm
 TEXT = "the committee meets at 14:00 in room 2. " * 2
 
 
 async def seed(settings: Settings, homes: Path, nations: int, per_nation: int) -> dict[str, Any]:
     """Nations, users with certified devices, and the channel holding them all."""
-    from server.app import create_app
-    from server.auth.principal import CONSOLE
-    from server.devices.service import do_issue_enrolment_code
-    from server.directory import service as directory
-
-    app = create_app(settings)
-    origin = settings.effective_public_url
     chosen = NATIONS[:nations]
     people = [(f"{n.lower()}{i}", n) for i in range(per_nation) for n in chosen]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        authorities = {n: keys.AuthorityKey.generate() for n in chosen}
-        codes: dict[str, str] = {}
-        async with app.state.sessionmaker() as session, session.begin():
-            catalog = await directory.load_catalog(session, app.state.catalog)
-            for nation, authority in authorities.items():
-                await directory.do_create_nation(
-                    session,
-                    CONSOLE,
-                    catalog,
-                    code=nation,
-                    name=nation,
-                    authority_key=authority.public_bytes(),
-                )
-            catalog = await directory.load_catalog(session, app.state.catalog)
-            for username, nation in people:
-                user = await directory.do_create_user(
-                    session,
-                    CONSOLE,
-                    catalog,
-                    username=username,
-                    nationality=nation,
-                    clearance=CEILING,
-                    roles=["officer"],
-                )
-                codes[username] = (
-                    await do_issue_enrolment_code(session, CONSOLE, settings, user)
-                ).code
-        tokens = []
-        for username, nation in people:
-            store = Keystore(homes / username, kdf=keys.KdfParams.for_tests())
-            enrolled = await enroll(
-                origin,
-                username=username,
-                code=codes[username],
-                device_name=f"{username}-bench",
-                passphrase=PASSPHRASE,
-                keystore=store,
-                transport=transport,
-            )
-            async with AttacheClient(origin, transport=transport) as client:
-                device = await certify_device(client, nation, authorities[nation], enrolled.device)
-                assert device["status"] == "active", device
-                session = await client.login(device["id"], store.device_keys(PASSPHRASE))
-                tokens.append(session["token"])
-        async with AttacheClient(origin, token=tokens[0], transport=transport) as owner:
-            await owner.create_channel(CHANNEL, CEILING)
-            for username, _ in people[1:]:
-                await owner.add_member(CHANNEL, username)
-            assert len(await owner.roster(CHANNEL)) == len(people)
-    return {"home": str(homes / people[0][0]), "members": len(people)}
+    seeded = await seed_room(settings, homes, people)
+    return {"home": seeded["members"][0]["home"], "members": len(seeded["members"])}
 
 
 async def client_main(spec: dict[str, Any]) -> None:
