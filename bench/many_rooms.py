@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import bench_channel as channel
 import httpx
-from _common import served, spread
+from _common import CEILING, LABEL, NATIONS, PASSPHRASE, served, spread
 
 from clients.sdk import AttacheClient, Keystore, Messenger, certify_device, enroll
 from protocol import keys
@@ -96,9 +96,7 @@ async def seed_rooms(
     origin = settings.effective_public_url
     people = {
         room_name(r): [
-            (f"{room_name(r)}-{n.lower()}{i}", n)
-            for i in range(PER_NATION)
-            for n in channel.NATIONS
+            (f"{room_name(r)}-{n.lower()}{i}", n) for i in range(PER_NATION) for n in NATIONS
         ]
         for r in range(rooms)
     }
@@ -114,7 +112,7 @@ async def seed_rooms(
                     catalog,
                     username=username,
                     nationality=nation,
-                    clearance=channel.CEILING,
+                    clearance=CEILING,
                     roles=["officer"],
                 )
                 codes[username] = (
@@ -132,11 +130,11 @@ async def seed_rooms(
                         username=username,
                         code=codes[username],
                         device_name=f"{username}-bench",
-                        passphrase=channel.PASSPHRASE,
+                        passphrase=PASSPHRASE,
                         keystore=store,
                         transport=transport,
                     )
-                    device_keys, device = store.device_keys(channel.PASSPHRASE), enrolled.device
+                    device_keys, device = store.device_keys(PASSPHRASE), enrolled.device
                 else:  # a lean listener never opens a key store: the same requests without it
                     device_keys = keys.DeviceKeys.generate()
                     device = await client.enrol(
@@ -162,7 +160,7 @@ async def seed_rooms(
                 await asyncio.gather(*(enrol(u, n, i == 0) for i, (u, n) in enumerate(pairs)))
             )
             async with AttacheClient(origin, token=members[0]["token"], transport=transport) as c:
-                await c.create_channel(name, channel.CEILING)
+                await c.create_channel(name, CEILING)
                 for member in members[1:]:
                     await c.add_member(name, member["username"])
                 assert len(await c.roster(name)) == len(members)
@@ -228,7 +226,7 @@ async def sender_main(spec: dict[str, Any]) -> None:
     submitted: dict[str, float] = {}  # message id -> time of its POST, after all client work
     for entry in spec["senders"]:
         store = Keystore(Path(entry["home"]), kdf=keys.KdfParams.for_tests())
-        messenger = await Messenger.open(store, passphrase=channel.PASSPHRASE)
+        messenger = await Messenger.open(store, passphrase=PASSPHRASE)
         submit = messenger.client.submit_message
 
         async def timed_submit(
@@ -245,7 +243,7 @@ async def sender_main(spec: dict[str, Any]) -> None:
         message_id, start = str(uuid.uuid4()), time.time()
         record: dict[str, Any] = {"channel": name, "scheduled": at, "start": start}
         try:
-            sent = await messenger.send(name, text, label=channel.LABEL, message_id=message_id)
+            sent = await messenger.send(name, text, label=LABEL, message_id=message_id)
         except Exception as exc:
             record["error"] = f"{exc.__class__.__name__}: {exc}"
         else:
@@ -267,7 +265,7 @@ async def sender_main(spec: dict[str, Any]) -> None:
 
     first = []
     for name, _, messenger in senders:  # the first send makes each sender's audience
-        first.append((name, (await messenger.send(name, text, label=channel.LABEL)).seq))
+        first.append((name, (await messenger.send(name, text, label=LABEL)).seq))
     channel._reply(first=first)
     try:
         while (command := await channel._command())[0] != "stop":
